@@ -1,0 +1,201 @@
+# shmbus - one plain Makefile.
+#
+#   make                 libshmbus.so/.a and the shmbus command, in build/
+#   make test            build and run every test; ends with "N passed, N failed, N skipped"
+#   make asan | tsan     the same tests under AddressSanitizer+UBSan / ThreadSanitizer
+#   make fuzz            run the libFuzzer targets longer (FUZZ_SECONDS each)
+#   make run             an end-to-end demo on the default bus root
+#   make bench           benchmarks (see bench/)
+#   make install PREFIX=/usr/local DESTDIR=
+#
+# Dependencies are found with pkg-config.  If one is missing, the build
+# installs it with apt-get when run as root, else prints the exact line.
+
+VERSION   := 1.0.0
+SOVERSION := 1
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BUILD     ?= build
+CC        ?= gcc
+SAN       ?=
+CFLAGS    ?= -O2 -g
+FUZZ_SECONDS ?= 60
+
+PKGS      := liburcu-bp liburcu-cds numa
+TEST_PKGS := cmocka
+# Debian packages that provide them (and the tools the tests use)
+APT_PKGS  := pkg-config liburcu-dev libnuma-dev libcmocka-dev clang util-linux
+
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+ARCH_FLAGS := -mcx16
+endif
+
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
+ifneq ($(SAN),)
+SAN_FLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+# pkg-config is asked once, after the dependency check has run
+DEP_CFLAGS = $(eval DEP_CFLAGS := $$(shell pkg-config --cflags $(PKGS)))$(DEP_CFLAGS)
+DEP_LIBS   = $(eval DEP_LIBS := $$(shell pkg-config --libs $(PKGS)))$(DEP_LIBS)
+TEST_CFLAGS = $(eval TEST_CFLAGS := $$(shell pkg-config --cflags $(TEST_PKGS)))$(TEST_CFLAGS)
+TEST_LIBS  = $(eval TEST_LIBS := $$(shell pkg-config --libs $(TEST_PKGS)))$(TEST_LIBS)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+	-Wno-format-nonliteral
+ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) $(ARCH_FLAGS) -fPIC -fvisibility=hidden \
+	-D_GNU_SOURCE -Iinclude $(DEP_CFLAGS) $(SAN_FLAGS)
+LDLIBS = $(DEP_LIBS) -lpthread
+
+SHM_SRC := $(wildcard shm/*.c)
+LIB_SRC := $(wildcard lib/*.c)
+CLI_SRC := $(wildcard cli/*.c)
+OBJ_SHM := $(SHM_SRC:%.c=$(BUILD)/%.o)
+OBJ_LIB := $(LIB_SRC:%.c=$(BUILD)/%.o)
+OBJ_CLI := $(CLI_SRC:%.c=$(BUILD)/%.o)
+
+STATIC  := $(BUILD)/libshmbus.a
+SHARED  := $(BUILD)/libshmbus.so.$(VERSION)
+CLI     := $(BUILD)/shmbus
+DEPSOK  := $(BUILD)/.deps-ok
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TESTLIB_SRC := $(wildcard tests/lib/*.c)
+OBJ_TESTLIB := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
+
+.PHONY: all test asan tsan fuzz run bench install uninstall clean deps check-deps
+.SECONDARY:
+
+all: $(STATIC) $(SHARED) $(CLI)
+
+# --- dependencies ----------------------------------------------------------
+
+deps: $(DEPSOK)
+
+$(DEPSOK): Makefile
+	@mkdir -p $(@D)
+	@missing=""; \
+	command -v pkg-config >/dev/null 2>&1 || missing="pkg-config"; \
+	for pc in $(PKGS) $(TEST_PKGS); do \
+		pkg-config --exists $$pc 2>/dev/null || missing="$$missing $$pc"; \
+	done; \
+	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
+	if [ -n "$$missing" ]; then \
+		echo "shmbus: missing:$$missing"; \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "shmbus: installing $(APT_PKGS)"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -q $(APT_PKGS) >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && apt-get install -y -q $(APT_PKGS) >/dev/null; } || \
+			{ echo "shmbus: apt-get could not install: $(APT_PKGS)"; exit 1; }; \
+		else \
+			echo "shmbus: install them with:"; \
+			echo "    sudo apt-get install -y $(APT_PKGS)"; \
+			exit 1; \
+		fi; \
+	fi
+	@touch $@
+
+# --- library and command ---------------------------------------------------
+
+$(BUILD)/%.o: %.c $(DEPSOK)
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(STATIC): $(OBJ_SHM) $(OBJ_LIB)
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(SHARED): $(OBJ_SHM) $(OBJ_LIB) lib/libshmbus.map
+	$(call say,LD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,libshmbus.so.$(SOVERSION) \
+		-Wl,--version-script=lib/libshmbus.map -o $@ $(OBJ_SHM) $(OBJ_LIB) $(LDLIBS)
+	$(Q)ln -sf libshmbus.so.$(VERSION) $(BUILD)/libshmbus.so.$(SOVERSION)
+	$(Q)ln -sf libshmbus.so.$(SOVERSION) $(BUILD)/libshmbus.so
+
+$(CLI): $(OBJ_CLI) $(STATIC)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(OBJ_CLI) $(STATIC) $(LDLIBS) -lm
+
+# --- tests -----------------------------------------------------------------
+
+$(BUILD)/tests/%.o: tests/%.c $(DEPSOK)
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests -MMD -MP -c $< -o $@
+
+$(BUILD)/tests/lib/%.o: tests/lib/%.c $(DEPSOK)
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests -MMD -MP -c $< -o $@
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(OBJ_TESTLIB) $(STATIC)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(OBJ_TESTLIB) $(STATIC) $(LDLIBS) $(TEST_LIBS) -lm
+
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(SHM_SRC) $(DEPSOK)
+	@mkdir -p $(@D)
+	$(call say,FUZZ,$@)
+	$(Q)clang -std=gnu11 -O1 -g $(ARCH_FLAGS) -D_GNU_SOURCE -Iinclude $(DEP_CFLAGS) \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-o $@ $< $(SHM_SRC) $(LDLIBS)
+
+test: all $(TESTS) $(FUZZERS)
+	@BUILD=$(BUILD) SHMBUS_CLI=$(abspath $(CLI)) tests/run-tests.sh $(TESTS) -- $(FUZZERS)
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined CFLAGS="-O1 -g" test
+
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread CFLAGS="-O1 -g" \
+		TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp)" test
+
+fuzz: $(FUZZERS)
+	@for f in $(FUZZERS); do \
+		echo "== $$f ($(FUZZ_SECONDS) s)"; \
+		mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			$(BUILD)/fuzz/corpus-$$(basename $$f) tests/fuzz/seeds/$$(basename $$f) || exit 1; \
+	done
+
+# --- run, bench, install ---------------------------------------------------
+
+run: all
+	@$(CLI) demo
+
+bench: all
+	@$(CLI) bench
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
+	install -m 0755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libshmbus.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libshmbus.so.$(SOVERSION)
+	ln -sf libshmbus.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libshmbus.so
+	install -m 0644 include/shmbus.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		-e 's|@REQUIRES@|$(PKGS)|g' lib/shmbus.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libshmbus.* $(DESTDIR)$(PREFIX)/include/shmbus.h \
+		$(DESTDIR)$(PREFIX)/bin/shmbus $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

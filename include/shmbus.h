@@ -1,0 +1,439 @@
+/*
+ * shmbus.h - the public API of libshmbus, a shared-memory message bus.
+ *
+ * Kafka's model on one host: topics split into partitions, each an
+ * append-only log with dense offsets; records with a key, a value, a
+ * timestamp and headers; consumer groups with committed offsets.
+ * Producers and consumers append and read straight in shared memory:
+ * no system call and no daemon on the data path.
+ *
+ * Conventions
+ *  - Every call returns 0 or a count >= 0 on success, -errno on failure.
+ *    shmbus_strerror() names bus-specific meanings; shmbus_errmsg() holds
+ *    the detailed message of this thread's last failure (it names the
+ *    object and the fix).  Output parameters are written only on success.
+ *  - Options structs begin with `size_t sz`; fill them with SHMBUS_OPTS
+ *    so the library reads only the fields your build knows.  A NULL
+ *    options pointer means all defaults.  Zero means default everywhere.
+ *  - Destructors accept NULL.
+ *  - The library never logs and never aborts the process.
+ *  - Each function states its thread and process safety.
+ */
+#ifndef SHMBUS_H
+#define SHMBUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMBUS_API __attribute__((visibility("default")))
+
+#define SHMBUS_VERSION_MAJOR 1
+#define SHMBUS_VERSION_MINOR 0
+#define SHMBUS_VERSION_PATCH 0
+
+/* Declare and fill an options struct: SHMBUS_OPTS(shmbus_consumer_opts, o, .group = "billing"); */
+#define SHMBUS_OPTS(TYPE, NAME, ...) \
+	struct TYPE NAME = { .sz = sizeof(struct TYPE), __VA_ARGS__ }
+
+typedef struct shmbus shmbus;
+typedef struct shmbus_producer shmbus_producer;
+typedef struct shmbus_consumer shmbus_consumer;
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+
+/*
+ * Codes with a bus-specific meaning (all are negated errno values):
+ *   -EAGAIN     backpressure: a registered consumer has not read the bytes
+ *   -ERANGE     offset out of range: overwritten, retired, or past the end
+ *   -EIDRM      the topic was deleted (or deleted and recreated)
+ *   -ECANCELED  a claim was aborted by an unblocker (producer too slow)
+ *   -EMSGSIZE   record larger than half the partition's ring
+ *   -EBADMSG    damaged data in shared memory
+ *   -ENOENT     no such topic, partition or group
+ *   -EEXIST     topic exists
+ *   -ENOSPC     no room: filesystem full, or a table is full
+ *   -EPROTO     file of another format version
+ *   -EROFS      partition mapped read-only, or a replica
+ * Safe from any thread.
+ */
+SHMBUS_API const char *shmbus_strerror(int err);
+
+/* The detailed message of this thread's last failed call ("" if none). */
+SHMBUS_API const char *shmbus_errmsg(void);
+
+/* ------------------------------------------------------------------ */
+/* The bus                                                             */
+
+struct shmbus_open_opts {
+	size_t sz;
+	const char *root;   /* NULL: $SHMBUS_ROOT, else the default root */
+	bool no_create;     /* fail with -ENOENT instead of creating the root */
+};
+
+/*
+ * Write the default root into buf: $SHMBUS_ROOT, else
+ * $XDG_RUNTIME_DIR/shmbus, else /dev/shm/shmbus-$UID.  Returns its
+ * length or -ENAMETOOLONG.  Safe from any thread.
+ */
+SHMBUS_API int shmbus_default_root(char *buf, size_t len);
+
+/*
+ * Open a bus root (creating it unless opts->no_create).  The handle is
+ * safe to share between threads; open one per process (after fork(),
+ * open a new one in the child).
+ */
+SHMBUS_API int shmbus_open(const struct shmbus_open_opts *opts, shmbus **ret);
+
+/* Close the bus.  Producers and consumers made from it must be freed
+ * first.  NULL is a no-op. */
+SHMBUS_API void shmbus_close(shmbus *bus);
+
+/* The root directory this bus serves. */
+SHMBUS_API const char *shmbus_root(const shmbus *bus);
+
+/* ------------------------------------------------------------------ */
+/* Topics                                                              */
+
+enum shmbus_policy {
+	SHMBUS_POLICY_OVERWRITE = 0,    /* the oldest records are overwritten (default) */
+	SHMBUS_POLICY_BACKPRESSURE = 1, /* producers wait for registered consumers */
+};
+
+#define SHMBUS_DEFAULT_CAPACITY (16ULL << 20)
+
+struct shmbus_topic_opts {
+	size_t sz;
+	uint32_t partitions;        /* 0: 1 */
+	uint64_t capacity;          /* ring bytes per partition, a power of two; 0: 16 MiB */
+	uint64_t index_capacity;    /* offset index slots; 0: capacity / 64 */
+	enum shmbus_policy policy;
+	bool numa_bind;             /* bind the partitions to numa_node */
+	int numa_node;
+	int64_t retention_ms;       /* 0: bounded by the ring only (enforced by shmbusd) */
+	unsigned mode;              /* partition file mode; 0: 0660 */
+};
+
+/* Create a topic.  Safe from any thread and process (serialised by the
+ * root's admin lock).  -EEXIST, -EINVAL (bad name or option), -ENOSPC. */
+SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,
+				   const struct shmbus_topic_opts *opts);
+
+/* Delete a topic: its partitions are marked deleted (their users get
+ * -EIDRM) and their files removed.  Safe from any thread and process. */
+SHMBUS_API int shmbus_topic_delete(shmbus *bus, const char *name);
+
+struct shmbus_topic_info {
+	char name[256];
+	uint64_t id;
+	uint32_t partitions;
+	uint64_t capacity;
+	uint64_t index_capacity;
+	enum shmbus_policy policy;
+	int numa_node;              /* -1: not bound */
+	int64_t retention_ms;
+	int64_t created_ns;         /* CLOCK_REALTIME */
+};
+
+/* Describe a topic.  Lock-free; safe from any thread. */
+SHMBUS_API int shmbus_topic_describe(shmbus *bus, const char *name,
+				     struct shmbus_topic_info *ret);
+
+/* Copy up to max topics into out; returns the number of topics (which
+ * may exceed max).  Lock-free; safe from any thread. */
+SHMBUS_API int shmbus_topic_list(shmbus *bus, struct shmbus_topic_info *out, size_t max);
+
+struct shmbus_partition_info {
+	uint64_t low;               /* lowest readable offset */
+	uint64_t high;              /* end offset: the next to be appended */
+	uint64_t tail;              /* bytes ever appended (absolute position) */
+	uint64_t capacity;
+	uint64_t epoch;
+	uint64_t mirrored;          /* offset mirrored to other hosts */
+	uint64_t aborted_claims;
+	uint64_t lapped_reads;
+	uint64_t backpressure_blocks;
+	uint64_t recoveries;
+	uint64_t recovered_cut;
+	uint32_t registered_consumers;
+	uint32_t min_consumer_lag;  /* of registered consumers (backpressure) */
+	enum shmbus_policy policy;
+	bool deleted;
+};
+
+/* Lock-free; safe from any thread. */
+SHMBUS_API int shmbus_partition_info(shmbus *bus, const char *topic, uint32_t partition,
+				     struct shmbus_partition_info *ret);
+
+struct shmbus_recovery {
+	uint64_t first_offset;      /* lowest readable offset after the scan */
+	uint64_t end_offset;        /* the end offset after the scan */
+	uint64_t frames;            /* committed records checked */
+	uint64_t aborted;           /* dead claims turned into aborts */
+	uint64_t cut;               /* offsets cut at the tail */
+	uint64_t cut_bytes;
+	bool rebuilt;               /* index and claim word rebuilt from the data */
+	char reason[200];           /* why the tail was cut ("" if not) */
+};
+
+/*
+ * Scan a partition, check every record (offsets, lengths, CRC32C), turn
+ * claims of dead producers into aborts, rebuild its index and cut the
+ * tail at the first invalid record.  Run only while no producer appends
+ * (shmbusd does it at start-up).  Takes the root's admin lock.
+ */
+SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t partition,
+					struct shmbus_recovery *ret);
+
+/* ------------------------------------------------------------------ */
+/* Records                                                             */
+
+/* A record header: a name and a nullable value (Kafka's). */
+struct shmbus_header {
+	const char *name;
+	size_t name_len;
+	const void *value;          /* NULL: a null value */
+	size_t value_len;
+};
+
+/* A record to send. */
+struct shmbus_record {
+	const void *key;            /* NULL: no key (partitioned round-robin) */
+	size_t key_len;
+	const void *value;          /* NULL: a null value (tombstone) */
+	size_t value_len;
+	const struct shmbus_header *headers;
+	size_t header_count;
+	int64_t timestamp_ns;       /* 0: now (CLOCK_REALTIME) */
+};
+
+#define SHMBUS_PARTITION_ANY (-1) /* by key (Kafka's murmur2), else round-robin */
+
+/* ------------------------------------------------------------------ */
+/* Producers                                                           */
+
+struct shmbus_producer_opts {
+	size_t sz;
+	bool block;                 /* backpressure: wait for room instead of -EAGAIN */
+	int block_timeout_ms;       /* with block: give up after this (0: forever) */
+};
+
+/*
+ * A producer appends to the partitions of one topic.  A producer is used
+ * by one thread at a time: make one per thread.  Any number of producers
+ * in any number of processes append to one partition at once, lock-free.
+ */
+SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
+				   const struct shmbus_producer_opts *opts, shmbus_producer **ret);
+SHMBUS_API void shmbus_producer_free(shmbus_producer *p);
+
+/* Number of partitions of the producer's topic. */
+SHMBUS_API int shmbus_producer_partitions(const shmbus_producer *p);
+
+/* The partition Kafka's default partitioner (the Java client's murmur2)
+ * picks for key; -EINVAL for a NULL key. */
+SHMBUS_API int shmbus_producer_partition_for(const shmbus_producer *p, const void *key,
+					     size_t key_len);
+
+/*
+ * Append one record to `partition` (or SHMBUS_PARTITION_ANY).  Returns the
+ * partition it went to, with its offset in *ret_offset (may be NULL).
+ */
+SHMBUS_API int shmbus_producer_send(shmbus_producer *p, int32_t partition,
+				    const struct shmbus_record *rec, uint64_t *ret_offset);
+
+/*
+ * Append n records.  Consecutive records for one partition are claimed
+ * together (one compare-and-swap per run that fits before the ring's
+ * end).  Returns how many were appended, in order: fewer than n only if
+ * an error stopped the batch after some were appended.
+ */
+SHMBUS_API int shmbus_producer_send_batch(shmbus_producer *p, int32_t partition,
+					  const struct shmbus_record *recs, size_t n);
+
+/* A zero-copy claim: write up to value_cap bytes at value, then commit. */
+struct shmbus_claim {
+	void *value;
+	size_t value_cap;
+	uint64_t offset;
+	int32_t partition;
+	uint64_t priv[6];
+};
+
+/*
+ * Claim room for one record: its key, headers and timestamp are taken
+ * from meta (meta->value is ignored); the value is written in place.
+ * Consumers of the partition wait at this offset until it is committed
+ * or aborted, so commit promptly.
+ */
+SHMBUS_API int shmbus_producer_claim(shmbus_producer *p, int32_t partition,
+				     const struct shmbus_record *meta, size_t value_cap,
+				     struct shmbus_claim *ret);
+
+/* Publish a claim with its final value length (<= value_cap). */
+SHMBUS_API int shmbus_producer_commit(shmbus_producer *p, struct shmbus_claim *c,
+				      size_t value_len);
+
+/* Give a claim up: consumers skip its offset. */
+SHMBUS_API int shmbus_producer_abort(shmbus_producer *p, struct shmbus_claim *c);
+
+/* ------------------------------------------------------------------ */
+/* Consumers                                                           */
+
+enum shmbus_reset {
+	SHMBUS_RESET_LATEST = 0,    /* on a lost offset, jump to the end (Kafka's default) */
+	SHMBUS_RESET_EARLIEST = 1,  /* jump to the oldest record still held */
+	SHMBUS_RESET_ERROR = 2,     /* poll returns -ERANGE */
+};
+
+struct shmbus_consumer_opts {
+	size_t sz;
+	const char *group;          /* name for committed offsets (NULL: none) */
+	const char *name;           /* label shown by `shmbus stats` */
+	enum shmbus_reset reset;
+	bool copy;                  /* poll copies records out (else zero-copy views) */
+	bool check_crc;             /* verify every record's CRC32C */
+	bool no_register;           /* backpressure topics: do not hold producers back */
+	int spin_us;                /* busy-poll before sleeping; 0: 20 us; < 0: none */
+	int unblock_timeout_ms;     /* abort a dead producer's claim after this; 0: 1000 */
+	/* Called (from poll) when records were lost to a lap or retention. */
+	void (*on_lapped)(void *ctx, const char *topic, int32_t partition,
+			  uint64_t lost_from, uint64_t resumed_at);
+	void *ctx;
+};
+
+#define SHMBUS_OFFSET_END        (-1)
+#define SHMBUS_OFFSET_BEGINNING  (-2)
+#define SHMBUS_OFFSET_COMMITTED  (-3) /* the group's committed offset, else the reset policy */
+
+/*
+ * A consumer reads any set of partitions.  Used by one thread at a time;
+ * any number of consumers in any processes read one partition at once.
+ */
+SHMBUS_API int shmbus_consumer_new(shmbus *bus, const struct shmbus_consumer_opts *opts,
+				   shmbus_consumer **ret);
+SHMBUS_API void shmbus_consumer_free(shmbus_consumer *c);
+
+/* Start reading `partition` of `topic` (SHMBUS_PARTITION_ANY: all of
+ * them) at `offset` (>= 0, or SHMBUS_OFFSET_*). */
+SHMBUS_API int shmbus_consumer_assign(shmbus_consumer *c, const char *topic, int32_t partition,
+				      int64_t offset);
+SHMBUS_API int shmbus_consumer_unassign(shmbus_consumer *c, const char *topic,
+					int32_t partition);
+
+/* Move to an offset (>= 0, or SHMBUS_OFFSET_BEGINNING/END); -ERANGE if
+ * it is no longer (or not yet) held. */
+SHMBUS_API int shmbus_consumer_seek(shmbus_consumer *c, const char *topic, int32_t partition,
+				    int64_t offset);
+
+/* Move to the first record with a timestamp >= ts_ns (the end if none). */
+SHMBUS_API int shmbus_consumer_seek_timestamp(shmbus_consumer *c, const char *topic,
+					      int32_t partition, int64_t ts_ns);
+
+/* The next offset this consumer will read. */
+SHMBUS_API int shmbus_consumer_position(shmbus_consumer *c, const char *topic,
+					int32_t partition, uint64_t *ret);
+
+/* Records between the position and the end (summed over the topic's
+ * assigned partitions for SHMBUS_PARTITION_ANY). */
+SHMBUS_API int shmbus_consumer_lag(shmbus_consumer *c, const char *topic, int32_t partition,
+				   uint64_t *ret);
+
+/* A record as poll returns it. */
+struct shmbus_message {
+	const char *topic;
+	int32_t partition;
+	uint16_t flags;             /* SHMBUS_MSG_* */
+	uint64_t offset;
+	int64_t timestamp_ns;
+	const void *key;
+	size_t key_len;
+	const void *value;
+	size_t value_len;
+	size_t header_count;        /* read them with shmbus_message_header() */
+	const void *headers_raw;
+	size_t headers_raw_len;
+	uintptr_t priv[2];
+};
+
+#define SHMBUS_MSG_KEY_NULL   0x1
+#define SHMBUS_MSG_VALUE_NULL 0x2
+
+/*
+ * Wait up to timeout_ms (-1: forever, 0: not at all) for records and
+ * return up to max of them from the assigned partitions, in offset order
+ * within each partition.  Returns the count, 0 on timeout, or -errno
+ * (-ERANGE with SHMBUS_RESET_ERROR, -EIDRM, -EBADMSG).
+ *
+ * Without opts.copy the messages are views into shared memory, valid
+ * until the next poll.  On an overwrite topic a producer may overwrite a
+ * view's bytes once it is a whole ring behind: check
+ * shmbus_message_valid() after using one (each record was whole when
+ * poll returned it).  On a backpressure topic a registered consumer's
+ * views stay intact until its next poll.  With opts.copy the records are
+ * copied into the consumer's buffer, valid until the next poll.
+ */
+SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *msgs, size_t max,
+				    int timeout_ms);
+
+/* 0 if the bytes behind a zero-copy message are still intact, else
+ * -ERANGE.  Lock-free. */
+SHMBUS_API int shmbus_message_valid(const struct shmbus_message *m);
+
+/* The i-th header of a message (0 or -ENOENT, -EBADMSG). */
+SHMBUS_API int shmbus_message_header(const struct shmbus_message *m, size_t i,
+				     struct shmbus_header *ret);
+
+/* The last header named name (Kafka's lastHeader), or -ENOENT. */
+SHMBUS_API int shmbus_message_header_last(const struct shmbus_message *m, const char *name,
+					  struct shmbus_header *ret);
+
+/* Commit the current positions of every assigned partition to the group. */
+SHMBUS_API int shmbus_consumer_commit(shmbus_consumer *c);
+
+/* Commit one offset (the next to read) for a partition to the group. */
+SHMBUS_API int shmbus_consumer_commit_offset(shmbus_consumer *c, const char *topic,
+					     int32_t partition, uint64_t offset);
+
+/* The group's committed offset, or -ENOENT. */
+SHMBUS_API int shmbus_consumer_committed(shmbus_consumer *c, const char *topic,
+					 int32_t partition, uint64_t *ret);
+
+struct shmbus_consumer_stats {
+	uint64_t delivered;         /* records returned by poll */
+	uint64_t laps;              /* times an offset was lost to a lap or retention */
+	uint64_t lost;              /* offsets skipped because of those */
+	uint64_t aborted_skipped;   /* offsets passed over as aborted claims */
+	uint64_t unblocked;         /* stalled claims this consumer aborted */
+	uint64_t crc_errors;        /* records refused for a bad CRC (check_crc) */
+	uint64_t waits;             /* times poll slept on a futex */
+};
+
+SHMBUS_API int shmbus_consumer_stats(const shmbus_consumer *c, struct shmbus_consumer_stats *ret);
+
+/* ------------------------------------------------------------------ */
+/* Groups                                                              */
+
+/* Visit each group of the root.  Safe from any thread. */
+SHMBUS_API int shmbus_group_list(shmbus *bus, int (*fn)(void *ctx, const char *group), void *ctx);
+
+/* Visit each committed offset of a group (topics that no longer exist are
+ * skipped).  Safe from any thread. */
+SHMBUS_API int shmbus_group_offsets(shmbus *bus, const char *group,
+				    int (*fn)(void *ctx, const char *topic, int32_t partition,
+					      uint64_t offset, int64_t commit_ns),
+				    void *ctx);
+
+/* Delete a group's committed offsets. */
+SHMBUS_API int shmbus_group_delete(shmbus *bus, const char *group);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

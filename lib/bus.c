@@ -1,0 +1,187 @@
+/*
+ * bus.c - opening a bus root, and error texts.
+ *
+ * A root is a directory holding the bus file, topics/ and groups/.  The
+ * library works on it alone (embedded mode, like SQLite: admin calls take
+ * the root's lock); shmbusd, when it runs, adds supervision.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+SHMBUS_API const char *shmbus_strerror(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case 0:
+		return "success";
+	case EAGAIN:
+		return "no room: a registered consumer has not read the records a new one would overwrite";
+	case ERANGE:
+		return "offset out of range: no longer held, or not yet appended";
+	case EIDRM:
+		return "the topic was deleted";
+	case ECANCELED:
+		return "the claim was aborted: the producer stalled past the unblock timeout";
+	case EMSGSIZE:
+		return "record larger than half the partition's ring";
+	case EBADMSG:
+		return "damaged data in shared memory";
+	case EPROTO:
+		return "file of another shmbus format version";
+	case EROFS:
+		return "partition is read-only here (mapped read-only, or a replica)";
+	default:
+		return strerror(err < 0 ? -err : err);
+	}
+}
+
+SHMBUS_API const char *shmbus_errmsg(void)
+{
+	return shm_errmsg();
+}
+
+SHMBUS_API int shmbus_default_root(char *buf, size_t len)
+{
+	const char *env = getenv("SHMBUS_ROOT"), *xdg = getenv("XDG_RUNTIME_DIR");
+	int n;
+
+	if (env && *env)
+		n = snprintf(buf, len, "%s", env);
+	else if (xdg && *xdg && access(xdg, W_OK) == 0)
+		n = snprintf(buf, len, "%s/shmbus", xdg);
+	else
+		n = snprintf(buf, len, "/dev/shm/shmbus-%u", (unsigned)getuid());
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	return n;
+}
+
+static int open_subdir(int rootfd, const char *name, bool create, const char *root)
+{
+	int fd;
+
+	if (create && mkdirat(rootfd, name, 0770) < 0 && errno != EEXIST)
+		return lib_err(-errno, "cannot create %s/%s: %s", root, name, strerror(errno));
+	fd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return lib_err(-errno, "cannot open %s/%s: %s", root, name, strerror(errno));
+	return fd;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof tmp, "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+SHMBUS_API int shmbus_open(const struct shmbus_open_opts *opts, shmbus **ret)
+{
+	struct shmbus_open_opts o;
+	shmbus *bus;
+	int rc;
+
+	OPTS_COPY(o, opts);
+	bus = calloc(1, sizeof *bus);
+	if (!bus)
+		return -ENOMEM;
+	bus->rootfd = bus->topicsfd = bus->groupsfd = -1;
+	if (o.root && *o.root)
+		snprintf(bus->root, sizeof bus->root, "%s", o.root);
+	else if (shmbus_default_root(bus->root, sizeof bus->root) < 0) {
+		free(bus);
+		return lib_err(-ENAMETOOLONG, "the default bus root path is too long; set SHMBUS_ROOT");
+	}
+	if (!o.no_create && (rc = mkdir_p(bus->root, 0770)) < 0) {
+		rc = lib_err(rc, "cannot create bus root %s: %s; pass another root (--root or "
+			     "SHMBUS_ROOT)", bus->root, strerror(-rc));
+		goto fail;
+	}
+	bus->rootfd = open(bus->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (bus->rootfd < 0) {
+		rc = errno == ENOENT ? lib_err(-ENOENT, "bus root %s does not exist; create it by "
+					       "opening the bus without no_create", bus->root)
+				     : lib_err(-errno, "cannot open bus root %s: %s", bus->root,
+					       strerror(errno));
+		goto fail;
+	}
+	rc = dir_open(bus->rootfd, !o.no_create, &bus->dir);
+	if (rc) {
+		if (rc == -ENOENT)
+			rc = lib_err(-ENOENT, "%s is not a bus root (no bus file)", bus->root);
+		goto fail;
+	}
+	rc = open_subdir(bus->rootfd, "topics", true, bus->root);
+	if (rc < 0)
+		goto fail;
+	bus->topicsfd = rc;
+	rc = open_subdir(bus->rootfd, "groups", true, bus->root);
+	if (rc < 0)
+		goto fail;
+	bus->groupsfd = rc;
+	pthread_mutex_init(&bus->admin, NULL);
+	pthread_mutex_init(&bus->sweep_lock, NULL);
+	rc = cache_init(bus);
+	if (rc)
+		goto fail;
+	*ret = bus;
+	return 0;
+fail:
+	shmbus_close(bus);
+	return rc;
+}
+
+SHMBUS_API void shmbus_close(shmbus *bus)
+{
+	if (!bus)
+		return;
+	cache_destroy(bus);
+	dir_close(&bus->dir);
+	if (bus->topicsfd >= 0)
+		close(bus->topicsfd);
+	if (bus->groupsfd >= 0)
+		close(bus->groupsfd);
+	if (bus->rootfd >= 0)
+		close(bus->rootfd);
+	free(bus);
+}
+
+SHMBUS_API const char *shmbus_root(const shmbus *bus)
+{
+	return bus->root;
+}
+
+int topic_lookup(shmbus *bus, const char *name, struct bus_topic *ret)
+{
+	if (!name || !dir_name_valid(name))
+		return lib_err(-EINVAL, "\"%s\" is not a valid topic name: use 1 to 249 of "
+			       "[A-Za-z0-9._-]", name ? name : "(null)");
+	if (dir_lookup(&bus->dir, name, ret) < 0)
+		return lib_err(-ENOENT, "topic \"%s\" does not exist in %s; create it with "
+			       "`shmbus topic create %s`", name, bus->root, name);
+	return 0;
+}
+
+int check_partition(const char *topic, uint32_t n, int32_t partition)
+{
+	if (partition < 0 || (uint32_t)partition >= n)
+		return lib_err(-EINVAL, "topic \"%s\" has %u partition%s (0..%u), not %d", topic, n,
+			       n == 1 ? "" : "s", n - 1, partition);
+	return 0;
+}

@@ -1,0 +1,85 @@
+/*
+ * internal.h - what the files of libshmbus share: the bus handle, the
+ * per-process cache of mapped partitions, and error helpers.
+ */
+#ifndef SHMBUS_LIB_INTERNAL_H
+#define SHMBUS_LIB_INTERNAL_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <urcu-bp.h>
+#include <urcu/rculfhash.h>
+#include <urcu/ref.h>
+
+#include "shmbus.h"
+#include "../shm/directory.h"
+#include "../shm/error.h"
+#include "../shm/groups.h"
+#include "../shm/partition.h"
+
+/* Copy the caller's options struct: only the fields its `sz` covers. */
+#define OPTS_COPY(dst, src)                                                      \
+	do {                                                                     \
+		memset(&(dst), 0, sizeof(dst));                                  \
+		if (src) {                                                       \
+			size_t n_ = (src)->sz < sizeof(dst) ? (src)->sz : sizeof(dst); \
+			memcpy(&(dst), (src), n_);                               \
+		}                                                                \
+		(dst).sz = sizeof(dst);                                          \
+	} while (0)
+
+struct shmbus {
+	char root[PATH_MAX];
+	int rootfd;
+	int topicsfd;
+	int groupsfd;
+	struct bus_dir dir;
+	struct cds_lfht *maps;      /* {topic id, partition} -> struct pmap */
+	pthread_mutex_t admin;      /* serialises this process's admin calls; the
+				     * flock serialises processes */
+	pthread_mutex_t sweep_lock;
+	uint64_t swept_gen;         /* directory generation the cache matches */
+};
+
+/*
+ * A mapped partition, shared by every producer and consumer of the
+ * process.  Found in bus->maps under rcu_read_lock; held with a
+ * reference.  The cache holds one reference while the entry is in the
+ * table; the mapping is released by call_rcu once the last is dropped.
+ */
+struct pmap {
+	struct cds_lfht_node node;
+	struct rcu_head rcu;
+	struct urcu_ref ref;
+	uint64_t topic_id;
+	uint32_t partition;
+	struct part part;
+};
+
+/* Map (or find mapped) partition `partition` of topic `t`. */
+int cache_get(shmbus *bus, const struct bus_topic *t, uint32_t partition, struct pmap **ret);
+void cache_put(struct pmap *m);
+
+/* Drop cached partitions of topics no longer in the directory. */
+void cache_sweep(shmbus *bus);
+int cache_init(shmbus *bus);
+void cache_destroy(shmbus *bus);
+
+/* Look a topic up, with an error message naming it and the fix. */
+int topic_lookup(shmbus *bus, const char *name, struct bus_topic *ret);
+
+/* The partition index of `partition` in a topic of `n`, with a message. */
+int check_partition(const char *topic, uint32_t n, int32_t partition);
+
+/* Kafka's murmur2 partitioner (the Java client's). */
+uint32_t murmur2(const void *key, size_t len);
+uint32_t murmur2_partition(const void *key, size_t len, uint32_t partitions);
+
+/* Record an error message and return err. */
+#define lib_err(err, ...) shm_err((err), __VA_ARGS__)
+
+#endif

@@ -1,0 +1,361 @@
+/*
+ * producer.c - appending records to a topic's partitions.
+ *
+ * A producer maps every partition of its topic once (through the
+ * process's cache) and keeps one writer per partition; the data path is
+ * shm/append.c with no lock, no system call and no allocation (header
+ * encoding reuses a scratch buffer).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "../shm/append.h"
+#include "../shm/clock.h"
+
+struct pwriter {
+	struct pmap *m;
+	struct part_writer w;
+};
+
+struct shmbus_producer {
+	shmbus *bus;
+	struct bus_topic topic;
+	uint32_t nparts;
+	struct pwriter *parts;
+	uint32_t rr;              /* round-robin for records without a key */
+	unsigned flags;           /* PART_APPEND_BLOCK */
+	int block_timeout_ms;
+	uint8_t *scratch;         /* encoded record headers */
+	size_t scratch_cap;
+	struct part_rec recs[64]; /* a batch run, converted */
+};
+
+SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
+				   const struct shmbus_producer_opts *opts, shmbus_producer **ret)
+{
+	struct shmbus_producer_opts o;
+	shmbus_producer *p;
+	int rc;
+
+	OPTS_COPY(o, opts);
+	p = calloc(1, sizeof *p);
+	if (!p)
+		return -ENOMEM;
+	p->bus = bus;
+	rc = topic_lookup(bus, topic, &p->topic);
+	if (rc)
+		goto fail;
+	p->parts = calloc(p->topic.partitions, sizeof *p->parts);
+	if (!p->parts) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (uint32_t i = 0; i < p->topic.partitions; i++, p->nparts++) {
+		rc = cache_get(bus, &p->topic, i, &p->parts[i].m);
+		if (rc)
+			goto fail;
+		part_writer_init(&p->parts[i].w, &p->parts[i].m->part);
+	}
+	p->flags = o.block ? PART_APPEND_BLOCK : 0;
+	p->block_timeout_ms = o.block_timeout_ms;
+	*ret = p;
+	return 0;
+fail:
+	shmbus_producer_free(p);
+	return rc;
+}
+
+SHMBUS_API void shmbus_producer_free(shmbus_producer *p)
+{
+	if (!p)
+		return;
+	for (uint32_t i = 0; i < p->nparts; i++)
+		cache_put(p->parts[i].m);
+	free(p->parts);
+	free(p->scratch);
+	free(p);
+}
+
+SHMBUS_API int shmbus_producer_partitions(const shmbus_producer *p)
+{
+	return (int)p->nparts;
+}
+
+SHMBUS_API int shmbus_producer_partition_for(const shmbus_producer *p, const void *key,
+					     size_t key_len)
+{
+	if (!key)
+		return -EINVAL;
+	return (int)murmur2_partition(key, key_len, p->nparts);
+}
+
+static int pick(shmbus_producer *p, int32_t partition, const struct shmbus_record *r)
+{
+	if (partition >= 0) {
+		if ((uint32_t)partition >= p->nparts)
+			return check_partition(p->topic.name, p->nparts, partition);
+		return partition;
+	}
+	if (partition != SHMBUS_PARTITION_ANY)
+		return check_partition(p->topic.name, p->nparts, partition);
+	if (r->key)
+		return (int)murmur2_partition(r->key, r->key_len, p->nparts);
+	return (int)(p->rr++ % p->nparts);
+}
+
+static int grow_scratch(shmbus_producer *p, size_t need)
+{
+	uint8_t *n;
+
+	if (need <= p->scratch_cap)
+		return 0;
+	n = realloc(p->scratch, need);
+	if (!n)
+		return -ENOMEM;
+	p->scratch = n;
+	p->scratch_cap = need;
+	return 0;
+}
+
+static int64_t headers_size(const struct shmbus_record *r)
+{
+	/* struct shmbus_header and struct frame_kv have the same layout */
+	_Static_assert(sizeof(struct shmbus_header) == sizeof(struct frame_kv), "header layouts");
+	return r->header_count ? frame_headers_size((const struct frame_kv *)r->headers,
+						     r->header_count)
+			       : 0;
+}
+
+/* Fill a part_rec from a record; its encoded headers go to `hdr_at`. */
+static int convert(shmbus_producer *p, const struct shmbus_record *r, uint8_t *hdr_at,
+		   int64_t hsize, int64_t now, struct part_rec *out)
+{
+	if (r->key_len > UINT32_MAX / 2 || r->value_len > UINT32_MAX / 2)
+		return lib_err(-EMSGSIZE, "record for topic \"%s\" is too large (key %zu, value %zu "
+			       "bytes)", p->topic.name, r->key_len, r->value_len);
+	*out = (struct part_rec){
+		.key = r->key, .key_len = r->key ? (uint32_t)r->key_len : 0,
+		.value = r->value, .value_len = r->value ? (uint32_t)r->value_len : 0,
+		.headers = hdr_at, .headers_len = (uint32_t)hsize,
+		.header_count = (uint16_t)r->header_count,
+		.flags = (uint16_t)((r->key ? 0 : FRAME_F_KEY_NULL) | (r->value ? 0 : FRAME_F_VALUE_NULL)),
+		.timestamp_ns = r->timestamp_ns ? r->timestamp_ns : now,
+	};
+	if (hsize)
+		frame_headers_encode(hdr_at, (const struct frame_kv *)r->headers, r->header_count);
+	return 0;
+}
+
+static int append_error(shmbus_producer *p, uint32_t part, int rc)
+{
+	const struct part *pt = &p->parts[part].m->part;
+
+	switch (rc) {
+	case -EIDRM:
+		return lib_err(rc, "topic \"%s\" was deleted; make a new producer once it is "
+			       "recreated", p->topic.name);
+	case -EAGAIN:
+		return lib_err(rc, "partition %s/%u is full: a registered consumer has not read "
+			       "the oldest records (backpressure); retry later, or set "
+			       "opts.block to wait", p->topic.name, part);
+	case -EMSGSIZE:
+		return lib_err(rc, "record is larger than half the ring of %s/%u (%llu bytes); "
+			       "recreate the topic with a larger --capacity", p->topic.name, part,
+			       (unsigned long long)pt->max_frame);
+	case -ECANCELED:
+		return lib_err(rc, "a claim on %s/%u was aborted by an unblocker: this producer "
+			       "stalled longer than the unblock timeout", p->topic.name, part);
+	case -EROFS:
+		return lib_err(rc, "partition %s/%u is read-only here (no write permission, or a "
+			       "mirror replica)", p->topic.name, part);
+	default:
+		return rc;
+	}
+}
+
+static int64_t deadline(const shmbus_producer *p)
+{
+	if (!(p->flags & PART_APPEND_BLOCK) || p->block_timeout_ms <= 0)
+		return 0;
+	return mono_ns() + (int64_t)p->block_timeout_ms * 1000000;
+}
+
+SHMBUS_API int shmbus_producer_send(shmbus_producer *p, int32_t partition,
+				    const struct shmbus_record *rec, uint64_t *ret_offset)
+{
+	int64_t hsize = headers_size(rec);
+	struct part_rec r;
+	uint64_t off;
+	int part, rc;
+
+	part = pick(p, partition, rec);
+	if (part < 0)
+		return part;
+	if (hsize < 0)
+		return lib_err((int)hsize, "record headers are invalid or too large");
+	if (hsize && grow_scratch(p, (size_t)hsize))
+		return -ENOMEM;
+	rc = convert(p, rec, p->scratch, hsize, rec->timestamp_ns ? 0 : real_ns(), &r);
+	if (rc)
+		return rc;
+	rc = part_append(&p->parts[part].w, &r, 1, p->flags, deadline(p), &off);
+	if (rc < 0)
+		return append_error(p, (uint32_t)part, rc);
+	if (ret_offset)
+		*ret_offset = off;
+	return part;
+}
+
+/* Append recs[0..n), all for partition `part`, in runs of 64. */
+static int send_run(shmbus_producer *p, uint32_t part, const struct shmbus_record *recs,
+		    size_t n, int64_t now)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		size_t m = n - done < 64 ? n - done : 64, hbytes = 0;
+		int64_t sizes[64];
+		uint64_t first;
+		int rc;
+
+		for (size_t i = 0; i < m; i++) {
+			sizes[i] = headers_size(&recs[done + i]);
+			if (sizes[i] < 0)
+				return done ? (int)done : lib_err((int)sizes[i], "record headers are "
+								  "invalid or too large");
+			hbytes += (size_t)sizes[i];
+		}
+		if (hbytes && grow_scratch(p, hbytes))
+			return done ? (int)done : -ENOMEM;
+		hbytes = 0;
+		for (size_t i = 0; i < m; i++) {
+			rc = convert(p, &recs[done + i], p->scratch + hbytes, sizes[i], now, &p->recs[i]);
+			if (rc)
+				return done ? (int)done : rc;
+			hbytes += (size_t)sizes[i];
+		}
+		rc = part_append(&p->parts[part].w, p->recs, m, p->flags, deadline(p), &first);
+		if (rc < 0)
+			return done ? (int)done : append_error(p, part, rc);
+		done += (size_t)rc;
+		if ((size_t)rc < m)
+			return (int)done;
+	}
+	return (int)done;
+}
+
+SHMBUS_API int shmbus_producer_send_batch(shmbus_producer *p, int32_t partition,
+					  const struct shmbus_record *recs, size_t n)
+{
+	int64_t now = real_ns();
+	size_t done = 0;
+
+	while (done < n) {
+		int part = pick(p, partition, &recs[done]), rc;
+		size_t run = 1;
+
+		if (part < 0)
+			return done ? (int)done : part;
+		/* consecutive records bound for the same partition go together */
+		while (done + run < n && partition == SHMBUS_PARTITION_ANY && recs[done + run].key &&
+		       recs[done].key &&
+		       murmur2_partition(recs[done + run].key, recs[done + run].key_len, p->nparts) ==
+			       (uint32_t)part)
+			run++;
+		if (partition >= 0)
+			run = n - done;
+		rc = send_run(p, (uint32_t)part, recs + done, run, now);
+		if (rc < 0)
+			return done ? (int)done : rc;
+		done += (size_t)rc;
+		if ((size_t)rc < run)
+			break;
+	}
+	return (int)done;
+}
+
+/* ------------------------------------------------------------------ */
+/* Zero-copy claims                                                    */
+
+enum { C_POS, C_OFF, C_LEN, C_FRAME, C_PAD };
+
+SHMBUS_API int shmbus_producer_claim(shmbus_producer *p, int32_t partition,
+				     const struct shmbus_record *meta, size_t value_cap,
+				     struct shmbus_claim *ret)
+{
+	int64_t hsize = headers_size(meta);
+	struct part_claim c;
+	struct part_rec r;
+	int part, rc;
+
+	part = pick(p, partition, meta);
+	if (part < 0)
+		return part;
+	if (hsize < 0)
+		return lib_err((int)hsize, "record headers are invalid or too large");
+	if (value_cap > UINT32_MAX / 2)
+		return lib_err(-EMSGSIZE, "claim of %zu bytes is too large", value_cap);
+	if (hsize && grow_scratch(p, (size_t)hsize))
+		return -ENOMEM;
+	rc = convert(p, meta, p->scratch, hsize, meta->timestamp_ns ? 0 : real_ns(), &r);
+	if (rc)
+		return rc;
+	r.flags &= (uint16_t)~FRAME_F_VALUE_NULL;
+	rc = part_claim(&p->parts[part].w, &r, (uint32_t)value_cap, p->flags, deadline(p), &c);
+	if (rc)
+		return append_error(p, (uint32_t)part, rc);
+	memset(ret, 0, sizeof *ret);
+	ret->value = c.value;
+	ret->value_cap = value_cap;
+	ret->offset = c.off;
+	ret->partition = part;
+	ret->priv[C_POS] = c.pos;
+	ret->priv[C_OFF] = c.off;
+	ret->priv[C_LEN] = c.len;
+	ret->priv[C_FRAME] = (uintptr_t)c.frame;
+	ret->priv[C_PAD] = c.pad_pos;
+	return 0;
+}
+
+static int claim_back(shmbus_producer *p, const struct shmbus_claim *in, struct part_claim *c)
+{
+	if (in->partition < 0 || (uint32_t)in->partition >= p->nparts || !in->priv[C_FRAME])
+		return lib_err(-EINVAL, "not a live claim of this producer");
+	*c = (struct part_claim){ .pos = in->priv[C_POS], .off = in->priv[C_OFF],
+				  .len = in->priv[C_LEN],
+				  .frame = (struct frame_hdr *)(uintptr_t)in->priv[C_FRAME],
+				  .pad_pos = in->priv[C_PAD], .value = in->value,
+				  .value_cap = (uint32_t)in->value_cap };
+	return 0;
+}
+
+SHMBUS_API int shmbus_producer_commit(shmbus_producer *p, struct shmbus_claim *claim,
+				      size_t value_len)
+{
+	struct part_claim c;
+	int rc = claim_back(p, claim, &c);
+
+	if (rc)
+		return rc;
+	if (value_len > claim->value_cap)
+		return lib_err(-EINVAL, "commit of %zu bytes exceeds the claim's %zu", value_len,
+			       claim->value_cap);
+	rc = part_commit(&p->parts[claim->partition].w, &c, (uint32_t)value_len);
+	claim->priv[C_FRAME] = 0;
+	return rc ? append_error(p, (uint32_t)claim->partition, rc) : 0;
+}
+
+SHMBUS_API int shmbus_producer_abort(shmbus_producer *p, struct shmbus_claim *claim)
+{
+	struct part_claim c;
+	int rc = claim_back(p, claim, &c);
+
+	if (rc)
+		return rc;
+	rc = part_abort(&p->parts[claim->partition].w, &c);
+	claim->priv[C_FRAME] = 0;
+	return rc;
+}

@@ -1,0 +1,503 @@
+/*
+ * append.c - the lock-free append protocol (format.md §4).
+ *
+ * 1. Plan the claim from the last claim word seen: the records that fit
+ *    before the ring's end, or PADDING to the end and the records at the
+ *    next lap's start.
+ * 2. Backpressure policy: refuse (or wait) if the claim would overwrite
+ *    a registered consumer's unread bytes.
+ * 3. CAS {tail, next} -> {tail + bytes, next + k} as one 16-byte word.
+ * 4. Write CLAIMED into each frame's commit word (the first with a CAS,
+ *    which fails if an unblocker already aborted this claim), the index
+ *    slots, and zero the commit word just past the claim, so the next
+ *    claim's frame never shows a reader bytes of an older lap.
+ * 5. Write headers, payloads and CRCs; then commit each frame in order
+ *    with a CAS CLAIMED -> COMMITTED (release), and wake waiters.
+ */
+#include "append.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+#include "futex.h"
+#include "proc.h"
+#include "unblock.h"
+
+#define RUN_MAX 64 /* records claimed by one CAS */
+
+void part_writer_init(struct part_writer *w, struct part *p)
+{
+	w->p = p;
+	w->bp_limit = 0;
+	w->bp_gen = UINT64_MAX;
+	w->seen = load_pair(&p->hdr->claim);
+}
+
+static struct frame_hdr *frame_at(const struct part *p, uint64_t pos)
+{
+	return (struct frame_hdr *)(void *)part_at(p, pos);
+}
+
+/*
+ * Take the first commit word of a claim: CAS whatever the older lap left
+ * there to `desired`, unless an unblocker has already written an abort
+ * that covers `off`.  False: this claim was aborted.
+ */
+static bool take_word(struct part *p, uint64_t pos, uint64_t off, uint64_t desired)
+{
+	uint64_t *cw = part_commit_word(p, pos);
+	uint64_t w = load_acquire(cw);
+
+	for (;;) {
+		if (cw_state(w) == FRAME_ABORTED && part_cw_for(w, off))
+			return false;
+		/* pairs with load_acquire of the commit word in part_read() */
+		if (cas(cw, &w, desired))
+			return true;
+	}
+}
+
+/* -------------------------------------------------------------------- */
+/* Backpressure (format.md §5)                                          */
+
+static uint64_t bp_scan(struct part *p, uint64_t *gen)
+{
+	uint64_t min = UINT64_MAX;
+
+	*gen = load_acquire(&p->hdr->bp_gen);
+	for (int i = 0; i < PART_MAX_CONSUMERS; i++) {
+		struct part_consumer_slot *s = &p->hdr->consumers[i];
+
+		/* pairs with store_release of flags in part_bp_register() */
+		if (load_acquire(&s->flags) & 1u) {
+			uint64_t pos = load_acquire(&s->pos);
+
+			if (pos < min)
+				min = pos;
+		}
+	}
+	/* the claim and the word zeroed past it stay behind pos */
+	return min == UINT64_MAX ? UINT64_MAX : min + p->cap - FRAME_ALIGN;
+}
+
+int part_bp_reap(struct part *p)
+{
+	int reaped = 0;
+
+	for (int i = 0; i < PART_MAX_CONSUMERS; i++) {
+		struct part_consumer_slot *s = &p->hdr->consumers[i];
+		uint32_t pid = load_acquire(&s->pid);
+
+		if (pid && (load_acquire(&s->flags) & 1u) &&
+		    !proc_alive((pid_t)pid, load_relaxed(&s->start_time))) {
+			store_release(&s->flags, 0u);
+			if (cas(&s->pid, &pid, 0u))
+				reaped++;
+		}
+	}
+	if (reaped)
+		fetch_add(&p->hdr->bp_gen, 1);
+	return reaped;
+}
+
+static void backoff(unsigned *round)
+{
+	if (*round < 64) {
+		for (int i = 0; i < 64; i++)
+			cpu_relax();
+	} else if (*round < 128) {
+		sched_yield();
+	} else {
+		struct timespec ts = { .tv_nsec = 50000 };
+
+		nanosleep(&ts, NULL);
+	}
+	(*round)++;
+}
+
+/* Room for a claim ending at `end`?  Rescans, reaps dead consumers, and
+ * with PART_APPEND_BLOCK waits until the deadline. */
+static int bp_room(struct part_writer *w, uint64_t end, unsigned flags, int64_t deadline_ns)
+{
+	struct part *p = w->p;
+	unsigned round = 0;
+	int64_t next_reap = 0;
+
+	for (;;) {
+		w->bp_limit = bp_scan(p, &w->bp_gen);
+		if (end <= w->bp_limit)
+			return 0;
+		if (round == 0)
+			fetch_add_relaxed(&p->hdr->bp_blocked, 1);
+		if (round == 0 || mono_ns() >= next_reap) {
+			next_reap = mono_ns() + 10000000;
+			if (part_bp_reap(p))
+				continue;
+		}
+		if (!(flags & PART_APPEND_BLOCK) || (deadline_ns && mono_ns() >= deadline_ns))
+			return -EAGAIN;
+		if (part_deleted(p))
+			return -EIDRM;
+		backoff(&round);
+	}
+}
+
+/* After our CAS: a consumer that registered meanwhile may sit inside the
+ * bytes we claimed (format.md §5, registration race).  We hold the claim,
+ * so wait for it to move on; it can, because our claim is ahead of it. */
+static void bp_settle(struct part_writer *w, uint64_t end)
+{
+	struct part *p = w->p;
+	unsigned round = 0;
+
+	if (load_seq_cst(&p->hdr->bp_gen) == w->bp_gen)
+		return;
+	while (end > (w->bp_limit = bp_scan(p, &w->bp_gen))) {
+		if (round % 256 == 255)
+			part_bp_reap(p);
+		backoff(&round);
+	}
+}
+
+/* -------------------------------------------------------------------- */
+/* Claim                                                                */
+
+struct plan {
+	uint64_t pos;   /* claim start: the tail before */
+	uint64_t pad;   /* PADDING bytes at pos, 0 if none */
+	uint64_t start; /* first frame */
+	uint64_t off;   /* first offset */
+	uint64_t end;   /* new tail */
+	size_t k;       /* records claimed */
+};
+
+static int claim(struct part_writer *w, const uint64_t *lens, size_t n, unsigned flags,
+		 int64_t deadline_ns, struct plan *pl)
+{
+	struct part *p = w->p;
+	pair128 cur = w->seen;
+
+	for (;;) {
+		uint64_t room = p->cap - (cur.lo & p->mask), pad = 0, total = 0, end;
+		size_t k = 0;
+
+		if (lens[0] > room) {
+			pad = room;
+			room = p->cap;
+		}
+		/* A claim stays 8 bytes short of a whole lap: the word zeroed
+		 * just past it must never be its own first (format.md §4). */
+		if (room > p->cap - FRAME_ALIGN - pad)
+			room = p->cap - FRAME_ALIGN - pad;
+		while (k < n && total + lens[k] <= room)
+			total += lens[k++];
+		end = cur.lo + pad + total;
+		if (p->policy == PART_POLICY_BACKPRESSURE && end > w->bp_limit) {
+			int rc = bp_room(w, end, flags, deadline_ns);
+
+			if (rc)
+				return rc;
+			cur = load_pair(&p->hdr->claim);
+			continue;
+		}
+		if (cas128(&p->hdr->claim, &cur, (pair128){ .lo = end, .hi = cur.hi + k })) {
+			*pl = (struct plan){ .pos = cur.lo, .pad = pad, .start = cur.lo + pad,
+					     .off = cur.hi, .end = end, .k = k };
+			w->seen = (pair128){ .lo = end, .hi = cur.hi + k };
+			if (p->policy == PART_POLICY_BACKPRESSURE)
+				bp_settle(w, end);
+			return 0;
+		}
+	}
+}
+
+static void abort_own(struct part *p, uint64_t pos, uint64_t off, uint64_t len)
+{
+	uint64_t want = cw_make(FRAME_CLAIMED, len, off);
+
+	(void)cas(part_commit_word(p, pos), &want, cw_make(FRAME_ABORTED, len, off + 1));
+}
+
+/*
+ * Step 4: mark every frame of the claim CLAIMED and index it.  The first
+ * frame's word, then the padding's, are taken by CAS (an unblocker may
+ * have aborted us while we were stopped); the others cannot have been
+ * reached by a reader yet, since readers stop at the first.  The frame is
+ * marked before the padding so a reader that passes the padding never
+ * finds the older lap at the frame.  False: the claim was aborted.
+ */
+static bool mark_claimed(struct part *p, const struct plan *pl, const uint64_t *lens)
+{
+	pid_t pid = proc_self(NULL);
+	uint64_t fpos = pl->start;
+
+	for (size_t i = 0; i < pl->k; i++) {
+		struct frame_hdr *h = frame_at(p, fpos);
+		uint64_t cw = cw_make(FRAME_CLAIMED, lens[i], pl->off + i);
+
+		store_relaxed(&h->offset, pl->off + i);
+		store_relaxed(&h->pid, (uint32_t)pid);
+		if (i == 0) {
+			if (!take_word(p, fpos, pl->off, cw))
+				return false;
+			if (pl->pad && !take_word(p, pl->pos, pl->off,
+						  cw_make(FRAME_PADDING, pl->pad, pl->off))) {
+				abort_own(p, fpos, pl->off, lens[0]);
+				return false;
+			}
+		} else {
+			/* pairs with load_acquire of the commit word in part_read() */
+			store_release(&h->commit, cw);
+		}
+		store_relaxed(&p->index[(pl->off + i) & p->imask], fpos);
+		fpos += lens[i];
+	}
+	part_zero_ahead(p, pl->end, pl->off + pl->k);
+	return true;
+}
+
+static void fill(struct frame_hdr *h, const struct part_rec *r)
+{
+	uint8_t *at = (uint8_t *)h + FRAME_HDR_SIZE;
+
+	h->timestamp_ns = r->timestamp_ns;
+	h->key_len = r->key_len;
+	h->value_len = r->value_len;
+	h->headers_len = r->headers_len;
+	h->header_count = r->header_count;
+	h->flags = r->flags;
+	if (r->key_len)
+		memcpy(at, r->key, r->key_len);
+	at += r->key_len;
+	if (r->headers_len)
+		memcpy(at, r->headers, r->headers_len);
+	at += r->headers_len;
+	if (r->value_len)
+		memcpy(at, r->value, r->value_len);
+	h->crc = frame_crc(h, (size_t)r->key_len + r->headers_len + r->value_len);
+}
+
+/* Step 5 for one frame: false if an unblocker aborted it first. */
+static bool commit_frame(struct part *p, uint64_t pos, uint64_t off, uint64_t len)
+{
+	uint64_t want = cw_make(FRAME_CLAIMED, len, off);
+
+	/* pairs with load_acquire of the commit word in part_read() */
+	return cas(part_commit_word(p, pos), &want, cw_make(FRAME_COMMITTED, len, off));
+}
+
+/* Write and commit a claimed run; returns how many frames were committed
+ * (in order: a failure aborts the rest of the run). */
+static size_t publish(struct part *p, const struct plan *pl, const struct part_rec *recs,
+		      const uint64_t *lens)
+{
+	uint64_t fpos = pl->start;
+	size_t i;
+
+	if (!mark_claimed(p, pl, lens))
+		return 0;
+	for (i = 0; i < pl->k; i++) {
+		fill(frame_at(p, fpos), &recs[i]);
+		fpos += lens[i];
+	}
+	fpos = pl->start;
+	for (i = 0; i < pl->k; i++) {
+		if (!commit_frame(p, fpos, pl->off + i, lens[i]))
+			break;
+		fpos += lens[i];
+	}
+	for (size_t j = i; j < pl->k; j++) {
+		abort_own(p, fpos, pl->off + j, lens[j]);
+		fpos += lens[j];
+	}
+	return i;
+}
+
+static int writable(const struct part *p)
+{
+	uint64_t st = load_relaxed(&p->hdr->status);
+
+	if (unlikely(st & PART_STATUS_DELETED))
+		return -EIDRM;
+	if (unlikely(p->readonly || (st & PART_STATUS_REPLICA)))
+		return -EROFS;
+	return 0;
+}
+
+int part_append(struct part_writer *w, const struct part_rec *recs, size_t n, unsigned flags,
+		int64_t deadline_ns, uint64_t *ret_first_off)
+{
+	struct part *p = w->p;
+	uint64_t lens[RUN_MAX], first = 0;
+	size_t done = 0;
+	int rc = writable(p);
+
+	if (rc)
+		return rc;
+	while (done < n) {
+		size_t m = n - done < RUN_MAX ? n - done : RUN_MAX, got;
+		struct plan pl;
+
+		for (size_t i = 0; i < m; i++) {
+			const struct part_rec *r = &recs[done + i];
+
+			lens[i] = frame_size(r->key_len, r->headers_len, r->value_len);
+			if (lens[i] > p->max_frame) {
+				if (i == 0) {
+					rc = -EMSGSIZE;
+					goto out;
+				}
+				m = i;
+				break;
+			}
+		}
+		rc = claim(w, lens, m, flags, deadline_ns, &pl);
+		if (rc)
+			goto out;
+		got = publish(p, &pl, recs + done, lens);
+		if (done == 0)
+			first = pl.off;
+		done += got;
+		part_notify(p);
+		if (got < pl.k) {
+			rc = -ECANCELED;
+			goto out;
+		}
+	}
+out:
+	if (done && ret_first_off)
+		*ret_first_off = first;
+	return done ? (int)done : rc;
+}
+
+/* -------------------------------------------------------------------- */
+/* Zero-copy claims                                                     */
+
+int part_claim(struct part_writer *w, const struct part_rec *meta, uint32_t value_cap,
+	       unsigned flags, int64_t deadline_ns, struct part_claim *c)
+{
+	struct part *p = w->p;
+	uint64_t len = frame_size(meta->key_len, meta->headers_len, value_cap);
+	struct frame_hdr *h;
+	struct part_rec r = *meta;
+	struct plan pl;
+	int rc = writable(p);
+
+	if (rc)
+		return rc;
+	if (len > p->max_frame)
+		return -EMSGSIZE;
+	rc = claim(w, &len, 1, flags, deadline_ns, &pl);
+	if (rc)
+		return rc;
+	if (!mark_claimed(p, &pl, &len))
+		return -ECANCELED;
+	h = frame_at(p, pl.start);
+	r.value = NULL;
+	r.value_len = 0;
+	fill(h, &r); /* key and headers now; value and CRC at commit */
+	*c = (struct part_claim){ .pos = pl.start, .off = pl.off, .len = len,
+				  .pad_pos = pl.pad ? pl.pos : UINT64_MAX, .frame = h,
+				  .value = (uint8_t *)h + FRAME_HDR_SIZE + meta->key_len + meta->headers_len,
+				  .value_cap = value_cap };
+	return 0;
+}
+
+int part_commit(struct part_writer *w, struct part_claim *c, uint32_t value_len)
+{
+	struct part *p = w->p;
+	struct frame_hdr *h = c->frame;
+
+	if (value_len > c->value_cap) {
+		part_abort(w, c);
+		return -EINVAL;
+	}
+	h->value_len = value_len;
+	h->crc = frame_crc(h, (size_t)h->key_len + h->headers_len + value_len);
+	if (!commit_frame(p, c->pos, c->off, c->len))
+		return -ECANCELED;
+	part_notify(p);
+	return 0;
+}
+
+int part_abort(struct part_writer *w, struct part_claim *c)
+{
+	abort_own(w->p, c->pos, c->off, c->len);
+	part_notify(w->p);
+	return 0;
+}
+
+/* -------------------------------------------------------------------- */
+/* Notification and the backpressure registry                         */
+
+void part_notify(struct part *p)
+{
+	/* pairs with the waiter's CAS setting NOTIFY_WAITERS in part_wait():
+	 * our commit CAS is a full barrier before this load */
+	uint32_t n = load_seq_cst(&p->hdr->notify);
+
+	if (likely(!(n & NOTIFY_WAITERS)))
+		return;
+	while (n & NOTIFY_WAITERS) {
+		if (cas(&p->hdr->notify, &n, (n + 1) & ~NOTIFY_WAITERS)) {
+			futex_wake_shared(&p->hdr->notify);
+			return;
+		}
+	}
+}
+
+int part_bp_register(struct part *p, uint64_t pos, uint64_t off, const char *name)
+{
+	uint64_t start;
+	pid_t pid = proc_self(&start);
+
+	for (int i = 0; i < PART_MAX_CONSUMERS; i++) {
+		struct part_consumer_slot *s = &p->hdr->consumers[i];
+		uint32_t free_pid = 0;
+
+		if (load_relaxed(&s->pid) != 0 || !cas(&s->pid, &free_pid, (uint32_t)pid))
+			continue;
+		store_relaxed(&s->pos, pos);
+		store_relaxed(&s->offset, off);
+		store_relaxed(&s->start_time, start);
+		store_relaxed(&s->registered_ns, real_ns());
+		memset(s->name, 0, sizeof s->name);
+		if (name)
+			strncpy(s->name, name, sizeof s->name - 1);
+		/* pairs with load_acquire of flags in bp_scan() */
+		store_release(&s->flags, 1u);
+		/* pairs with the producer's load of bp_gen after its CAS */
+		fetch_add(&p->hdr->bp_gen, 1);
+		/* lapped already? (format.md §3: tail >= pos + cap) */
+		if (load_seq_cst(&p->hdr->claim.lo) >= pos + p->cap) {
+			part_bp_unregister(p, i);
+			return -ERANGE;
+		}
+		return i;
+	}
+	return -ENOSPC;
+}
+
+void part_bp_update(struct part *p, int slot, uint64_t pos, uint64_t off)
+{
+	struct part_consumer_slot *s = &p->hdr->consumers[slot];
+
+	store_relaxed(&s->offset, off);
+	/* pairs with load_acquire of pos in bp_scan(): our reads of the bytes
+	 * before pos are done before a producer may overwrite them */
+	store_release(&s->pos, pos);
+}
+
+void part_bp_unregister(struct part *p, int slot)
+{
+	struct part_consumer_slot *s;
+
+	if (slot < 0 || slot >= PART_MAX_CONSUMERS)
+		return;
+	s = &p->hdr->consumers[slot];
+	store_release(&s->flags, 0u);
+	store_release(&s->pid, 0u);
+}

@@ -1,0 +1,111 @@
+/*
+ * directory.h - the bus file <root>/bus: a header and the topic table,
+ * published copy-on-write (format.md §9).
+ *
+ * Readers never lock: they copy what they need out of the published table
+ * and check that the publication word did not change meanwhile.  Writers
+ * (topic create/delete) hold the admin lock: dir_lock().
+ */
+#ifndef SHMBUS_SHM_DIRECTORY_H
+#define SHMBUS_SHM_DIRECTORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format.h"
+
+#define BUS_MAGIC       0x3173756262686d73ULL /* "shmbbus1" */
+#define BUS_VERSION     1u
+#define BUS_MAX_TOPICS  4096u
+#define BUS_MAX_PARTITIONS 100000u
+#define BUS_HEADER_SIZE 4096u
+
+struct bus_topic {
+	char name[PART_NAME_MAX + 1];
+	uint64_t id;             /* unique for the life of the root; never 0 */
+	uint64_t capacity;
+	uint64_t index_capacity;
+	int64_t created_ns;
+	int64_t retention_ms;    /* 0: bounded by the ring only */
+	uint32_t partitions;
+	uint32_t policy;         /* enum part_policy */
+	int32_t numa_node;       /* -1: local */
+	uint32_t flags;
+	uint32_t mode;           /* partition file mode */
+	uint8_t reserved[68];
+};
+_Static_assert(sizeof(struct bus_topic) == 384, "topic entry is 384 bytes");
+
+struct bus_table {
+	uint64_t generation;
+	uint32_t count;
+	uint32_t reserved;
+	uint8_t pad[48];
+	struct bus_topic topics[BUS_MAX_TOPICS];
+};
+
+struct bus_header {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t header_size;
+	uint64_t endian;
+	uint32_t word_size;
+	uint32_t max_topics;
+	uint64_t file_size;
+	uint64_t table_offset[2];
+	uint64_t table_size;
+	int64_t created_ns;
+	uint64_t next_topic_id;  /* under the admin lock */
+	uint8_t pad0[128 - 80];
+
+	/* [128, 256): the publication word: generation << 1 | table slot */
+	uint64_t published;
+	uint8_t pad1[120];
+
+	/* [256, 512): the supervising daemon, when one runs (shmbusd) */
+	uint32_t daemon_pid;
+	uint32_t daemon_flags;
+	uint64_t daemon_start_time;
+	int64_t daemon_heartbeat_ns;
+	char control_socket[232];
+
+	uint8_t reserved[BUS_HEADER_SIZE - 512];
+};
+_Static_assert(sizeof(struct bus_header) == BUS_HEADER_SIZE, "bus header is a page");
+_Static_assert(offsetof(struct bus_header, published) == 128, "publication word at 128");
+_Static_assert(offsetof(struct bus_header, daemon_pid) == 256, "daemon block at 256");
+
+struct bus_dir {
+	struct bus_header *hdr;
+	struct bus_table *table[2];
+	size_t map_len;
+	int fd;
+};
+
+/* Open <rootfd>/bus, creating and initialising it if it does not exist. */
+int dir_open(int rootfd, bool create, struct bus_dir *ret);
+void dir_close(struct bus_dir *d);
+
+/* The admin lock (flock on the bus file); blocks. */
+int dir_lock(struct bus_dir *d);
+void dir_unlock(struct bus_dir *d);
+
+uint64_t dir_generation(const struct bus_dir *d);
+
+/* Copy the entry named `name`: 0, or -ENOENT. */
+int dir_lookup(const struct bus_dir *d, const char *name, struct bus_topic *ret);
+
+/* Copy up to `max` entries; returns the number of topics (may be > max). */
+int dir_list(const struct bus_dir *d, struct bus_topic *out, size_t max);
+
+/* Writers, under dir_lock().  dir_add publishes t, whose id comes from
+ * dir_reserve_id() (ids are never reused). */
+uint64_t dir_reserve_id(struct bus_dir *d);
+int dir_add(struct bus_dir *d, struct bus_topic *t);
+int dir_remove(struct bus_dir *d, const char *name);
+
+/* A topic or group name Kafka would accept: [A-Za-z0-9._-]{1,249}. */
+bool dir_name_valid(const char *name);
+
+#endif

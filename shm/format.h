@@ -1,0 +1,224 @@
+/*
+ * format.h - the partition file format: an ABI shared by every process
+ * that maps a partition, so every struct here is _Static_assert'ed.
+ *
+ * A partition file is three regions, each page aligned:
+ *
+ *   [0, 8192)                  header: identity, hot words, consumer slots
+ *   [index_offset, +icap*8)    offset index: u64 position of offset o at
+ *                              slot o & (icap-1)
+ *   [data_offset, +capacity)   data ring: frames at absolute byte positions
+ *                              (u64, never wrapping) stored at pos & (cap-1)
+ *
+ * docs/format.md states the append and read protocol and its invariants;
+ * the code cites it as "format.md §n".
+ */
+#ifndef SHMBUS_SHM_FORMAT_H
+#define SHMBUS_SHM_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "atomics.h"
+
+#define PART_MAGIC        0x3170747262686d73ULL /* "shmbrtp1" little-endian */
+#define PART_VERSION      1u
+#define SHM_ENDIAN_MARK   0x0102030405060708ULL
+#define PART_HEADER_SIZE  8192u
+#define PART_PAGE         4096u
+
+#define PART_CAP_MIN      4096ULL             /* smallest data ring */
+#define PART_CAP_MAX      (1ULL << 32)        /* see format.md §1: offset bits */
+#define PART_ICAP_MIN     64ULL
+#define PART_ICAP_MAX     (1ULL << 28)
+#define PART_NAME_MAX     255                 /* topic name, without NUL */
+
+#define PART_MAX_CONSUMERS 64                 /* registered consumer slots */
+
+enum part_policy {
+	PART_POLICY_OVERWRITE = 0,    /* a full lap old is overwritten (default) */
+	PART_POLICY_BACKPRESSURE = 1, /* never overwrite a registered consumer */
+};
+
+/* part_header.status bits */
+#define PART_STATUS_DELETED  (1ULL << 0) /* topic deleted: users get -EIDRM */
+#define PART_STATUS_REPLICA  (1ULL << 1) /* read-only mirror of another host */
+
+/*
+ * The commit word: the first 8 bytes of every frame, and the only word a
+ * reader trusts first (format.md §3).
+ *
+ *   bits 63..62  state
+ *   bits 61..32  frame length / 8   (so a frame is at most 8 GiB - 8)
+ *   bits 31..0   low 32 bits of an offset:
+ *                  CLAIMED, COMMITTED: the frame's offset
+ *                  PADDING: the offset of the frame at the next lap's start
+ *                  ABORTED: the offset that follows the aborted range
+ *
+ * An all-zero word was never written (a frame is never 0 bytes long).
+ */
+enum frame_state {
+	FRAME_ABORTED = 0,
+	FRAME_CLAIMED = 1,
+	FRAME_COMMITTED = 2,
+	FRAME_PADDING = 3,
+};
+
+#define FRAME_ALIGN        8u
+#define FRAME_LEN_UNITS_MAX ((1ULL << 30) - 1)
+
+static inline uint64_t cw_make(enum frame_state st, uint64_t len, uint64_t off)
+{
+	return ((uint64_t)st << 62) | ((len / FRAME_ALIGN) << 32) | (off & 0xffffffffULL);
+}
+
+static inline enum frame_state cw_state(uint64_t w)
+{
+	return (enum frame_state)(w >> 62);
+}
+
+static inline uint64_t cw_len(uint64_t w)
+{
+	return ((w >> 32) & FRAME_LEN_UNITS_MAX) * FRAME_ALIGN;
+}
+
+static inline uint32_t cw_off(uint64_t w)
+{
+	return (uint32_t)w;
+}
+
+/* Frame flags */
+#define FRAME_F_KEY_NULL    (1u << 0) /* key absent (not just empty) */
+#define FRAME_F_VALUE_NULL  (1u << 1) /* value absent: a tombstone */
+
+/*
+ * A frame: this header, then key, record headers, value, padding to 8.
+ * The CRC32C covers bytes [8, 44) of the header and the whole payload
+ * (key, headers, value); not the commit word, which changes state, and
+ * not itself.
+ */
+struct frame_hdr {
+	uint64_t commit;
+	uint64_t offset;
+	int64_t timestamp_ns;
+	uint32_t key_len;
+	uint32_t value_len;
+	uint32_t headers_len;  /* bytes of the encoded header section */
+	uint16_t header_count;
+	uint16_t flags;
+	uint32_t pid;          /* the claiming process, for the unblocker */
+	uint32_t crc;
+};
+
+#define FRAME_HDR_SIZE     48u
+#define FRAME_CRC_START    8u
+#define FRAME_CRC_END      44u /* the crc field itself */
+
+_Static_assert(sizeof(struct frame_hdr) == FRAME_HDR_SIZE, "frame header is 48 bytes");
+_Static_assert(offsetof(struct frame_hdr, crc) == FRAME_CRC_END, "crc follows the covered fields");
+_Static_assert(offsetof(struct frame_hdr, offset) == FRAME_CRC_START, "crc starts after commit");
+
+static inline uint64_t frame_size(uint64_t klen, uint64_t hlen, uint64_t vlen)
+{
+	return (FRAME_HDR_SIZE + klen + hlen + vlen + FRAME_ALIGN - 1) & ~(uint64_t)(FRAME_ALIGN - 1);
+}
+
+/*
+ * A registered consumer (backpressure policy): producers never overwrite
+ * bytes at or after `pos` (format.md §5).  One cache line each.
+ */
+struct part_consumer_slot {
+	uint32_t pid;          /* 0: free */
+	uint32_t flags;
+	uint64_t pos;          /* oldest position still in use */
+	uint64_t offset;       /* next offset to read, for lag reports */
+	uint64_t start_time;   /* process start time (clock ticks), detects pid reuse */
+	uint64_t registered_ns;
+	char name[24];         /* group or consumer label, for `stats` */
+};
+_Static_assert(sizeof(struct part_consumer_slot) == 64, "slot is one cache line");
+
+/*
+ * The header.  Identity fields are written once at creation and never
+ * again.  Each group of hot words lives in its own 128-byte block (two
+ * cache lines, against adjacent-line prefetch), and words written by
+ * producers never share a block with words written by consumers.
+ */
+struct part_header {
+	/* [0, 128): identity, immutable */
+	uint64_t magic;
+	uint32_t version;
+	uint32_t header_size;
+	uint64_t endian;
+	uint32_t word_size;
+	uint32_t frame_align;
+	uint64_t file_size;
+	uint64_t index_offset;
+	uint64_t index_capacity;
+	uint64_t data_offset;
+	uint64_t data_capacity;
+	uint64_t topic_id;
+	uint64_t epoch;          /* random, new at each creation */
+	int64_t created_ns;      /* CLOCK_REALTIME */
+	uint32_t partition;
+	uint32_t policy;         /* enum part_policy */
+	int32_t numa_node;       /* -1: local to the creator */
+	uint32_t max_frame;      /* largest frame, capacity / 2 */
+	uint32_t reserved0;
+	uint32_t reserved1;
+	uint64_t reserved_id;
+
+	/* [128, 384): the topic's name, for tools that open a file alone */
+	char topic[PART_NAME_MAX + 1];
+
+	/* [384, 512) */
+	uint8_t reserved2[128];
+
+	/* [512, 640): read-mostly status */
+	uint64_t status;         /* PART_STATUS_* */
+	uint64_t start;          /* lowest readable offset (retention, recovery) */
+	uint8_t pad_status[112];
+
+	/* [640, 768): the claim word {tail position, next offset}, producers */
+	pair128 claim;
+	uint8_t pad_claim[112];
+
+	/* [768, 896): futex notify word, bit 31 = a consumer waits */
+	uint32_t notify;
+	uint8_t pad_notify[124];
+
+	/* [896, 1024): offset mirrored to other hosts (high watermark) */
+	uint64_t mirrored;
+	uint8_t pad_mirrored[120];
+
+	/* [1024, 1152): backpressure registry generation, bumped on change */
+	uint64_t bp_gen;
+	uint8_t pad_bp[120];
+
+	/* [1152, 1280): counters written off the fast path */
+	uint64_t aborted_claims;   /* claims aborted by an unblocker */
+	uint64_t lapped_reads;     /* reads that found their offset overwritten */
+	uint64_t recoveries;       /* recovery scans run */
+	uint64_t recovered_cut;    /* offsets cut by recovery scans */
+	uint64_t bp_blocked;       /* appends refused or delayed by backpressure */
+	uint8_t pad_counters[88];
+
+	uint8_t reserved3[PART_PAGE - 1280];
+
+	/* [4096, 8192): registered consumers */
+	struct part_consumer_slot consumers[PART_MAX_CONSUMERS];
+};
+
+_Static_assert(sizeof(struct part_header) == PART_HEADER_SIZE, "header is two pages");
+_Static_assert(offsetof(struct part_header, topic) == 128, "topic name at 128");
+_Static_assert(offsetof(struct part_header, status) == 512, "status block at 512");
+_Static_assert(offsetof(struct part_header, claim) == 640, "claim block at 640");
+_Static_assert(offsetof(struct part_header, notify) == 768, "notify block at 768");
+_Static_assert(offsetof(struct part_header, mirrored) == 896, "mirrored block at 896");
+_Static_assert(offsetof(struct part_header, bp_gen) == 1024, "bp block at 1024");
+_Static_assert(offsetof(struct part_header, aborted_claims) == 1152, "counters at 1152");
+_Static_assert(offsetof(struct part_header, consumers) == PART_PAGE, "slots on page 1");
+
+#define NOTIFY_WAITERS 0x80000000u
+
+#endif

@@ -1,0 +1,196 @@
+/*
+ * groups.c - the committed-offsets table of a consumer group.
+ *
+ * Entries are claimed with a CAS on their key and never freed: topic ids
+ * are never reused, so an entry of a deleted topic is only dead weight.
+ * Lookups probe linearly from the key's hash and stop at a free entry.
+ */
+#include "groups.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "error.h"
+
+static uint64_t file_size(void)
+{
+	return GROUP_HEADER_SIZE + (uint64_t)GROUP_SLOTS * sizeof(struct group_slot);
+}
+
+static uint64_t key_of(uint64_t topic_id, uint32_t partition)
+{
+	return topic_id << GROUP_PARTITION_BITS | partition;
+}
+
+static uint32_t hash_key(uint64_t key)
+{
+	key ^= key >> 33;
+	key *= 0xff51afd7ed558ccdULL;
+	key ^= key >> 33;
+	return (uint32_t)key;
+}
+
+static int init_group(int fd, const char *name)
+{
+	struct group_header *h;
+
+	if (ftruncate(fd, (off_t)file_size()) < 0 ||
+	    (fallocate(fd, 0, 0, (off_t)file_size()) < 0 && errno != EOPNOTSUPP))
+		return shm_err(-errno, "cannot allocate group file %s (%llu bytes): %s", name,
+			       (unsigned long long)file_size(), strerror(errno));
+	h = mmap(NULL, GROUP_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (h == MAP_FAILED)
+		return shm_err(-errno, "cannot map group file %s: %s", name, strerror(errno));
+	h->version = GROUP_VERSION;
+	h->header_size = GROUP_HEADER_SIZE;
+	h->endian = SHM_ENDIAN_MARK;
+	h->word_size = sizeof(void *);
+	h->nslots = GROUP_SLOTS;
+	h->file_size = file_size();
+	h->created_ns = real_ns();
+	snprintf(h->name, sizeof h->name, "%s", name);
+	store_release(&h->magic, GROUP_MAGIC);
+	munmap(h, GROUP_HEADER_SIZE);
+	return 0;
+}
+
+int group_open(int dirfd, const char *name, bool create, struct group_file *ret)
+{
+	struct group_header snap;
+	struct stat st;
+	void *base;
+	int fd, rc = 0;
+
+	fd = openat(dirfd, name, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0660);
+	if (fd < 0 && errno == EACCES)
+		fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? shm_err(-ENOENT, "group \"%s\" has no committed offsets", name)
+				       : shm_err(-errno, "cannot open group file %s: %s", name, strerror(errno));
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < GROUP_HEADER_SIZE) {
+		flock(fd, LOCK_EX);
+		if (fstat(fd, &st) == 0 && st.st_size == 0)
+			rc = init_group(fd, name);
+		flock(fd, LOCK_UN);
+		if (rc)
+			goto fail;
+	}
+	if (fstat(fd, &st) < 0 || pread(fd, &snap, sizeof snap, 0) != (ssize_t)sizeof snap ||
+	    snap.magic != GROUP_MAGIC || snap.version != GROUP_VERSION ||
+	    snap.endian != SHM_ENDIAN_MARK || snap.header_size != GROUP_HEADER_SIZE ||
+	    snap.nslots != GROUP_SLOTS || snap.file_size != file_size() ||
+	    (uint64_t)st.st_size < snap.file_size) {
+		rc = shm_err(-EBADMSG, "group file %s is damaged or of another version; delete it "
+			     "(the group's committed offsets are lost) or restore it", name);
+		goto fail;
+	}
+	base = mmap(NULL, snap.file_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	if (base == MAP_FAILED)
+		base = mmap(NULL, snap.file_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+	if (base == MAP_FAILED) {
+		rc = shm_err(-errno, "cannot map group file %s: %s", name, strerror(errno));
+		goto fail;
+	}
+	close(fd);
+	ret->hdr = base;
+	ret->slots = (struct group_slot *)(void *)((uint8_t *)base + GROUP_HEADER_SIZE);
+	ret->nslots = GROUP_SLOTS;
+	ret->map_len = snap.file_size;
+	return 0;
+fail:
+	close(fd);
+	return rc;
+}
+
+void group_close(struct group_file *g)
+{
+	if (g && g->hdr) {
+		munmap(g->hdr, g->map_len);
+		g->hdr = NULL;
+	}
+}
+
+/* The entry for key, claiming a free one if `claim`; NULL if absent/full. */
+static struct group_slot *find(const struct group_file *g, uint64_t key, bool claim)
+{
+	uint32_t i = hash_key(key) & (g->nslots - 1);
+
+	for (uint32_t n = 0; n < g->nslots; n++, i = (i + 1) & (g->nslots - 1)) {
+		struct group_slot *s = &g->slots[i];
+		uint64_t k = load_acquire(&s->key);
+
+		if (k == key)
+			return s;
+		if (k == 0) {
+			if (!claim)
+				return NULL;
+			if (cas(&s->key, &k, key) || k == key)
+				return s;
+		}
+	}
+	return NULL;
+}
+
+int group_commit(struct group_file *g, uint64_t topic_id, uint32_t partition, uint64_t offset,
+		 uint64_t gen)
+{
+	uint64_t key = key_of(topic_id, partition);
+	struct group_slot *s;
+	uint64_t fence = load_acquire(&g->hdr->generation);
+
+	if (gen < fence)
+		return shm_err(-ESTALE, "group \"%s\" moved to generation %llu; this member "
+			       "(generation %llu) was replaced and may not commit", g->hdr->name,
+			       (unsigned long long)fence, (unsigned long long)gen);
+	s = find(g, key, true);
+	if (!s)
+		return shm_err(-ENOSPC, "group file %s is full (%u partitions); delete the group to "
+			       "reset it", g->hdr->name, g->nslots);
+	store_relaxed(&s->generation, gen);
+	store_relaxed(&s->commit_ns, real_ns());
+	store_release(&s->offset, offset);
+	return 0;
+}
+
+int group_fetch(const struct group_file *g, uint64_t topic_id, uint32_t partition,
+		uint64_t *ret_offset, int64_t *ret_commit_ns)
+{
+	struct group_slot *s = find(g, key_of(topic_id, partition), false);
+
+	if (!s)
+		return -ENOENT;
+	*ret_offset = load_acquire(&s->offset);
+	if (ret_commit_ns)
+		*ret_commit_ns = load_relaxed(&s->commit_ns);
+	if (*ret_offset == 0 && load_relaxed(&s->commit_ns) == 0)
+		return -ENOENT; /* claimed, not yet committed */
+	return 0;
+}
+
+int group_foreach(const struct group_file *g,
+		  int (*fn)(void *ctx, uint64_t topic_id, uint32_t partition, uint64_t offset,
+			    int64_t commit_ns),
+		  void *ctx)
+{
+	for (uint32_t i = 0; i < g->nslots; i++) {
+		const struct group_slot *s = &g->slots[i];
+		uint64_t k = load_acquire(&s->key);
+		int64_t ns = load_relaxed(&s->commit_ns);
+		int rc;
+
+		if (k == 0 || ns == 0)
+			continue;
+		rc = fn(ctx, k >> GROUP_PARTITION_BITS, (uint32_t)(k & ((1u << GROUP_PARTITION_BITS) - 1)),
+			load_acquire(&s->offset), ns);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}

@@ -1,0 +1,65 @@
+/*
+ * read.h - reading a partition: any number of readers, never a torn or
+ * stale record (format.md §6).
+ */
+#ifndef SHMBUS_SHM_READ_H
+#define SHMBUS_SHM_READ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "frame.h"
+#include "partition.h"
+
+/* A reader's place in one partition.  Process-local; one thread at a time. */
+struct part_cursor {
+	uint64_t off;          /* next offset to deliver */
+	uint64_t pos;          /* where its frame (or padding before it) lies */
+	uint64_t skip_until;   /* offsets below this are passed silently (seek) */
+	uint64_t next_seen;    /* claim word's next offset, as last loaded */
+	uint64_t tail_seen;    /* claim word's tail, as last loaded */
+	int64_t stall_ns;      /* CLOCK_MONOTONIC when the frontier stalled, 0 if not */
+	uint64_t stall_pos;
+	uint64_t skipped;      /* offsets passed over as aborted */
+};
+
+/*
+ * The next record at c->off.  Returns 1 with *v describing it in place
+ * (cursor advanced), 0 if none is ready (c->stall_ns is set when a claim
+ * holds the frontier), -ERANGE if c->off has been overwritten or retired
+ * (apply the reset policy), -EIDRM if the partition was deleted, -EBADMSG
+ * if a frame is damaged (message in shm_errmsg()).
+ *
+ * In overwrite mode the bytes behind *v may be overwritten at any time:
+ * check part_intact(p, v->pos) after copying or using them.
+ */
+int part_read(struct part *p, struct part_cursor *c, struct frame_view *v);
+
+/* Were the bytes of a frame at `pos` still intact?  Call after reading
+ * them: the acquire fence orders those reads before the tail load. */
+static inline bool part_intact(const struct part *p, uint64_t pos)
+{
+	fence_acquire();
+	return load_acquire(&p->hdr->claim.lo) < pos + p->cap;
+}
+
+/* Seeks.  0 or -ERANGE (offset outside [earliest, end]). */
+int part_seek(struct part *p, struct part_cursor *c, uint64_t off);
+int part_seek_begin(struct part *p, struct part_cursor *c);
+int part_seek_end(struct part *p, struct part_cursor *c);
+
+/* The first record with a timestamp >= ts_ns (end if none).  Exact when
+ * timestamps do not decrease along the log (the default: append time). */
+int part_seek_time(struct part *p, struct part_cursor *c, int64_t ts_ns);
+
+/* Lowest offset still readable, and the end offset. */
+void part_bounds(struct part *p, uint64_t *ret_low, uint64_t *ret_end);
+
+/*
+ * Blocking: prepare a wait by announcing a waiter in the notify word;
+ * returns the value to pass to the futex wait.  Re-check for records
+ * after this call and before sleeping, or a wake may be missed.
+ */
+uint32_t part_wait_prepare(struct part *p);
+
+#endif

@@ -1,0 +1,342 @@
+/*
+ * recover.c - the recovery scan (format.md §8).
+ *
+ * Two strategies.  Normally the claim word and index are sound and the
+ * scan walks the log from its lowest readable offset, following frame
+ * lengths.  If they are not (random bytes over the header or index), it
+ * rebuilds them from the data alone: it finds the valid frame with the
+ * highest offset, then the longest chain of valid frames that ends there.
+ *
+ * The data is untrusted throughout: every frame is checked (lengths
+ * inside the ring, offset field, commit bits, CRC32C, record headers)
+ * before anything it says is used.
+ */
+#include "recover.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "frame.h"
+#include "unblock.h"
+
+struct walker {
+	struct part *p;
+	struct part_recovery *r;
+	uint64_t tail, next; /* bounds of the claimed region */
+};
+
+static bool len_fits(const struct part *p, uint64_t pos, uint64_t len)
+{
+	return len >= FRAME_HDR_SIZE && len <= p->max_frame && (pos & p->mask) + len <= p->cap;
+}
+
+static const struct frame_hdr *frame_at(const struct part *p, uint64_t pos)
+{
+	return (const struct frame_hdr *)(const void *)part_at(p, pos);
+}
+
+/* A committed frame for `off` at `pos`, whole and with a good CRC?  NULL
+ * if so, else what is wrong. */
+static const char *check_frame(const struct part *p, uint64_t pos, uint64_t off, uint64_t w)
+{
+	const struct frame_hdr *h = frame_at(p, pos);
+	uint64_t len = cw_len(w);
+	struct frame_view v;
+
+	if (cw_state(w) != FRAME_COMMITTED || cw_off(w) != (uint32_t)off)
+		return "no committed frame for the offset";
+	if (!len_fits(p, pos, len) || frame_parse(h, len, off, &v) < 0)
+		return "frame lengths are damaged";
+	if (frame_crc(h, frame_payload_len(&v)) != v.crc)
+		return "CRC mismatch";
+	if (frame_headers_check(v.headers, v.headers_len, v.header_count) < 0)
+		return "record headers are damaged";
+	return NULL;
+}
+
+/* Within [pos + 8, limit), the first committed frame for an offset in
+ * (off, before) with a good CRC: a frame the index lost. */
+static uint64_t physical_anchor(struct part *p, uint64_t off, uint64_t pos, uint64_t limit,
+				uint64_t before, uint64_t *ret_pos)
+{
+	for (uint64_t q = pos + FRAME_ALIGN; q < limit; q += FRAME_ALIGN) {
+		uint64_t w = *part_commit_word(p, q);
+		const struct frame_hdr *h = frame_at(p, q);
+		uint64_t o;
+
+		if (cw_state(w) != FRAME_COMMITTED || (q & p->mask) + FRAME_HDR_SIZE > p->cap)
+			continue;
+		o = h->offset;
+		if (o <= off || o >= before || check_frame(p, q, o, w))
+			continue;
+		*ret_pos = q;
+		return o;
+	}
+	*ret_pos = limit;
+	return before;
+}
+
+static void set_reason(struct part_recovery *r, uint64_t off, uint64_t pos, const char *why)
+{
+	snprintf(r->reason, sizeof r->reason, "%s at offset %llu (position %llu)", why,
+		 (unsigned long long)off, (unsigned long long)pos);
+}
+
+/* Walk from (o, pos) to the tail; returns where the valid log ends. */
+static void walk(struct walker *wk, uint64_t *io, uint64_t *ipos)
+{
+	struct part *p = wk->p;
+	uint64_t o = *io, pos = *ipos;
+
+	while (pos < wk->tail && o < wk->next) {
+		uint64_t *cwp = part_commit_word(p, pos), w = *cwp, len = cw_len(w), q, a;
+		const char *bad;
+
+		switch (cw_state(w)) {
+		case FRAME_COMMITTED:
+			if (cw_off(w) != (uint32_t)o)
+				break;
+			bad = check_frame(p, pos, o, w);
+			if (bad || pos + len > wk->tail) {
+				set_reason(wk->r, o, pos, bad ? bad : "frame runs past the tail");
+				goto out;
+			}
+			p->index[o & p->imask] = pos;
+			wk->r->frames++;
+			o++;
+			pos += len;
+			continue;
+		case FRAME_PADDING:
+			if (cw_off(w) != (uint32_t)o)
+				break;
+			if ((pos & p->mask) + len != p->cap || pos + len > wk->tail) {
+				set_reason(wk->r, o, pos, "padding is damaged");
+				goto out;
+			}
+			pos += len;
+			continue;
+		case FRAME_ABORTED:
+			if (!part_cw_for(w, o))
+				break;
+			if (len < FRAME_ALIGN || cw_off(w) - (uint32_t)o > wk->next - o ||
+			    pos + len > wk->tail) {
+				set_reason(wk->r, o, pos, "aborted range is damaged");
+				goto out;
+			}
+			o += (uint32_t)(cw_off(w) - (uint32_t)o);
+			pos += len;
+			continue;
+		case FRAME_CLAIMED:
+			if (cw_off(w) != (uint32_t)o || !len_fits(p, pos, len) || pos + len > wk->tail)
+				break;
+			/* A claim its producer never committed: nobody appends
+			 * during recovery, so its producer is gone. */
+			*cwp = cw_make(FRAME_ABORTED, len, o + 1);
+			p->index[o & p->imask] = pos;
+			wk->r->aborted++;
+			o++;
+			pos += len;
+			continue;
+		}
+		/* Nothing written for `o` here: a producer died between its claim
+		 * and its first write.  Abort up to the next frame that is known,
+		 * by the index or by a scan of the bytes in between. */
+		a = part_next_anchor(p, o, pos, wk->tail, wk->next, &q);
+		a = physical_anchor(p, o, pos, q, a, &q);
+		*cwp = cw_make(FRAME_ABORTED, q - pos, a);
+		wk->r->aborted += a - o;
+		o = a;
+		pos = q;
+	}
+out:
+	*io = o;
+	*ipos = pos;
+}
+
+/* The lowest offset whose index entry leads to its frame. */
+static bool find_start(struct part *p, uint64_t tail, uint64_t next, uint64_t *ret_off,
+		       uint64_t *ret_pos)
+{
+	uint64_t lo = next > p->icap ? next - p->icap : 0;
+
+	if (p->hdr->start > lo)
+		lo = p->hdr->start;
+	if (lo == next) {
+		*ret_off = next;
+		*ret_pos = tail;
+		return true;
+	}
+	for (uint64_t o = lo; o < next; o++) {
+		uint64_t q = p->index[o & p->imask], w;
+
+		if ((q & (FRAME_ALIGN - 1)) || q >= tail || tail >= q + p->cap)
+			continue;
+		w = *part_commit_word(p, q);
+		if (cw_state(w) != FRAME_PADDING && part_cw_for(w, o)) {
+			*ret_off = o;
+			*ret_pos = q;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* Rebuild from the data alone                                         */
+
+/* The next valid committed frame at or after physical position `ph`
+ * (< cap): its physical position, or cap if none. */
+static uint64_t scan_valid(struct part *p, uint64_t ph, uint64_t *ret_off, uint64_t *ret_len)
+{
+	for (; ph + FRAME_HDR_SIZE <= p->cap; ph += FRAME_ALIGN) {
+		uint64_t w = *part_commit_word(p, ph);
+		uint64_t o = frame_at(p, ph)->offset;
+
+		if (cw_state(w) == FRAME_COMMITTED && !check_frame(p, ph, o, w)) {
+			*ret_off = o;
+			*ret_len = cw_len(w);
+			return ph;
+		}
+	}
+	return p->cap;
+}
+
+/*
+ * Follow the chain of frames from (o, ph) until offset `last` is passed.
+ * Returns true with *dist the chain's length in bytes if it ends exactly
+ * after `last`; false with *dist where it broke.
+ */
+static bool chain_to(struct part *p, uint64_t o, uint64_t ph, uint64_t last, uint64_t *dist)
+{
+	*dist = 0;
+	while (*dist < p->cap) {
+		uint64_t w = *part_commit_word(p, ph), len = cw_len(w);
+
+		if (cw_state(w) == FRAME_COMMITTED) {
+			if (check_frame(p, ph, o, w))
+				return false;
+			if (o == last) {
+				*dist += len;
+				return true;
+			}
+			o++;
+		} else if (cw_state(w) == FRAME_PADDING && cw_off(w) == (uint32_t)o &&
+			   (ph & p->mask) + len == p->cap) {
+			/* padding: the same offset at the next lap's start */
+		} else if (cw_state(w) == FRAME_ABORTED && part_cw_for(w, o) && len >= FRAME_ALIGN &&
+			   len < p->cap && cw_off(w) - (uint32_t)o <= last - o) {
+			o += (uint32_t)(cw_off(w) - (uint32_t)o);
+		} else {
+			return false;
+		}
+		*dist += len;
+		ph = (ph + len) & p->mask;
+	}
+	return false;
+}
+
+static void rebuild(struct part *p, struct part_recovery *r)
+{
+	uint64_t best_off = 0, best_ph = p->cap, best_len = 0, o, len, ph, tail_ph, lap;
+	uint64_t chain = 0, s_off = 0;
+
+	r->rebuilt = true;
+	lap = (r->old_tail < (1ULL << 62) ? r->old_tail / p->cap : 0) + 1;
+	/* 1. the valid frame with the highest offset ends the log */
+	for (ph = scan_valid(p, 0, &o, &len); ph < p->cap; ph = scan_valid(p, ph + len, &o, &len))
+		if (best_ph == p->cap || o > best_off) {
+			best_off = o;
+			best_ph = ph;
+			best_len = len;
+		}
+	if (best_ph == p->cap) {
+		r->new_tail = lap * p->cap;
+		r->new_next = r->old_next;
+		r->first_off = r->old_next;
+		p->hdr->start = r->old_next;
+		snprintf(r->reason, sizeof r->reason, "no valid frame in the ring");
+		return;
+	}
+	tail_ph = (best_ph + best_len) & p->mask;
+	/* 2. the earliest frame whose chain reaches it: try candidates from
+	 * the oldest bytes (just past the tail) forward; a broken chain rules
+	 * out every start before its break, so resume past the break */
+	for (uint64_t k = 0; k < p->cap;) {
+		uint64_t at = (tail_ph + k) & p->mask, w = *part_commit_word(p, at), dist;
+		uint64_t co = frame_at(p, at)->offset;
+
+		if ((at & p->mask) + FRAME_HDR_SIZE > p->cap || cw_state(w) != FRAME_COMMITTED ||
+		    check_frame(p, at, co, w) || co > best_off) {
+			k += FRAME_ALIGN;
+			continue;
+		}
+		if (chain_to(p, co, at, best_off, &dist) && ((at + dist) & p->mask) == tail_ph) {
+			s_off = co;
+			chain = dist;
+			break;
+		}
+		k += dist > FRAME_ALIGN ? dist : FRAME_ALIGN;
+	}
+	if (!chain) {
+		s_off = best_off;
+		chain = best_len;
+	}
+	/* 3. absolute positions: the new tail lies a lap past the old one */
+	r->new_tail = lap * p->cap + tail_ph;
+	r->new_next = best_off + 1;
+	r->first_off = s_off;
+	p->hdr->start = s_off;
+	{
+		struct walker wk = { .p = p, .r = r, .tail = r->new_tail, .next = r->new_next };
+		uint64_t wo = s_off, wpos = r->new_tail - chain;
+
+		walk(&wk, &wo, &wpos);
+	}
+}
+
+int part_recover(struct part *p, struct part_recovery *r)
+{
+	struct walker wk = { .p = p, .r = r };
+	pair128 claim = p->hdr->claim;
+	uint64_t o, pos;
+
+	if (p->readonly)
+		return -EROFS;
+	memset(r, 0, sizeof *r);
+	r->old_tail = claim.lo;
+	r->old_next = claim.hi;
+	wk.tail = claim.lo;
+	wk.next = claim.hi;
+	if ((claim.lo & (FRAME_ALIGN - 1)) || claim.hi < p->hdr->start ||
+	    !find_start(p, claim.lo, claim.hi, &o, &pos)) {
+		rebuild(p, r);
+	} else {
+		r->first_off = o;
+		if (o > p->hdr->start)
+			p->hdr->start = o;
+		walk(&wk, &o, &pos);
+		r->new_tail = pos;
+		r->new_next = o;
+		if (o < claim.hi || pos < claim.lo) {
+			r->cut = claim.hi - o;
+			r->cut_bytes = claim.lo - pos;
+			if (!r->reason[0])
+				set_reason(r, o, pos, "the log ends before the claim word says");
+			if (o < claim.hi) {
+				/* offsets never go back: skip the cut ones */
+				*part_commit_word(p, pos) = cw_make(FRAME_ABORTED, FRAME_ALIGN, claim.hi);
+				pos += FRAME_ALIGN;
+				o = claim.hi;
+			}
+			r->new_tail = pos;
+			r->new_next = o;
+		}
+	}
+	*part_commit_word(p, r->new_tail) = 0;
+	p->hdr->claim = (pair128){ .lo = r->new_tail, .hi = r->new_next };
+	p->hdr->recoveries++;
+	p->hdr->recovered_cut += r->cut;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return 0;
+}

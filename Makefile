@@ -149,7 +149,7 @@ FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(SHM_SRC) $(DEPSOK)
 	@mkdir -p $(@D)
 	$(call say,FUZZ,$@)
-	$(Q)clang -std=gnu11 -O1 -g $(ARCH_FLAGS) -D_GNU_SOURCE -Iinclude $(DEP_CFLAGS) \
+	$(Q)clang -std=gnu11 -O1 -g -Wall -Wextra -Werror $(ARCH_FLAGS) -D_GNU_SOURCE -Iinclude $(DEP_CFLAGS) \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(SHM_SRC) $(LDLIBS)
 

@@ -198,7 +198,7 @@ SHMBUS_API int shmbus_producer_send(shmbus_producer *p, int32_t partition,
 		return lib_err((int)hsize, "record headers are invalid or too large");
 	if (hsize && grow_scratch(p, (size_t)hsize))
 		return -ENOMEM;
-	rc = convert(p, rec, p->scratch, hsize, rec->timestamp_ns ? 0 : real_ns(), &r);
+	rc = convert(p, rec, p->scratch, hsize, rec->timestamp_ns ? 0 : fast_real_ns(), &r);
 	if (rc)
 		return rc;
 	rc = part_append(&p->parts[part].w, &r, 1, p->flags, deadline(p), &off);
@@ -250,7 +250,7 @@ static int send_run(shmbus_producer *p, uint32_t part, const struct shmbus_recor
 SHMBUS_API int shmbus_producer_send_batch(shmbus_producer *p, int32_t partition,
 					  const struct shmbus_record *recs, size_t n)
 {
-	int64_t now = real_ns();
+	int64_t now = fast_real_ns();
 	size_t done = 0;
 
 	while (done < n) {
@@ -300,7 +300,7 @@ SHMBUS_API int shmbus_producer_claim(shmbus_producer *p, int32_t partition,
 		return lib_err(-EMSGSIZE, "claim of %zu bytes is too large", value_cap);
 	if (hsize && grow_scratch(p, (size_t)hsize))
 		return -ENOMEM;
-	rc = convert(p, meta, p->scratch, hsize, meta->timestamp_ns ? 0 : real_ns(), &r);
+	rc = convert(p, meta, p->scratch, hsize, meta->timestamp_ns ? 0 : fast_real_ns(), &r);
 	if (rc)
 		return rc;
 	r.flags &= (uint16_t)~FRAME_F_VALUE_NULL;

@@ -13,7 +13,6 @@
  */
 #include "crc32c.h"
 
-#include <pthread.h>
 #include <string.h>
 
 #define POLY 0x82f63b78u
@@ -25,7 +24,6 @@ static uint32_t sw_table[8][256];
 static uint32_t shift_long[4][256];
 static uint32_t shift_short[4][256];
 static int have_hw;
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 /* The state after feeding `n` zero bytes to state `crc` (no inversion). */
 static uint32_t zeros_bitwise(uint32_t crc, size_t n)
@@ -59,7 +57,8 @@ static uint32_t shift(const uint32_t table[4][256], uint32_t crc)
 	       table[2][(crc >> 16) & 0xff] ^ table[3][crc >> 24];
 }
 
-static void crc32c_init(void)
+/* Tables are built before main() runs: no once-check on the fast path. */
+__attribute__((constructor)) static void crc32c_init(void)
 {
 	for (uint32_t n = 0; n < 256; n++) {
 		uint32_t c = n;
@@ -163,16 +162,57 @@ static uint32_t hw_update(uint32_t crc, const unsigned char *p, size_t len)
 
 uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len)
 {
-	pthread_once(&init_once, crc32c_init);
 	return ~sw_update(~crc, buf, len);
 }
 
+#if defined(__x86_64__)
+/* Short buffers: one dependent chain of crc32 instructions, no dispatch. */
+__attribute__((target("sse4.2")))
+static uint32_t hw_short(uint32_t c, const unsigned char *p, size_t len)
+{
+	uint64_t c64 = c;
+
+	while (len >= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		c64 = __builtin_ia32_crc32di(c64, w);
+		p += 8;
+		len -= 8;
+	}
+	if (len >= 4) {
+		uint32_t w;
+
+		memcpy(&w, p, 4);
+		c64 = __builtin_ia32_crc32si((uint32_t)c64, w);
+		p += 4;
+		len -= 4;
+	}
+	while (len--)
+		c64 = __builtin_ia32_crc32qi((uint32_t)c64, *p++);
+	return (uint32_t)c64;
+}
+#endif
+
+#define SHORT_MAX (3 * LANE_SHORT)
+
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 {
-	pthread_once(&init_once, crc32c_init);
 #if defined(__x86_64__)
 	if (have_hw)
-		return ~hw_update(~crc, buf, len);
+		return ~(len < SHORT_MAX ? hw_short(~crc, buf, len) : hw_update(~crc, buf, len));
 #endif
 	return ~sw_update(~crc, buf, len);
+}
+
+uint32_t crc32c2(const void *a, size_t alen, const void *b, size_t blen)
+{
+#if defined(__x86_64__)
+	if (have_hw) {
+		uint32_t c = hw_short(~0u, a, alen);
+
+		return ~(blen < SHORT_MAX ? hw_short(c, b, blen) : hw_update(c, b, blen));
+	}
+#endif
+	return ~sw_update(sw_update(~0u, a, alen), b, blen);
 }

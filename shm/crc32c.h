@@ -13,6 +13,10 @@
 
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* crc32c(0, a || b) for two buffers, in one call (a frame's header and
+ * payload). */
+uint32_t crc32c2(const void *a, size_t alen, const void *b, size_t blen);
+
 /* The portable table path, exposed so tests can check one against the other. */
 uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len);
 

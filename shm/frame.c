@@ -115,9 +115,8 @@ int frame_headers_check(const uint8_t *buf, size_t len, size_t count)
 
 uint32_t frame_crc(const struct frame_hdr *h, size_t payload_len)
 {
-	uint32_t c = crc32c(0, (const uint8_t *)h + FRAME_CRC_START, FRAME_CRC_END - FRAME_CRC_START);
-
-	return crc32c(c, (const uint8_t *)h + FRAME_HDR_SIZE, payload_len);
+	return crc32c2((const uint8_t *)h + FRAME_CRC_START, FRAME_CRC_END - FRAME_CRC_START,
+		       (const uint8_t *)h + FRAME_HDR_SIZE, payload_len);
 }
 
 int frame_parse(const struct frame_hdr *h, uint64_t len, uint64_t off, struct frame_view *v)

@@ -7,12 +7,13 @@
 # "not ok ... # SKIP" lines are skipped (with their reason printed), other
 # "not ok" lines fail; a binary that crashes or times out counts as one
 # failure.  Fuzz targets replay their seeds and then run for FUZZ_RUNS
-# inputs.  The last line is "N passed, N failed, N skipped".
+# inputs or FUZZ_SECONDS, whichever comes first.  The last line is "N passed, N failed, N skipped".
 set -u
 pass=0 fail=0 skip=0
 failed_names=""
 TEST_TIMEOUT=${TEST_TIMEOUT:-900}
-FUZZ_RUNS=${FUZZ_RUNS:-200000}
+FUZZ_RUNS=${FUZZ_RUNS:-500000}
+FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 log_dir=${BUILD:-build}/test-logs
 mkdir -p "$log_dir"
 
@@ -46,7 +47,8 @@ run_fuzz() {
 	seeds="tests/fuzz/seeds/$name"
 	corpus="${BUILD:-build}/fuzz/corpus-$name"
 	mkdir -p "$corpus"
-	if timeout -k 10 600 "$f" -runs="$FUZZ_RUNS" -seed=1 "$corpus" "$seeds" >"$log" 2>&1; then
+	if timeout -k 10 600 "$f" -runs="$FUZZ_RUNS" -max_total_time="$FUZZ_SECONDS" -seed=1 \
+		"$corpus" "$seeds" >"$log" 2>&1; then
 		pass=$((pass + 1))
 		printf 'ok   %-28s %s\n' "$name" "$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log")"
 	else

@@ -1,14 +1,167 @@
 /*
  * cli.h - what the files of the `shmbus` command share.
+ *
+ * Every subcommand is a function `cmd_<name>(cli, argc, argv)` with
+ * argv[0] the command's own name (getopt's convention), returning the
+ * process exit status: 0, CLI_EXIT_FAIL (a runtime error, already
+ * reported on stderr) or CLI_EXIT_USAGE (a bad command line).  util.c
+ * holds what they share: error reporting, number and size parsing,
+ * aligned tables and cleanup helpers.
  */
 #ifndef SHMBUS_CLI_H
 #define SHMBUS_CLI_H
 
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "shmbus.h"
+
+#define CLI_EXIT_FAIL  1
+#define CLI_EXIT_USAGE 2
+
+/* What the global options decided. */
+struct cli {
+	const char *root;       /* --root DIR; NULL: $SHMBUS_ROOT, else the default */
+	const char *prog;       /* argv[0] of the process, for commands we suggest */
+};
 
 /* `shmbus bench ...` (cli/bench.c): the speed figures of the core
  * targets, min/median/max over repeated runs.  root is the --root given
  * (NULL: a private temporary root).  Returns the process exit status. */
 int cmd_bench(const char *root, int argc, char **argv);
+
+/* The subcommands (cli/<name>.c). */
+int cmd_topic(struct cli *cli, int argc, char **argv);
+int cmd_produce(struct cli *cli, int argc, char **argv);
+int cmd_consume(struct cli *cli, int argc, char **argv);
+int cmd_stats(struct cli *cli, int argc, char **argv);
+int cmd_recover(struct cli *cli, int argc, char **argv);
+int cmd_group(struct cli *cli, int argc, char **argv);
+int cmd_demo(struct cli *cli, int argc, char **argv);
+
+/* ------------------------------------------------------------------ */
+/* Option parsing shared by the subcommands (util.c)                   */
+
+/* Long options every subcommand accepts: --root DIR and --help. */
+enum { OPT_ROOT = 0x100, OPT_FIRST_PRIVATE };
+#define CLI_COMMON_OPTIONS                                  \
+	{ "root", required_argument, NULL, OPT_ROOT },      \
+	{ "help", no_argument, NULL, 'h' }
+
+/*
+ * Handle what getopt_long returned for an option the subcommand does not
+ * handle itself: --root, --help, and errors (cmd names the command in
+ * messages).  Returns -1 to go on, else the exit status (usage printed to
+ * stdout for --help, stderr otherwise).  Call getopt_long with opterr = 0
+ * and an optstring that starts with ':'.
+ */
+int cli_common_option(struct cli *cli, int c, const char *cmd, char **argv, const char *usage);
+
+/* Print usage (to stdout when status is 0, else to stderr); returns status. */
+int cli_usage(const char *usage, int status);
+
+/* A usage error: "shmbus: <message>" and the usage on stderr; returns 2. */
+int cli_usage_err(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+
+/* "shmbus: <message>" on stderr. */
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Report a failed library call: shmbus_errmsg() when it has one (it names
+ * the object and the fix), else `what` and shmbus_strerror(rc).
+ * Returns CLI_EXIT_FAIL.
+ */
+int cli_fail(int rc, const char *what);
+
+/* A library failure the command handled: forget its message, so a later
+ * failure that sets none (-ENOMEM) does not print this one. */
+void cli_err_forget(void);
+
+/* Open the bus of cli->root.  create=false fails with -ENOENT (and no
+ * message) if there is no bus there yet; other failures are reported. */
+int cli_open(const struct cli *cli, bool create, shmbus **ret);
+
+/* Report that `topic` does not exist because no bus exists yet; returns 1. */
+int cli_no_bus(const struct cli *cli, const char *topic);
+
+/* ------------------------------------------------------------------ */
+/* Parsing numbers and sizes                                           */
+
+/* A decimal integer in [0, max]; reports "<what>: ..." and returns -EINVAL. */
+int parse_u64(const char *what, const char *s, uint64_t max, uint64_t *ret);
+
+/* A byte count with an optional K, M or G suffix (powers of 1024). */
+int parse_size(const char *what, const char *s, uint64_t *ret);
+
+/* "16 MiB", "4 KiB", "1000 B" (exact units only, else bytes). */
+const char *fmt_size(char *buf, size_t len, uint64_t bytes);
+
+/* "2024-05-01 12:00:00.123 +0200" for CLOCK_REALTIME nanoseconds. */
+const char *fmt_time(char *buf, size_t len, int64_t ns);
+
+const char *policy_name(enum shmbus_policy p);
+
+/* ------------------------------------------------------------------ */
+/* Aligned tables                                                      */
+
+/* Rows of cells; numbers (cells that parse as one) align right. */
+struct table {
+	int ncols;
+	const char *const *heads;
+	char **cells;           /* nrows * ncols */
+	size_t nrows, cap;
+	int col;                /* next cell of the current row */
+};
+
+void table_init(struct table *t, int ncols, const char *const *heads);
+/* Append a cell to the current row, starting a new row when it is full. */
+void table_cell(struct table *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void table_print(const struct table *t, FILE *out);
+void table_free(struct table *t);
+
+/* ------------------------------------------------------------------ */
+/* Cleanup helpers for error paths                                     */
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+
+static inline void bus_closep(shmbus **b) { shmbus_close(*b); }
+static inline void producer_freep(shmbus_producer **p) { shmbus_producer_free(*p); }
+static inline void consumer_freep(shmbus_consumer **c) { shmbus_consumer_free(*c); }
+static inline void freep(void *p) { free(*(void **)p); }
+static inline void table_freep(struct table *t) { table_free(t); }
+
+/* ------------------------------------------------------------------ */
+/* kcat's output format (format.c)                                     */
+
+enum fmt_op {
+	FMT_LITERAL, FMT_TOPIC, FMT_PARTITION, FMT_OFFSET, FMT_KEY, FMT_VALUE,
+	FMT_TIMESTAMP, FMT_HEADERS, FMT_VALUE_SIZE, FMT_KEY_SIZE,
+};
+
+struct fmt_item {
+	enum fmt_op op;
+	size_t lit_off, lit_len;   /* FMT_LITERAL: bytes of fmt.lit */
+};
+
+struct fmt {
+	struct fmt_item *items;
+	size_t n;
+	char *lit;                 /* the literal text, escapes resolved */
+	bool value_newline;        /* exactly "%s\n": the fast path */
+};
+
+/* Compile a format; on error reports it and returns -EINVAL. */
+int fmt_compile(const char *spec, struct fmt *ret);
+
+/* Write one message; returns 0, or -EIO if the stream failed. */
+int fmt_write(const struct fmt *f, const struct shmbus_message *m, FILE *out);
+
+void fmt_free(struct fmt *f);
 
 #endif

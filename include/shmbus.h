@@ -138,6 +138,8 @@ struct shmbus_topic_info {
 	int numa_node;              /* -1: not bound */
 	int64_t retention_ms;
 	int64_t created_ns;         /* CLOCK_REALTIME */
+	uint64_t max_record;        /* largest key + encoded headers + value, in bytes
+				     * (each header takes 6 bytes + name + value) */
 };
 
 /* Describe a topic.  Lock-free; safe from any thread. */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../shm/clock.h"
+#include "../shm/frame.h"
 #include "../shm/read.h"
 #include "../shm/recover.h"
 
@@ -201,6 +202,7 @@ static void topic_info(const struct bus_topic *t, struct shmbus_topic_info *ret)
 	ret->numa_node = t->numa_node;
 	ret->retention_ms = t->retention_ms;
 	ret->created_ns = t->created_ns;
+	ret->max_record = (t->capacity / 2 > UINT32_MAX ? UINT32_MAX : t->capacity / 2) - FRAME_HDR_SIZE;
 }
 
 SHMBUS_API int shmbus_topic_describe(shmbus *bus, const char *name, struct shmbus_topic_info *ret)
@@ -220,7 +222,7 @@ SHMBUS_API int shmbus_topic_list(shmbus *bus, struct shmbus_topic_info *out, siz
 	int n;
 
 	if (!all)
-		return -ENOMEM;
+		return lib_err(-ENOMEM, "out of memory");
 	n = dir_list(&bus->dir, all, BUS_MAX_TOPICS);
 	for (int i = 0; i < n && (size_t)i < max; i++)
 		topic_info(&all[i], &out[i]);
@@ -371,7 +373,7 @@ SHMBUS_API int shmbus_group_offsets(shmbus *bus, const char *group,
 	oc.topics = malloc(sizeof *oc.topics * BUS_MAX_TOPICS);
 	if (!oc.topics) {
 		group_close(&g);
-		return -ENOMEM;
+		return lib_err(-ENOMEM, "out of memory");
 	}
 	oc.ntopics = dir_list(&bus->dir, oc.topics, BUS_MAX_TOPICS);
 	rc = group_foreach(&g, offsets_visit, &oc);

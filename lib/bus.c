@@ -57,7 +57,7 @@ SHMBUS_API int shmbus_default_root(char *buf, size_t len)
 	else
 		n = snprintf(buf, len, "/dev/shm/shmbus-%u", (unsigned)getuid());
 	if (n < 0 || (size_t)n >= len)
-		return -ENAMETOOLONG;
+		return lib_err(-ENAMETOOLONG, "the bus root path is longer than %zu bytes", len);
 	return n;
 }
 
@@ -100,7 +100,7 @@ SHMBUS_API int shmbus_open(const struct shmbus_open_opts *opts, shmbus **ret)
 	OPTS_COPY(o, opts);
 	bus = calloc(1, sizeof *bus);
 	if (!bus)
-		return -ENOMEM;
+		return lib_err(-ENOMEM, "out of memory");
 	bus->rootfd = bus->topicsfd = bus->groupsfd = -1;
 	if (o.root && *o.root)
 		snprintf(bus->root, sizeof bus->root, "%s", o.root);
@@ -174,7 +174,7 @@ int topic_lookup(shmbus *bus, const char *name, struct bus_topic *ret)
 			       "[A-Za-z0-9._-]", name ? name : "(null)");
 	if (dir_lookup(&bus->dir, name, ret) < 0)
 		return lib_err(-ENOENT, "topic \"%s\" does not exist in %s; create it with "
-			       "`shmbus topic create %s`", name, bus->root, name);
+			       "`shmbus --root %s topic create %s`", name, bus->root, bus->root, name);
 	return 0;
 }
 

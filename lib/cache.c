@@ -87,7 +87,7 @@ static int map_partition(shmbus *bus, const struct bus_topic *t, uint32_t partit
 	int rc;
 
 	if (!m)
-		return -ENOMEM;
+		return lib_err(-ENOMEM, "out of memory");
 	snprintf(path, sizeof path, "%s/%u", t->name, partition);
 	snprintf(label, sizeof label, "%s/%u", t->name, partition);
 	rc = part_open(bus->topicsfd, path, false, label, &m->part);
@@ -210,7 +210,7 @@ int cache_init(shmbus *bus)
 	 * that links us; a split-ordered list degrades gracefully. */
 	bus->maps = cds_lfht_new(1024, 1024, 1024, 0, NULL);
 	if (!bus->maps)
-		return -ENOMEM;
+		return lib_err(-ENOMEM, "out of memory");
 	bus->swept_gen = dir_generation(&bus->dir);
 	return 0;
 }

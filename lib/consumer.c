@@ -63,7 +63,7 @@ SHMBUS_API int shmbus_consumer_new(shmbus *bus, const struct shmbus_consumer_opt
 			       "[A-Za-z0-9._-]", o.group);
 	c = calloc(1, sizeof *c);
 	if (!c)
-		return -ENOMEM;
+		return lib_err(-ENOMEM, "out of memory");
 	c->o = o;
 	c->bus = bus;
 	c->spin_ns = o.spin_us < 0 ? 0 : (int64_t)(o.spin_us ? o.spin_us : 20) * 1000;
@@ -203,7 +203,7 @@ static int bp_register(shmbus_consumer *c, struct assignment *a)
 				       a->topic, a->partition, PART_MAX_CONSUMERS);
 		/* our position was overwritten before we registered it */
 		if (reset(c, a, a->cur.off) < 0)
-			return -ERANGE;
+			return -ERANGE; /* reset() said why */
 	}
 	return lib_err(-EAGAIN, "cannot register on %s/%d: producers keep overwriting the start "
 		       "position", a->topic, a->partition);
@@ -222,13 +222,13 @@ static int assign_one(shmbus_consumer *c, const struct bus_topic *t, int32_t par
 
 		grown = realloc(c->as, cap * sizeof *grown);
 		if (!grown)
-			return -ENOMEM;
+			return lib_err(-ENOMEM, "out of memory");
 		c->as = grown;
 		c->cap = cap;
 	}
 	a = calloc(1, sizeof *a);
 	if (!a)
-		return -ENOMEM;
+		return lib_err(-ENOMEM, "out of memory");
 	snprintf(a->topic, sizeof a->topic, "%s", t->name);
 	a->topic_id = t->id;
 	a->partition = partition;
@@ -394,7 +394,7 @@ static int copy_out(shmbus_consumer *c, struct shmbus_message *msgs, size_t from
 		/* earlier messages point into the old buffer: rebase them */
 		buf = realloc(c->copybuf, cap);
 		if (!buf)
-			return -ENOMEM;
+			return lib_err(-ENOMEM, "out of memory");
 		for (size_t i = 0; i < from; i++) {
 #define REBASE(f) if (msgs[i].f) msgs[i].f = buf + ((const uint8_t *)msgs[i].f - c->copybuf)
 			REBASE(key);
@@ -485,7 +485,7 @@ static int gather_one(shmbus_consumer *c, struct assignment *a, struct shmbus_me
 		}
 	}
 	if (c->o.copy && *n > first && copy_out(c, msgs, first, *n, copied) < 0)
-		return -ENOMEM;
+		return lib_err(-ENOMEM, "out of memory");
 	/* Never hand out a record overwritten while we read or copied it
 	 * (format.md §6, step 3): one tail load checks the whole run. */
 	if (*n > first) {
@@ -652,7 +652,8 @@ SHMBUS_API int shmbus_message_header_last(const struct shmbus_message *m, const 
 		}
 	}
 	if (rc < 0)
-		return -EBADMSG;
+		return lib_err(-EBADMSG, "record %s/%d@%llu has damaged headers", m->topic,
+			       m->partition, (unsigned long long)m->offset);
 	return found ? 0 : -ENOENT;
 }
 

@@ -43,7 +43,7 @@ SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
 	OPTS_COPY(o, opts);
 	p = calloc(1, sizeof *p);
 	if (!p)
-		return -ENOMEM;
+		return lib_err(-ENOMEM, "out of memory");
 	p->bus = bus;
 	rc = topic_lookup(bus, topic, &p->topic);
 	if (rc)
@@ -88,7 +88,8 @@ SHMBUS_API int shmbus_producer_partition_for(const shmbus_producer *p, const voi
 					     size_t key_len)
 {
 	if (!key)
-		return -EINVAL;
+		return lib_err(-EINVAL, "a null key has no partition: keyless records are spread "
+			       "round-robin");
 	return (int)murmur2_partition(key, key_len, p->nparts);
 }
 
@@ -114,7 +115,7 @@ static int grow_scratch(shmbus_producer *p, size_t need)
 		return 0;
 	n = realloc(p->scratch, need);
 	if (!n)
-		return -ENOMEM;
+		return lib_err(-ENOMEM, "out of memory");
 	p->scratch = n;
 	p->scratch_cap = need;
 	return 0;
@@ -172,7 +173,8 @@ static int append_error(shmbus_producer *p, uint32_t part, int rc)
 		return lib_err(rc, "partition %s/%u is read-only here (no write permission, or a "
 			       "mirror replica)", p->topic.name, part);
 	default:
-		return rc;
+		return lib_err(rc, "append to %s/%u failed: %s", p->topic.name, part,
+			       shmbus_strerror(rc));
 	}
 }
 
@@ -197,7 +199,7 @@ SHMBUS_API int shmbus_producer_send(shmbus_producer *p, int32_t partition,
 	if (hsize < 0)
 		return lib_err((int)hsize, "record headers are invalid or too large");
 	if (hsize && grow_scratch(p, (size_t)hsize))
-		return -ENOMEM;
+		return lib_err(-ENOMEM, "out of memory");
 	rc = convert(p, rec, p->scratch, hsize, rec->timestamp_ns ? 0 : fast_real_ns(), &r);
 	if (rc)
 		return rc;
@@ -299,7 +301,7 @@ SHMBUS_API int shmbus_producer_claim(shmbus_producer *p, int32_t partition,
 	if (value_cap > UINT32_MAX / 2)
 		return lib_err(-EMSGSIZE, "claim of %zu bytes is too large", value_cap);
 	if (hsize && grow_scratch(p, (size_t)hsize))
-		return -ENOMEM;
+		return lib_err(-ENOMEM, "out of memory");
 	rc = convert(p, meta, p->scratch, hsize, meta->timestamp_ns ? 0 : fast_real_ns(), &r);
 	if (rc)
 		return rc;

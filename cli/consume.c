@@ -1,0 +1,385 @@
+/*
+ * consume.c - `shmbus consume TOPIC`: print records as kcat does.
+ *
+ * One consumer reads the chosen partitions (all by default) from a start
+ * each partition computes for itself (-o), printing every record through
+ * a compiled format (format.c) into a buffered stdout, flushed whenever
+ * the consumer has caught up, before it waits for more.  Records are copied out of shared memory by the
+ * library (opts.copy), so nothing a producer overwrites later can tear
+ * what is printed.
+ *
+ * Stopping: -c after COUNT records (poll never returns more than are still
+ * wanted, so the position is exactly past the last one printed); -e once
+ * every assigned partition is at its end, checked whenever a short poll
+ * returns nothing; SIGINT or SIGTERM, seen within a poll timeout.  With
+ * -g the positions are committed once what was printed has reached
+ * stdout: whenever the consumer catches up, at least every second while
+ * it does not, and at exit.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+static const char usage[] =
+	"Usage: shmbus consume TOPIC [-p PARTITION] [-o START] [-e] [-c COUNT] [-g GROUP]\n"
+	"                      [-f FORMAT]\n"
+	"\n"
+	"Print the records of a topic, one per line by default.\n"
+	"\n"
+	"  -p PARTITION  read only this partition (default: all of them)\n"
+	"  -o START      where each partition starts:\n"
+	"                  beginning      the oldest record held\n"
+	"                  end            the next record appended\n"
+	"                  OFFSET         this offset\n"
+	"                  -N             N records before the end\n"
+	"                  @TIMESTAMP_MS  the first record at or after this time\n"
+	"                                 (milliseconds since the epoch)\n"
+	"                default: the group's committed offset with -g (else the oldest\n"
+	"                record), and beginning without -g\n"
+	"  -e            exit once every partition read is at its end\n"
+	"  -c COUNT      exit after COUNT records\n"
+	"  -g GROUP      commit positions to consumer group GROUP (every second and at\n"
+	"                exit, including on SIGINT and SIGTERM)\n"
+	"  -f FORMAT     output format, as kcat's (default \"%s\\n\"):\n"
+	"                  %t topic  %p partition  %o offset  %k key  %s value\n"
+	"                  %T timestamp (ms)  %h headers (name=value,...)\n"
+	"                  %S value size  %K key size (-1 if null)  %% a percent sign\n"
+	"                  \\n \\r \\t \\0 \\\\ escapes\n";
+
+enum start_kind { START_DEFAULT, START_BEGINNING, START_END, START_OFFSET, START_BEFORE_END,
+		  START_TIME };
+
+#define POLL_MAX 256
+#define COMMIT_EVERY_MS 1000
+
+struct consume_run {
+	const char *topic;
+	int32_t partition;          /* or SHMBUS_PARTITION_ANY */
+	enum start_kind start;
+	uint64_t start_arg;         /* offset, N, or milliseconds */
+	bool exit_at_end;
+	uint64_t count;             /* 0: no limit */
+	const char *group;
+	struct fmt fmt;
+	shmbus_consumer *c;
+	uint64_t printed;
+	bool uncommitted;           /* printed records not committed yet */
+	int64_t committed_ms;       /* when positions were last committed */
+};
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int parse_start(struct consume_run *cr, const char *s)
+{
+	if (!strcmp(s, "beginning")) {
+		cr->start = START_BEGINNING;
+	} else if (!strcmp(s, "end")) {
+		cr->start = START_END;
+	} else if (s[0] == '@') {
+		cr->start = START_TIME;
+		if (parse_u64("-o @TIMESTAMP_MS", s + 1, INT64_MAX / 1000000, &cr->start_arg) < 0)
+			return CLI_EXIT_USAGE;
+	} else if (s[0] == '-') {
+		cr->start = START_BEFORE_END;
+		if (parse_u64("-o -N", s + 1, INT64_MAX, &cr->start_arg) < 0)
+			return CLI_EXIT_USAGE;
+	} else if (s[0] >= '0' && s[0] <= '9') {
+		cr->start = START_OFFSET;
+		if (parse_u64("-o", s, INT64_MAX, &cr->start_arg) < 0)
+			return CLI_EXIT_USAGE;
+	} else {
+		return cli_usage_err(usage, "-o is beginning, end, OFFSET, -N or @TIMESTAMP_MS, "
+				     "not \"%s\"", s);
+	}
+	return -1;
+}
+
+static int one_option(struct cli *cli, struct consume_run *cr, int c, char **argv,
+		      const char **format)
+{
+	uint64_t v;
+
+	switch (c) {
+	case 'p':
+		if (parse_u64("-p", optarg, INT32_MAX, &v) < 0)
+			return CLI_EXIT_USAGE;
+		cr->partition = (int32_t)v;
+		return -1;
+	case 'o':
+		return parse_start(cr, optarg);
+	case 'e':
+		cr->exit_at_end = true;
+		return -1;
+	case 'c':
+		if (parse_u64("-c", optarg, UINT64_MAX, &cr->count) < 0)
+			return CLI_EXIT_USAGE;
+		return cr->count ? -1 : cli_usage_err(usage, "-c wants at least 1");
+	case 'g':
+		cr->group = optarg;
+		return -1;
+	case 'f':
+		*format = optarg;
+		return -1;
+	default:
+		return cli_common_option(cli, c, "consume", argv, usage);
+	}
+}
+
+static int parse_options(struct cli *cli, struct consume_run *cr, int argc, char **argv)
+{
+	static const struct option longopts[] = { CLI_COMMON_OPTIONS, { NULL, 0, NULL, 0 } };
+	const char *format = "%s\\n";
+	int c, rc;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":p:o:ec:g:f:h", longopts, NULL)) != -1) {
+		rc = one_option(cli, cr, c, argv, &format);
+		if (rc >= 0)
+			return rc;
+	}
+	if (optind >= argc)
+		return cli_usage_err(usage, "consume: from which topic?");
+	if (optind + 1 < argc)
+		return cli_usage_err(usage, "consume: one topic at a time (\"%s\" is extra)",
+				     argv[optind + 1]);
+	cr->topic = argv[optind];
+	if (fmt_compile(format, &cr->fmt) < 0)
+		return CLI_EXIT_USAGE;
+	return -1;
+}
+
+/* Where partition p starts, as an offset for shmbus_consumer_assign(). */
+static int start_offset(shmbus *bus, const struct consume_run *cr, uint32_t p, int64_t *ret)
+{
+	struct shmbus_partition_info pi;
+	int rc;
+
+	switch (cr->start) {
+	case START_DEFAULT:
+		*ret = cr->group ? SHMBUS_OFFSET_COMMITTED : SHMBUS_OFFSET_BEGINNING;
+		return 0;
+	case START_END:
+		*ret = SHMBUS_OFFSET_END;
+		return 0;
+	case START_OFFSET:
+		*ret = (int64_t)cr->start_arg;
+		return 0;
+	case START_BEFORE_END:
+		rc = shmbus_partition_info(bus, cr->topic, p, &pi);
+		if (rc < 0)
+			return rc;
+		*ret = (int64_t)(pi.high - pi.low > cr->start_arg ? pi.high - cr->start_arg : pi.low);
+		return 0;
+	default: /* START_BEGINNING, and START_TIME before its seek */
+		*ret = SHMBUS_OFFSET_BEGINNING;
+		return 0;
+	}
+}
+
+static int assign_one(shmbus *bus, struct consume_run *cr, uint32_t p)
+{
+	int64_t off;
+	int rc = start_offset(bus, cr, p, &off);
+
+	if (rc == 0)
+		rc = shmbus_consumer_assign(cr->c, cr->topic, (int32_t)p, off);
+	if (rc == -ERANGE && cr->start == START_BEFORE_END) {
+		/* producers moved the low end past it meanwhile */
+		cli_err_forget();
+		rc = shmbus_consumer_assign(cr->c, cr->topic, (int32_t)p, SHMBUS_OFFSET_BEGINNING);
+	}
+	if (rc == 0 && cr->start == START_TIME)
+		rc = shmbus_consumer_seek_timestamp(cr->c, cr->topic, (int32_t)p,
+						    (int64_t)cr->start_arg * 1000000);
+	return rc < 0 ? cli_fail(rc, "cannot start reading") : 0;
+}
+
+static int assign(shmbus *bus, struct consume_run *cr)
+{
+	struct shmbus_topic_info ti;
+	uint32_t first = 0, last;
+	int rc = shmbus_topic_describe(bus, cr->topic, &ti);
+
+	if (rc < 0)
+		return cli_fail(rc, "cannot find the topic");
+	last = ti.partitions - 1;
+	if (cr->partition != SHMBUS_PARTITION_ANY) {
+		if ((uint32_t)cr->partition >= ti.partitions) {
+			cli_err("topic \"%s\" has %u partition%s (0..%u), not %d", cr->topic,
+				ti.partitions, ti.partitions == 1 ? "" : "s", last, (int)cr->partition);
+			return CLI_EXIT_FAIL;
+		}
+		first = last = (uint32_t)cr->partition;
+	}
+	for (uint32_t p = first; p <= last; p++)
+		if (assign_one(bus, cr, p))
+			return CLI_EXIT_FAIL;
+	return 0;
+}
+
+static void on_lapped(void *ctx, const char *topic, int32_t partition, uint64_t lost_from,
+		      uint64_t resumed_at)
+{
+	(void)ctx;
+	if (resumed_at > lost_from + 1)
+		cli_err("%s/%d: offsets %llu..%llu were overwritten before they were read; going "
+			"on at %llu", topic, (int)partition, (unsigned long long)lost_from,
+			(unsigned long long)resumed_at - 1, (unsigned long long)resumed_at);
+	else
+		cli_err("%s/%d: offset %llu was overwritten before it was read; going on at %llu",
+			topic, (int)partition, (unsigned long long)lost_from,
+			(unsigned long long)resumed_at);
+}
+
+static int make_consumer(shmbus *bus, struct consume_run *cr)
+{
+	SHMBUS_OPTS(shmbus_consumer_opts, o, .group = cr->group,
+		    .name = cr->group ? cr->group : "shmbus consume",
+		    .reset = SHMBUS_RESET_EARLIEST, .copy = true, .on_lapped = on_lapped);
+	int rc = shmbus_consumer_new(bus, &o, &cr->c);
+
+	if (rc < 0)
+		return cli_fail(rc, "cannot make a consumer");
+	return assign(bus, cr);
+}
+
+/*
+ * Flush stdout, then commit the positions if a group is in use.  Returns
+ * 0, 1 after a reported failure, or -EPIPE when stdout's reader has gone
+ * (nothing more to do, and nothing to commit that it did not read).
+ */
+static int flush_and_commit(struct consume_run *cr)
+{
+	int rc;
+
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		if (errno == EPIPE)
+			return -EPIPE;
+		cli_err("cannot write to stdout: %s", strerror(errno));
+		return CLI_EXIT_FAIL;
+	}
+	if (!cr->group || !cr->uncommitted)
+		return 0;
+	rc = shmbus_consumer_commit(cr->c);
+	if (rc < 0)
+		return cli_fail(rc, "cannot commit the group's offsets");
+	cr->uncommitted = false;
+	cr->committed_ms = now_ms();
+	return 0;
+}
+
+/* Every assigned partition at its end? */
+static bool at_end(struct consume_run *cr)
+{
+	uint64_t lag = 1;
+
+	return shmbus_consumer_lag(cr->c, cr->topic, cr->partition, &lag) == 0 && lag == 0;
+}
+
+static int print_messages(struct consume_run *cr, const struct shmbus_message *msgs, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (fmt_write(&cr->fmt, &msgs[i], stdout) < 0) {
+			if (errno == EPIPE)
+				return -EPIPE;
+			cli_err("cannot write to stdout: %s", strerror(errno));
+			return CLI_EXIT_FAIL;
+		}
+	}
+	cr->printed += (uint64_t)n;
+	cr->uncommitted |= n > 0;
+	return 0;
+}
+
+static int poll_failed(const struct consume_run *cr, int rc)
+{
+	if (rc != -EIDRM)
+		return cli_fail(rc, "cannot read the topic");
+	cli_err("topic \"%s\" was deleted while it was read", cr->topic);
+	return CLI_EXIT_FAIL;
+}
+
+static int consume_loop(struct consume_run *cr)
+{
+	struct shmbus_message msgs[POLL_MAX];
+	int timeout = cr->exit_at_end ? 10 : 100, rc = 0;
+
+	while (!stop_signal && rc == 0 && !(cr->count && cr->printed >= cr->count)) {
+		size_t max = POLL_MAX;
+		int n;
+
+		if (cr->count && cr->count - cr->printed < max)
+			max = (size_t)(cr->count - cr->printed);
+		n = shmbus_consumer_poll(cr->c, msgs, max, 0);
+		if (n == 0) { /* caught up: flush and commit before waiting */
+			rc = flush_and_commit(cr);
+			if (rc || (cr->exit_at_end && at_end(cr)))
+				break;
+			n = shmbus_consumer_poll(cr->c, msgs, max, timeout);
+		}
+		if (n < 0)
+			return poll_failed(cr, n);
+		rc = print_messages(cr, msgs, n);
+		if (rc == 0 && cr->group && now_ms() - cr->committed_ms >= COMMIT_EVERY_MS)
+			rc = flush_and_commit(cr);
+	}
+	return rc;
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int cmd_consume(struct cli *cli, int argc, char **argv)
+{
+	_cleanup_(bus_closep) shmbus *bus = NULL;
+	struct consume_run cr = { .partition = SHMBUS_PARTITION_ANY };
+	int rc = parse_options(cli, &cr, argc, argv);
+
+	if (rc >= 0)
+		return rc;
+	rc = cli_open(cli, false, &bus);
+	if (rc == -ENOENT)
+		rc = cli_no_bus(cli, cr.topic);
+	else if (rc == 0)
+		rc = make_consumer(bus, &cr);
+	else
+		rc = CLI_EXIT_FAIL;
+	if (rc == 0) {
+		static char outbuf[1 << 16];
+
+		setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+		catch_signals();
+		cr.committed_ms = now_ms();
+		rc = consume_loop(&cr);
+		if (rc == 0)
+			rc = flush_and_commit(&cr);
+		if (rc == -EPIPE)
+			rc = 0; /* the reader of stdout is gone: a normal end */
+	}
+	shmbus_consumer_free(cr.c);
+	fmt_free(&cr.fmt);
+	return rc;
+}

@@ -29,6 +29,7 @@ struct assignment {
 	struct part *p;
 	struct part_cursor cur;
 	int bp_slot;               /* backpressure registration, or -1 */
+	unsigned stall_polls;      /* polls that found the frontier stalled */
 };
 
 struct shmbus_consumer {
@@ -45,6 +46,8 @@ struct shmbus_consumer {
 	uint8_t *copybuf;
 	size_t copycap;
 	int pending_err;           /* an error to return at the next poll */
+	pid_t dead_pid;            /* a producer found dead: abort its claims at once */
+	bool woke;                 /* gathering after a sleep: check stalls' clocks */
 	struct shmbus_consumer_stats st;
 };
 
@@ -424,18 +427,35 @@ static int copy_out(shmbus_consumer *c, struct shmbus_message *msgs, size_t from
 	return 0;
 }
 
+/* Is the claim holding this frontier one of a producer found dead? */
+static bool claimed_by_dead(const shmbus_consumer *c, const struct assignment *a)
+{
+	return c->dead_pid && part_claimant(a->p, a->cur.off, a->cur.stall_pos) == c->dead_pid;
+}
+
 /* Abort the claim holding this partition's frontier once it has stalled
- * for the unblock timeout.  True if the frontier moved. */
+ * for the unblock timeout, or at once if its producer is one we already
+ * found dead (the rest of a dead producer's batch).  True if the frontier
+ * moved. */
 static bool unblock(shmbus_consumer *c, struct assignment *a)
 {
-	pid_t pid;
+	pid_t pid = 0;
 	int rc;
 
-	if (!a->cur.stall_ns || mono_ns() - a->cur.stall_ns < c->unblock_ns || a->p->readonly)
+	if (!a->cur.stalled || a->p->readonly)
 		return false;
-	rc = part_unblock(a->p, a->cur.off, a->cur.stall_pos, 0, &pid);
+	/* A frontier is usually "stalled" only for the nanoseconds between a
+	 * claim and its commit: look at the clock once it has lasted a while
+	 * (then every 256 polls, and after each sleep). */
+	if (!c->woke && ++a->stall_polls % 256 != 64 && !claimed_by_dead(c, a))
+		return false;
+	if (mono_ns() - part_stall_clock(&a->cur) < c->unblock_ns && !claimed_by_dead(c, a))
+		return false;
+	rc = part_unblock(a->p, a->cur.off, a->cur.stall_pos, 0, a->cur.stall_tail, &pid);
 	if (rc == 1) {
 		c->st.unblocked++;
+		if (pid > 0)
+			c->dead_pid = pid;
 		return true;
 	}
 	if (rc == 0)
@@ -454,6 +474,8 @@ static int gather_one(shmbus_consumer *c, struct assignment *a, struct shmbus_me
 	struct frame_view v;
 	int rc = 0;
 
+	int resets = 0;
+
 	bp_follow(a); /* views of the previous poll are released */
 	while (*n < max) {
 		rc = part_read(a->p, &a->cur, &v);
@@ -463,7 +485,9 @@ static int gather_one(shmbus_consumer *c, struct assignment *a, struct shmbus_me
 		}
 		if (rc == 0 && unblock(c, a))
 			continue;
-		if (rc == -ERANGE && *n == first) {
+		/* a reset lands on a held offset; twice in one call means the
+		 * partition moves faster than we follow: try at the next poll */
+		if (rc == -ERANGE && *n == first && resets++ < 2) {
 			rc = reset(c, a, a->cur.off);
 			if (rc == 0)
 				continue;
@@ -561,12 +585,14 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 	spin_end = mono_ns() + c->spin_ns;
 	if (deadline && spin_end > deadline)
 		spin_end = deadline;
-	while (mono_ns() < spin_end) {
-		for (int i = 0; i < 16; i++)
-			cpu_relax();
+	/* busy-poll: one pause between polls, the clock every 16 */
+	for (unsigned i = 1; c->spin_ns; i++) {
 		n = gather(c, msgs, max);
 		if (n != 0)
 			return n;
+		cpu_relax();
+		if (!(i & 15) && mono_ns() >= spin_end)
+			break;
 	}
 	for (;;) {
 		uint32_t *words[SHM_FUTEX_MAX_WAITV], expected[SHM_FUTEX_MAX_WAITV];
@@ -586,10 +612,10 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 		if (n != 0)
 			return n;
 		for (size_t i = 0; i < c->nas; i++) {
-			struct assignment *a = c->as[i];
+			int64_t since = part_stall_clock(&c->as[i]->cur);
 
-			if (a->cur.stall_ns && (!until || a->cur.stall_ns + c->unblock_ns < until))
-				until = a->cur.stall_ns + c->unblock_ns;
+			if (since && (!until || since + c->unblock_ns < until))
+				until = since + c->unblock_ns;
 		}
 		/* read-only mappings cannot announce a waiter, and a wait holds
 		 * 128 words at most: poll those every millisecond */
@@ -597,7 +623,9 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 			until = mono_ns() + 1000000;
 		c->st.waits++;
 		futex_wait_many(words, expected, k, until);
+		c->woke = true;
 		n = gather(c, msgs, max);
+		c->woke = false;
 		if (n != 0)
 			return n;
 		if (deadline && mono_ns() >= deadline)

@@ -72,8 +72,10 @@ SHMBUS_API void shmbus_producer_free(shmbus_producer *p)
 {
 	if (!p)
 		return;
-	for (uint32_t i = 0; i < p->nparts; i++)
+	for (uint32_t i = 0; i < p->nparts; i++) {
+		part_writer_fini(&p->parts[i].w);
 		cache_put(p->parts[i].m);
+	}
 	free(p->parts);
 	free(p->scratch);
 	free(p);
@@ -342,9 +344,12 @@ SHMBUS_API int shmbus_producer_commit(shmbus_producer *p, struct shmbus_claim *c
 
 	if (rc)
 		return rc;
-	if (value_len > claim->value_cap)
-		return lib_err(-EINVAL, "commit of %zu bytes exceeds the claim's %zu", value_len,
-			       claim->value_cap);
+	if (value_len > claim->value_cap) {
+		part_abort(&p->parts[claim->partition].w, &c);
+		claim->priv[C_FRAME] = 0;
+		return lib_err(-EINVAL, "commit of %zu bytes exceeds the claim's %zu; the claim was "
+			       "aborted", value_len, claim->value_cap);
+	}
 	rc = part_commit(&p->parts[claim->partition].w, &c, (uint32_t)value_len);
 	claim->priv[C_FRAME] = 0;
 	return rc ? append_error(p, (uint32_t)claim->partition, rc) : 0;

@@ -6,11 +6,12 @@
  *    next lap's start.
  * 2. Backpressure policy: refuse (or wait) if the claim would overwrite
  *    a registered consumer's unread bytes.
- * 3. CAS {tail, next} -> {tail + bytes, next + k} as one 16-byte word.
- * 4. Write CLAIMED into each frame's commit word (the first with a CAS,
- *    which fails if an unblocker already aborted this claim), the index
- *    slots, and zero the commit word just past the claim, so the next
- *    claim's frame never shows a reader bytes of an older lap.
+ * 3. Announce the claim word about to be CAS'd in this writer's slot, then
+ *    CAS {tail, next} -> {tail + bytes, next + k} as one 16-byte word.
+ * 4. Write CLAIMED into each frame's commit word (the claim's first word
+ *    with a CAS, which fails if an unblocker already aborted this claim),
+ *    the index slots, and zero the commit word just past the claim, so the
+ *    next claim's frame never shows a reader bytes of an older lap.
  * 5. Write headers, payloads and CRCs; then commit each frame in order
  *    with a CAS CLAIMED -> COMMITTED (release), and wake waiters.
  */
@@ -34,6 +35,34 @@ void part_writer_init(struct part_writer *w, struct part *p)
 	w->bp_limit = 0;
 	w->bp_gen = UINT64_MAX;
 	w->seen = load_pair(&p->hdr->claim);
+	w->slot = part_writer_slot_take(p);
+}
+
+void part_writer_fini(struct part_writer *w)
+{
+	if (w->p)
+		part_writer_slot_give(w->p, w->slot);
+	w->p = NULL;
+	w->slot = NULL;
+}
+
+/* Step 3: publish the claim word this writer is about to CAS from, so an
+ * unblocker knows the boundary even before the claim is marked (seqlock:
+ * pairs with read_slot() in unblock.c; the CAS that follows is a full
+ * barrier). */
+static inline void announce(struct part_writer *w, pair128 cur)
+{
+	struct part_writer_slot *s = w->slot;
+	uint64_t seq;
+
+	if (!s)
+		return;
+	seq = load_relaxed(&s->seq);
+	store_relaxed(&s->seq, seq + 1);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	store_relaxed(&s->pos, cur.lo);
+	store_relaxed(&s->off, cur.hi);
+	store_release(&s->seq, seq + 2);
 }
 
 static struct frame_hdr *frame_at(const struct part *p, uint64_t pos)
@@ -42,17 +71,19 @@ static struct frame_hdr *frame_at(const struct part *p, uint64_t pos)
 }
 
 /*
- * Take the first commit word of a claim: CAS whatever the older lap left
- * there to `desired`, unless an unblocker has already written an abort
- * that covers `off`.  False: this claim was aborted.
+ * Take the first commit word of a claim: CAS whatever is there (zero, or
+ * older bytes if the previous claim's producer has not zeroed it yet) to
+ * `desired`, unless it holds *aborted, the word an unblocker writes when
+ * it aborts exactly this claim (NULL: no abort can be there yet).  False:
+ * this claim was aborted.
  */
-static bool take_word(struct part *p, uint64_t pos, uint64_t off, uint64_t desired)
+static bool take_word(struct part *p, uint64_t pos, const uint64_t *aborted, uint64_t desired)
 {
 	uint64_t *cw = part_commit_word(p, pos);
 	uint64_t w = load_acquire(cw);
 
 	for (;;) {
-		if (cw_state(w) == FRAME_ABORTED && part_cw_for(w, off))
+		if (aborted && w == *aborted)
 			return false;
 		/* pairs with load_acquire of the commit word in part_read() */
 		if (cas(cw, &w, desired))
@@ -203,6 +234,7 @@ static int claim(struct part_writer *w, const uint64_t *lens, size_t n, unsigned
 			cur = load_pair(&p->hdr->claim);
 			continue;
 		}
+		announce(w, cur);
 		if (cas128(&p->hdr->claim, &cur, (pair128){ .lo = end, .hi = cur.hi + k })) {
 			*pl = (struct plan){ .pos = cur.lo, .pad = pad, .start = cur.lo + pad,
 					     .off = cur.hi, .end = end, .k = k };
@@ -218,32 +250,41 @@ static void abort_own(struct part *p, uint64_t pos, uint64_t off, uint64_t len)
 {
 	uint64_t want = cw_make(FRAME_CLAIMED, len, off);
 
-	(void)cas(part_commit_word(p, pos), &want, cw_make(FRAME_ABORTED, len, off + 1));
+	if (cas(part_commit_word(p, pos), &want, cw_make(FRAME_ABORTED, len, off)))
+		/* the offset after the aborted frame (format.md §3); pairs with
+		 * load_acquire in part_abort_end() */
+		store_release(&((struct frame_hdr *)(void *)part_at(p, pos))->offset, off + 1);
 }
 
 /*
- * Step 4: mark every frame of the claim CLAIMED and index it.  The first
- * frame's word, then the padding's, are taken by CAS (an unblocker may
- * have aborted us while we were stopped); the others cannot have been
- * reached by a reader yet, since readers stop at the first.  The frame is
- * marked before the padding so a reader that passes the padding never
- * finds the older lap at the frame.  False: the claim was aborted.
+ * Step 4: mark every frame of the claim CLAIMED and index it.  The claim's
+ * first word (the padding's, or the first frame's) is taken by CAS: an
+ * unblocker may have aborted the claim while we were stopped.  Nothing
+ * else of the claim is written before that CAS wins, except each frame's
+ * pid, which an abort never touches; the offset at frame + 8, where an
+ * abort keeps its end offset, is written after.  Later frames of a batch
+ * use plain stores: no reader can reach them before the first is
+ * resolved.  The first frame is marked before the padding so a reader
+ * that passes the padding never finds the older lap at the frame.
+ * False: the claim was aborted.
  */
 static bool mark_claimed(struct part *p, const struct plan *pl, const uint64_t *lens)
 {
-	pid_t pid = proc_self(NULL);
+	uint32_t pid = (uint32_t)proc_self(NULL);
+	uint64_t aborted = cw_make(FRAME_ABORTED, pl->end - pl->pos, pl->off);
 	uint64_t fpos = pl->start;
 
 	for (size_t i = 0; i < pl->k; i++) {
 		struct frame_hdr *h = frame_at(p, fpos);
 		uint64_t cw = cw_make(FRAME_CLAIMED, lens[i], pl->off + i);
 
-		store_relaxed(&h->offset, pl->off + i);
-		store_relaxed(&h->pid, (uint32_t)pid);
+		store_relaxed(&h->pid, pid);
 		if (i == 0) {
-			if (!take_word(p, fpos, pl->off, cw))
+			/* with padding, readers reach the frame only through
+			 * the padding, which is not ours yet: no abort here */
+			if (!take_word(p, fpos, pl->pad ? NULL : &aborted, cw))
 				return false;
-			if (pl->pad && !take_word(p, pl->pos, pl->off,
+			if (pl->pad && !take_word(p, pl->pos, &aborted,
 						  cw_make(FRAME_PADDING, pl->pad, pl->off))) {
 				abort_own(p, fpos, pl->off, lens[0]);
 				return false;
@@ -252,6 +293,7 @@ static bool mark_claimed(struct part *p, const struct plan *pl, const uint64_t *
 			/* pairs with load_acquire of the commit word in part_read() */
 			store_release(&h->commit, cw);
 		}
+		store_relaxed(&h->offset, pl->off + i);
 		store_relaxed(&p->index[(pl->off + i) & p->imask], fpos);
 		fpos += lens[i];
 	}

@@ -22,9 +22,12 @@ struct part_writer {
 	uint64_t bp_limit;   /* backpressure: tail allowed without a rescan */
 	uint64_t bp_gen;     /* registry generation bp_limit was computed in */
 	pair128 seen;        /* last claim word seen: the next CAS's guess */
+	struct part_writer_slot *slot; /* announcements, or NULL (format.md §4) */
 };
 
+/* Begin and end a writer (takes and frees its announcement slot). */
 void part_writer_init(struct part_writer *w, struct part *p);
+void part_writer_fini(struct part_writer *w);
 
 /* One record to append.  headers points at an encoded section
  * (frame_headers_encode) of headers_len bytes. */

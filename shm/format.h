@@ -4,7 +4,8 @@
  *
  * A partition file is three regions, each page aligned:
  *
- *   [0, 8192)                  header: identity, hot words, consumer slots
+ *   [0, 12288)                 header: identity, hot words, consumer slots,
+ *                              writer slots
  *   [index_offset, +icap*8)    offset index: u64 position of offset o at
  *                              slot o & (icap-1)
  *   [data_offset, +capacity)   data ring: frames at absolute byte positions
@@ -24,7 +25,7 @@
 #define PART_MAGIC        0x3170747262686d73ULL /* "shmbrtp1" little-endian */
 #define PART_VERSION      1u
 #define SHM_ENDIAN_MARK   0x0102030405060708ULL
-#define PART_HEADER_SIZE  8192u
+#define PART_HEADER_SIZE  12288u
 #define PART_PAGE         4096u
 
 #define PART_CAP_MIN      4096ULL             /* smallest data ring */
@@ -34,6 +35,7 @@
 #define PART_NAME_MAX     255                 /* topic name, without NUL */
 
 #define PART_MAX_CONSUMERS 64                 /* registered consumer slots */
+#define PART_MAX_WRITERS   64                 /* writer announcement slots */
 
 enum part_policy {
 	PART_POLICY_OVERWRITE = 0,    /* a full lap old is overwritten (default) */
@@ -51,11 +53,12 @@ enum part_policy {
  *   bits 63..62  state
  *   bits 61..32  frame length / 8   (so a frame is at most 8 GiB - 8)
  *   bits 31..0   low 32 bits of an offset:
- *                  CLAIMED, COMMITTED: the frame's offset
+ *                  CLAIMED, COMMITTED, ABORTED: the frame's (first) offset
  *                  PADDING: the offset of the frame at the next lap's start
- *                  ABORTED: the offset that follows the aborted range
  *
- * An all-zero word was never written (a frame is never 0 bytes long).
+ * An ABORTED frame may cover several offsets: the one after the range is
+ * the u64 at frame + 8, stored after the aborting CAS.  An all-zero word
+ * was never written (a frame is never 0 bytes long).
  */
 enum frame_state {
 	FRAME_ABORTED = 0,
@@ -65,6 +68,7 @@ enum frame_state {
 };
 
 #define FRAME_ALIGN        8u
+#define FRAME_ABORT_MIN    16u /* commit word and the offset after the range */
 #define FRAME_LEN_UNITS_MAX ((1ULL << 30) - 1)
 
 static inline uint64_t cw_make(enum frame_state st, uint64_t len, uint64_t off)
@@ -139,6 +143,23 @@ struct part_consumer_slot {
 _Static_assert(sizeof(struct part_consumer_slot) == 64, "slot is one cache line");
 
 /*
+ * A writer's announcement (format.md §4 step 3): before each claim CAS a
+ * producer publishes the claim word it bases the CAS on, so an unblocker
+ * knows every claim boundary, even of claims not yet marked.  Seqlocked:
+ * seq is odd while pos/off change.  One cache line each.
+ */
+struct part_writer_slot {
+	uint32_t pid;          /* 0: free */
+	uint32_t flags;
+	uint64_t start_time;   /* process start time, detects pid reuse */
+	uint64_t seq;
+	uint64_t pos;          /* a tail value: a claim boundary */
+	uint64_t off;          /* the offset at that boundary */
+	uint8_t pad[24];
+};
+_Static_assert(sizeof(struct part_writer_slot) == 64, "writer slot is one cache line");
+
+/*
  * The header.  Identity fields are written once at creation and never
  * again.  Each group of hot words lives in its own 128-byte block (two
  * cache lines, against adjacent-line prefetch), and words written by
@@ -201,15 +222,20 @@ struct part_header {
 	uint64_t recoveries;       /* recovery scans run */
 	uint64_t recovered_cut;    /* offsets cut by recovery scans */
 	uint64_t bp_blocked;       /* appends refused or delayed by backpressure */
-	uint8_t pad_counters[88];
+	uint64_t slotless;         /* writers without an announcement slot */
+	uint8_t pad_counters[80];
 
 	uint8_t reserved3[PART_PAGE - 1280];
 
 	/* [4096, 8192): registered consumers */
 	struct part_consumer_slot consumers[PART_MAX_CONSUMERS];
+
+	/* [8192, 12288): writers' claim announcements */
+	struct part_writer_slot writers[PART_MAX_WRITERS];
 };
 
-_Static_assert(sizeof(struct part_header) == PART_HEADER_SIZE, "header is two pages");
+_Static_assert(sizeof(struct part_header) == PART_HEADER_SIZE, "header is three pages");
+_Static_assert(offsetof(struct part_header, writers) == 2 * PART_PAGE, "writers on page 2");
 _Static_assert(offsetof(struct part_header, topic) == 128, "topic name at 128");
 _Static_assert(offsetof(struct part_header, status) == 512, "status block at 512");
 _Static_assert(offsetof(struct part_header, claim) == 640, "claim block at 640");

@@ -154,8 +154,10 @@ int group_commit(struct group_file *g, uint64_t topic_id, uint32_t partition, ui
 		return shm_err(-ENOSPC, "group file %s is full (%u partitions); delete the group to "
 			       "reset it", g->hdr->name, g->nslots);
 	store_relaxed(&s->generation, gen);
-	store_relaxed(&s->commit_ns, real_ns());
-	store_release(&s->offset, offset);
+	store_relaxed(&s->offset, offset);
+	/* pairs with load_acquire of commit_ns in group_fetch(): a reader that
+	 * sees the commit time sees its offset */
+	store_release(&s->commit_ns, real_ns());
 	return 0;
 }
 
@@ -164,13 +166,18 @@ int group_fetch(const struct group_file *g, uint64_t topic_id, uint32_t partitio
 {
 	struct group_slot *s = find(g, key_of(topic_id, partition), false);
 
+	uint64_t off;
+	int64_t ns;
+
 	if (!s)
 		return -ENOENT;
-	*ret_offset = load_acquire(&s->offset);
-	if (ret_commit_ns)
-		*ret_commit_ns = load_relaxed(&s->commit_ns);
-	if (*ret_offset == 0 && load_relaxed(&s->commit_ns) == 0)
+	ns = load_acquire(&s->commit_ns);
+	off = load_relaxed(&s->offset);
+	if (ns == 0)
 		return -ENOENT; /* claimed, not yet committed */
+	*ret_offset = off;
+	if (ret_commit_ns)
+		*ret_commit_ns = ns;
 	return 0;
 }
 
@@ -182,13 +189,13 @@ int group_foreach(const struct group_file *g,
 	for (uint32_t i = 0; i < g->nslots; i++) {
 		const struct group_slot *s = &g->slots[i];
 		uint64_t k = load_acquire(&s->key);
-		int64_t ns = load_relaxed(&s->commit_ns);
+		int64_t ns = load_acquire(&s->commit_ns);
 		int rc;
 
 		if (k == 0 || ns == 0)
 			continue;
 		rc = fn(ctx, k >> GROUP_PARTITION_BITS, (uint32_t)(k & ((1u << GROUP_PARTITION_BITS) - 1)),
-			load_acquire(&s->offset), ns);
+			load_relaxed(&s->offset), ns);
 		if (rc)
 			return rc;
 	}

@@ -194,8 +194,10 @@ int part_create(int dirfd, const char *name, const struct part_params *prm, stru
 	munmap(base, size);
 	if (rc)
 		goto fail_unlink;
-	if (renameat(dirfd, tmp, dirfd, name) < 0) {
-		rc = shm_err(-errno, "cannot publish partition file %s: %s", name, strerror(errno));
+	if (renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) < 0) {
+		rc = errno == EEXIST ? shm_err(-EEXIST, "partition file %s already exists", name)
+				     : shm_err(-errno, "cannot publish partition file %s: %s", name,
+					       strerror(errno));
 		part_unmap(&p);
 		goto fail_unlink;
 	}

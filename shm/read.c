@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "unblock.h"
 
 static const struct frame_hdr *frame_at(const struct part *p, uint64_t pos)
 {
@@ -49,16 +50,57 @@ static int damaged(struct part *p, struct part_cursor *c, const char *what)
 		       (unsigned long long)c->pos, what);
 }
 
-/* The frontier is not ready: remember since when, unless we are lapped. */
+/* The frontier is not ready: remember where, unless we are lapped.  The
+ * time it stalled is taken later, by part_stall_clock(), off the spinning
+ * path (a clock read costs as much as a record here). */
 static int not_ready(struct part *p, struct part_cursor *c)
 {
 	if (lapped(p, c))
 		return -ERANGE;
-	if (c->stall_ns == 0 || c->stall_pos != c->pos) {
-		c->stall_ns = mono_ns();
+	if (c->stall_pos != c->pos || !c->stalled) {
+		c->stalled = true;
+		c->stall_ns = 0;
 		c->stall_pos = c->pos;
+		c->stall_tail = c->tail_seen;
 	}
 	return 0;
+}
+
+int64_t part_stall_clock(struct part_cursor *c)
+{
+	if (!c->stalled)
+		return 0;
+	if (!c->stall_ns)
+		c->stall_ns = mono_ns();
+	return c->stall_ns;
+}
+
+/* The lowest readable offset: `start`, never past the end even if the
+ * header is damaged. */
+static uint64_t start_of(const struct part *p, uint64_t next)
+{
+	uint64_t start = load_relaxed(&p->hdr->start);
+
+	return start <= next ? start : next;
+}
+
+/* An ABORTED frame for c->off: pass over its range, or wait for its end
+ * offset (stored just after the aborting CAS). */
+static int skip_aborted(struct part *p, struct part_cursor *c, uint64_t len)
+{
+	uint64_t end = part_abort_end(p, c->off, c->pos, len, c->tail_seen, c->next_seen);
+
+	if (!end) {
+		refresh(p, c);
+		end = part_abort_end(p, c->off, c->pos, len, c->tail_seen, c->next_seen);
+		if (!end)
+			return not_ready(p, c);
+	}
+	c->skipped += end - c->off;
+	c->off = end;
+	c->pos += len;
+	c->stalled = false;
+	return 1;
 }
 
 int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
@@ -67,57 +109,47 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 
 	if (unlikely(status & PART_STATUS_DELETED))
 		return -EIDRM;
-	if (unlikely(c->off < load_relaxed(&p->hdr->start)))
+	if (unlikely(c->off < start_of(p, load_acquire(&p->hdr->claim.hi))))
 		return -ERANGE;
 	for (;;) {
 		uint64_t w, len;
-		uint32_t d;
+		int rc;
 
 		if (c->off >= c->next_seen) {
 			refresh(p, c);
 			if (c->off > c->next_seen)
 				return -ERANGE;
 			if (c->off == c->next_seen) {
-				c->stall_ns = 0;
+				c->stalled = false;
 				return 0;
 			}
 		}
 		/* pairs with the CAS/store_release of the commit word in append.c */
 		w = load_acquire(part_commit_word(p, c->pos));
 		len = cw_len(w);
+		if (!part_cw_for(w, c->off))
+			return not_ready(p, c); /* zero, or a word of another lap */
 		switch (cw_state(w)) {
 		case FRAME_COMMITTED:
-			if (cw_off(w) != (uint32_t)c->off)
-				return not_ready(p, c);
 			if (!len_fits(p, c->pos, len) ||
 			    frame_parse(frame_at(p, c->pos), len, c->off, v) < 0)
 				return damaged(p, c, "lengths do not fit the frame");
 			v->pos = c->pos;
 			c->off++;
 			c->pos += len;
-			c->stall_ns = 0;
+			c->stalled = false;
 			if (v->offset < c->skip_until)
 				continue;
 			return 1;
 		case FRAME_PADDING:
-			if (cw_off(w) != (uint32_t)c->off)
-				return not_ready(p, c);
 			if ((c->pos & p->mask) + len != p->cap)
 				return damaged(p, c, "padding does not end at the ring's end");
 			c->pos += len;
 			continue;
 		case FRAME_ABORTED:
-			d = cw_off(w) - (uint32_t)c->off;
-			if (w == 0 || d == 0 || d >= 0x80000000u)
-				return not_ready(p, c);
-			if (d > c->next_seen - c->off || c->pos + len > c->tail_seen)
-				refresh(p, c);
-			if (len < FRAME_ALIGN || d > c->next_seen - c->off || c->pos + len > c->tail_seen)
-				return damaged(p, c, "aborted range runs past the tail");
-			c->off += d;
-			c->pos += len;
-			c->skipped += d;
-			c->stall_ns = 0;
+			rc = skip_aborted(p, c, len);
+			if (rc != 1)
+				return rc;
 			continue;
 		case FRAME_CLAIMED:
 		default:
@@ -132,7 +164,7 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 static uint64_t low_bound(struct part *p, pair128 snap)
 {
 	uint64_t lo = snap.hi > p->icap ? snap.hi - p->icap : 0;
-	uint64_t start = load_acquire(&p->hdr->start);
+	uint64_t start = start_of(p, snap.hi);
 
 	return start > lo ? start : lo;
 }
@@ -148,24 +180,15 @@ static bool index_intact(struct part *p, uint64_t off, pair128 snap, uint64_t *r
 	return true;
 }
 
-/* The position of `off`, checked against the frame found there. */
+/* The position of `off`, checked against the frame found there: any word
+ * written for `off` (a padding word leads to its frame, an aborted range
+ * starts with it). */
 static bool resolve(struct part *p, uint64_t off, pair128 snap, uint64_t *ret_pos)
 {
-	uint64_t q, w;
+	uint64_t q;
 
-	if (!index_intact(p, off, snap, &q))
+	if (!index_intact(p, off, snap, &q) || !part_cw_for(load_acquire(part_commit_word(p, q)), off))
 		return false;
-	w = load_acquire(part_commit_word(p, q));
-	if (w == 0 || cw_state(w) == FRAME_PADDING)
-		return false;
-	if (cw_state(w) == FRAME_ABORTED) {
-		uint32_t d = cw_off(w) - (uint32_t)off;
-
-		if (d == 0 || d >= 0x80000000u)
-			return false;
-	} else if (cw_off(w) != (uint32_t)off) {
-		return false;
-	}
 	*ret_pos = q;
 	return true;
 }
@@ -261,21 +284,34 @@ int part_seek_begin(struct part *p, struct part_cursor *c)
 }
 
 /* Timestamp of the first committed frame at or after `off` (within a few
- * offsets), or INT64_MAX if none is found. */
+ * frames, an aborted range counting as one), or INT64_MAX if none. */
 static int64_t probe_time(struct part *p, pair128 snap, uint64_t off)
 {
-	for (uint64_t o = off; o < snap.hi && o < off + 64; o++) {
-		uint64_t pos, w;
+	uint64_t o = off;
+
+	for (int n = 0; n < 64 && o < snap.hi; n++) {
+		uint64_t pos, w, len, end;
 		int64_t ts;
 
-		if (!resolve(p, o, snap, &pos))
+		if (!resolve(p, o, snap, &pos)) {
+			o++;
 			continue;
+		}
 		w = load_acquire(part_commit_word(p, pos));
-		if (cw_state(w) != FRAME_COMMITTED)
+		len = cw_len(w);
+		if (cw_state(w) == FRAME_ABORTED) {
+			end = part_abort_end(p, o, pos, len, snap.lo, snap.hi);
+			o = end ? end : o + 1;
 			continue;
+		}
+		if (cw_state(w) != FRAME_COMMITTED || !len_fits(p, pos, len)) {
+			o++;
+			continue;
+		}
 		ts = load_relaxed(&frame_at(p, pos)->timestamp_ns);
 		if (part_intact(p, pos))
 			return ts;
+		o++;
 	}
 	return INT64_MAX;
 }

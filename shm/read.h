@@ -18,15 +18,17 @@ struct part_cursor {
 	uint64_t skip_until;   /* offsets below this are passed silently (seek) */
 	uint64_t next_seen;    /* claim word's next offset, as last loaded */
 	uint64_t tail_seen;    /* claim word's tail, as last loaded */
-	int64_t stall_ns;      /* CLOCK_MONOTONIC when the frontier stalled, 0 if not */
+	bool stalled;          /* a claim holds the frontier at stall_pos */
+	int64_t stall_ns;      /* when it was first seen stalled (0: not yet timed) */
 	uint64_t stall_pos;
+	uint64_t stall_tail;   /* the tail when it stalled */
 	uint64_t skipped;      /* offsets passed over as aborted */
 };
 
 /*
  * The next record at c->off.  Returns 1 with *v describing it in place
- * (cursor advanced), 0 if none is ready (c->stall_ns is set when a claim
- * holds the frontier), -ERANGE if c->off has been overwritten or retired
+ * (cursor advanced), 0 if none is ready (c->stalled when a claim holds the
+ * frontier), -ERANGE if c->off has been overwritten or retired
  * (apply the reset policy), -EIDRM if the partition was deleted, -EBADMSG
  * if a frame is damaged (message in shm_errmsg()).
  *
@@ -42,6 +44,11 @@ static inline bool part_intact(const struct part *p, uint64_t pos)
 	fence_acquire();
 	return load_acquire(&p->hdr->claim.lo) < pos + p->cap;
 }
+
+/* When the frontier was first found stalled (CLOCK_MONOTONIC; taken now
+ * if not yet), or 0 if it is not stalled.  Call before sleeping and when
+ * deciding to unblock. */
+int64_t part_stall_clock(struct part_cursor *c);
 
 /* Seeks.  0 or -ERANGE (offset outside [earliest, end]). */
 int part_seek(struct part *p, struct part_cursor *c, uint64_t off);

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "append.h"
 #include "frame.h"
+#include "proc.h"
 #include "unblock.h"
 
 struct walker {
@@ -83,6 +85,23 @@ static void set_reason(struct part_recovery *r, uint64_t off, uint64_t pos, cons
 		 (unsigned long long)off, (unsigned long long)pos);
 }
 
+/* The offset after an aborted range of `o` at pos (len bytes): the one
+ * stored at frame + 8, else the one the next word carries, else the end. */
+static uint64_t abort_end(struct walker *wk, uint64_t o, uint64_t pos, uint64_t len)
+{
+	struct part *p = wk->p;
+	uint64_t end = part_abort_end(p, o, pos, len, wk->tail, wk->next), b = pos + len, w;
+	uint32_t d;
+
+	if (end || len < FRAME_ABORT_MIN || b > wk->tail)
+		return end;
+	if (b == wk->tail)
+		return wk->next;
+	w = *part_commit_word(p, b);
+	d = cw_off(w) - (uint32_t)o;
+	return w && d >= 1 && d <= wk->next - o ? o + d : 0;
+}
+
 /* Walk from (o, pos) to the tail; returns where the valid log ends. */
 static void walk(struct walker *wk, uint64_t *io, uint64_t *ipos)
 {
@@ -93,10 +112,8 @@ static void walk(struct walker *wk, uint64_t *io, uint64_t *ipos)
 		uint64_t *cwp = part_commit_word(p, pos), w = *cwp, len = cw_len(w), q, a;
 		const char *bad;
 
-		switch (cw_state(w)) {
+		switch (part_cw_for(w, o) ? cw_state(w) : (enum frame_state)-1) {
 		case FRAME_COMMITTED:
-			if (cw_off(w) != (uint32_t)o)
-				break;
 			bad = check_frame(p, pos, o, w);
 			if (bad || pos + len > wk->tail) {
 				set_reason(wk->r, o, pos, bad ? bad : "frame runs past the tail");
@@ -108,8 +125,6 @@ static void walk(struct walker *wk, uint64_t *io, uint64_t *ipos)
 			pos += len;
 			continue;
 		case FRAME_PADDING:
-			if (cw_off(w) != (uint32_t)o)
-				break;
 			if ((pos & p->mask) + len != p->cap || pos + len > wk->tail) {
 				set_reason(wk->r, o, pos, "padding is damaged");
 				goto out;
@@ -117,34 +132,40 @@ static void walk(struct walker *wk, uint64_t *io, uint64_t *ipos)
 			pos += len;
 			continue;
 		case FRAME_ABORTED:
-			if (!part_cw_for(w, o))
-				break;
-			if (len < FRAME_ALIGN || cw_off(w) - (uint32_t)o > wk->next - o ||
-			    pos + len > wk->tail) {
+			a = abort_end(wk, o, pos, len);
+			if (!a) {
 				set_reason(wk->r, o, pos, "aborted range is damaged");
 				goto out;
 			}
-			o += (uint32_t)(cw_off(w) - (uint32_t)o);
+			part_abort_finish(p, o, pos, a);
+			o = a;
 			pos += len;
 			continue;
 		case FRAME_CLAIMED:
-			if (cw_off(w) != (uint32_t)o || !len_fits(p, pos, len) || pos + len > wk->tail)
+			if (!len_fits(p, pos, len) || pos + len > wk->tail)
 				break;
 			/* A claim its producer never committed: nobody appends
 			 * during recovery, so its producer is gone. */
-			*cwp = cw_make(FRAME_ABORTED, len, o + 1);
-			p->index[o & p->imask] = pos;
+			*cwp = cw_make(FRAME_ABORTED, len, o);
+			part_abort_finish(p, o, pos, o + 1);
 			wk->r->aborted++;
 			o++;
 			pos += len;
 			continue;
+		default:
+			break;
 		}
 		/* Nothing written for `o` here: a producer died between its claim
-		 * and its first write.  Abort up to the next frame that is known,
-		 * by the index or by a scan of the bytes in between. */
-		a = part_next_anchor(p, o, pos, wk->tail, wk->next, &q);
+		 * and its first write.  Abort up to the next claim boundary that
+		 * is known, announced, indexed, or found by a scan of the bytes. */
+		a = part_next_boundary(p, o, pos, wk->tail, wk->next, &q);
 		a = physical_anchor(p, o, pos, q, a, &q);
-		*cwp = cw_make(FRAME_ABORTED, q - pos, a);
+		if (q - pos < FRAME_ABORT_MIN) {
+			set_reason(wk->r, o, pos, "no frame where one should start");
+			goto out;
+		}
+		*cwp = cw_make(FRAME_ABORTED, q - pos, o);
+		part_abort_finish(p, o, pos, a);
 		wk->r->aborted += a - o;
 		o = a;
 		pos = q;
@@ -173,7 +194,7 @@ static bool find_start(struct part *p, uint64_t tail, uint64_t next, uint64_t *r
 		if ((q & (FRAME_ALIGN - 1)) || q >= tail || tail >= q + p->cap)
 			continue;
 		w = *part_commit_word(p, q);
-		if (cw_state(w) != FRAME_PADDING && part_cw_for(w, o)) {
+		if (part_cw_for(w, o)) {
 			*ret_off = o;
 			*ret_pos = q;
 			return true;
@@ -224,9 +245,11 @@ static bool chain_to(struct part *p, uint64_t o, uint64_t ph, uint64_t last, uin
 		} else if (cw_state(w) == FRAME_PADDING && cw_off(w) == (uint32_t)o &&
 			   (ph & p->mask) + len == p->cap) {
 			/* padding: the same offset at the next lap's start */
-		} else if (cw_state(w) == FRAME_ABORTED && part_cw_for(w, o) && len >= FRAME_ALIGN &&
-			   len < p->cap && cw_off(w) - (uint32_t)o <= last - o) {
-			o += (uint32_t)(cw_off(w) - (uint32_t)o);
+		} else if (cw_state(w) == FRAME_ABORTED && part_cw_for(w, o) &&
+			   len >= FRAME_ABORT_MIN && len < p->cap && (ph & p->mask) + 16 <= p->cap &&
+			   *(const uint64_t *)(const void *)part_at(p, ph + 8) > o &&
+			   *(const uint64_t *)(const void *)part_at(p, ph + 8) <= last) {
+			o = *(const uint64_t *)(const void *)part_at(p, ph + 8);
 		} else {
 			return false;
 		}
@@ -263,11 +286,10 @@ static void rebuild(struct part *p, struct part_recovery *r)
 	 * the oldest bytes (just past the tail) forward; a broken chain rules
 	 * out every start before its break, so resume past the break */
 	for (uint64_t k = 0; k < p->cap;) {
-		uint64_t at = (tail_ph + k) & p->mask, w = *part_commit_word(p, at), dist;
-		uint64_t co = frame_at(p, at)->offset;
+		uint64_t at = (tail_ph + k) & p->mask, w = *part_commit_word(p, at), dist, co;
 
 		if ((at & p->mask) + FRAME_HDR_SIZE > p->cap || cw_state(w) != FRAME_COMMITTED ||
-		    check_frame(p, at, co, w) || co > best_off) {
+		    check_frame(p, at, co = frame_at(p, at)->offset, w) || co > best_off) {
 			k += FRAME_ALIGN;
 			continue;
 		}
@@ -295,6 +317,41 @@ static void rebuild(struct part *p, struct part_recovery *r)
 	}
 }
 
+/*
+ * Cut the log at (o, pos).  Offsets and positions never go back: one
+ * aborted range covers the cut bytes and offsets up to the old end, so
+ * readers waiting at the old end, and groups committed past the cut,
+ * resume at the next new record.
+ */
+static void cut(struct part *p, struct part_recovery *r, uint64_t o, uint64_t pos, pair128 claim)
+{
+	r->cut = claim.hi - o;
+	r->cut_bytes = claim.lo - pos;
+	if (!r->reason[0])
+		set_reason(r, o, pos, "the log ends before the claim word says");
+	if (o < claim.hi && claim.lo - pos >= FRAME_ABORT_MIN) {
+		*part_commit_word(p, pos) = cw_make(FRAME_ABORTED, claim.lo - pos, o);
+		part_abort_finish(p, o, pos, claim.hi);
+		r->new_tail = claim.lo;
+		r->new_next = claim.hi;
+		return;
+	}
+	/* no room for a range (a damaged claim word): the bytes go */
+	r->new_tail = pos;
+	r->new_next = o;
+}
+
+/* Nobody appends during recovery: every writer slot is left over from a
+ * process that is gone, and so is every unslotted writer. */
+static void release_dead_slots(struct part *p)
+{
+	for (int i = 0; i < PART_MAX_WRITERS; i++)
+		if (!proc_alive((pid_t)p->hdr->writers[i].pid, p->hdr->writers[i].start_time))
+			p->hdr->writers[i].pid = 0;
+	p->hdr->slotless = 0;
+	part_bp_reap(p);
+}
+
 int part_recover(struct part *p, struct part_recovery *r)
 {
 	struct walker wk = { .p = p, .r = r };
@@ -318,23 +375,12 @@ int part_recover(struct part *p, struct part_recovery *r)
 		walk(&wk, &o, &pos);
 		r->new_tail = pos;
 		r->new_next = o;
-		if (o < claim.hi || pos < claim.lo) {
-			r->cut = claim.hi - o;
-			r->cut_bytes = claim.lo - pos;
-			if (!r->reason[0])
-				set_reason(r, o, pos, "the log ends before the claim word says");
-			if (o < claim.hi) {
-				/* offsets never go back: skip the cut ones */
-				*part_commit_word(p, pos) = cw_make(FRAME_ABORTED, FRAME_ALIGN, claim.hi);
-				pos += FRAME_ALIGN;
-				o = claim.hi;
-			}
-			r->new_tail = pos;
-			r->new_next = o;
-		}
+		if (o < claim.hi || pos < claim.lo)
+			cut(p, r, o, pos, claim);
 	}
 	*part_commit_word(p, r->new_tail) = 0;
 	p->hdr->claim = (pair128){ .lo = r->new_tail, .hi = r->new_next };
+	release_dead_slots(p);
 	p->hdr->recoveries++;
 	p->hdr->recovered_cut += r->cut;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);

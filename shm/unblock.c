@@ -4,9 +4,14 @@
  * A producer killed between its claim and its commit leaves a hole at
  * which every reader stops.  Whoever sees the frontier stalled for the
  * unblock timeout (a reader with no daemon, or shmbusd) calls
- * part_unblock().  The abort is a CAS on the frame's commit word; the
- * producer's own commit is a CAS from CLAIMED, so a slow producer whose
- * claim was aborted gets -ECANCELED and no frame is ever both.
+ * part_unblock().  The abort is a CAS on the commit word at the hole; the
+ * producer's own writes to that word are CASes too, so a slow producer
+ * whose claim was aborted gets -ECANCELED and no frame is ever both.
+ *
+ * An unmarked hole is aborted up to the first claim boundary after it.
+ * Boundaries come from writers' announcements (each writer publishes the
+ * claim word it is about to CAS, before the CAS), so a live producer's
+ * claim that is not marked yet is never swallowed by the range.
  */
 #include "unblock.h"
 
@@ -16,36 +21,17 @@
 #include "frame.h"
 #include "proc.h"
 
-bool part_cw_for(uint64_t w, uint64_t off)
+uint64_t part_abort_end(const struct part *p, uint64_t off, uint64_t pos, uint64_t len,
+			uint64_t tail, uint64_t next)
 {
-	uint32_t lo = (uint32_t)off;
+	const uint64_t *endp = (const uint64_t *)(const void *)part_at(p, pos + 8);
+	uint64_t end;
 
-	if (w == 0)
-		return false;
-	if (cw_state(w) == FRAME_ABORTED) {
-		uint32_t d = cw_off(w) - lo;
-
-		return d >= 1 && d < 0x80000000u;
-	}
-	return cw_off(w) == lo;
-}
-
-uint64_t part_next_anchor(struct part *p, uint64_t off, uint64_t pos, uint64_t tail,
-			  uint64_t next, uint64_t *ret_pos)
-{
-	for (uint64_t o = off + 1; o < next; o++) {
-		uint64_t q = load_acquire(&p->index[o & p->imask]), w;
-
-		if ((q & (FRAME_ALIGN - 1)) || q <= pos || q >= tail)
-			continue;
-		w = load_acquire(part_commit_word(p, q));
-		if (cw_state(w) != FRAME_PADDING && part_cw_for(w, o)) {
-			*ret_pos = q;
-			return o;
-		}
-	}
-	*ret_pos = tail;
-	return next;
+	if (len < FRAME_ABORT_MIN || pos + len > tail || (pos & p->mask) + 16 > p->cap)
+		return 0;
+	/* pairs with store_release of the end in part_abort_finish() */
+	end = load_acquire(endp);
+	return end > off && end <= next ? end : 0;
 }
 
 void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off)
@@ -57,7 +43,116 @@ void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off)
 		(void)cas(cw, &w, 0);
 }
 
-int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, pid_t *ret_pid)
+/* A writer slot's announcement, if consistent (seqlock read). */
+static bool read_slot(const struct part_writer_slot *s, uint64_t *pos, uint64_t *off)
+{
+	uint64_t s1 = load_acquire(&s->seq);
+
+	if (!load_relaxed(&s->pid) || (s1 & 1))
+		return false;
+	*pos = load_relaxed(&s->pos);
+	*off = load_relaxed(&s->off);
+	/* pairs with the release stores of seq in announce() */
+	fence_acquire();
+	return load_relaxed(&s->seq) == s1;
+}
+
+uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t tail,
+			    uint64_t next, uint64_t *ret_pos)
+{
+	uint64_t best_pos = tail, best_off = next;
+
+	/* announcements first: a claim announced before its CAS is seen here
+	 * if the CAS is inside {tail, next} (format.md §7) */
+	for (int i = 0; i < PART_MAX_WRITERS; i++) {
+		uint64_t bp, bo;
+
+		if (read_slot(&p->hdr->writers[i], &bp, &bo) && bp > pos && bp < best_pos &&
+		    bo > off && bo < best_off && !(bp & (FRAME_ALIGN - 1))) {
+			best_pos = bp;
+			best_off = bo;
+		}
+	}
+	/* then frames marked for their offsets, in case a writer's slot was
+	 * reused since */
+	for (uint64_t o = off + 1; o < best_off; o++) {
+		uint64_t q = load_acquire(&p->index[o & p->imask]), w;
+
+		if ((q & (FRAME_ALIGN - 1)) || q <= pos || q >= best_pos)
+			continue;
+		w = load_acquire(part_commit_word(p, q));
+		if (part_cw_for(w, o)) {
+			best_pos = q;
+			best_off = o;
+			break;
+		}
+	}
+	*ret_pos = best_pos;
+	return best_off;
+}
+
+pid_t part_claimant(const struct part *p, uint64_t off, uint64_t pos)
+{
+	uint64_t w = load_acquire(part_commit_word(p, pos)), len = cw_len(w);
+	const struct frame_hdr *h = (const void *)part_at(p, pos);
+
+	pid_t pid;
+
+	if (cw_state(w) != FRAME_CLAIMED || !part_cw_for(w, off) || len < FRAME_HDR_SIZE ||
+	    len > p->max_frame || (pos & p->mask) + len > p->cap)
+		return 0;
+	/* stored before the CLAIMED word was released (format.md §4 step 4) */
+	pid = (pid_t)load_relaxed(&h->pid);
+	return pid > 0 ? pid : -1;
+}
+
+void part_abort_finish(struct part *p, uint64_t off, uint64_t pos, uint64_t end_off)
+{
+	/* pairs with load_acquire of the end in part_abort_end() */
+	store_release((uint64_t *)(void *)part_at(p, pos + 8), end_off);
+	for (uint64_t o = off; o < end_off && o - off < p->icap; o++)
+		store_relaxed(&p->index[o & p->imask], pos);
+	fetch_add(&p->hdr->aborted_claims, end_off - off);
+	part_notify(p);
+}
+
+static int abort_claimed(struct part *p, uint64_t off, uint64_t pos, uint64_t w, unsigned flags,
+			 pid_t *ret_pid)
+{
+	uint64_t len = cw_len(w);
+	pid_t pid = part_claimant(p, off, pos);
+
+	if (!(flags & PART_UNBLOCK_FORCE) && proc_alive(pid, 0)) {
+		if (ret_pid)
+			*ret_pid = pid;
+		return -EBUSY;
+	}
+	part_zero_ahead(p, pos + len, off + 1);
+	if (!cas(part_commit_word(p, pos), &w, cw_make(FRAME_ABORTED, len, off)))
+		return 0;
+	part_abort_finish(p, off, pos, off + 1);
+	if (ret_pid)
+		*ret_pid = pid;
+	return 1;
+}
+
+/* An abort whose end offset never landed (its aborter died between its
+ * CAS and the store, or a stopped producer overwrote it): store it. */
+static int repair_abort(struct part *p, uint64_t off, uint64_t pos, uint64_t w, pair128 snap)
+{
+	uint64_t end, end_off;
+
+	if (part_abort_end(p, off, pos, cw_len(w), snap.lo, snap.hi))
+		return 0;
+	end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end);
+	if (end != pos + cw_len(w))
+		return -EBUSY;
+	part_abort_finish(p, off, pos, end_off);
+	return 1;
+}
+
+int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uint64_t stall_tail,
+		 pid_t *ret_pid)
 {
 	pair128 snap = load_pair(&p->hdr->claim);
 	uint64_t *cw = part_commit_word(p, pos);
@@ -70,34 +165,84 @@ int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, pid
 	if (snap.lo >= pos + p->cap)
 		return -ERANGE;
 	w = load_acquire(cw);
-	if (cw_state(w) == FRAME_CLAIMED && cw_off(w) == (uint32_t)off) {
-		const struct frame_hdr *h = (const void *)part_at(p, pos);
-		uint64_t len = cw_len(w);
-		/* pid was stored before the CLAIMED word was released */
-		pid_t pid = (pid_t)load_relaxed(&h->pid);
-
-		if (len < FRAME_HDR_SIZE || len > p->max_frame || (pos & p->mask) + len > p->cap)
-			goto range;
-		if (!(flags & PART_UNBLOCK_FORCE) && proc_alive(pid, 0)) {
-			if (ret_pid)
-				*ret_pid = pid;
-			return -EBUSY;
+	if (part_cw_for(w, off)) {
+		switch (cw_state(w)) {
+		case FRAME_COMMITTED:
+		case FRAME_PADDING:
+			return 0; /* the claim moved on */
+		case FRAME_ABORTED:
+			return repair_abort(p, off, pos, w, snap);
+		case FRAME_CLAIMED:
+			if (part_claimant(p, off, pos))
+				return abort_claimed(p, off, pos, w, flags, ret_pid);
+			break; /* a length that does not fit: damaged, abort as a hole */
 		}
-		end = pos + len;
-		end_off = off + 1;
-	} else if (part_cw_for(w, off)) {
-		return 0; /* committed, padding or aborted: the claim moved on */
-	} else {
-range:
-		/* Never marked: abort up to the next frame we can find. */
-		end_off = part_next_anchor(p, off, pos, snap.lo, snap.hi, &end);
 	}
-	/* The word after the aborted range must not show an older lap. */
+	/* Never marked.  Writers without an announcement slot could hide a
+	 * live claim inside the range: then abort only a hole that is the last
+	 * claim of a partition quiet since the stall began. */
+	if (load_relaxed(&p->hdr->slotless) && snap.lo != stall_tail)
+		return -EBUSY;
+	end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end);
+	if (end - pos < FRAME_ABORT_MIN)
+		return -EBUSY;
 	part_zero_ahead(p, end, end_off);
 	/* pairs with load_acquire of the commit word in part_read() */
-	if (!cas(cw, &w, cw_make(FRAME_ABORTED, end - pos, end_off)))
+	if (!cas(cw, &w, cw_make(FRAME_ABORTED, end - pos, off)))
 		return 0;
-	fetch_add(&p->hdr->aborted_claims, end_off - off);
-	part_notify(p);
+	part_abort_finish(p, off, pos, end_off);
 	return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writer slots                                                        */
+
+static struct part_writer_slot *try_take(struct part *p, pid_t pid, uint64_t start)
+{
+	for (int i = 0; i < PART_MAX_WRITERS; i++) {
+		struct part_writer_slot *s = &p->hdr->writers[i];
+		uint32_t free_pid = 0;
+
+		if (load_relaxed(&s->pid) == 0 && cas(&s->pid, &free_pid, (uint32_t)pid)) {
+			store_relaxed(&s->start_time, start);
+			return s;
+		}
+	}
+	return NULL;
+}
+
+struct part_writer_slot *part_writer_slot_take(struct part *p)
+{
+	uint64_t start;
+	pid_t pid = proc_self(&start);
+	struct part_writer_slot *s;
+
+	if (p->readonly)
+		return NULL;
+	s = try_take(p, pid, start);
+	if (s)
+		return s;
+	/* reap slots of writers whose processes are gone */
+	for (int i = 0; i < PART_MAX_WRITERS; i++) {
+		struct part_writer_slot *d = &p->hdr->writers[i];
+		uint32_t dead = load_acquire(&d->pid);
+
+		if (dead && !proc_alive((pid_t)dead, load_relaxed(&d->start_time)))
+			(void)cas(&d->pid, &dead, 0u);
+	}
+	s = try_take(p, pid, start);
+	if (!s)
+		fetch_add(&p->hdr->slotless, 1);
+	return s;
+}
+
+void part_writer_slot_give(struct part *p, struct part_writer_slot *s)
+{
+	if (p->readonly)
+		return;
+	if (!s) {
+		fetch_add(&p->hdr->slotless, (uint64_t)-1);
+		return;
+	}
+	store_release(&s->pid, 0u);
 }

@@ -1,7 +1,8 @@
 /*
  * unblock.h - aborting a claim whose producer is gone or stuck
- * (format.md §7), and the checks shared with recovery: whether a commit
- * word belongs to an offset, and where the next known frame starts.
+ * (format.md §7), and the helpers shared with reading and recovery: which
+ * offset a commit word belongs to, the extent of an aborted range, and
+ * the claim boundaries writers announce.
  */
 #ifndef SHMBUS_SHM_UNBLOCK_H
 #define SHMBUS_SHM_UNBLOCK_H
@@ -18,34 +19,64 @@
 
 /*
  * Abort the claim that holds a reader's frontier at (off, pos), the
- * caller having seen it stalled for the unblock timeout.  A CLAIMED frame
- * is aborted if its process is gone (or with PART_UNBLOCK_FORCE); an empty
- * word (the producer died between its claim and its first write) is
- * aborted together with every offset up to the next known frame.
+ * caller having seen it stalled for the unblock timeout since the tail
+ * was `stall_tail`.  A CLAIMED frame is aborted if its process is gone (or
+ * with PART_UNBLOCK_FORCE); an unmarked claim (its producer died between
+ * its claim and its first write) is aborted up to the next claim boundary;
+ * an aborted range whose end offset was never stored gets it.
  *
- * Returns 1 if aborted, 0 if there was nothing to abort (the claim
- * progressed meanwhile), -EBUSY if the claimant lives (*ret_pid names
- * it), -ERANGE if (off, pos) has been overwritten.
+ * Returns 1 if it aborted something, 0 if there was nothing to do (the
+ * claim progressed meanwhile), -EBUSY if the claimant lives (*ret_pid
+ * names it) or the hole cannot yet be bounded safely, -ERANGE if (off,
+ * pos) has been overwritten.  After aborting a CLAIMED frame *ret_pid is
+ * its (dead) producer, whose later claims the caller may abort at once.
  */
-int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, pid_t *ret_pid);
+int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uint64_t stall_tail,
+		 pid_t *ret_pid);
 
-/* Is commit word w one written for offset `off` in this lap? */
-bool part_cw_for(uint64_t w, uint64_t off);
+/* The process that claimed the CLAIMED frame of `off` at `pos`, else 0. */
+pid_t part_claimant(const struct part *p, uint64_t off, uint64_t pos);
+
+/* Was commit word w written for offset `off`?  (format.md §3: every state
+ * carries its offset's low 32 bits, so a word of an older lap never is.) */
+static inline bool part_cw_for(uint64_t w, uint64_t off)
+{
+	return w != 0 && cw_off(w) == (uint32_t)off;
+}
 
 /*
- * The first offset after `off` whose frame is known (its index entry
- * points past `pos` at a word written for it), or `next` itself; its
- * position in *ret_pos.  Used to bound an abort over frames never marked.
+ * The offset after the aborted range of `off` at `pos` (len bytes), as
+ * stored at frame + 8, if it is one: off < end <= next and the range ends
+ * by `tail`.  0 if it is not (yet) there.
  */
-uint64_t part_next_anchor(struct part *p, uint64_t off, uint64_t pos, uint64_t tail,
-			  uint64_t next, uint64_t *ret_pos);
+uint64_t part_abort_end(const struct part *p, uint64_t off, uint64_t pos, uint64_t len,
+			uint64_t tail, uint64_t next);
 
 /*
  * Zero the commit word at `pos` unless it was written for `off` (the
  * offset whose frame goes there next), so the frame that lands there never
- * shows a reader bytes of an older lap (format.md §4, step 4).  Losing the
+ * shows a reader bytes of an older lap (format.md §4 step 4).  Losing the
  * CAS means its owner wrote it first.
  */
 void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off);
+
+/*
+ * The first claim boundary after `pos` (offset `off`) that is known: a
+ * boundary a writer announced, or a frame marked for its offset, or the
+ * end {tail, next}.  *ret_pos gets its position; returns its offset.
+ */
+uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t tail,
+			    uint64_t next, uint64_t *ret_pos);
+
+/*
+ * After an ABORTED word for `off` at `pos` is in place: publish the offset
+ * after the range (end_off), point the index of every aborted offset at
+ * the range (positions stay monotonic in the index), count, wake readers.
+ */
+void part_abort_finish(struct part *p, uint64_t off, uint64_t pos, uint64_t end_off);
+
+/* Writer announcement slots (format.md §4 step 3). */
+struct part_writer_slot *part_writer_slot_take(struct part *p);
+void part_writer_slot_give(struct part *p, struct part_writer_slot *s);
 
 #endif

@@ -55,6 +55,7 @@ static int make_file(void)
 		memset(val, 'a' + i % 26, sizeof val);
 		part_append(&w, &r, 1, 0, 0, &off);
 	}
+	part_writer_fini(&w);
 	part_unmap(&p);
 	fd = openat(dfd, "0", O_RDWR);
 	unlinkat(dfd, "0", 0);
@@ -85,8 +86,9 @@ static void exercise(struct part *p)
 		if (part_seek_begin(p, &c) == 0) {
 			int rc = part_read(p, &c, &v);
 
-			if (rc == 0 && c.stall_ns)
-				part_unblock(p, c.off, c.stall_pos, PART_UNBLOCK_FORCE, NULL);
+			if (rc == 0 && c.stalled)
+				part_unblock(p, c.off, c.stall_pos, PART_UNBLOCK_FORCE, c.stall_tail,
+					     NULL);
 		}
 		if (pass == 0)
 			part_recover(p, &r);
@@ -99,6 +101,7 @@ static void exercise(struct part *p)
 
 		part_writer_init(&w, p);
 		part_append(&w, &rec, 1, 0, 0, &off);
+		part_writer_fini(&w);
 	}
 }
 

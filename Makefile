@@ -21,10 +21,11 @@ SAN       ?=
 CFLAGS    ?= -O2 -g
 FUZZ_SECONDS ?= 60
 
-PKGS      := liburcu-bp liburcu-cds numa
+PKGS      := liburcu-bp liburcu-cds numa libisal
 TEST_PKGS := cmocka rdkafka
 # Debian packages that provide them (and the tools the tests use)
-APT_PKGS  := pkg-config liburcu-dev libnuma-dev libcmocka-dev librdkafka-dev clang util-linux
+APT_PKGS  := pkg-config liburcu-dev libnuma-dev libisal-dev libcmocka-dev librdkafka-dev clang \
+	util-linux
 
 ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)

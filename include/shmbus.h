@@ -53,6 +53,8 @@ typedef struct shmbus_consumer shmbus_consumer;
  *   -ERANGE     offset out of range: overwritten, retired, or past the end
  *   -EIDRM      the topic was deleted (or deleted and recreated)
  *   -ECANCELED  a claim was aborted by an unblocker (producer too slow)
+ *   -EBUSY      a zero-copy claim is in the way: this producer holds one, or
+ *               another producer's is still unwritten a whole ring behind
  *   -EMSGSIZE   record larger than half the partition's ring
  *   -EBADMSG    damaged data in shared memory
  *   -ENOENT     no such topic, partition or group
@@ -271,7 +273,10 @@ struct shmbus_claim {
  * Claim room for one record: its key, headers and timestamp are taken
  * from meta (meta->value is ignored); the value is written in place.
  * Consumers of the partition wait at this offset until it is committed
- * or aborted, so commit promptly.
+ * or aborted, and other producers will not overwrite it a lap later, so
+ * commit promptly.  A producer holds one claim per partition at a time
+ * (-EBUSY otherwise, and for sends to that partition meanwhile): use one
+ * producer per outstanding claim.
  */
 SHMBUS_API int shmbus_producer_claim(shmbus_producer *p, int32_t partition,
 				     const struct shmbus_record *meta, size_t value_cap,

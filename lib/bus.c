@@ -27,6 +27,8 @@ SHMBUS_API const char *shmbus_strerror(int err)
 		return "the topic was deleted";
 	case ECANCELED:
 		return "the claim was aborted: the producer stalled past the unblock timeout";
+	case EBUSY:
+		return "a zero-copy claim is in the way: commit or abort it";
 	case EMSGSIZE:
 		return "record larger than half the partition's ring";
 	case EBADMSG:

@@ -174,6 +174,8 @@ static int append_error(shmbus_producer *p, uint32_t part, int rc)
 	case -EROFS:
 		return lib_err(rc, "partition %s/%u is read-only here (no write permission, or a "
 			       "mirror replica)", p->topic.name, part);
+	case -EBUSY:
+		return rc; /* shm/append.c said which claim is in the way */
 	default:
 		return lib_err(rc, "append to %s/%u failed: %s", p->topic.name, part,
 			       shmbus_strerror(rc));
@@ -245,8 +247,11 @@ static int send_run(shmbus_producer *p, uint32_t part, const struct shmbus_recor
 		if (rc < 0)
 			return done ? (int)done : append_error(p, part, rc);
 		done += (size_t)rc;
-		if ((size_t)rc < m)
+		if ((size_t)rc < m) {
+			/* a short count: say why, for shmbus_errmsg() */
+			append_error(p, part, p->parts[part].w.stopped_by);
 			return (int)done;
+		}
 	}
 	return (int)done;
 }

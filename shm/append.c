@@ -27,6 +27,7 @@
 #endif
 
 #include "clock.h"
+#include "error.h"
 #include "crc32c.h"
 #include "futex.h"
 #include "proc.h"
@@ -41,6 +42,8 @@ void part_writer_init(struct part_writer *w, struct part *p)
 	w->bp_gen = UINT64_MAX;
 	w->seen = load_pair(&p->hdr->claim);
 	w->slot = part_writer_slot_take(p);
+	w->lap_limit = 0;
+	w->holding = false;
 }
 
 void part_writer_fini(struct part_writer *w)
@@ -67,7 +70,86 @@ static inline void announce(struct part_writer *w, pair128 cur)
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	store_relaxed(&s->pos, cur.lo);
 	store_relaxed(&s->off, cur.hi);
+	store_relaxed(&s->flags, WRITER_BUSY);
 	store_release(&s->seq, seq + 2);
+}
+
+/* Our frames are published: others may lap them from now on.  Pairs with
+ * load_acquire of flags in lap_room(): our writes are done before theirs. */
+static inline void idle(struct part_writer *w)
+{
+	if (w->slot)
+		store_release(&w->slot->flags, 0u);
+}
+
+static void backoff(unsigned *round)
+{
+	if (*round < 64) {
+		for (int i = 0; i < 64; i++)
+			cpu_relax();
+	} else if (*round < 128) {
+		sched_yield();
+	} else {
+		struct timespec ts = { .tv_nsec = 50000 };
+
+		nanosleep(&ts, NULL);
+	}
+	(*round)++;
+}
+
+/* -------------------------------------------------------------------- */
+/* Never lap a claim still being written (format.md §4 step 2)          */
+
+#define LAP_WAIT_NS 10000000 /* a non-blocking producer waits this long */
+
+/*
+ * Room for a claim ending at `end` without overwriting a claim another
+ * writer has not finished?  Load the tail, then scan the busy slots: a
+ * claim whose CAS preceded the tail load shows as busy (it was announced
+ * before its CAS); claims after it start at or past that tail.  So claims
+ * may reach min(busy pos, tail) + capacity - 8 without another scan: about
+ * once a lap of this writer's own writing.
+ */
+static int lap_room(struct part_writer *w, uint64_t end, unsigned flags, int64_t deadline_ns)
+{
+	struct part *p = w->p;
+	int64_t give_up = 0;
+	unsigned round = 0;
+
+	for (;;) {
+		uint64_t min = load_seq_cst(&p->hdr->claim.lo);
+		struct part_writer_slot *blocker = NULL;
+
+		for (int i = 0; i < PART_MAX_WRITERS; i++) {
+			struct part_writer_slot *s = &p->hdr->writers[i];
+
+			if (s != w->slot && (load_acquire(&s->flags) & WRITER_BUSY) &&
+			    load_relaxed(&s->pos) < min) {
+				min = load_relaxed(&s->pos);
+				blocker = s;
+			}
+		}
+		w->lap_limit = min + p->cap - FRAME_ALIGN;
+		if (end <= w->lap_limit)
+			return 0;
+		/* a claim a whole lap behind is still being written */
+		if (!proc_alive((pid_t)load_relaxed(&blocker->pid), load_relaxed(&blocker->start_time))) {
+			uint32_t dead = WRITER_BUSY;
+
+			(void)cas(&blocker->flags, &dead, 0u);
+			continue;
+		}
+		if (!give_up)
+			give_up = (flags & PART_APPEND_BLOCK) ? deadline_ns : mono_ns() + LAP_WAIT_NS;
+		if (give_up && mono_ns() >= give_up)
+			return shm_err(-EBUSY, "partition %s/%u: a producer (pid %u) has held a claim "
+				       "for a whole lap of the ring; it must commit or abort it before "
+				       "the ring can be overwritten", p->hdr->topic, p->partition,
+				       load_relaxed(&blocker->pid));
+		if (part_deleted(p))
+			return -EIDRM;
+		backoff(&round);
+	}
 }
 
 static struct frame_hdr *frame_at(const struct part *p, uint64_t pos)
@@ -137,21 +219,6 @@ int part_bp_reap(struct part *p)
 	if (reaped)
 		fetch_add(&p->hdr->bp_gen, 1);
 	return reaped;
-}
-
-static void backoff(unsigned *round)
-{
-	if (*round < 64) {
-		for (int i = 0; i < 64; i++)
-			cpu_relax();
-	} else if (*round < 128) {
-		sched_yield();
-	} else {
-		struct timespec ts = { .tv_nsec = 50000 };
-
-		nanosleep(&ts, NULL);
-	}
-	(*round)++;
 }
 
 /* Room for a claim ending at `end`?  Rescans, reaps dead consumers, and
@@ -231,6 +298,14 @@ static int claim(struct part_writer *w, const uint64_t *lens, size_t n, unsigned
 		while (k < n && total + lens[k] <= room)
 			total += lens[k++];
 		end = cur.lo + pad + total;
+		if (end > w->lap_limit) {
+			int rc = lap_room(w, end, flags, deadline_ns);
+
+			if (rc)
+				return rc;
+			cur = load_pair(&p->hdr->claim);
+			continue;
+		}
 		if (p->policy == PART_POLICY_BACKPRESSURE && end > w->bp_limit) {
 			int rc = bp_room(w, end, flags, deadline_ns);
 
@@ -418,6 +493,13 @@ static size_t publish(struct part *p, const struct plan *pl, const struct part_r
 	return i;
 }
 
+/* The writer's one slot announces one claim: commit or abort it first. */
+static int held(const struct part_writer *w)
+{
+	return shm_err(-EBUSY, "partition %s/%u: this producer holds a zero-copy claim; commit or "
+		       "abort it before appending again", w->p->hdr->topic, w->p->partition);
+}
+
 static int writable(const struct part *p)
 {
 	uint64_t st = load_relaxed(&p->hdr->status);
@@ -439,6 +521,8 @@ int part_append(struct part_writer *w, const struct part_rec *recs, size_t n, un
 
 	if (rc)
 		return rc;
+	if (unlikely(w->holding))
+		return held(w);
 	while (done < n) {
 		size_t m = n - done < RUN_MAX ? n - done : RUN_MAX, got;
 		struct plan pl;
@@ -460,6 +544,7 @@ int part_append(struct part_writer *w, const struct part_rec *recs, size_t n, un
 		if (rc)
 			goto out;
 		got = publish(p, &pl, recs + done, lens);
+		idle(w);
 		if (done == 0)
 			first = pl.off;
 		done += got;
@@ -470,6 +555,7 @@ int part_append(struct part_writer *w, const struct part_rec *recs, size_t n, un
 		}
 	}
 out:
+	w->stopped_by = rc;
 	if (done && ret_first_off)
 		*ret_first_off = first;
 	return done ? (int)done : rc;
@@ -490,13 +576,18 @@ int part_claim(struct part_writer *w, const struct part_rec *meta, uint32_t valu
 
 	if (rc)
 		return rc;
+	if (w->holding)
+		return held(w);
 	if (len > p->max_frame)
 		return -EMSGSIZE;
 	rc = claim(w, &len, 1, flags, deadline_ns, &pl);
 	if (rc)
 		return rc;
-	if (!mark_claimed(p, &pl, &len))
+	if (!mark_claimed(p, &pl, &len)) {
+		idle(w);
 		return -ECANCELED;
+	}
+	w->holding = true;
 	h = frame_at(p, pl.start);
 	r.value = NULL;
 	r.value_len = 0;
@@ -513,13 +604,18 @@ int part_commit(struct part_writer *w, struct part_claim *c, uint32_t value_len)
 	struct part *p = w->p;
 	struct frame_hdr *h = c->frame;
 
+	bool ok;
+
 	if (value_len > c->value_cap) {
 		part_abort(w, c);
 		return -EINVAL;
 	}
 	h->value_len = value_len;
 	h->crc = frame_crc(h, (size_t)h->key_len + h->headers_len + value_len);
-	if (!commit_frame(p, c->pos, c->off, c->len))
+	ok = commit_frame(p, c->pos, c->off, c->len);
+	idle(w);
+	w->holding = false;
+	if (!ok)
 		return -ECANCELED;
 	part_notify(p);
 	return 0;
@@ -528,6 +624,8 @@ int part_commit(struct part_writer *w, struct part_claim *c, uint32_t value_len)
 int part_abort(struct part_writer *w, struct part_claim *c)
 {
 	abort_own(w->p, c->pos, c->off, c->len);
+	idle(w);
+	w->holding = false;
 	part_notify(w->p);
 	return 0;
 }

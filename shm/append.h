@@ -23,6 +23,9 @@ struct part_writer {
 	uint64_t bp_gen;     /* registry generation bp_limit was computed in */
 	pair128 seen;        /* last claim word seen: the next CAS's guess */
 	struct part_writer_slot *slot; /* announcements, or NULL (format.md §4) */
+	uint64_t lap_limit;  /* claims may end here without lapping a busy claim */
+	bool holding;        /* a zero-copy claim is held (one at a time) */
+	int stopped_by;      /* why the last part_append stopped (0: it did not) */
 };
 
 /* Begin and end a writer (takes and frees its announcement slot). */
@@ -55,7 +58,9 @@ struct part_rec {
  * -EAGAIN (backpressure: a registered consumer has not read the bytes;
  * with PART_APPEND_BLOCK, only after the deadline), -EIDRM (deleted),
  * -ECANCELED (an unblocker aborted this claim: the producer was stalled
- * past the unblock timeout), -EROFS (a read-only mapping or a replica).
+ * past the unblock timeout), -EROFS (a read-only mapping or a replica),
+ * -EBUSY (another producer's claim a whole lap behind is still being
+ * written, past the deadline; or this writer holds a zero-copy claim).
  */
 int part_append(struct part_writer *w, const struct part_rec *recs, size_t n, unsigned flags,
 		int64_t deadline_ns, uint64_t *ret_first_off);

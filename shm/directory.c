@@ -57,7 +57,8 @@ static int init_file(int fd)
 		return shm_err(-errno, "cannot size the bus file: %s", strerror(errno));
 	if (fallocate(fd, 0, 0, (off_t)size) < 0 && errno != EOPNOTSUPP)
 		return shm_err(-errno, "cannot allocate the bus file (%llu bytes): %s; free space on "
-			       "the root's filesystem", (unsigned long long)size, strerror(errno));
+			       "the root's filesystem, or choose another root",
+			       (unsigned long long)size, strerror(errno));
 	h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (h == MAP_FAILED)
 		return shm_err(-errno, "cannot map the bus file: %s", strerror(errno));
@@ -74,7 +75,6 @@ static int init_file(int fd)
 	h->next_topic_id = 1;
 	h->published = 0;
 	store_release(&h->magic, BUS_MAGIC);
-	msync(h, BUS_HEADER_SIZE, MS_SYNC);
 	munmap(h, size);
 	return 0;
 }
@@ -100,6 +100,27 @@ static int check_header(const struct bus_header *h, uint64_t file_size)
 	return 0;
 }
 
+/* Make <rootfd>/bus whole under a temporary name, then link it into
+ * place: a crash or a full filesystem never leaves a half-made bus file.
+ * Losing the race to another process is fine: theirs is used. */
+static int create_file(int rootfd)
+{
+	char tmp[64];
+	int fd, rc;
+
+	snprintf(tmp, sizeof tmp, ".bus.new.%d", (int)getpid());
+	fd = openat(rootfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0660);
+	if (fd < 0)
+		return shm_err(-errno, "cannot create the bus file: %s", strerror(errno));
+	rc = init_file(fd);
+	close(fd);
+	if (rc == 0 && renameat2(rootfd, tmp, rootfd, "bus", RENAME_NOREPLACE) < 0 &&
+	    errno != EEXIST)
+		rc = shm_err(-errno, "cannot publish the bus file: %s", strerror(errno));
+	unlinkat(rootfd, tmp, 0);
+	return rc;
+}
+
 int dir_open(int rootfd, bool create, struct bus_dir *ret)
 {
 	struct bus_header snap;
@@ -107,21 +128,15 @@ int dir_open(int rootfd, bool create, struct bus_dir *ret)
 	void *base;
 	int fd, rc = 0;
 
-	fd = openat(rootfd, "bus", O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0660);
+	fd = openat(rootfd, "bus", O_RDWR | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && create) {
+		rc = create_file(rootfd);
+		if (rc)
+			return rc;
+		fd = openat(rootfd, "bus", O_RDWR | O_CLOEXEC);
+	}
 	if (fd < 0)
 		return shm_err(-errno, "cannot open the bus file: %s", strerror(errno));
-	/* The first opener initialises the file under the lock; others wait. */
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < BUS_HEADER_SIZE) {
-		if (flock(fd, LOCK_EX) < 0) {
-			rc = shm_err(-errno, "cannot lock the bus file: %s", strerror(errno));
-			goto fail;
-		}
-		if (fstat(fd, &st) == 0 && st.st_size == 0)
-			rc = init_file(fd);
-		flock(fd, LOCK_UN);
-		if (rc)
-			goto fail;
-	}
 	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < BUS_HEADER_SIZE ||
 	    pread(fd, &snap, sizeof snap, 0) != (ssize_t)sizeof snap) {
 		rc = shm_err(-EBADMSG, "the bus file is truncated; move the root aside and let "

@@ -145,12 +145,16 @@ _Static_assert(sizeof(struct part_consumer_slot) == 64, "slot is one cache line"
 /*
  * A writer's announcement (format.md §4 step 3): before each claim CAS a
  * producer publishes the claim word it bases the CAS on, so an unblocker
- * knows every claim boundary, even of claims not yet marked.  Seqlocked:
- * seq is odd while pos/off change.  One cache line each.
+ * knows every claim boundary, even of claims not yet marked, and other
+ * producers never lap a claim still being written (WRITER_BUSY until its
+ * frames are published).  Seqlocked: seq is odd while pos/off change.
+ * One cache line each.
  */
+#define WRITER_BUSY 1u /* from announcement to publication: do not lap pos */
+
 struct part_writer_slot {
 	uint32_t pid;          /* 0: free */
-	uint32_t flags;
+	uint32_t flags;        /* WRITER_BUSY */
 	uint64_t start_time;   /* process start time, detects pid reuse */
 	uint64_t seq;
 	uint64_t pos;          /* a tail value: a claim boundary */

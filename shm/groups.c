@@ -43,8 +43,9 @@ static int init_group(int fd, const char *name)
 
 	if (ftruncate(fd, (off_t)file_size()) < 0 ||
 	    (fallocate(fd, 0, 0, (off_t)file_size()) < 0 && errno != EOPNOTSUPP))
-		return shm_err(-errno, "cannot allocate group file %s (%llu bytes): %s", name,
-			       (unsigned long long)file_size(), strerror(errno));
+		return shm_err(-errno, "cannot allocate group file %s (%llu bytes): %s; free space "
+			       "on the bus root's filesystem", name, (unsigned long long)file_size(),
+			       strerror(errno));
 	h = mmap(NULL, GROUP_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (h == MAP_FAILED)
 		return shm_err(-errno, "cannot map group file %s: %s", name, strerror(errno));
@@ -61,6 +62,25 @@ static int init_group(int fd, const char *name)
 	return 0;
 }
 
+/* Make the group file whole under a temporary name, then link it into
+ * place (a full filesystem never leaves a half-made group). */
+static int create_group(int dirfd, const char *name)
+{
+	char tmp[PART_NAME_MAX + 32];
+	int fd, rc;
+
+	snprintf(tmp, sizeof tmp, ".%s.new.%d", name, (int)getpid());
+	fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0660);
+	if (fd < 0)
+		return shm_err(-errno, "cannot create group file %s: %s", name, strerror(errno));
+	rc = init_group(fd, name);
+	close(fd);
+	if (rc == 0 && renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) < 0 && errno != EEXIST)
+		rc = shm_err(-errno, "cannot publish group file %s: %s", name, strerror(errno));
+	unlinkat(dirfd, tmp, 0);
+	return rc;
+}
+
 int group_open(int dirfd, const char *name, bool create, struct group_file *ret)
 {
 	struct group_header snap;
@@ -68,20 +88,18 @@ int group_open(int dirfd, const char *name, bool create, struct group_file *ret)
 	void *base;
 	int fd, rc = 0;
 
-	fd = openat(dirfd, name, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0660);
+	fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && create) {
+		rc = create_group(dirfd, name);
+		if (rc)
+			return rc;
+		fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
+	}
 	if (fd < 0 && errno == EACCES)
 		fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? shm_err(-ENOENT, "group \"%s\" has no committed offsets", name)
 				       : shm_err(-errno, "cannot open group file %s: %s", name, strerror(errno));
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < GROUP_HEADER_SIZE) {
-		flock(fd, LOCK_EX);
-		if (fstat(fd, &st) == 0 && st.st_size == 0)
-			rc = init_group(fd, name);
-		flock(fd, LOCK_UN);
-		if (rc)
-			goto fail;
-	}
 	if (fstat(fd, &st) < 0 || pread(fd, &snap, sizeof snap, 0) != (ssize_t)sizeof snap ||
 	    snap.magic != GROUP_MAGIC || snap.version != GROUP_VERSION ||
 	    snap.endian != SHM_ENDIAN_MARK || snap.header_size != GROUP_HEADER_SIZE ||

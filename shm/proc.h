@@ -14,9 +14,9 @@
  * /proc/pid/stat); 0 if the process does not exist or cannot be read. */
 uint64_t proc_start_time(pid_t pid);
 
-/* False only when `pid` certainly no longer exists, or exists with another
- * start time (start_time 0: do not compare).  A process we may not signal
- * (EPERM) exists. */
+/* False when `pid` no longer exists, has exited (a zombie its parent has
+ * not reaped), or is another process with the same pid (start_time 0: do
+ * not compare).  A process we may not signal (EPERM) exists. */
 bool proc_alive(pid_t pid, uint64_t start_time);
 
 /* This process's pid and start time, cached (refreshed after fork). */

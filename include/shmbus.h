@@ -62,6 +62,7 @@ typedef struct shmbus_consumer shmbus_consumer;
  *   -ENOSPC     no room: filesystem full, or a table is full
  *   -EPROTO     file of another format version
  *   -EROFS      partition mapped read-only, or a replica
+ *   -EUSERS     a partition already has 64 producers (its writer slots)
  * Safe from any thread.
  */
 SHMBUS_API const char *shmbus_strerror(int err);

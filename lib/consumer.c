@@ -29,6 +29,7 @@ struct assignment {
 	struct part *p;
 	struct part_cursor cur;
 	int bp_slot;               /* backpressure registration, or -1 */
+	uint64_t bp_pos;           /* the position it last published */
 	unsigned stall_polls;      /* polls that found the frontier stalled */
 };
 
@@ -122,11 +123,14 @@ static int not_assigned(const char *topic, int32_t partition)
 		       topic, partition);
 }
 
-/* Keep a backpressure registration in step with the cursor. */
+/* Keep a backpressure registration in step with the cursor (only when it
+ * moved: an update is a full barrier, and polls while idle are many). */
 static void bp_follow(struct assignment *a)
 {
-	if (a->bp_slot >= 0)
+	if (a->bp_slot >= 0 && a->cur.pos != a->bp_pos) {
 		part_bp_update(a->p, a->bp_slot, a->cur.pos, a->cur.off);
+		a->bp_pos = a->cur.pos;
+	}
 }
 
 /* Apply the reset policy after the cursor lost its offset. */
@@ -198,6 +202,7 @@ static int bp_register(shmbus_consumer *c, struct assignment *a)
 
 		if (slot >= 0) {
 			a->bp_slot = slot;
+			a->bp_pos = a->cur.pos;
 			return 0;
 		}
 		if (slot == -ENOSPC)

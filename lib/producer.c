@@ -57,7 +57,11 @@ SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
 		rc = cache_get(bus, &p->topic, i, &p->parts[i].m);
 		if (rc)
 			goto fail;
-		part_writer_init(&p->parts[i].w, &p->parts[i].m->part);
+		rc = part_writer_init(&p->parts[i].w, &p->parts[i].m->part);
+		if (rc) {
+			cache_put(p->parts[i].m);
+			goto fail;
+		}
 	}
 	p->flags = o.block ? PART_APPEND_BLOCK : 0;
 	p->block_timeout_ms = o.block_timeout_ms;

@@ -35,15 +35,20 @@
 
 #define RUN_MAX 64 /* records claimed by one CAS */
 
-void part_writer_init(struct part_writer *w, struct part *p)
+int part_writer_init(struct part_writer *w, struct part *p)
 {
-	w->p = p;
-	w->bp_limit = 0;
-	w->bp_gen = UINT64_MAX;
+	*w = (struct part_writer){ .p = p, .bp_gen = UINT64_MAX };
 	w->seen = load_pair(&p->hdr->claim);
+	if (p->readonly)
+		return 0; /* appends fail with -EROFS anyway */
 	w->slot = part_writer_slot_take(p);
-	w->lap_limit = 0;
-	w->holding = false;
+	if (!w->slot) {
+		w->p = NULL;
+		return shm_err(-EUSERS, "partition %s/%u already has %d producers, its maximum; "
+			       "free one, or spread them over more partitions", p->hdr->topic,
+			       p->partition, PART_MAX_WRITERS);
+	}
+	return 0;
 }
 
 void part_writer_fini(struct part_writer *w)
@@ -130,13 +135,16 @@ static int lap_room(struct part_writer *w, uint64_t end, unsigned flags, int64_t
 			}
 		}
 		w->lap_limit = min + p->cap - FRAME_ALIGN;
-		if (end <= w->lap_limit)
+		/* no claim in the way: the plan came from a stale claim word, and
+		 * its CAS will fail and re-plan */
+		if (end <= w->lap_limit || !blocker)
 			return 0;
 		/* a claim a whole lap behind is still being written */
 		if (!proc_alive((pid_t)load_relaxed(&blocker->pid), load_relaxed(&blocker->start_time))) {
-			uint32_t dead = WRITER_BUSY;
+			uint32_t f = load_relaxed(&blocker->flags);
 
-			(void)cas(&blocker->flags, &dead, 0u);
+			while ((f & WRITER_BUSY) && !cas(&blocker->flags, &f, f & ~WRITER_BUSY))
+				;
 			continue;
 		}
 		if (!give_up)
@@ -221,46 +229,72 @@ int part_bp_reap(struct part *p)
 	return reaped;
 }
 
-/* Room for a claim ending at `end`?  Rescans, reaps dead consumers, and
- * with PART_APPEND_BLOCK waits until the deadline. */
+#define REAP_EVERY_NS 10000000 /* consumers' liveness, at most this often */
+
+/* Room for a claim ending at `end`?  Rescans, reaps dead consumers (at
+ * most every 10 ms: it reads /proc), and with PART_APPEND_BLOCK sleeps on
+ * the space word until a consumer releases room or the deadline. */
 static int bp_room(struct part_writer *w, uint64_t end, unsigned flags, int64_t deadline_ns)
 {
 	struct part *p = w->p;
-	unsigned round = 0;
-	int64_t next_reap = 0;
+	bool counted = false;
 
 	for (;;) {
+		int64_t now, until;
+		uint32_t v;
+
 		w->bp_limit = bp_scan(p, &w->bp_gen);
 		if (end <= w->bp_limit)
 			return 0;
-		if (round == 0)
+		if (!counted) {
 			fetch_add_relaxed(&p->hdr->bp_blocked, 1);
-		if (round == 0 || mono_ns() >= next_reap) {
-			next_reap = mono_ns() + 10000000;
+			counted = true;
+		}
+		now = mono_ns();
+		if (now >= w->next_reap) {
+			w->next_reap = now + REAP_EVERY_NS;
 			if (part_bp_reap(p))
 				continue;
 		}
-		if (!(flags & PART_APPEND_BLOCK) || (deadline_ns && mono_ns() >= deadline_ns))
+		if (!(flags & PART_APPEND_BLOCK) || (deadline_ns && now >= deadline_ns))
 			return -EAGAIN;
 		if (part_deleted(p))
 			return -EIDRM;
-		backoff(&round);
+		/* announce, re-check, sleep: pairs with futex_word_wake() in
+		 * part_bp_update() */
+		v = futex_word_prepare(&p->hdr->space);
+		w->bp_limit = bp_scan(p, &w->bp_gen);
+		if (end <= w->bp_limit)
+			return 0;
+		until = now + REAP_EVERY_NS;
+		if (deadline_ns && deadline_ns < until)
+			until = deadline_ns;
+		futex_wait_shared(&p->hdr->space, v, until);
 	}
 }
 
 /* After our CAS: a consumer that registered meanwhile may sit inside the
  * bytes we claimed (format.md §5, registration race).  We hold the claim,
- * so wait for it to move on; it can, because our claim is ahead of it. */
+ * so wait for it to move on; it can, because our claim is ahead of it.
+ * A consumer that does not move for a second (stopped, or a damaged slot)
+ * is lapped instead: readers check what they read, so it sees -ERANGE. */
 static void bp_settle(struct part_writer *w, uint64_t end)
 {
 	struct part *p = w->p;
 	unsigned round = 0;
+	int64_t give_up = 0;
 
 	if (load_seq_cst(&p->hdr->bp_gen) == w->bp_gen)
 		return;
 	while (end > (w->bp_limit = bp_scan(p, &w->bp_gen))) {
 		if (round % 256 == 255)
 			part_bp_reap(p);
+		if (round == 64)
+			give_up = mono_ns() + 1000000000;
+		if (give_up && mono_ns() >= give_up) {
+			fetch_add_relaxed(&p->hdr->bp_blocked, 1);
+			return;
+		}
 		backoff(&round);
 	}
 }
@@ -275,54 +309,77 @@ struct plan {
 	uint64_t off;   /* first offset */
 	uint64_t end;   /* new tail */
 	size_t k;       /* records claimed */
+	bool grow;      /* the last frame is 8 bytes longer than its content */
 };
 
-static int claim(struct part_writer *w, const uint64_t *lens, size_t n, unsigned flags,
+/*
+ * Plan a claim from claim word `cur`: padding to the ring's end if the
+ * first frame does not fit before it, then as many frames as fit.  A
+ * claim stays 8 bytes short of a whole lap (the word zeroed just past it
+ * must never be its own first), and never ends 8 bytes before the ring's
+ * end: the next claim would begin with an 8-byte padding, and if its
+ * producer died unmarked, the abort of that hole would have no room for
+ * its end offset (format.md §3).  Then the last frame grows by 8 bytes (a
+ * frame may be longer than its content), or is left to the next claim, or
+ * (a lone frame of the maximum size) goes to the next lap.
+ */
+static void plan(const struct part *p, pair128 cur, const uint64_t *lens, size_t n,
+		 struct plan *pl)
+{
+	uint64_t room = p->cap - (cur.lo & p->mask), pad = 0, total = 0;
+	bool grow = false;
+	size_t k = 0;
+
+	if (lens[0] > room || (lens[0] + FRAME_ALIGN == room && lens[0] == p->max_frame)) {
+		pad = room;
+		room = p->cap;
+	}
+	if (room > p->cap - FRAME_ALIGN - pad)
+		room = p->cap - FRAME_ALIGN - pad;
+	while (k < n && total + lens[k] <= room)
+		total += lens[k++];
+	if (((cur.lo + pad + total) & p->mask) == p->cap - FRAME_ALIGN) {
+		if (lens[k - 1] + FRAME_ALIGN <= p->max_frame) {
+			grow = true;
+			total += FRAME_ALIGN;
+		} else {
+			total -= lens[--k]; /* k > 1: a lone maximal frame was padded */
+		}
+	}
+	*pl = (struct plan){ .pos = cur.lo, .pad = pad, .start = cur.lo + pad, .off = cur.hi,
+			     .end = cur.lo + pad + total, .k = k, .grow = grow };
+}
+
+static int claim(struct part_writer *w, uint64_t *lens, size_t n, unsigned flags,
 		 int64_t deadline_ns, struct plan *pl)
 {
 	struct part *p = w->p;
 	pair128 cur = w->seen;
 
 	for (;;) {
-		uint64_t room = p->cap - (cur.lo & p->mask), pad = 0, total = 0, end;
-		size_t k = 0;
+		int rc = 0;
 
-		if (lens[0] > room) {
-			pad = room;
-			room = p->cap;
+		plan(p, cur, lens, n, pl);
+		if (pl->end > w->lap_limit)
+			rc = lap_room(w, pl->end, flags, deadline_ns);
+		else if (p->policy == PART_POLICY_BACKPRESSURE && pl->end > w->bp_limit)
+			rc = bp_room(w, pl->end, flags, deadline_ns);
+		else {
+			announce(w, cur);
+			if (cas128(&p->hdr->claim, &cur,
+				   (pair128){ .lo = pl->end, .hi = cur.hi + pl->k })) {
+				w->seen = (pair128){ .lo = pl->end, .hi = cur.hi + pl->k };
+				if (pl->grow)
+					lens[pl->k - 1] += FRAME_ALIGN;
+				if (p->policy == PART_POLICY_BACKPRESSURE)
+					bp_settle(w, pl->end);
+				return 0;
+			}
+			continue; /* cur holds the word that beat us */
 		}
-		/* A claim stays 8 bytes short of a whole lap: the word zeroed
-		 * just past it must never be its own first (format.md §4). */
-		if (room > p->cap - FRAME_ALIGN - pad)
-			room = p->cap - FRAME_ALIGN - pad;
-		while (k < n && total + lens[k] <= room)
-			total += lens[k++];
-		end = cur.lo + pad + total;
-		if (end > w->lap_limit) {
-			int rc = lap_room(w, end, flags, deadline_ns);
-
-			if (rc)
-				return rc;
-			cur = load_pair(&p->hdr->claim);
-			continue;
-		}
-		if (p->policy == PART_POLICY_BACKPRESSURE && end > w->bp_limit) {
-			int rc = bp_room(w, end, flags, deadline_ns);
-
-			if (rc)
-				return rc;
-			cur = load_pair(&p->hdr->claim);
-			continue;
-		}
-		announce(w, cur);
-		if (cas128(&p->hdr->claim, &cur, (pair128){ .lo = end, .hi = cur.hi + k })) {
-			*pl = (struct plan){ .pos = cur.lo, .pad = pad, .start = cur.lo + pad,
-					     .off = cur.hi, .end = end, .k = k };
-			w->seen = (pair128){ .lo = end, .hi = cur.hi + k };
-			if (p->policy == PART_POLICY_BACKPRESSURE)
-				bp_settle(w, end);
-			return 0;
-		}
+		if (rc)
+			return rc;
+		cur = load_pair(&p->hdr->claim);
 	}
 }
 
@@ -635,18 +692,9 @@ int part_abort(struct part_writer *w, struct part_claim *c)
 
 void part_notify(struct part *p)
 {
-	/* pairs with the waiter's CAS setting NOTIFY_WAITERS in part_wait():
-	 * our commit CAS is a full barrier before this load */
-	uint32_t n = load_seq_cst(&p->hdr->notify);
-
-	if (likely(!(n & NOTIFY_WAITERS)))
-		return;
-	while (n & NOTIFY_WAITERS) {
-		if (cas(&p->hdr->notify, &n, (n + 1) & ~NOTIFY_WAITERS)) {
-			futex_wake_shared(&p->hdr->notify);
-			return;
-		}
-	}
+	/* pairs with futex_word_prepare() in part_wait_prepare(): our commit
+	 * CAS is a full barrier before the load in futex_word_wake() */
+	futex_word_wake(&p->hdr->notify);
 }
 
 int part_bp_register(struct part *p, uint64_t pos, uint64_t off, const char *name)
@@ -687,8 +735,11 @@ void part_bp_update(struct part *p, int slot, uint64_t pos, uint64_t off)
 
 	store_relaxed(&s->offset, off);
 	/* pairs with load_acquire of pos in bp_scan(): our reads of the bytes
-	 * before pos are done before a producer may overwrite them */
-	store_release(&s->pos, pos);
+	 * before pos are done before a producer may overwrite them; the
+	 * barrier then orders the store before the load of the space word
+	 * (a producer sets its bit, then rescans: one of us sees the other) */
+	store_seq_cst(&s->pos, pos);
+	futex_word_wake(&p->hdr->space);
 }
 
 void part_bp_unregister(struct part *p, int slot)

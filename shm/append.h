@@ -22,14 +22,16 @@ struct part_writer {
 	uint64_t bp_limit;   /* backpressure: tail allowed without a rescan */
 	uint64_t bp_gen;     /* registry generation bp_limit was computed in */
 	pair128 seen;        /* last claim word seen: the next CAS's guess */
-	struct part_writer_slot *slot; /* announcements, or NULL (format.md §4) */
+	struct part_writer_slot *slot; /* announcements (format.md §4) */
 	uint64_t lap_limit;  /* claims may end here without lapping a busy claim */
 	bool holding;        /* a zero-copy claim is held (one at a time) */
 	int stopped_by;      /* why the last part_append stopped (0: it did not) */
+	int64_t next_reap;   /* backpressure: when dead consumers may be reaped */
 };
 
-/* Begin and end a writer (takes and frees its announcement slot). */
-void part_writer_init(struct part_writer *w, struct part *p);
+/* Begin a writer: takes one of the partition's 64 announcement slots
+ * (-EUSERS if live processes hold them all).  End it with fini. */
+int part_writer_init(struct part_writer *w, struct part *p);
 void part_writer_fini(struct part_writer *w);
 
 /* One record to append.  headers points at an encoded section

@@ -216,9 +216,11 @@ struct part_header {
 	uint64_t mirrored;
 	uint8_t pad_mirrored[120];
 
-	/* [1024, 1152): backpressure registry generation, bumped on change */
+	/* [1024, 1152): backpressure: registry generation (bumped on change),
+	 * and a futex word producers wait on for room (bit 31: one waits) */
 	uint64_t bp_gen;
-	uint8_t pad_bp[120];
+	uint32_t space;
+	uint8_t pad_bp[116];
 
 	/* [1152, 1280): counters written off the fast path */
 	uint64_t aborted_claims;   /* claims aborted by an unblocker */
@@ -226,7 +228,7 @@ struct part_header {
 	uint64_t recoveries;       /* recovery scans run */
 	uint64_t recovered_cut;    /* offsets cut by recovery scans */
 	uint64_t bp_blocked;       /* appends refused or delayed by backpressure */
-	uint64_t slotless;         /* writers without an announcement slot */
+	uint64_t reserved_counter;
 	uint8_t pad_counters[80];
 
 	uint8_t reserved3[PART_PAGE - 1280];
@@ -249,6 +251,6 @@ _Static_assert(offsetof(struct part_header, bp_gen) == 1024, "bp block at 1024")
 _Static_assert(offsetof(struct part_header, aborted_claims) == 1152, "counters at 1152");
 _Static_assert(offsetof(struct part_header, consumers) == PART_PAGE, "slots on page 1");
 
-#define NOTIFY_WAITERS 0x80000000u
+#define NOTIFY_WAITERS 0x80000000u /* in notify and space: someone sleeps on it */
 
 #endif

@@ -93,3 +93,29 @@ int futex_wait_many(uint32_t *const *words, const uint32_t *expected, size_t n,
 		return 0;
 	return (int)rc;
 }
+
+uint32_t futex_word_prepare(uint32_t *word)
+{
+	uint32_t n = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+
+	while (!(n & 0x80000000u))
+		if (__atomic_compare_exchange_n(word, &n, n | 0x80000000u, false, __ATOMIC_SEQ_CST,
+						__ATOMIC_SEQ_CST))
+			return n | 0x80000000u;
+	return n;
+}
+
+void futex_word_wake(uint32_t *word)
+{
+	uint32_t n = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+
+	if (__builtin_expect(!(n & 0x80000000u), 1))
+		return;
+	while (n & 0x80000000u) {
+		if (__atomic_compare_exchange_n(word, &n, (n + 1) & ~0x80000000u, false,
+						__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+			futex_wake_shared(word);
+			return;
+		}
+	}
+}

@@ -29,4 +29,15 @@ int futex_wake_shared(uint32_t *word);
 int futex_wait_many(uint32_t *const *words, const uint32_t *expected, size_t n,
 		    int64_t deadline_ns);
 
+/*
+ * A wake-up word: a counter with a waiter bit (bit 31).  A sleeper sets
+ * the bit (futex_word_prepare), re-checks its condition, then sleeps on the
+ * value returned.  A waker, after a full barrier since its change, calls
+ * futex_word_wake: one load when nobody sleeps; else it clears the bit
+ * with the CAS that bumps the counter, and wakes everyone.  A sleeper that
+ * died leaves the bit set: it costs one spurious wake.
+ */
+uint32_t futex_word_prepare(uint32_t *word);
+void futex_word_wake(uint32_t *word);
+
 #endif

@@ -319,14 +319,20 @@ void part_unmap(struct part *p)
 	}
 }
 
+/* Bump a wake-up word whether or not anyone announced a wait, and wake. */
+static void bump(uint32_t *word)
+{
+	uint32_t n = load_relaxed(word);
+
+	while (!cas(word, &n, (n + 1) & ~NOTIFY_WAITERS))
+		;
+	futex_wake_shared(word);
+}
+
 void part_mark_deleted(struct part *p)
 {
-	uint32_t n;
-
 	__atomic_fetch_or(&p->hdr->status, PART_STATUS_DELETED, __ATOMIC_SEQ_CST);
-	/* Wake every blocked consumer so it sees the flag now. */
-	n = load_relaxed(&p->hdr->notify);
-	while (!cas(&p->hdr->notify, &n, (n + 1) & ~NOTIFY_WAITERS))
-		;
-	futex_wake_shared(&p->hdr->notify);
+	/* Wake every blocked consumer and producer so it sees the flag now. */
+	bump(&p->hdr->notify);
+	bump(&p->hdr->space);
 }

@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "futex.h"
 #include "unblock.h"
 
 static const struct frame_hdr *frame_at(const struct part *p, uint64_t pos)
@@ -92,6 +93,9 @@ static int skip_aborted(struct part *p, struct part_cursor *c, uint64_t len)
 
 	if (!end) {
 		refresh(p, c);
+		if (len < FRAME_ABORT_MIN || c->pos + len > c->tail_seen)
+			return damaged(p, c, "aborted range is shorter than 16 bytes or runs past "
+				       "the tail");
 		end = part_abort_end(p, c->off, c->pos, len, c->tail_seen, c->next_seen);
 		if (!end)
 			return not_ready(p, c);
@@ -283,6 +287,24 @@ int part_seek_begin(struct part *p, struct part_cursor *c)
 	return part_seek_end(p, c);
 }
 
+/* An offset inside an aborted range has its index pointing at the range,
+ * whose word belongs to the range's first offset: the offset after the
+ * range, or o + 1 if o is not in one. */
+static uint64_t inside_abort(struct part *p, uint64_t o, pair128 snap)
+{
+	uint64_t q, w, end;
+	uint32_t back;
+
+	if (!index_intact(p, o, snap, &q))
+		return o + 1;
+	w = load_acquire(part_commit_word(p, q));
+	back = (uint32_t)o - cw_off(w);
+	if (w == 0 || cw_state(w) != FRAME_ABORTED || back == 0 || back > o)
+		return o + 1;
+	end = part_abort_end(p, o - back, q, cw_len(w), snap.lo, snap.hi);
+	return end > o ? end : o + 1;
+}
+
 /* Timestamp of the first committed frame at or after `off` (within a few
  * frames, an aborted range counting as one), or INT64_MAX if none. */
 static int64_t probe_time(struct part *p, pair128 snap, uint64_t off)
@@ -294,7 +316,7 @@ static int64_t probe_time(struct part *p, pair128 snap, uint64_t off)
 		int64_t ts;
 
 		if (!resolve(p, o, snap, &pos)) {
-			o++;
+			o = inside_abort(p, o, snap);
 			continue;
 		}
 		w = load_acquire(part_commit_word(p, pos));
@@ -338,13 +360,8 @@ int part_seek_time(struct part *p, struct part_cursor *c, int64_t ts_ns)
 
 uint32_t part_wait_prepare(struct part *p)
 {
-	uint32_t n = load_acquire(&p->hdr->notify);
-
 	if (p->readonly)
-		return n;
-	/* pairs with part_notify()'s load after the producer's commit CAS */
-	while (!(n & NOTIFY_WAITERS))
-		if (cas(&p->hdr->notify, &n, n | NOTIFY_WAITERS))
-			return n | NOTIFY_WAITERS;
-	return n;
+		return load_acquire(&p->hdr->notify);
+	/* pairs with futex_word_wake() in part_notify() */
+	return futex_word_prepare(&p->hdr->notify);
 }

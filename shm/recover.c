@@ -341,14 +341,12 @@ static void cut(struct part *p, struct part_recovery *r, uint64_t o, uint64_t po
 	r->new_next = o;
 }
 
-/* Nobody appends during recovery: every writer slot is left over from a
- * process that is gone, and so is every unslotted writer. */
+/* Free the writer and consumer slots of processes that are gone. */
 static void release_dead_slots(struct part *p)
 {
 	for (int i = 0; i < PART_MAX_WRITERS; i++)
 		if (!proc_alive((pid_t)p->hdr->writers[i].pid, p->hdr->writers[i].start_time))
 			p->hdr->writers[i].pid = 0;
-	p->hdr->slotless = 0;
 	part_bp_reap(p);
 }
 

@@ -178,11 +178,8 @@ int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uin
 			break; /* a length that does not fit: damaged, abort as a hole */
 		}
 	}
-	/* Never marked.  Writers without an announcement slot could hide a
-	 * live claim inside the range: then abort only a hole that is the last
-	 * claim of a partition quiet since the stall began. */
-	if (load_relaxed(&p->hdr->slotless) && snap.lo != stall_tail)
-		return -EBUSY;
+	/* Never marked: abort up to the first claim boundary after it. */
+	(void)stall_tail;
 	end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end);
 	if (end - pos < FRAME_ABORT_MIN)
 		return -EBUSY;
@@ -230,19 +227,13 @@ struct part_writer_slot *part_writer_slot_take(struct part *p)
 		if (dead && !proc_alive((pid_t)dead, load_relaxed(&d->start_time)))
 			(void)cas(&d->pid, &dead, 0u);
 	}
-	s = try_take(p, pid, start);
-	if (!s)
-		fetch_add(&p->hdr->slotless, 1);
-	return s;
+	return try_take(p, pid, start);
 }
 
 void part_writer_slot_give(struct part *p, struct part_writer_slot *s)
 {
-	if (p->readonly)
+	if (p->readonly || !s)
 		return;
-	if (!s) {
-		fetch_add(&p->hdr->slotless, (uint64_t)-1);
-		return;
-	}
+	store_release(&s->flags, 0u);
 	store_release(&s->pid, 0u);
 }

@@ -19,8 +19,8 @@
 
 /*
  * Abort the claim that holds a reader's frontier at (off, pos), the
- * caller having seen it stalled for the unblock timeout since the tail
- * was `stall_tail`.  A CLAIMED frame is aborted if its process is gone (or
+ * caller having seen it stalled for the unblock timeout (since the tail
+ * was `stall_tail`, kept for callers that want to log it).  A CLAIMED frame is aborted if its process is gone (or
  * with PART_UNBLOCK_FORCE); an unmarked claim (its producer died between
  * its claim and its first write) is aborted up to the next claim boundary;
  * an aborted range whose end offset was never stored gets it.
@@ -75,7 +75,8 @@ uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t
  */
 void part_abort_finish(struct part *p, uint64_t off, uint64_t pos, uint64_t end_off);
 
-/* Writer announcement slots (format.md §4 step 3). */
+/* Writer announcement slots (format.md §4 step 3): NULL if all 64 are held
+ * by live processes (dead holders are reaped first). */
 struct part_writer_slot *part_writer_slot_take(struct part *p);
 void part_writer_slot_give(struct part *p, struct part_writer_slot *s);
 

@@ -47,7 +47,7 @@ run_fuzz() {
 	seeds="tests/fuzz/seeds/$name"
 	corpus="${BUILD:-build}/fuzz/corpus-$name"
 	mkdir -p "$corpus"
-	if timeout -k 10 600 "$f" -runs="$FUZZ_RUNS" -max_total_time="$FUZZ_SECONDS" -seed=1 \
+	if timeout -k 10 600 "$f" -runs="$FUZZ_RUNS" -max_total_time="$FUZZ_SECONDS" -seed=1 -timeout=10 \
 		"$corpus" "$seeds" >"$log" 2>&1; then
 		pass=$((pass + 1))
 		printf 'ok   %-28s %s\n' "$name" "$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log")"

@@ -1,0 +1,1045 @@
+/*
+ * test_read.c - the read protocol (format.md §6) and seeks: nothing to
+ * read, lapping, seeks to every held offset and past both ends, the
+ * oldest intact record, timestamp seeks, aborted ranges, and damaged
+ * frames, which must give -EBADMSG (or -ERANGE), never a crash.
+ *
+ * Most tests append frames of exactly 64 bytes, so that positions are
+ * simple arithmetic (offset o lies at 64 * o) and a lap holds a known
+ * number of records.  Tests that give a reader hostile bytes map the
+ * partition with an inaccessible page right after the data ring, in a
+ * child process: a read past the ring faults the child and fails the
+ * test.
+ */
+#include "lib/testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "../shm/append.h"
+#include "../shm/error.h"
+#include "../shm/partition.h"
+#include "../shm/read.h"
+#include "../shm/unblock.h"
+
+struct env {
+	char *dir;
+	int dirfd;
+};
+
+static int setup(void **state)
+{
+	struct env *e = calloc(1, sizeof *e);
+
+	e->dir = tu_tmpdir("read");
+	e->dirfd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	*state = e;
+	return e->dirfd < 0 ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	struct env *e = *state;
+
+	close(e->dirfd);
+	tu_rmrf(e->dir);
+	free(e->dir);
+	free(e);
+	return 0;
+}
+
+static void make_part(struct env *e, uint64_t cap, uint64_t icap, struct part *p)
+{
+	struct part_params prm = { .topic = "orders", .topic_id = 1, .partition = 0, .capacity = cap,
+				   .index_capacity = icap, .numa_node = -1, .mode = 0600 };
+	int rc = part_create(e->dirfd, "0", &prm, p);
+
+	if (rc)
+		fail_msg("part_create = %d: %s", rc, shm_errmsg());
+}
+
+static int64_t ts_of(uint64_t off)
+{
+	return 1000000 + (int64_t)off * 10;
+}
+
+/* Append n records of exactly 64 bytes (16-byte values naming their
+ * offset), timestamps ts_of(offset). */
+static void append64(struct part_writer *w, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t o = w->p->hdr->claim.hi, val[2] = { o, ~o }, off;
+		struct part_rec r = { .value = val, .value_len = 16, .timestamp_ns = ts_of(o) };
+		int rc = part_append(w, &r, 1, 0, 0, &off);
+
+		if (rc != 1)
+			fail_msg("append of offset %llu = %d (%s)", (unsigned long long)o, rc,
+				 strerror(-rc));
+		assert_int_equal(off, o);
+	}
+}
+
+static void expect64(const struct frame_view *v, uint64_t off)
+{
+	uint64_t val[2];
+
+	if (v->offset != off)
+		fail_msg("read offset %llu, expected %llu", (unsigned long long)v->offset,
+			 (unsigned long long)off);
+	assert_int_equal(v->value_len, 16);
+	memcpy(val, v->value, 16);
+	assert_int_equal(val[0], off);
+	assert_int_equal(val[1], ~off);
+	assert_int_equal(v->timestamp_ns, ts_of(off));
+}
+
+/* Read one record, expecting offset `off`. */
+static void read_expect(struct part *p, struct part_cursor *c, uint64_t off)
+{
+	struct frame_view v;
+	int rc = part_read(p, c, &v);
+
+	if (rc != 1)
+		fail_msg("reading offset %llu: part_read = %d (%s) %s", (unsigned long long)off, rc,
+			 strerror(rc < 0 ? -rc : 0), shm_errmsg());
+	expect64(&v, off);
+}
+
+/* Claim `n` offsets over `bytes` bytes by the claim word alone, as a
+ * producer that dies right after its CAS leaves them; returns the
+ * position.  The word past the claim is zeroed as a claim does. */
+static uint64_t raw_claim(struct part *p, uint64_t bytes, uint64_t n)
+{
+	pair128 cur = p->hdr->claim;
+
+	assert_true(cas128(&p->hdr->claim, &cur, (pair128){ .lo = cur.lo + bytes, .hi = cur.hi + n }));
+	*part_commit_word(p, cur.lo + bytes) = 0;
+	return cur.lo;
+}
+
+/* The tail now: the stall_tail to pass to part_unblock() when no cursor
+ * timed the stall (format.md §7). */
+static uint64_t tail_now(const struct part *p)
+{
+	return load_acquire(&p->hdr->claim.lo);
+}
+
+/* ------------------------------------------------------------------ */
+/* Guarded mappings for hostile bytes                                  */
+
+struct guarded {
+	struct part p;
+	size_t len;
+};
+
+static void map_guarded(struct env *e, struct guarded *g)
+{
+	int fd = openat(e->dirfd, "0", O_RDWR | O_CLOEXEC);
+	struct part_header *h;
+	struct stat st;
+	uint8_t *base;
+
+	assert_true(fd >= 0 && fstat(fd, &st) == 0);
+	g->len = (size_t)st.st_size;
+	base = mmap(NULL, g->len + 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(base != MAP_FAILED);
+	assert_true(mmap(base, g->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == base);
+	close(fd);
+	h = (struct part_header *)(void *)base;
+	g->p = (struct part){ .hdr = h, .index = (uint64_t *)(void *)(base + h->index_offset),
+			      .data = base + h->data_offset, .cap = h->data_capacity,
+			      .mask = h->data_capacity - 1, .icap = h->index_capacity,
+			      .imask = h->index_capacity - 1, .max_frame = h->max_frame,
+			      .policy = h->policy, .epoch = h->epoch, .topic_id = h->topic_id,
+			      .partition = h->partition, .map_len = g->len, .on_tmpfs = true };
+	/* the data ring is the end of the file: the next page is the guard */
+	assert_ptr_equal(g->p.data + g->p.cap, base + g->len);
+}
+
+static void unmap_guarded(struct guarded *g)
+{
+	munmap(g->p.hdr, g->len + 4096);
+}
+
+struct child {
+	int (*fn)(void *);
+	void *arg;
+};
+
+/* In the child: die of a fault rather than enter cmocka's handler. */
+static int child_main(void *arg)
+{
+	struct child *ch = arg;
+
+	signal(SIGSEGV, SIG_DFL);
+	signal(SIGBUS, SIG_DFL);
+	return ch->fn(ch->arg);
+}
+
+static void expect_no_crash(int (*fn)(void *), void *arg, const char *what)
+{
+	struct child ch = { fn, arg };
+	int st = tu_wait(tu_fork(child_main, &ch), 30000);
+
+	if (st == 128 + SIGSEGV || st == 128 + SIGBUS)
+		fail_msg("%s: read past the data ring (the child died of signal %d)", what, st - 128);
+	if (st != 0)
+		fail_msg("%s: the child exited with status %d", what, st);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sequential reads                                                    */
+
+static void empty_partition_reads_nothing_and_keeps_the_cursor(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+
+	make_part(e, 4096, 0, &p);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_int_equal(c.off, 0);
+	assert_int_equal(c.pos, 0);
+	assert_int_equal(c.stall_ns, 0);
+	assert_int_equal(part_seek_begin(&p, &c), 0);
+	assert_int_equal(c.off, 0);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	part_unmap(&p);
+}
+
+static void reader_stops_at_a_claim_and_notes_the_stall(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w, zc;
+	struct part_rec meta = { 0 };
+	struct part_claim cl;
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+	int64_t since;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	part_writer_init(&zc, &p);
+	append64(&w, 1);
+	assert_int_equal(part_claim(&zc, &meta, 16, 0, 0, &cl), 0);
+	append64(&w, 1);
+	read_expect(&p, &c, 0);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_true(c.stalled);
+	assert_int_equal(c.stall_pos, cl.pos);
+	/* the tail when the stall began, for part_unblock (format.md §7) */
+	assert_int_equal(c.stall_tail, p.hdr->claim.lo);
+	since = part_stall_clock(&c);
+	assert_int_not_equal(since, 0);
+	/* the stall's time and tail are kept while the frontier does not
+	 * move, even as the tail does */
+	append64(&w, 1);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_int_equal(part_stall_clock(&c), since);
+	assert_int_equal(c.stall_tail, 2 * 64 + cl.len);
+	memset(cl.value, 0, 16);
+	assert_int_equal(part_commit(&zc, &cl, 16), 0);
+	assert_int_equal(part_read(&p, &c, &v), 1);
+	assert_int_equal(v.offset, 1);
+	assert_false(c.stalled);
+	assert_int_equal(part_stall_clock(&c), 0);
+	read_expect(&p, &c, 2);
+	read_expect(&p, &c, 3);
+	part_unmap(&p);
+}
+
+static void cursor_past_the_end_is_out_of_range(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	struct frame_view v;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 3);
+	c = (struct part_cursor){ .off = 4, .pos = 4 * 64 };
+	assert_int_equal(part_read(&p, &c, &v), -ERANGE);
+	part_unmap(&p);
+}
+
+/* A reader a whole ring behind gets -ERANGE, never a newer record in
+ * place of the one it expects. */
+static void lapped_cursor_is_out_of_range(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 10);
+	read_expect(&p, &c, 0);
+	read_expect(&p, &c, 1);
+	append64(&w, 64 * 3); /* three laps */
+	assert_int_equal(part_read(&p, &c, &v), -ERANGE);
+	assert_int_equal(c.off, 2);
+	/* the same with a cursor whose frame is exactly a ring behind */
+	c = (struct part_cursor){ .off = p.hdr->claim.hi - 64, .pos = p.hdr->claim.lo - 4096 };
+	assert_int_equal(part_read(&p, &c, &v), -ERANGE);
+	c = (struct part_cursor){ .off = p.hdr->claim.hi - 63, .pos = p.hdr->claim.lo - 4096 + 64 };
+	read_expect(&p, &c, p.hdr->claim.hi - 63);
+	part_unmap(&p);
+}
+
+/* part_intact says whether the bytes of a frame read earlier can have
+ * been overwritten: exactly while tail < pos + capacity. */
+static void intact_until_the_tail_is_a_ring_ahead(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+	uint64_t pos;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 5);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(part_read(&p, &c, &v), 1);
+	pos = v.pos;
+	assert_int_equal(pos, 128);
+	for (int i = 0; i < 200; i++) {
+		bool want = p.hdr->claim.lo < pos + 4096;
+
+		if (part_intact(&p, pos) != want)
+			fail_msg("tail %llu, frame at %llu: part_intact = %d", (unsigned long long)p.hdr->claim.lo,
+				 (unsigned long long)pos, !want);
+		append64(&w, 1);
+	}
+	assert_false(part_intact(&p, pos));
+	part_unmap(&p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Seeks                                                               */
+
+/* Many laps of 64-byte frames on an 8 KiB ring: 127 records are intact
+ * (the 128th back lies under the word zeroed past the last claim). */
+static void seek_reaches_every_held_offset_and_refuses_the_rest(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	struct frame_view v;
+	uint64_t low, end;
+
+	make_part(e, 8192, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 1000);
+	part_bounds(&p, &low, &end);
+	assert_int_equal(end, 1000);
+	assert_int_equal(low, 1000 - 127);
+	for (uint64_t o = low; o < end; o++) {
+		assert_int_equal(part_seek(&p, &c, o), 0);
+		read_expect(&p, &c, o);
+		if (o + 1 < end)
+			read_expect(&p, &c, o + 1);
+	}
+	assert_int_equal(part_seek(&p, &c, end), 0);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_int_equal(c.off, end);
+	append64(&w, 1);
+	read_expect(&p, &c, end);
+	part_bounds(&p, &low, &end);
+	assert_int_equal(low, 1001 - 127);
+	assert_int_equal(end, 1001);
+	assert_int_equal(part_seek(&p, &c, end + 1), -ERANGE);
+	assert_int_equal(part_seek(&p, &c, UINT64_MAX), -ERANGE);
+	assert_int_equal(part_seek(&p, &c, low), 0);
+	assert_int_equal(part_seek(&p, &c, low - 1), -ERANGE);
+	assert_int_equal(part_seek(&p, &c, 0), -ERANGE);
+	part_unmap(&p);
+}
+
+/* With fewer index slots than records in a lap, seeks reach the offsets
+ * the index still holds. */
+static void seek_is_bounded_by_the_index(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	uint64_t low, end;
+
+	make_part(e, 8192, 64, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 1000);
+	part_bounds(&p, &low, &end);
+	assert_int_equal(low, 1000 - 64);
+	assert_int_equal(part_seek(&p, &c, 1000 - 64), 0);
+	read_expect(&p, &c, 1000 - 64);
+	assert_int_equal(part_seek(&p, &c, 1000 - 65), -ERANGE);
+	assert_int_equal(part_seek_begin(&p, &c), 0);
+	assert_int_equal(c.off, 1000 - 64);
+	part_unmap(&p);
+}
+
+static void seek_begin_finds_the_oldest_intact_record_at_every_tail(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	for (uint64_t n = 1; n <= 400; n++) {
+		uint64_t want;
+
+		append64(&w, 1);
+		/* offset o is at 64 o; intact while 64 o + 4096 > tail = 64 n */
+		want = n > 63 ? n - 63 : 0;
+		assert_int_equal(part_seek_begin(&p, &c), 0);
+		if (c.off != want)
+			fail_msg("after %llu records, seek_begin at %llu, expected %llu",
+				 (unsigned long long)n, (unsigned long long)c.off, (unsigned long long)want);
+		read_expect(&p, &c, want);
+	}
+	part_unmap(&p);
+}
+
+static void seek_end_then_read_waits_for_the_next_record(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	struct frame_view v;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 100);
+	assert_int_equal(part_seek_end(&p, &c), 0);
+	assert_int_equal(c.off, 100);
+	assert_int_equal(c.pos, 6400);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	append64(&w, 2);
+	read_expect(&p, &c, 100);
+	read_expect(&p, &c, 101);
+	part_unmap(&p);
+}
+
+static void seek_time_finds_the_first_record_at_or_after(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	struct frame_view v;
+	uint64_t low, end;
+
+	make_part(e, 8192, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 700);
+	part_bounds(&p, &low, &end);
+	for (int64_t t = ts_of(low) - 25; t <= ts_of(end - 1) + 25; t += 3) {
+		uint64_t want = low;
+
+		while (want < end && ts_of(want) < t)
+			want++;
+		assert_int_equal(part_seek_time(&p, &c, t), 0);
+		if (want == end) {
+			assert_int_equal(c.off, end);
+			assert_int_equal(part_read(&p, &c, &v), 0);
+		} else {
+			read_expect(&p, &c, want);
+		}
+	}
+	assert_int_equal(part_seek_time(&p, &c, INT64_MIN), 0);
+	read_expect(&p, &c, low);
+	assert_int_equal(part_seek_time(&p, &c, INT64_MAX), 0);
+	assert_int_equal(c.off, end);
+	part_unmap(&p);
+}
+
+static void seek_time_with_equal_timestamps_finds_the_first_of_them(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	struct frame_view v;
+
+	make_part(e, 1 << 16, 0, &p);
+	part_writer_init(&w, &p);
+	for (uint64_t o = 0; o < 300; o++) {
+		struct part_rec r = { .value = &o, .value_len = 8, .timestamp_ns = (int64_t)(o / 7) * 100 };
+		uint64_t off;
+
+		assert_int_equal(part_append(&w, &r, 1, 0, 0, &off), 1);
+	}
+	for (int64_t t = 0; t <= 42 * 100; t += 50) {
+		uint64_t want = (uint64_t)((t + 99) / 100) * 7;
+
+		assert_int_equal(part_seek_time(&p, &c, t), 0);
+		assert_int_equal(part_read(&p, &c, &v), 1);
+		assert_int_equal(v.offset, want);
+	}
+	part_unmap(&p);
+}
+
+/* An offset inside an aborted range has no frame of its own: a seek to
+ * it lands on the first record after it. */
+static void seek_into_aborted_offsets_lands_on_the_next_record(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_rec meta = { 0 };
+	struct part_claim cl;
+	struct part_cursor c;
+	uint64_t pos;
+
+	make_part(e, 1 << 16, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 10);
+	assert_int_equal(part_claim(&w, &meta, 16, 0, 0, &cl), 0); /* offset 10 */
+	assert_int_equal(part_abort(&w, &cl), 0);
+	append64(&w, 10); /* 11..20 */
+	pos = raw_claim(&p, 3 * 64, 3); /* 21..23, never marked */
+	append64(&w, 5); /* 24..28 */
+	assert_int_equal(part_unblock(&p, 21, pos, 0, tail_now(&p), NULL), 1);
+	for (uint64_t o = 0; o < 29; o++) {
+		uint64_t want = o == 10 ? 11 : (o >= 21 && o <= 23) ? 24 : o;
+
+		assert_int_equal(part_seek(&p, &c, o), 0);
+		read_expect(&p, &c, want);
+	}
+	/* timestamps of the aborted offsets: the next record */
+	assert_int_equal(part_seek_time(&p, &c, ts_of(10)), 0);
+	read_expect(&p, &c, 11);
+	assert_int_equal(part_seek_time(&p, &c, ts_of(21)), 0);
+	read_expect(&p, &c, 24);
+	/* bounds and seek_begin are not fooled by holes */
+	assert_int_equal(part_seek_begin(&p, &c), 0);
+	read_expect(&p, &c, 0);
+	part_unmap(&p);
+}
+
+/*
+ * An aborted range whose offsets were never marked has no index entries
+ * of its own: their slots still hold positions from a lap ago.  The
+ * oldest intact record must still be found when such a hole lies
+ * in the middle of the index window (where a bisection first looks).
+ */
+static void seek_begin_is_not_misled_by_an_aborted_range_in_the_middle(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	uint64_t pos, low, end;
+
+	make_part(e, 8192, 0, &p); /* 128 index slots; 127 frames of 64 bytes intact */
+	part_writer_init(&w, &p);
+	append64(&w, 500);
+	pos = raw_claim(&p, 10 * 64, 10); /* 500..509: a producer died after its CAS */
+	append64(&w, 49);
+	assert_int_equal(part_unblock(&p, 500, pos, 0, tail_now(&p), NULL), 1);
+	append64(&w, 65);
+	assert_int_equal(p.hdr->claim.hi, 624);
+	/* offset o lies at 64 o; intact while 64 o + 8192 > tail = 64 * 624 */
+	part_bounds(&p, &low, &end);
+	assert_int_equal(part_seek_begin(&p, &c), 0);
+	if (c.off != 497 || low != 497)
+		fail_msg("seek_begin at %llu, part_bounds low %llu: the oldest intact record is 497",
+			 (unsigned long long)c.off, (unsigned long long)low);
+	read_expect(&p, &c, 497);
+	read_expect(&p, &c, 498);
+	read_expect(&p, &c, 499);
+	read_expect(&p, &c, 510);
+	part_unmap(&p);
+}
+
+/* A timestamp seek across an aborted range longer than a probe's reach
+ * (here 300 offsets, as a recovery cut or a dead producer's claim to the
+ * tail leaves) still finds the first record at or after the time. */
+static void seek_time_across_a_long_aborted_range(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	uint64_t pos;
+
+	make_part(e, 1 << 16, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 100);
+	pos = raw_claim(&p, 300 * 64, 300); /* 100..399 */
+	append64(&w, 100);                  /* 400..499 */
+	assert_int_equal(part_unblock(&p, 100, pos, 0, tail_now(&p), NULL), 1);
+	assert_int_equal(part_seek_time(&p, &c, ts_of(50)), 0);
+	read_expect(&p, &c, 50);
+	assert_int_equal(part_seek_time(&p, &c, ts_of(150)), 0);
+	read_expect(&p, &c, 400);
+	for (uint64_t want = 400; want < 500; want += 7) {
+		assert_int_equal(part_seek_time(&p, &c, ts_of(want)), 0);
+		if (c.off > want)
+			fail_msg("seek to the time of %llu placed the cursor at %llu",
+				 (unsigned long long)want, (unsigned long long)c.off);
+		read_expect(&p, &c, want);
+	}
+	part_unmap(&p);
+}
+
+/* Retention moves `start`: offsets below it are gone for readers. */
+static void offsets_below_start_are_out_of_range(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+	uint64_t low, end;
+
+	make_part(e, 1 << 16, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 50);
+	p.hdr->start = 20;
+	assert_int_equal(part_read(&p, &c, &v), -ERANGE);
+	assert_int_equal(part_seek(&p, &c, 19), -ERANGE);
+	assert_int_equal(part_seek(&p, &c, 20), 0);
+	read_expect(&p, &c, 20);
+	assert_int_equal(part_seek_begin(&p, &c), 0);
+	assert_int_equal(c.off, 20);
+	part_bounds(&p, &low, &end);
+	assert_int_equal(low, 20);
+	assert_int_equal(end, 50);
+	part_unmap(&p);
+}
+
+/* A damaged `start` beyond the end: seek_begin must not hand out a
+ * cursor that part_read calls out of range, or a consumer applying its
+ * reset policy (seek_begin again) loops forever. */
+static void seek_begin_with_start_past_the_end_gives_a_usable_cursor(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	struct frame_view v;
+	int rc;
+
+	make_part(e, 1 << 16, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 10);
+	p.hdr->start = 1000;
+	assert_int_equal(part_seek_begin(&p, &c), 0);
+	assert_true(c.off <= p.hdr->claim.hi);
+	rc = part_read(&p, &c, &v);
+	assert_true(rc != -ERANGE);
+	part_unmap(&p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Aborted ranges and damage                                           */
+
+/* An aborted range as format.md §3 has it: ABORTED(length, first offset)
+ * in the commit word, the offset after the range at frame + 8. */
+static void write_abort(struct part *p, uint64_t pos, uint64_t len, uint64_t first, uint64_t end)
+{
+	*(uint64_t *)(void *)part_at(p, pos + 8) = end;
+	*part_commit_word(p, pos) = cw_make(FRAME_ABORTED, len, first);
+}
+
+static void aborted_range_is_skipped_with_its_offset_count(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c = { 0 };
+	uint64_t pos;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 2);
+	pos = raw_claim(&p, 200, 5); /* offsets 2..6 over 200 bytes */
+	write_abort(&p, pos, 200, 2, 7);
+	append64(&w, 1);
+	read_expect(&p, &c, 0);
+	read_expect(&p, &c, 1);
+	read_expect(&p, &c, 7);
+	assert_int_equal(c.skipped, 5);
+	assert_int_equal(c.pos, p.hdr->claim.lo);
+	part_unmap(&p);
+}
+
+/* An abort across the ring's end: readers read only its first word. */
+static void aborted_range_may_cross_the_ring_end(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c = { 0 };
+	uint64_t pos;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 60); /* up to 3840 */
+	for (int i = 0; i < 60; i++)
+		read_expect(&p, &c, (uint64_t)i);
+	pos = raw_claim(&p, 512, 4); /* 3840 .. 4352: over the end */
+	write_abort(&p, pos, 512, 60, 64);
+	append64(&w, 1);
+	read_expect(&p, &c, 64);
+	assert_int_equal(c.skipped, 4);
+	part_unmap(&p);
+}
+
+/*
+ * The end offset of an aborted range is stored after the aborting CAS
+ * (format.md §3): a reader that finds the word before its end, or a stale
+ * end (beyond the claimed offsets, or not past the range's first), waits
+ * at the range; it passes as soon as the end is there.
+ */
+static void aborted_range_waits_for_its_end_offset(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	struct frame_view v;
+	uint64_t pos, *endp, stale[] = { 0, 1, 4, 10, UINT64_MAX };
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 1);
+	pos = raw_claim(&p, 128, 2); /* offsets 1, 2 */
+	endp = (uint64_t *)(void *)part_at(&p, pos + 8);
+	for (size_t k = 0; k < sizeof stale / sizeof stale[0]; k++) {
+		write_abort(&p, pos, 128, 1, stale[k]);
+		c = (struct part_cursor){ .off = 1, .pos = pos };
+		if (part_read(&p, &c, &v) != 0 || c.off != 1 || c.pos != pos)
+			fail_msg("end offset %llu: the reader did not wait at the range",
+				 (unsigned long long)stale[k]);
+		assert_true(c.stalled);
+		assert_int_equal(c.stall_pos, pos);
+		assert_int_equal(c.skipped, 0);
+	}
+	/* the end lands: the reader passes */
+	store_release(endp, 3);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_int_equal(c.off, 3);
+	assert_int_equal(c.pos, pos + 128);
+	assert_int_equal(c.skipped, 2);
+	assert_false(c.stalled);
+	append64(&w, 1);
+	read_expect(&p, &c, 3);
+	part_unmap(&p);
+}
+
+/*
+ * An ABORTED word that no writer can have written is damage, whatever the
+ * offset at frame + 8 says: shorter than the commit word and the end
+ * offset (FRAME_ABORT_MIN), or running past the tail (every abort ends at
+ * a claim boundary by the tail, and the tail only grows).  Waiting cannot
+ * mend it: readers get -EBADMSG naming partition and offset (format.md §6
+ * step 4), as a damaged COMMITTED or PADDING word gives them.
+ */
+static void impossible_aborted_words_are_ebadmsg(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	struct frame_view v;
+	uint64_t pos;
+	struct {
+		const char *what;
+		uint64_t len;
+	} bad[] = {
+		{ "no length", 0 },
+		{ "shorter than an abort", 8 },
+		{ "runs past the tail", 4000 },
+	};
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 1);
+	pos = raw_claim(&p, 128, 2); /* offsets 1, 2 */
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int rc;
+
+		write_abort(&p, pos, bad[i].len, 1, 3);
+		c = (struct part_cursor){ .off = 1, .pos = pos };
+		shm_err_clear();
+		rc = part_read(&p, &c, &v);
+		if (rc != -EBADMSG)
+			fail_msg("ABORTED word that %s: part_read = %d at offset %llu, expected "
+				 "-EBADMSG", bad[i].what, rc, (unsigned long long)c.off);
+		assert_non_null(strstr(shm_errmsg(), "orders/0"));
+		assert_non_null(strstr(shm_errmsg(), "offset 1"));
+		assert_int_equal(c.off, 1);
+	}
+	/* a sound one */
+	write_abort(&p, pos, 128, 1, 3);
+	c = (struct part_cursor){ .off = 1, .pos = pos };
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_int_equal(c.off, 3);
+	assert_int_equal(c.skipped, 2);
+	part_unmap(&p);
+}
+
+static void padding_that_does_not_end_at_the_ring_end_is_ebadmsg(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 3);
+	*part_commit_word(&p, 64) = cw_make(FRAME_PADDING, 16, 1);
+	read_expect(&p, &c, 0);
+	assert_int_equal(part_read(&p, &c, &v), -EBADMSG);
+	assert_non_null(strstr(shm_errmsg(), "padding"));
+	assert_int_equal(c.off, 1);
+	assert_int_equal(c.pos, 64);
+	*part_commit_word(&p, 64) = cw_make(FRAME_PADDING, 4096, 1);
+	assert_int_equal(part_read(&p, &c, &v), -EBADMSG);
+	part_unmap(&p);
+}
+
+/* A committed word with the right offset bits is trusted only after
+ * every length in the frame is checked. */
+static void committed_frame_with_garbage_lengths_is_ebadmsg(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	struct frame_view v;
+	struct frame_hdr *h;
+	struct {
+		const char *what;
+		uint64_t cw;
+		uint32_t klen, hlen, vlen;
+		uint64_t off;
+	} bad[] = {
+		{ "shorter than a header", cw_make(FRAME_COMMITTED, 40, 1), 0, 0, 16, 1 },
+		{ "length 0", cw_make(FRAME_COMMITTED, 0, 1), 0, 0, 16, 1 },
+		{ "longer than the largest frame", cw_make(FRAME_COMMITTED, 2056, 1), 0, 0, 16, 1 },
+		{ "longer than the ring", cw_make(FRAME_COMMITTED, 1ULL << 33, 1), 0, 0, 16, 1 },
+		{ "key past the frame", cw_make(FRAME_COMMITTED, 64, 1), 17, 0, 16, 1 },
+		{ "value past the frame", cw_make(FRAME_COMMITTED, 64, 1), 0, 0, 17, 1 },
+		{ "headers past the frame", cw_make(FRAME_COMMITTED, 64, 1), 0, 100, 16, 1 },
+		{ "huge lengths", cw_make(FRAME_COMMITTED, 64, 1), UINT32_MAX, UINT32_MAX, UINT32_MAX, 1 },
+		{ "wrong offset field", cw_make(FRAME_COMMITTED, 64, 1), 0, 0, 16, 1 + (1ULL << 32) },
+	};
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 3);
+	h = (struct frame_hdr *)(void *)part_at(&p, 64);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct frame_hdr keep = *h;
+		int rc;
+
+		h->commit = bad[i].cw;
+		h->key_len = bad[i].klen;
+		h->headers_len = bad[i].hlen;
+		h->value_len = bad[i].vlen;
+		h->offset = bad[i].off;
+		c = (struct part_cursor){ .off = 1, .pos = 64 };
+		shm_err_clear();
+		rc = part_read(&p, &c, &v);
+		if (rc != -EBADMSG)
+			fail_msg("%s: part_read = %d, expected -EBADMSG", bad[i].what, rc);
+		if (!strstr(shm_errmsg(), "orders/0") || !strstr(shm_errmsg(), "offset 1"))
+			fail_msg("%s: the message names neither partition nor offset: %s", bad[i].what,
+				 shm_errmsg());
+		assert_int_equal(c.off, 1);
+		*h = keep;
+	}
+	/* and restored, it reads */
+	c = (struct part_cursor){ .off = 1, .pos = 64 };
+	read_expect(&p, &c, 1);
+	part_unmap(&p);
+}
+
+/* A committed frame that would cross the ring's end (only damage makes
+ * one) is refused before any byte past the end is read. */
+static void committed_frame_crossing_the_ring_end_is_refused(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	struct frame_view v;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 63); /* up to 4032 */
+	raw_claim(&p, 64, 1);
+	*part_commit_word(&p, 4032) = cw_make(FRAME_COMMITTED, 128, 63);
+	c = (struct part_cursor){ .off = 63, .pos = 4032 };
+	assert_int_equal(part_read(&p, &c, &v), -EBADMSG);
+	part_unmap(&p);
+}
+
+/*
+ * The older lap's bytes under a new claim can look like an ABORTED word:
+ * here a value holds the u64 0x8000003e8 (ABORTED, 64 bytes, first offset
+ * 1000).  Readers must go on reading the records appended after it, not
+ * stop with -EBADMSG (see test_append's
+ * claim_landing_on_old_bytes_that_look_aborted_succeeds).
+ */
+static void old_bytes_that_look_aborted_do_not_wedge_readers(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	static uint8_t val[2000];
+	uint64_t x = cw_make(FRAME_ABORTED, 64, 1000), off, delivered = 0;
+	struct part_rec big = { .value = val, .value_len = 2000 };
+	struct part_rec small = { .value = "eight b.", .value_len = 8 };
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+	int rc;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	memcpy(val + 8, &x, 8);
+	assert_int_equal(part_append(&w, &big, 1, 0, 0, &off), 1);
+	assert_int_equal(part_read(&p, &c, &v), 1);
+	assert_int_equal(part_append(&w, &big, 1, 0, 0, &off), 1);
+	assert_int_equal(part_read(&p, &c, &v), 1);
+	assert_int_equal(part_append(&w, &small, 1, 0, 0, &off), 1);
+	assert_int_equal(part_read(&p, &c, &v), 1);
+	(void)part_append(&w, &small, 1, 0, 0, &off); /* lands on the old u64 */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(part_append(&w, &small, 1, 0, 0, &off), 1);
+	while ((rc = part_read(&p, &c, &v)) == 1)
+		delivered++;
+	if (rc < 0)
+		fail_msg("reader stopped at offset %llu with %d: %s", (unsigned long long)c.off, rc,
+			 shm_errmsg());
+	assert_int_equal(c.off, p.hdr->claim.hi);
+	assert_true(delivered >= 3);
+	part_unmap(&p);
+}
+
+/* probe_time (part_seek_time) reads a timestamp at a position the index
+ * gives; a hostile index and word must not make it read past the ring. */
+static int seek_time_on_hostile_index(void *arg)
+{
+	struct part *p = arg;
+	struct part_cursor c;
+
+	(void)part_seek_time(p, &c, 0);
+	(void)part_seek_begin(p, &c);
+	return 0;
+}
+
+static void seek_time_never_reads_past_the_ring_on_a_hostile_index(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct guarded g;
+
+	make_part(e, 4096, 0, &p);
+	part_unmap(&p);
+	map_guarded(e, &g);
+	/* offset 0 "at" the last word of the ring, a lap's end as tail */
+	g.p.hdr->claim = (pair128){ .lo = 4096, .hi = 1 };
+	g.p.index[0] = 4088;
+	*part_commit_word(&g.p, 4088) = cw_make(FRAME_COMMITTED, 48, 0);
+	expect_no_crash(seek_time_on_hostile_index, &g.p, "part_seek_time");
+	unmap_guarded(&g);
+}
+
+static int read_everything(void *arg)
+{
+	struct part *p = arg;
+	struct part_cursor c;
+	struct frame_view v;
+
+	for (uint64_t pos = 0; pos < p->cap; pos += 8) {
+		c = (struct part_cursor){ .off = 0, .pos = pos };
+		for (int i = 0; i < 10 && part_read(p, &c, &v) == 1; i++)
+			;
+	}
+	return 0;
+}
+
+/* Frame-shaped junk at every position, the reader pointed at each: it
+ * returns errors but reads nothing outside the ring. */
+static void reader_never_reads_past_the_ring_on_hostile_words(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct guarded g;
+	uint64_t words[] = {
+		cw_make(FRAME_COMMITTED, 48, 0), cw_make(FRAME_COMMITTED, 2048, 0),
+		cw_make(FRAME_PADDING, 8, 0), cw_make(FRAME_ABORTED, 8, 1),
+		cw_make(FRAME_CLAIMED, 48, 0), cw_make(FRAME_COMMITTED, 56, 0),
+		/* aborts whose end offset lies 8 bytes further: at the ring's
+		 * last word, past its end */
+		cw_make(FRAME_ABORTED, 16, 0), cw_make(FRAME_ABORTED, 64, 0),
+	};
+
+	make_part(e, 4096, 0, &p);
+	part_unmap(&p);
+	map_guarded(e, &g);
+	g.p.hdr->claim = (pair128){ .lo = 4096 + 2048, .hi = 100 };
+	for (size_t k = 0; k < sizeof words / sizeof words[0]; k++) {
+		for (uint64_t pos = 0; pos < 4096; pos += 8)
+			*part_commit_word(&g.p, pos) = words[k];
+		expect_no_crash(read_everything, &g.p, "part_read");
+	}
+	unmap_guarded(&g);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(empty_partition_reads_nothing_and_keeps_the_cursor),
+		T(reader_stops_at_a_claim_and_notes_the_stall),
+		T(cursor_past_the_end_is_out_of_range),
+		T(lapped_cursor_is_out_of_range),
+		T(intact_until_the_tail_is_a_ring_ahead),
+		T(seek_reaches_every_held_offset_and_refuses_the_rest),
+		T(seek_is_bounded_by_the_index),
+		T(seek_begin_finds_the_oldest_intact_record_at_every_tail),
+		T(seek_end_then_read_waits_for_the_next_record),
+		T(seek_time_finds_the_first_record_at_or_after),
+		T(seek_time_with_equal_timestamps_finds_the_first_of_them),
+		T(seek_into_aborted_offsets_lands_on_the_next_record),
+		T(seek_begin_is_not_misled_by_an_aborted_range_in_the_middle),
+		T(seek_time_across_a_long_aborted_range),
+		T(offsets_below_start_are_out_of_range),
+		T(seek_begin_with_start_past_the_end_gives_a_usable_cursor),
+		T(aborted_range_is_skipped_with_its_offset_count),
+		T(aborted_range_may_cross_the_ring_end),
+		T(aborted_range_waits_for_its_end_offset),
+		T(impossible_aborted_words_are_ebadmsg),
+		T(padding_that_does_not_end_at_the_ring_end_is_ebadmsg),
+		T(committed_frame_with_garbage_lengths_is_ebadmsg),
+		T(committed_frame_crossing_the_ring_end_is_refused),
+		T(old_bytes_that_look_aborted_do_not_wedge_readers),
+		T(seek_time_never_reads_past_the_ring_on_a_hostile_index),
+		T(reader_never_reads_past_the_ring_on_hostile_words),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -21,6 +21,7 @@
 #include "../shm/frame.h"
 #include "../shm/read.h"
 #include "../shm/recover.h"
+#include "../shm/usage.h"
 
 static int admin_lock(shmbus *bus)
 {
@@ -297,7 +298,16 @@ SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t
 		return rc;
 	rc = admin_lock(bus);
 	if (rc == 0) {
-		rc = part_recover(&m->part, &r);
+		/* only while no other process has it mapped (format.md §11) */
+		rc = usage_try_exclusive(bus->usagefd, m->topic_id, m->partition);
+		if (rc == 0) {
+			rc = part_recover(&m->part, &r);
+			usage_share(bus->usagefd, m->topic_id, m->partition);
+		} else if (rc == -EBUSY) {
+			rc = lib_err(-EBUSY, "partition %s/%u is in use by other processes; recover "
+				     "it when its producers and consumers have stopped (shmbusd does "
+				     "at start-up)", topic, partition);
+		}
 		admin_unlock(bus);
 	}
 	cache_put(m);

@@ -7,6 +7,8 @@
  */
 #include "internal.h"
 
+#include "../shm/usage.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -103,7 +105,7 @@ SHMBUS_API int shmbus_open(const struct shmbus_open_opts *opts, shmbus **ret)
 	bus = calloc(1, sizeof *bus);
 	if (!bus)
 		return lib_err(-ENOMEM, "out of memory");
-	bus->rootfd = bus->topicsfd = bus->groupsfd = -1;
+	bus->rootfd = bus->topicsfd = bus->groupsfd = bus->usagefd = -1;
 	if (o.root && *o.root)
 		snprintf(bus->root, sizeof bus->root, "%s", o.root);
 	else if (shmbus_default_root(bus->root, sizeof bus->root) < 0) {
@@ -137,6 +139,10 @@ SHMBUS_API int shmbus_open(const struct shmbus_open_opts *opts, shmbus **ret)
 	if (rc < 0)
 		goto fail;
 	bus->groupsfd = rc;
+	rc = usage_open(bus->rootfd);
+	if (rc < 0)
+		goto fail;
+	bus->usagefd = rc;
 	pthread_mutex_init(&bus->admin, NULL);
 	pthread_mutex_init(&bus->sweep_lock, NULL);
 	rc = cache_init(bus);
@@ -159,6 +165,9 @@ SHMBUS_API void shmbus_close(shmbus *bus)
 		close(bus->topicsfd);
 	if (bus->groupsfd >= 0)
 		close(bus->groupsfd);
+	/* after cache_destroy: the mappings released their locks on it */
+	if (bus->usagefd >= 0)
+		close(bus->usagefd);
 	if (bus->rootfd >= 0)
 		close(bus->rootfd);
 	free(bus);

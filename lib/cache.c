@@ -17,6 +17,8 @@
 
 #include <urcu/call-rcu.h>
 
+#include "../shm/usage.h"
+
 struct key {
 	uint64_t topic_id;
 	uint32_t partition;
@@ -43,6 +45,8 @@ static void free_rcu(struct rcu_head *head)
 {
 	struct pmap *m = caa_container_of(head, struct pmap, rcu);
 
+	if (m->usagefd >= 0)
+		usage_release(m->usagefd, m->topic_id, m->partition);
 	part_unmap(&m->part);
 	free(m);
 }
@@ -106,6 +110,16 @@ static int map_partition(shmbus *bus, const struct bus_topic *t, uint32_t partit
 	}
 	m->topic_id = t->id;
 	m->partition = partition;
+	m->usagefd = -1;
+	/* Declare the mapping before anyone uses it; waits while the daemon
+	 * recovers the partition.  Taken again by a thread that loses the race
+	 * below, it is the same lock (one per open file): only the entry in
+	 * the table releases it. */
+	if (bus->usagefd >= 0 && (rc = usage_hold(bus->usagefd, t->id, partition)) < 0) {
+		part_unmap(&m->part);
+		free(m);
+		return rc;
+	}
 	urcu_ref_set(&m->ref, 2); /* the table's and the caller's */
 	*ret = m;
 	return 0;
@@ -134,6 +148,7 @@ int cache_get(shmbus *bus, const struct bus_topic *t, uint32_t partition, struct
 		added = cds_lfht_add_unique(bus->maps, hash, match, &k, &m->node);
 		if (added == &m->node) {
 			rcu_read_unlock();
+			m->usagefd = bus->usagefd;
 			*ret = m;
 			return 0;
 		}

@@ -43,6 +43,7 @@ struct shmbus {
 				     * flock serialises processes */
 	pthread_mutex_t sweep_lock;
 	uint64_t swept_gen;         /* directory generation the cache matches */
+	int usagefd;                /* <root>/usage: who maps what (format.md §11) */
 };
 
 /*
@@ -58,6 +59,7 @@ struct pmap {
 	uint64_t topic_id;
 	uint32_t partition;
 	struct part part;
+	int usagefd;                /* holds the usage lock, or -1 */
 };
 
 /* Map (or find mapped) partition `partition` of topic `t`. */

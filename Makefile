@@ -22,10 +22,11 @@ CFLAGS    ?= -O2 -g
 FUZZ_SECONDS ?= 60
 
 PKGS      := liburcu-bp liburcu-cds numa libisal
+DAEMON_PKGS := inih libmicrohttpd libsystemd
 TEST_PKGS := cmocka rdkafka
 # Debian packages that provide them (and the tools the tests use)
-APT_PKGS  := pkg-config liburcu-dev libnuma-dev libisal-dev libcmocka-dev librdkafka-dev clang \
-	util-linux
+APT_PKGS  := pkg-config liburcu-dev libnuma-dev libisal-dev libinih-dev libmicrohttpd-dev \
+	libsystemd-dev libcmocka-dev librdkafka-dev clang util-linux
 
 ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)
@@ -47,6 +48,8 @@ endif
 # pkg-config is asked once, after the dependency check has run
 DEP_CFLAGS = $(eval DEP_CFLAGS := $$(shell pkg-config --cflags $(PKGS)))$(DEP_CFLAGS)
 DEP_LIBS   = $(eval DEP_LIBS := $$(shell pkg-config --libs $(PKGS)))$(DEP_LIBS)
+DAEMON_CFLAGS = $(eval DAEMON_CFLAGS := $$(shell pkg-config --cflags $(DAEMON_PKGS)))$(DAEMON_CFLAGS)
+DAEMON_LIBS = $(eval DAEMON_LIBS := $$(shell pkg-config --libs $(DAEMON_PKGS)))$(DAEMON_LIBS)
 TEST_CFLAGS = $(eval TEST_CFLAGS := $$(shell pkg-config --cflags $(TEST_PKGS)))$(TEST_CFLAGS)
 TEST_LIBS  = $(eval TEST_LIBS := $$(shell pkg-config --libs $(TEST_PKGS)))$(TEST_LIBS)
 
@@ -59,13 +62,16 @@ LDLIBS = $(DEP_LIBS) -lpthread
 SHM_SRC := $(wildcard shm/*.c)
 LIB_SRC := $(wildcard lib/*.c)
 CLI_SRC := $(wildcard cli/*.c)
+DAEMON_SRC := $(wildcard daemon/*.c)
 OBJ_SHM := $(SHM_SRC:%.c=$(BUILD)/%.o)
 OBJ_LIB := $(LIB_SRC:%.c=$(BUILD)/%.o)
 OBJ_CLI := $(CLI_SRC:%.c=$(BUILD)/%.o)
+OBJ_DAEMON := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
 
 STATIC  := $(BUILD)/libshmbus.a
 SHARED  := $(BUILD)/libshmbus.so.$(VERSION)
 CLI     := $(BUILD)/shmbus
+DAEMON  := $(BUILD)/shmbusd
 DEPSOK  := $(BUILD)/.deps-ok
 
 TEST_SRC := $(wildcard tests/test_*.c)
@@ -76,7 +82,7 @@ OBJ_TESTLIB := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 .PHONY: all test asan tsan fuzz run bench install uninstall clean deps check-deps
 .SECONDARY:
 
-all: $(STATIC) $(SHARED) $(CLI)
+all: $(STATIC) $(SHARED) $(CLI) $(DAEMON)
 
 # --- dependencies ----------------------------------------------------------
 
@@ -86,7 +92,7 @@ $(DEPSOK): Makefile
 	@mkdir -p $(@D)
 	@missing=""; \
 	command -v pkg-config >/dev/null 2>&1 || missing="pkg-config"; \
-	for pc in $(PKGS) $(TEST_PKGS); do \
+	for pc in $(PKGS) $(DAEMON_PKGS) $(TEST_PKGS); do \
 		pkg-config --exists $$pc 2>/dev/null || missing="$$missing $$pc"; \
 	done; \
 	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
@@ -128,6 +134,15 @@ $(CLI): $(OBJ_CLI) $(STATIC)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(OBJ_CLI) $(STATIC) $(LDLIBS) -lm
 
+$(BUILD)/daemon/%.o: daemon/%.c $(DEPSOK)
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) $(DAEMON_CFLAGS) -MMD -MP -c $< -o $@
+
+$(DAEMON): $(OBJ_DAEMON) $(STATIC)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(OBJ_DAEMON) $(STATIC) $(LDLIBS) $(DAEMON_LIBS)
+
 # --- tests -----------------------------------------------------------------
 
 $(BUILD)/tests/%.o: tests/%.c $(DEPSOK)
@@ -155,7 +170,7 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(SHM_SRC) $(DEPSOK)
 		-o $@ $< $(SHM_SRC) $(LDLIBS)
 
 test: all $(TESTS) $(FUZZERS)
-	@BUILD=$(BUILD) SHMBUS_CLI=$(abspath $(CLI)) tests/run-tests.sh $(TESTS) -- $(FUZZERS)
+	@BUILD=$(BUILD) SHMBUS_CLI=$(abspath $(CLI)) SHMBUSD=$(abspath $(DAEMON)) tests/run-tests.sh $(TESTS) -- $(FUZZERS)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined CFLAGS="-O1 -g" test
@@ -189,6 +204,8 @@ install: all
 	ln -sf libshmbus.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libshmbus.so
 	install -m 0644 include/shmbus.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/sbin
+	install -m 0755 $(DAEMON) $(DESTDIR)$(PREFIX)/sbin/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
 		-e 's|@REQUIRES@|$(PKGS)|g' lib/shmbus.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc
 

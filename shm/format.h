@@ -202,7 +202,8 @@ struct part_header {
 	/* [512, 640): read-mostly status */
 	uint64_t status;         /* PART_STATUS_* */
 	uint64_t start;          /* lowest readable offset (retention, recovery) */
-	uint8_t pad_status[112];
+	uint64_t writer_mask;    /* bit i: writers[i] is taken (for supervisors) */
+	uint8_t pad_status[104];
 
 	/* [640, 768): the claim word {tail position, next offset}, producers */
 	pair128 claim;

@@ -344,9 +344,12 @@ static void cut(struct part *p, struct part_recovery *r, uint64_t o, uint64_t po
 /* Free the writer and consumer slots of processes that are gone. */
 static void release_dead_slots(struct part *p)
 {
-	for (int i = 0; i < PART_MAX_WRITERS; i++)
-		if (!proc_alive((pid_t)p->hdr->writers[i].pid, p->hdr->writers[i].start_time))
-			p->hdr->writers[i].pid = 0;
+	for (int i = 0; i < PART_MAX_WRITERS; i++) {
+		struct part_writer_slot *s = &p->hdr->writers[i];
+
+		if (s->pid && !proc_alive((pid_t)s->pid, s->start_time))
+			part_writer_slot_free(p, s, s->pid);
+	}
 	part_bp_reap(p);
 }
 

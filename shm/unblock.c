@@ -202,6 +202,7 @@ static struct part_writer_slot *try_take(struct part *p, pid_t pid, uint64_t sta
 
 		if (load_relaxed(&s->pid) == 0 && cas(&s->pid, &free_pid, (uint32_t)pid)) {
 			store_relaxed(&s->start_time, start);
+			__atomic_fetch_or(&p->hdr->writer_mask, 1ULL << i, __ATOMIC_RELEASE);
 			return s;
 		}
 	}
@@ -225,15 +226,24 @@ struct part_writer_slot *part_writer_slot_take(struct part *p)
 		uint32_t dead = load_acquire(&d->pid);
 
 		if (dead && !proc_alive((pid_t)dead, load_relaxed(&d->start_time)))
-			(void)cas(&d->pid, &dead, 0u);
+			part_writer_slot_free(p, d, dead);
 	}
 	return try_take(p, pid, start);
+}
+
+bool part_writer_slot_free(struct part *p, struct part_writer_slot *s, uint32_t pid)
+{
+	store_release(&s->flags, 0u);
+	if (!cas(&s->pid, &pid, 0u))
+		return false;
+	__atomic_fetch_and(&p->hdr->writer_mask, ~(1ULL << (s - p->hdr->writers)),
+			   __ATOMIC_RELEASE);
+	return true;
 }
 
 void part_writer_slot_give(struct part *p, struct part_writer_slot *s)
 {
 	if (p->readonly || !s)
 		return;
-	store_release(&s->flags, 0u);
-	store_release(&s->pid, 0u);
+	part_writer_slot_free(p, s, load_relaxed(&s->pid));
 }

@@ -80,4 +80,8 @@ void part_abort_finish(struct part *p, uint64_t off, uint64_t pos, uint64_t end_
 struct part_writer_slot *part_writer_slot_take(struct part *p);
 void part_writer_slot_give(struct part *p, struct part_writer_slot *s);
 
+/* Free slot s if `pid` still holds it (a supervisor reaping a writer that
+ * is gone); false if someone else took it meanwhile. */
+bool part_writer_slot_free(struct part *p, struct part_writer_slot *s, uint32_t pid);
+
 #endif

@@ -1,0 +1,345 @@
+/*
+ * config.c - the daemon's configuration file, read with libinih.
+ *
+ * Sections and keys (docs/shmbusd.conf.md has each default and meaning):
+ *   [daemon]    root, control_socket, admin_group, log_level,
+ *               unblock_timeout_ms, tick_ms, metrics, file_mode
+ *   [flush]     interval_ms, records          (disk roots only)
+ *   [retention] default_ms
+ *   [topic NAME] partitions, capacity, policy, retention_ms, numa_node
+ * An error names the file, the line, the key and the fix.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "../shm/directory.h"
+
+struct parse {
+	struct config *c;
+	char why[384];               /* the handler's complaint, for the line */
+};
+
+void config_defaults(struct config *c)
+{
+	*c = (struct config){
+		.log_level = LOG_INFO,
+		.unblock_timeout_ms = 1000,
+		.tick_ms = 100,
+		.file_mode = 0660,
+		.flush_interval_ms = 1000,
+	};
+}
+
+void config_free(struct config *c)
+{
+	free(c->topics);
+	c->topics = NULL;
+	c->ntopics = 0;
+}
+
+static int complain(struct parse *ps, const char *key, const char *fmt, const char *value)
+{
+	char what[256];
+
+	snprintf(what, sizeof what, fmt, value);
+	snprintf(ps->why, sizeof ps->why, "%s: %s", key, what);
+	return 0;
+}
+
+/* A whole decimal number in [min, max]. */
+static bool number(const char *v, int64_t min, int64_t max, int64_t *ret)
+{
+	char *end;
+	long long n;
+
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno || end == v || *end || n < min || n > max)
+		return false;
+	*ret = n;
+	return true;
+}
+
+/* Bytes with an optional K, M or G (powers of 1024). */
+static bool size(const char *v, uint64_t *ret)
+{
+	char *end;
+	unsigned long long n;
+	unsigned shift = 0;
+
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno || end == v || *v == '-')
+		return false;
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	else if (*end)
+		return false;
+	if (shift && end[1])
+		return false;
+	if (n > (UINT64_MAX >> shift))
+		return false;
+	*ret = (uint64_t)n << shift;
+	return true;
+}
+
+static int daemon_key(struct parse *ps, const char *k, const char *v)
+{
+	struct config *c = ps->c;
+	int64_t n;
+
+	if (!strcmp(k, "root"))
+		snprintf(c->root, sizeof c->root, "%s", v);
+	else if (!strcmp(k, "control_socket"))
+		snprintf(c->control_socket, sizeof c->control_socket, "%s", v);
+	else if (!strcmp(k, "admin_group")) {
+		struct group *g = getgrnam(v);
+
+		if (!g)
+			return complain(ps, k, "no group named \"%s\"; create it or fix the name", v);
+		snprintf(c->admin_group, sizeof c->admin_group, "%s", v);
+		c->admin_gid = g->gr_gid;
+		c->has_admin_gid = true;
+	} else if (!strcmp(k, "log_level")) {
+		int lvl = log_level_parse(v);
+
+		if (lvl < 0)
+			return complain(ps, k, "\"%s\" is not a level; use error, warning, notice, "
+					"info or debug", v);
+		c->log_level = lvl;
+	} else if (!strcmp(k, "unblock_timeout_ms")) {
+		if (!number(v, 10, 3600000, &n))
+			return complain(ps, k, "\"%s\" is not a number of milliseconds between 10 and "
+					"3600000; write e.g. 1000", v);
+		c->unblock_timeout_ms = n;
+	} else if (!strcmp(k, "tick_ms")) {
+		if (!number(v, 1, 60000, &n))
+			return complain(ps, k, "\"%s\" is not a number of milliseconds between 1 and "
+					"60000; write e.g. 100", v);
+		c->tick_ms = n;
+	} else if (!strcmp(k, "metrics")) {
+		if (*v && !strrchr(v, ':'))
+			return complain(ps, k, "\"%s\" is not ADDR:PORT; write e.g. 127.0.0.1:9465, "
+					"or leave it empty for none", v);
+		snprintf(c->metrics, sizeof c->metrics, "%s", v);
+	} else if (!strcmp(k, "file_mode")) {
+		char *end;
+		unsigned long m = strtoul(v, &end, 8);
+
+		if (end == v || *end || m > 0777)
+			return complain(ps, k, "\"%s\" is not an octal file mode; write e.g. 0660", v);
+		c->file_mode = (unsigned)m;
+	} else {
+		return complain(ps, k, "unknown key in [daemon]%s; see docs/shmbusd.conf.md", "");
+	}
+	return 1;
+}
+
+static int flush_key(struct parse *ps, const char *k, const char *v)
+{
+	int64_t n;
+
+	if (!strcmp(k, "interval_ms")) {
+		if (!number(v, 0, 3600000, &n))
+			return complain(ps, k, "\"%s\" is not a number of milliseconds (0: never by "
+					"time); write e.g. 1000", v);
+		ps->c->flush_interval_ms = n;
+	} else if (!strcmp(k, "records")) {
+		if (!number(v, 0, INT64_MAX, &n))
+			return complain(ps, k, "\"%s\" is not a number of records (0: never by "
+					"count); write e.g. 10000", v);
+		ps->c->flush_records = (uint64_t)n;
+	} else {
+		return complain(ps, k, "unknown key in [flush]%s; use interval_ms or records", "");
+	}
+	return 1;
+}
+
+static struct config_topic *topic_entry(struct config *c, const char *name)
+{
+	struct config_topic *t;
+
+	for (size_t i = 0; i < c->ntopics; i++)
+		if (!strcmp(c->topics[i].name, name))
+			return &c->topics[i];
+	t = realloc(c->topics, (c->ntopics + 1) * sizeof *t);
+	if (!t)
+		return NULL;
+	c->topics = t;
+	t = &c->topics[c->ntopics++];
+	*t = (struct config_topic){ .partitions = 1, .capacity = 16u << 20, .numa_node = -1 };
+	snprintf(t->name, sizeof t->name, "%s", name);
+	return t;
+}
+
+static int topic_key(struct parse *ps, const char *name, const char *k, const char *v)
+{
+	struct config_topic *t;
+	int64_t n;
+
+	if (!dir_name_valid(name))
+		return complain(ps, "[topic]", "\"%s\" is not a topic name; use 1 to 249 of "
+				"[A-Za-z0-9._-]", name);
+	t = topic_entry(ps->c, name);
+	if (!t)
+		return complain(ps, k, "out of memory%s", "");
+	if (!strcmp(k, "partitions")) {
+		if (!number(v, 1, BUS_MAX_PARTITIONS, &n))
+			return complain(ps, k, "\"%s\" is not a number of partitions between 1 and "
+					"100000", v);
+		t->partitions = (uint32_t)n;
+	} else if (!strcmp(k, "capacity")) {
+		if (!size(v, &t->capacity))
+			return complain(ps, k, "\"%s\" is not a size; write e.g. 64M", v);
+	} else if (!strcmp(k, "policy")) {
+		if (!strcmp(v, "overwrite"))
+			t->policy = 0;
+		else if (!strcmp(v, "backpressure"))
+			t->policy = 1;
+		else
+			return complain(ps, k, "\"%s\" is not a policy; use overwrite or backpressure", v);
+	} else if (!strcmp(k, "retention_ms")) {
+		if (!number(v, 0, INT64_MAX, &n))
+			return complain(ps, k, "\"%s\" is not a number of milliseconds (0: none)", v);
+		t->retention_ms = n;
+	} else if (!strcmp(k, "numa_node")) {
+		if (!number(v, -1, 1023, &n))
+			return complain(ps, k, "\"%s\" is not a NUMA node (-1: none)", v);
+		t->numa_node = (int)n;
+	} else {
+		return complain(ps, k, "unknown key in [topic]%s; use partitions, capacity, policy, "
+				"retention_ms or numa_node", "");
+	}
+	return 1;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse *ps = user;
+	int64_t n;
+
+	if (!strcmp(section, "daemon"))
+		return daemon_key(ps, name, value);
+	if (!strcmp(section, "flush"))
+		return flush_key(ps, name, value);
+	if (!strcmp(section, "retention")) {
+		if (strcmp(name, "default_ms"))
+			return complain(ps, name, "unknown key in [retention]%s; use default_ms", "");
+		if (!number(value, 0, INT64_MAX, &n))
+			return complain(ps, name, "\"%s\" is not a number of milliseconds (0: none)",
+					value);
+		ps->c->retention_default_ms = n;
+		return 1;
+	}
+	if (!strncmp(section, "topic ", 6))
+		return topic_key(ps, section + 6, name, value);
+	return complain(ps, section, "unknown section%s; use [daemon], [flush], [retention] or "
+			"[topic NAME]", "");
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	struct parse ps = { .c = c };
+	FILE *f = fopen(path, "r");
+	int line;
+
+	if (!f) {
+		int e = errno;
+
+		snprintf(err, errlen, "%s: cannot read the configuration: %s", path, strerror(e));
+		return -e;
+	}
+	line = ini_parse_file(f, handler, &ps);
+	fclose(f);
+	if (line > 0) {
+		snprintf(err, errlen, "%s:%d: %s", path, line,
+			 ps.why[0] ? ps.why : "not a line of an INI file (KEY = VALUE, or [SECTION])");
+		return -EINVAL;
+	}
+	if (line < 0) {
+		snprintf(err, errlen, "%s: cannot be parsed (out of memory)", path);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int config_check(const struct config *c, char *err, size_t errlen)
+{
+	if (c->unblock_timeout_ms < c->tick_ms) {
+		snprintf(err, errlen, "unblock_timeout_ms (%lld) is shorter than tick_ms (%lld): "
+			 "stalls are checked each tick; raise unblock_timeout_ms",
+			 (long long)c->unblock_timeout_ms, (long long)c->tick_ms);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < c->ntopics; i++) {
+		uint64_t cap = c->topics[i].capacity;
+
+		if (cap < 4096 || (cap & (cap - 1)) || cap > (1ULL << 32)) {
+			snprintf(err, errlen, "[topic %s] capacity %llu is not a power of two between "
+				 "4K and 4G; write e.g. 64M", c->topics[i].name,
+				 (unsigned long long)cap);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+#define CHANGED(f) (cur->f != next->f)
+
+static void cannot(char *list, size_t len, const char *key)
+{
+	size_t used = strlen(list);
+
+	snprintf(list + used, len - used, "%s%s", used ? ", " : "", key);
+}
+
+int config_apply_live(struct config *cur, const struct config *next, char *list, size_t len)
+{
+	int applied = 0;
+
+	list[0] = '\0';
+	if (strcmp(cur->root, next->root))
+		cannot(list, len, "root");
+	if (strcmp(cur->control_socket, next->control_socket))
+		cannot(list, len, "control_socket");
+	if (strcmp(cur->metrics, next->metrics))
+		cannot(list, len, "metrics");
+	if (CHANGED(log_level) || CHANGED(unblock_timeout_ms) || CHANGED(tick_ms) ||
+	    CHANGED(file_mode) || CHANGED(flush_interval_ms) || CHANGED(flush_records) ||
+	    CHANGED(retention_default_ms) || CHANGED(admin_gid) || CHANGED(has_admin_gid))
+		applied++;
+	cur->log_level = next->log_level;
+	cur->unblock_timeout_ms = next->unblock_timeout_ms;
+	cur->tick_ms = next->tick_ms;
+	cur->file_mode = next->file_mode;
+	cur->flush_interval_ms = next->flush_interval_ms;
+	cur->flush_records = next->flush_records;
+	cur->retention_default_ms = next->retention_default_ms;
+	snprintf(cur->admin_group, sizeof cur->admin_group, "%s", next->admin_group);
+	cur->admin_gid = next->admin_gid;
+	cur->has_admin_gid = next->has_admin_gid;
+	/* declared topics: new ones are created by the caller */
+	free(cur->topics);
+	cur->topics = NULL;
+	cur->ntopics = 0;
+	if (next->ntopics) {
+		cur->topics = malloc(next->ntopics * sizeof *cur->topics);
+		if (cur->topics) {
+			memcpy(cur->topics, next->topics, next->ntopics * sizeof *cur->topics);
+			cur->ntopics = next->ntopics;
+			applied++;
+		}
+	}
+	return applied;
+}

@@ -1,0 +1,72 @@
+/*
+ * config.h - the daemon's configuration: built-in defaults, one INI file
+ * (/etc/shmbus/shmbusd.conf, parsed by libinih), then command-line flags.
+ * Every key, its default and what can change on SIGHUP is documented in
+ * docs/shmbusd.conf.md and systemd/shmbusd.conf.example.
+ */
+#ifndef SHMBUSD_CONFIG_H
+#define SHMBUSD_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/shmbus/shmbusd.conf"
+
+/* A topic declared in the file ([topic NAME]): created at start if missing. */
+struct config_topic {
+	char name[256];
+	uint32_t partitions;
+	uint64_t capacity;
+	int policy;                  /* enum shmbus_policy */
+	int64_t retention_ms;
+	int numa_node;               /* -1: not bound */
+};
+
+struct config {
+	/* [daemon] */
+	char root[PATH_MAX];         /* "": the user's default root, as libshmbus */
+	char control_socket[PATH_MAX]; /* "": <root>/control */
+	char admin_group[64];        /* "": only root and the daemon's user administer */
+	gid_t admin_gid;
+	bool has_admin_gid;
+	int log_level;               /* syslog levels: LOG_ERR .. LOG_DEBUG */
+	int64_t unblock_timeout_ms;  /* stalled claims are aborted after this */
+	int64_t tick_ms;             /* supervision period */
+	char metrics[128];           /* "ADDR:PORT" of the Prometheus endpoint; "": off */
+	unsigned file_mode;          /* partition files */
+	/* [flush] disk roots only */
+	int64_t flush_interval_ms;   /* 0: never by time */
+	uint64_t flush_records;      /* 0: never by count */
+	/* [retention] */
+	int64_t retention_default_ms; /* topics created without their own; 0: none */
+	/* [topic NAME] */
+	struct config_topic *topics;
+	size_t ntopics;
+};
+
+/* Fill *c with the built-in defaults. */
+void config_defaults(struct config *c);
+
+/*
+ * Read `path` over *c.  On error returns -EINVAL (or -errno for an
+ * unreadable file) and writes into err a message naming the file, the
+ * line, the key and the fix: "/etc/shmbus/shmbusd.conf:12: unblock_timeout_ms:
+ * \"abc\" is not a number of milliseconds; write e.g. 1000".
+ */
+int config_load(struct config *c, const char *path, char *err, size_t errlen);
+
+/* Check the values together (after flags are applied); same messages. */
+int config_check(const struct config *c, char *err, size_t errlen);
+
+void config_free(struct config *c);
+
+/*
+ * Apply what can change while running from `next` into `cur`, and write
+ * into `cannot` (comma-separated) the keys that changed but need a
+ * restart.  Returns the number of keys applied.
+ */
+int config_apply_live(struct config *cur, const struct config *next, char *cannot, size_t len);
+
+#endif

@@ -1,0 +1,382 @@
+/*
+ * main.c - shmbusd: command line, start-up, signals, timers, shut-down.
+ *
+ *   shmbusd [--root DIR] [--config FILE] [--metrics ADDR:PORT]
+ *           [--check-config] [--log-level LEVEL]
+ *
+ * With no arguments it serves the user's default root (the same default
+ * as libshmbus) in the foreground, logging to stderr, with the built-in
+ * configuration.  One daemon per root: a second is refused, naming the
+ * first.  SIGHUP reloads the configuration file; SIGTERM and SIGINT stop.
+ */
+#include "shmbusd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
+#include <unistd.h>
+
+#include "../shm/clock.h"
+#include "../shm/proc.h"
+
+static const char usage[] =
+	"Usage: shmbusd [--root DIR] [--config FILE] [--metrics ADDR:PORT]\n"
+	"               [--check-config] [--log-level LEVEL]\n"
+	"\n"
+	"Supervise a shmbus root: recover it at start-up, abort stalled claims,\n"
+	"enforce time retention, administer topics over a control socket, and\n"
+	"export metrics.  Producers and consumers do not need it to run.\n"
+	"\n"
+	"  --root DIR           the bus root (default: $SHMBUS_ROOT, else\n"
+	"                       $XDG_RUNTIME_DIR/shmbus, else /dev/shm/shmbus-$UID)\n"
+	"  --config FILE        read this configuration (see docs/shmbusd.conf.md);\n"
+	"                       without it, built-in defaults\n"
+	"  --metrics ADDR:PORT  serve Prometheus metrics over HTTP there\n"
+	"  --check-config       check the configuration and exit\n"
+	"  --log-level LEVEL    error, warning, notice, info (default) or debug\n"
+	"  -h, --help           this text\n"
+	"  -V, --version        the version\n";
+
+struct args {
+	const char *root, *config, *metrics, *log_level;
+	bool check;
+};
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+	static const struct option opts[] = {
+		{ "root", required_argument, NULL, 'r' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "metrics", required_argument, NULL, 'm' },
+		{ "check-config", no_argument, NULL, 'k' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r': a->root = optarg; break;
+		case 'c': a->config = optarg; break;
+		case 'm': a->metrics = optarg; break;
+		case 'k': a->check = true; break;
+		case 'l': a->log_level = optarg; break;
+		case 'h': fputs(usage, stdout); exit(0);
+		case 'V':
+			printf("shmbusd %d.%d.%d\n", SHMBUS_VERSION_MAJOR, SHMBUS_VERSION_MINOR,
+			       SHMBUS_VERSION_PATCH);
+			exit(0);
+		case ':':
+			fprintf(stderr, "shmbusd: %s needs a value\n%s", argv[optind - 1], usage);
+			return 2;
+		default:
+			fprintf(stderr, "shmbusd: unknown option %s\n%s", argv[optind - 1], usage);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "shmbusd: unexpected argument \"%s\"\n%s", argv[optind], usage);
+		return 2;
+	}
+	return 0;
+}
+
+/* Defaults, then the file, then the flags; 0 or the exit status. */
+static int configure(struct daemon *d, const struct args *a)
+{
+	char err[512];
+
+	config_defaults(&d->cfg);
+	if (a->config && config_load(&d->cfg, a->config, err, sizeof err) < 0) {
+		fprintf(stderr, "shmbusd: %s\n", err);
+		return 2;
+	}
+	d->config_path = a->config;
+	if (a->root)
+		snprintf(d->cfg.root, sizeof d->cfg.root, "%s", a->root);
+	if (a->metrics)
+		snprintf(d->cfg.metrics, sizeof d->cfg.metrics, "%s", a->metrics);
+	if (a->log_level) {
+		int lvl = log_level_parse(a->log_level);
+
+		if (lvl < 0) {
+			fprintf(stderr, "shmbusd: --log-level: \"%s\" is not a level; use error, "
+				"warning, notice, info or debug\n", a->log_level);
+			return 2;
+		}
+		d->cfg.log_level = lvl;
+	}
+	if (!d->cfg.root[0] && shmbus_default_root(d->cfg.root, sizeof d->cfg.root) < 0) {
+		fprintf(stderr, "shmbusd: the default root path is too long; pass --root\n");
+		return 2;
+	}
+	if (config_check(&d->cfg, err, sizeof err) < 0) {
+		fprintf(stderr, "shmbusd: %s%s\n", a->config ? a->config : "", err);
+		return 2;
+	}
+	return 0;
+}
+
+/* One daemon per root: a lock held for our whole life. */
+static int claim_root(struct daemon *d)
+{
+	struct bus_header *h = d->bus->dir.hdr;
+	struct statfs sf;
+	uint64_t start;
+
+	d->lockfd = openat(d->bus->rootfd, "shmbusd.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+	if (d->lockfd < 0) {
+		log_err("cannot open %s/shmbusd.lock: %s", d->cfg.root, strerror(errno));
+		return -1;
+	}
+	if (flock(d->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		uint32_t pid = load_acquire(&h->daemon_pid);
+
+		log_err("another shmbusd%s already serves %s; stop it first, or give this one "
+			"another --root", pid ? "" : " (its pid is not known yet)", d->cfg.root);
+		if (pid)
+			log_err("the running shmbusd is pid %u", pid);
+		return -1;
+	}
+	d->on_tmpfs = fstatfs(d->bus->rootfd, &sf) == 0 &&
+		      (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
+	/* the daemon block of the bus file: how clients find us */
+	h->daemon_flags = 0;
+	if (strlen(d->cfg.control_socket) >= sizeof h->control_socket) {
+		log_err("control socket path %s is longer than %zu bytes; set a shorter "
+			"control_socket", d->cfg.control_socket, sizeof h->control_socket - 1);
+		return -1;
+	}
+	memcpy(h->control_socket, d->cfg.control_socket, strlen(d->cfg.control_socket) + 1);
+	store_relaxed(&h->daemon_heartbeat_ns, real_ns());
+	store_relaxed(&h->daemon_start_time, (proc_self(&start), start));
+	store_release(&h->daemon_pid, (uint32_t)getpid());
+	return 0;
+}
+
+static void release_root(struct daemon *d)
+{
+	if (d->bus && d->lockfd >= 0) {
+		store_release(&d->bus->dir.hdr->daemon_pid, 0u);
+		close(d->lockfd);
+		d->lockfd = -1;
+	}
+}
+
+static void on_signal(struct daemon *d, uint32_t events, void *arg)
+{
+	struct signalfd_siginfo si;
+	int fd = *(int *)arg;
+
+	(void)events;
+	while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+		if (si.ssi_signo == SIGHUP) {
+			daemon_reload(d);
+		} else {
+			log_notice("stopping on signal %s", strsignal((int)si.ssi_signo));
+			notify_stopping(d);
+			loop_stop(d);
+		}
+	}
+}
+
+static void on_tick(struct daemon *d, uint32_t events, void *arg)
+{
+	(void)events;
+	(void)arg;
+	d->st.ticks++;
+	store_relaxed(&d->bus->dir.hdr->daemon_heartbeat_ns, real_ns());
+	supervise_refresh(d);
+	supervise_tick(d);
+	metrics_tick(d);
+}
+
+static void on_watchdog(struct daemon *d, uint32_t events, void *arg)
+{
+	(void)events;
+	(void)arg;
+	notify_watchdog(d);
+}
+
+static int start_timers(struct daemon *d, int *sigfd)
+{
+	sigset_t set;
+	int64_t wd = notify_watchdog_ns();
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	*sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (*sigfd < 0 || loop_add(d, *sigfd, EPOLLIN, on_signal, sigfd) < 0)
+		return -errno;
+	d->tick_fd = loop_timer(d, d->cfg.tick_ms * 1000000, on_tick, NULL);
+	if (d->tick_fd < 0)
+		return d->tick_fd;
+	if (wd) {
+		d->watchdog_fd = loop_timer(d, wd / 2, on_watchdog, NULL);
+		if (d->watchdog_fd < 0)
+			return d->watchdog_fd;
+	}
+	return 0;
+}
+
+/* Topics declared in the configuration, created if missing. */
+static void declare_topics(struct daemon *d)
+{
+	for (size_t i = 0; i < d->cfg.ntopics; i++) {
+		const struct config_topic *t = &d->cfg.topics[i];
+		SHMBUS_OPTS(shmbus_topic_opts, o, .partitions = t->partitions,
+			    .capacity = t->capacity, .policy = (enum shmbus_policy)t->policy,
+			    .retention_ms = t->retention_ms ? t->retention_ms
+							   : d->cfg.retention_default_ms,
+			    .numa_bind = t->numa_node >= 0, .numa_node = t->numa_node,
+			    .mode = d->cfg.file_mode);
+		int rc = shmbus_topic_create(d->bus, t->name, &o);
+
+		if (rc == 0)
+			log_notice("created topic \"%s\" declared in the configuration (%u partitions)",
+				   t->name, t->partitions);
+		else if (rc != -EEXIST)
+			log_err("cannot create topic \"%s\" declared in the configuration: %s",
+				t->name, shmbus_errmsg());
+	}
+}
+
+void daemon_reload(struct daemon *d)
+{
+	struct config next;
+	char err[512], cannot[256];
+	int applied;
+
+	notify_reloading(d);
+	if (!d->config_path) {
+		log_notice("SIGHUP: no configuration file was given (--config); nothing to reload");
+		notify_ready(d);
+		return;
+	}
+	config_defaults(&next);
+	snprintf(next.root, sizeof next.root, "%s", d->cfg.root);
+	snprintf(next.metrics, sizeof next.metrics, "%s", d->cfg.metrics);
+	if (config_load(&next, d->config_path, err, sizeof err) < 0 ||
+	    config_check(&next, err, sizeof err) < 0) {
+		log_err("SIGHUP: %s; the running configuration is kept", err);
+		config_free(&next);
+		notify_ready(d);
+		return;
+	}
+	applied = config_apply_live(&d->cfg, &next, cannot, sizeof cannot);
+	config_free(&next);
+	log_set_level(d->cfg.log_level);
+	loop_timer_set(d->tick_fd, d->cfg.tick_ms * 1000000);
+	declare_topics(d);
+	log_notice("SIGHUP: reloaded %s (%d change%s applied)%s%s%s", d->config_path, applied,
+		   applied == 1 ? "" : "s", cannot[0] ? "; needs a restart to change: " : "",
+		   cannot, "");
+	notify_ready(d);
+}
+
+static void banner(const struct daemon *d)
+{
+	log_notice("shmbusd %d.%d.%d serving %s (pid %d)", SHMBUS_VERSION_MAJOR,
+		   SHMBUS_VERSION_MINOR, SHMBUS_VERSION_PATCH, d->cfg.root, (int)getpid());
+	if (!isatty(STDOUT_FILENO))
+		return;
+	printf("shmbusd is running on the bus root %s\n", d->cfg.root);
+	printf("  control socket  %s\n", d->bus->dir.hdr->control_socket[0]
+					       ? d->bus->dir.hdr->control_socket : "(none)");
+	printf("  metrics         %s\n", d->cfg.metrics[0] ? d->cfg.metrics : "(off; --metrics ADDR:PORT)");
+	printf("From another terminal:\n");
+	printf("  export SHMBUS_ROOT=%s\n", d->cfg.root);
+	printf("  shmbus topic create orders --partitions 4\n");
+	printf("  seq 1 10 | shmbus produce orders\n");
+	printf("  shmbus consume orders -e\n");
+	printf("  shmbus status\n");
+	printf("Stop with Ctrl-C.\n");
+	fflush(stdout);
+}
+
+static int serve(struct daemon *d)
+{
+	int sigfd = -1, rc;
+
+	d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (d->epfd < 0 || claim_root(d) < 0)
+		return 1;
+	rc = start_timers(d, &sigfd);
+	if (rc < 0) {
+		log_err("cannot set up signals and timers: %s", strerror(-rc));
+		return 1;
+	}
+	supervise_refresh(d); /* recovers what it finds (recovery.c) */
+	declare_topics(d);
+	if (control_init(d) < 0 || metrics_init(d) < 0)
+		return 1;
+	banner(d);
+	notify_ready(d);
+	rc = loop_run(d);
+	if (rc < 0)
+		log_err("the event loop failed: %s", strerror(-rc));
+	control_fini(d);
+	metrics_fini(d);
+	clients_fini(d);
+	supervise_fini(d);
+	release_root(d);
+	if (sigfd >= 0)
+		close(sigfd);
+	return rc < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct daemon d = { .lockfd = -1, .usagefd = -1, .tick_fd = -1, .watchdog_fd = -1 };
+	struct args a = { 0 };
+	int rc = parse_args(argc, argv, &a);
+
+	if (rc)
+		return rc;
+	rc = configure(&d, &a);
+	if (rc)
+		return rc;
+	if (a.check) {
+		printf("%s: the configuration is valid (root %s, %zu declared topic%s)\n",
+		       a.config ? a.config : "built-in defaults", d.cfg.root, d.cfg.ntopics,
+		       d.cfg.ntopics == 1 ? "" : "s");
+		return 0;
+	}
+	log_init(d.cfg.log_level);
+	{
+		SHMBUS_OPTS(shmbus_open_opts, o, .root = d.cfg.root);
+
+		if (shmbus_open(&o, &d.bus) < 0) {
+			log_err("%s", shmbus_errmsg());
+			return 1;
+		}
+	}
+	if (!d.cfg.control_socket[0] &&
+	    (size_t)snprintf(d.cfg.control_socket, sizeof d.cfg.control_socket, "%.*s/control",
+			     (int)(sizeof d.cfg.control_socket - 9), d.cfg.root) >= sizeof d.cfg.control_socket) {
+		log_err("the root path is too long for a control socket; set control_socket");
+		return 1;
+	}
+	d.st.started_ns = real_ns();
+	rc = serve(&d);
+	config_free(&d.cfg);
+	shmbus_close(d.bus);
+	return rc;
+}

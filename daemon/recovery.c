@@ -1,0 +1,73 @@
+/*
+ * recovery.c - start-up recovery (format.md §8, §11).
+ *
+ * For each partition found at start-up: if no other process has it
+ * mapped (its usage lock can be taken exclusively), run the recovery scan,
+ * which checks every record, aborts claims of dead producers, rebuilds the
+ * index and cuts a damaged tail, and report what it found.  A partition in
+ * use is left alone: its producers are alive, and the unblocker handles
+ * their stalled claims.
+ */
+#include "shmbusd.h"
+
+#include <errno.h>
+
+#include "../shm/recover.h"
+#include "../shm/usage.h"
+
+static void report(struct daemon *d, const struct dpart *dp, const struct part_recovery *r)
+{
+	struct recovery_totals *t = &d->st.recovery;
+
+	t->recovered++;
+	t->frames += r->frames;
+	t->aborted += r->aborted;
+	t->cut += r->cut;
+	t->cut_bytes += r->cut_bytes;
+	t->rebuilt += r->rebuilt;
+	if (r->cut || r->rebuilt) {
+		log_warn("partition %s/%u: recovered: %llu records checked, %llu dead claims aborted, "
+			 "%llu offsets (%llu bytes) cut%s: %s; readable %llu..%llu",
+			 dp->topic, dp->partition, (unsigned long long)r->frames,
+			 (unsigned long long)r->aborted, (unsigned long long)r->cut,
+			 (unsigned long long)r->cut_bytes,
+			 r->rebuilt ? ", index and claim word rebuilt from the data" : "",
+			 r->reason[0] ? r->reason : "damaged", (unsigned long long)r->first_off,
+			 (unsigned long long)r->new_next);
+	} else if (r->aborted) {
+		log_notice("partition %s/%u: recovered: %llu records checked, %llu dead claims "
+			   "aborted; readable %llu..%llu", dp->topic, dp->partition,
+			   (unsigned long long)r->frames, (unsigned long long)r->aborted,
+			   (unsigned long long)r->first_off, (unsigned long long)r->new_next);
+	} else {
+		log_info("partition %s/%u: %llu records checked, nothing to repair", dp->topic,
+			 dp->partition, (unsigned long long)r->frames);
+	}
+}
+
+void recovery_run(struct daemon *d, struct dpart *dp)
+{
+	struct part_recovery r;
+	int fd = d->bus->usagefd, rc;
+
+	d->st.recovery.partitions++;
+	if (dp->m->part.readonly)
+		return;
+	rc = usage_try_exclusive(fd, dp->topic_id, dp->partition);
+	if (rc == -EBUSY) {
+		d->st.recovery.in_use++;
+		log_info("partition %s/%u is in use by running processes: not recovered (stalled "
+			 "claims are aborted by the unblocker)", dp->topic, dp->partition);
+		return;
+	}
+	if (rc == 0)
+		rc = part_recover(&dp->m->part, &r);
+	usage_share(fd, dp->topic_id, dp->partition);
+	if (rc < 0) {
+		d->st.recovery.failed++;
+		log_err("partition %s/%u: recovery failed: %s", dp->topic, dp->partition,
+			shmbus_errmsg());
+		return;
+	}
+	report(d, dp, &r);
+}

@@ -1,0 +1,178 @@
+/*
+ * shmbusd.h - what the files of the daemon share.
+ *
+ * shmbusd supervises one bus root: it recovers partitions at start-up,
+ * aborts stalled claims, enforces time retention, flushes disk roots,
+ * administers topics for clients over its control socket, and exports
+ * metrics.  It is never on the data path: producers and consumers go on
+ * if it dies, and a restarted daemon takes over the same root.
+ *
+ * One thread runs an epoll loop (loop.c) for the control socket, client
+ * pidfds, signals and timers; libmicrohttpd runs the metrics endpoint in
+ * its own thread, which reads the partition table published through
+ * liburcu (supervise.c).
+ */
+#ifndef SHMBUSD_H
+#define SHMBUSD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../lib/internal.h"
+#include "config.h"
+#include "log.h"
+
+struct daemon;
+
+/* ------------------------------------------------------------------ */
+/* The event loop (loop.c)                                             */
+
+typedef void (*loop_fn)(struct daemon *d, uint32_t events, void *arg);
+
+/* Watch fd for epoll `events`; fn runs in the loop thread. */
+int loop_add(struct daemon *d, int fd, uint32_t events, loop_fn fn, void *arg);
+int loop_mod(struct daemon *d, int fd, uint32_t events);
+void loop_del(struct daemon *d, int fd);
+
+/* A periodic timer (timerfd); returns its fd, or -errno.  period_ns 0
+ * disarms it. */
+int loop_timer(struct daemon *d, int64_t period_ns, loop_fn fn, void *arg);
+int loop_timer_set(int fd, int64_t period_ns);
+
+/* Run until loop_stop(); returns 0, or -errno if the loop failed. */
+int loop_run(struct daemon *d);
+void loop_stop(struct daemon *d);
+
+/* ------------------------------------------------------------------ */
+/* Partitions under supervision (supervise.c)                          */
+
+/* The daemon's view of one partition. */
+struct dpart {
+	char topic[PART_NAME_MAX + 1];
+	uint64_t topic_id;
+	uint32_t partition;
+	int64_t retention_ms;
+	struct pmap *m;              /* mapped through the bus's cache */
+	/* sampled each tick, for rates (metrics) */
+	uint64_t last_next, last_tail;
+	int64_t last_ns;
+	double rate_records, rate_bytes;   /* per second, last tick */
+	/* the daemon's own cursor at the read frontier (unblocker) */
+	uint64_t front_off, front_pos;
+	int64_t front_since;               /* CLOCK_MONOTONIC, 0: moving */
+	/* disk roots: what was last flushed */
+	uint64_t flushed_tail, flushed_next;
+	int64_t flushed_ns;
+};
+
+/* The partition table, replaced whole when topics change and published
+ * with rcu_assign_pointer; readers (the metrics thread) hold
+ * rcu_read_lock while they use it.  Freed by call_rcu. */
+struct dtable {
+	struct rcu_head rcu;
+	uint64_t dir_gen;            /* the bus directory generation it reflects */
+	size_t n;
+	struct dpart *parts[];
+};
+
+/* Rebuild the table if topics changed; start-up recovery runs on the
+ * partitions it finds for the first time (recovery.c). */
+int supervise_refresh(struct daemon *d);
+
+/* One supervision tick: stalled claims, retention, flush, rates. */
+void supervise_tick(struct daemon *d);
+
+/* A registered client's process exited: abort its claims and free its
+ * writer and consumer slots at once. */
+void supervise_client_gone(struct daemon *d, pid_t pid);
+
+void supervise_fini(struct daemon *d);
+
+/* ------------------------------------------------------------------ */
+/* Start-up recovery (recovery.c)                                      */
+
+struct recovery_totals {
+	uint64_t partitions, recovered, in_use, failed;
+	uint64_t frames, aborted, cut, cut_bytes, rebuilt;
+};
+
+/* Recover one partition if no other process has it mapped (format.md
+ * §8 and §11); logs what it found and cut. */
+void recovery_run(struct daemon *d, struct dpart *dp);
+
+/* ------------------------------------------------------------------ */
+/* The control socket (control.c)                                      */
+
+int control_init(struct daemon *d);
+void control_fini(struct daemon *d);
+
+/* ------------------------------------------------------------------ */
+/* Registered clients (clients.c)                                      */
+
+/* Watch pid (a peer that said HELLO) through a pidfd. */
+int clients_watch(struct daemon *d, pid_t pid);
+size_t clients_count(struct daemon *d);
+void clients_fini(struct daemon *d);
+
+/* ------------------------------------------------------------------ */
+/* Metrics (metrics.c)                                                 */
+
+int metrics_init(struct daemon *d);
+/* Update the shared-memory counters (called each tick). */
+void metrics_tick(struct daemon *d);
+void metrics_fini(struct daemon *d);
+
+/* ------------------------------------------------------------------ */
+/* systemd (notify.c)                                                  */
+
+void notify_ready(struct daemon *d);
+void notify_status(struct daemon *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void notify_watchdog(struct daemon *d);
+void notify_stopping(struct daemon *d);
+void notify_reloading(struct daemon *d);
+/* The watchdog period systemd asked for (0: none). */
+int64_t notify_watchdog_ns(void);
+
+/* ------------------------------------------------------------------ */
+/* The daemon                                                          */
+
+/* Counters of the daemon itself (exported by metrics.c). */
+struct dstats {
+	int64_t started_ns;          /* CLOCK_REALTIME */
+	uint64_t ticks;
+	uint64_t unblocked;          /* claims aborted by the unblocker */
+	uint64_t unblocked_offsets;
+	uint64_t clients_gone;       /* registered clients whose exit was handled */
+	uint64_t retention_moves;
+	uint64_t retired;            /* offsets retired by time retention */
+	uint64_t flushes;
+	uint64_t flush_errors;
+	uint64_t control_requests;
+	uint64_t control_errors;     /* malformed or refused requests */
+	uint64_t topics_created, topics_deleted;
+	struct recovery_totals recovery;
+};
+
+struct daemon {
+	struct config cfg;
+	const char *config_path;     /* NULL: built-in defaults */
+	shmbus *bus;
+	int lockfd;                  /* <root>/shmbusd.lock, held for our life */
+	int usagefd;                 /* <root>/usage: OFD locks (format.md §11) */
+	bool on_tmpfs;
+	int epfd;
+	bool stopping;
+	int tick_fd;                 /* the supervision timer */
+	int watchdog_fd;
+	struct dtable *table;        /* RCU-published */
+	struct dstats st;
+	void *control;               /* control.c's state */
+	void *clients;               /* clients.c's state */
+	void *metrics;               /* metrics.c's state */
+};
+
+/* Take a config change that can apply live (SIGHUP); says what cannot. */
+void daemon_reload(struct daemon *d);
+
+#endif

@@ -1,0 +1,403 @@
+/*
+ * supervise.c - the partitions under supervision, and what a tick does
+ * to each: sample rates, abort claims stuck longer than the unblock
+ * timeout, retire records older than the topic's retention, flush a disk
+ * root.
+ *
+ * The table of partitions is rebuilt when the bus directory's generation
+ * changes and published with rcu_assign_pointer, so the metrics thread
+ * reads it without a lock; a replaced table (and the partitions it alone
+ * held) is freed by call_rcu after a grace period.
+ *
+ * Stuck claims are found through the writers' slots (format.md §4): a
+ * slot that stays busy with the same announcement for the unblock
+ * timeout belongs to a producer stuck (or dead) inside its claim; the
+ * claim is aborted with PART_UNBLOCK_FORCE, so consumers go on.  A slot
+ * the producer still holds keeps its claim from being lapped (its late
+ * writes land in an aborted frame, harmlessly).
+ */
+#include "shmbusd.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <urcu/call-rcu.h>
+
+#include "../shm/append.h"
+#include "../shm/clock.h"
+#include "../shm/proc.h"
+#include "../shm/read.h"
+#include "../shm/unblock.h"
+
+/* Per partition, what the unblocker saw of each writer slot. */
+struct slot_watch {
+	uint64_t seq;
+	int64_t since;
+};
+
+struct dpart_private {
+	struct dpart pub;
+	struct slot_watch slots[PART_MAX_WRITERS];
+};
+
+static struct dpart_private *priv(struct dpart *dp)
+{
+	return (struct dpart_private *)dp;
+}
+
+/* ------------------------------------------------------------------ */
+/* The table                                                           */
+
+struct graveyard {
+	struct rcu_head rcu;
+	struct dtable *table;
+	size_t n;
+	struct dpart *dead[];
+};
+
+static void bury(struct rcu_head *head)
+{
+	struct graveyard *g = caa_container_of(head, struct graveyard, rcu);
+
+	for (size_t i = 0; i < g->n; i++) {
+		cache_put(g->dead[i]->m);
+		free(g->dead[i]);
+	}
+	free(g->table);
+	free(g);
+}
+
+static struct dpart *find(struct dtable *t, uint64_t topic_id, uint32_t partition)
+{
+	for (size_t i = 0; t && i < t->n; i++)
+		if (t->parts[i]->topic_id == topic_id && t->parts[i]->partition == partition)
+			return t->parts[i];
+	return NULL;
+}
+
+static struct dpart *dpart_new(struct daemon *d, const struct bus_topic *t, uint32_t i)
+{
+	struct dpart_private *p = calloc(1, sizeof *p);
+	struct dpart *dp = &p->pub;
+
+	if (!p)
+		return NULL;
+	if (cache_get(d->bus, t, i, &dp->m) < 0) {
+		log_warn("cannot map partition %s/%u: %s", t->name, i, shmbus_errmsg());
+		free(p);
+		return NULL;
+	}
+	snprintf(dp->topic, sizeof dp->topic, "%s", t->name);
+	dp->topic_id = t->id;
+	dp->partition = i;
+	dp->flushed_tail = load_acquire(&dp->m->part.hdr->claim.lo);
+	dp->flushed_ns = mono_ns();
+	return dp;
+}
+
+/* Partitions of the new table that the old one did not have; the old
+ * table's partitions missing from the new one go to the graveyard. */
+static struct graveyard *diff(struct dtable *old, struct dtable *nt)
+{
+	struct graveyard *g = calloc(1, sizeof *g + (old ? old->n : 0) * sizeof g->dead[0]);
+
+	if (!g)
+		return NULL;
+	g->table = old;
+	for (size_t i = 0; old && i < old->n; i++)
+		if (!find(nt, old->parts[i]->topic_id, old->parts[i]->partition))
+			g->dead[g->n++] = old->parts[i];
+	return g;
+}
+
+static size_t count_partitions(const struct bus_topic *topics, int n)
+{
+	size_t total = 0;
+
+	for (int i = 0; i < n; i++)
+		total += topics[i].partitions;
+	return total;
+}
+
+static void fill(struct daemon *d, struct dtable *nt, const struct bus_topic *topics, int n,
+		 bool first)
+{
+	for (int i = 0; i < n; i++) {
+		for (uint32_t k = 0; k < topics[i].partitions; k++) {
+			struct dpart *dp = find(d->table, topics[i].id, k);
+
+			if (!dp) {
+				dp = dpart_new(d, &topics[i], k);
+				if (!dp)
+					continue;
+				if (first)
+					recovery_run(d, dp);
+			}
+			dp->retention_ms = topics[i].retention_ms;
+			nt->parts[nt->n++] = dp;
+		}
+	}
+}
+
+int supervise_refresh(struct daemon *d)
+{
+	uint64_t gen = dir_generation(&d->bus->dir);
+	bool first = d->table == NULL;
+	struct bus_topic *topics;
+	struct dtable *nt;
+	struct graveyard *g;
+	int n;
+
+	if (d->table && d->table->dir_gen == gen)
+		return 0;
+	topics = malloc(sizeof *topics * BUS_MAX_TOPICS);
+	if (!topics)
+		return -ENOMEM;
+	n = dir_list(&d->bus->dir, topics, BUS_MAX_TOPICS);
+	nt = calloc(1, sizeof *nt + count_partitions(topics, n) * sizeof nt->parts[0]);
+	if (!nt) {
+		free(topics);
+		return -ENOMEM;
+	}
+	nt->dir_gen = gen;
+	fill(d, nt, topics, n, first);
+	free(topics);
+	g = diff(d->table, nt);
+	rcu_assign_pointer(d->table, nt);
+	if (g)
+		call_rcu(&g->rcu, bury);
+	if (first)
+		log_info("supervising %zu partition%s", nt->n, nt->n == 1 ? "" : "s");
+	return 0;
+}
+
+void supervise_fini(struct daemon *d)
+{
+	struct dtable *t = d->table;
+	struct graveyard *g;
+
+	if (!t)
+		return;
+	rcu_assign_pointer(d->table, NULL);
+	g = calloc(1, sizeof *g + t->n * sizeof g->dead[0]);
+	if (g) {
+		g->table = t;
+		for (size_t i = 0; i < t->n; i++)
+			g->dead[g->n++] = t->parts[i];
+		call_rcu(&g->rcu, bury);
+	}
+	rcu_barrier();
+}
+
+/* ------------------------------------------------------------------ */
+/* Stuck claims                                                        */
+
+/*
+ * Abort every frame of the claim that starts at (off, pos): up to the next
+ * claim boundary, CLAIMED frames and unmarked holes alike (forced: the
+ * producer is stuck or gone).  Returns the offsets aborted.
+ */
+static uint64_t abort_claim(struct daemon *d, struct dpart *dp, uint64_t off, uint64_t pos)
+{
+	struct part *p = &dp->m->part;
+	pair128 snap = load_pair(&p->hdr->claim);
+	uint64_t end, end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end), done = 0;
+
+	(void)d;
+	while (pos < end && off < end_off) {
+		uint64_t w, len, e;
+
+		if (part_unblock(p, off, pos, PART_UNBLOCK_FORCE, snap.lo, NULL) == 1)
+			done++;
+		w = load_acquire(part_commit_word(p, pos));
+		len = cw_len(w);
+		if (!part_cw_for(w, off) || len == 0)
+			break;
+		if (cw_state(w) == FRAME_PADDING) {
+			pos += len;
+			continue;
+		}
+		if (cw_state(w) == FRAME_ABORTED) {
+			e = part_abort_end(p, off, pos, len, snap.lo, snap.hi);
+			if (!e)
+				break;
+			done += e - off - 1;
+			off = e;
+		} else {
+			off++;
+		}
+		pos += len;
+	}
+	return done;
+}
+
+static void unstick(struct daemon *d, struct dpart *dp, int64_t now)
+{
+	struct part_header *h = dp->m->part.hdr;
+	uint64_t mask = load_acquire(&h->writer_mask);
+
+	while (mask) {
+		int i = __builtin_ctzll(mask);
+		struct part_writer_slot *s = &h->writers[i];
+		struct slot_watch *sw = &priv(dp)->slots[i];
+		uint64_t seq = load_acquire(&s->seq), n;
+
+		mask &= mask - 1;
+		if (!(load_acquire(&s->flags) & WRITER_BUSY) || seq != sw->seq || !sw->since) {
+			sw->seq = seq;
+			sw->since = now;
+			continue;
+		}
+		if (now - sw->since < d->cfg.unblock_timeout_ms * 1000000)
+			continue;
+		sw->since = now; /* one attempt per timeout */
+		n = abort_claim(d, dp, load_relaxed(&s->off), load_relaxed(&s->pos));
+		if (n) {
+			d->st.unblocked++;
+			d->st.unblocked_offsets += n;
+			log_warn("partition %s/%u: aborted %llu offset%s of a claim pid %u has held for "
+				 "over %lld ms (from offset %llu)", dp->topic, dp->partition,
+				 (unsigned long long)n, n == 1 ? "" : "s", load_relaxed(&s->pid),
+				 (long long)d->cfg.unblock_timeout_ms,
+				 (unsigned long long)load_relaxed(&s->off));
+		}
+	}
+}
+
+void supervise_client_gone(struct daemon *d, pid_t pid)
+{
+	struct dtable *t = d->table;
+	uint64_t aborted = 0, slots = 0;
+
+	for (size_t k = 0; t && k < t->n; k++) {
+		struct dpart *dp = t->parts[k];
+		struct part *p = &dp->m->part;
+		uint64_t mask = load_acquire(&p->hdr->writer_mask);
+
+		while (mask) {
+			int i = __builtin_ctzll(mask);
+			struct part_writer_slot *s = &p->hdr->writers[i];
+
+			mask &= mask - 1;
+			if (load_relaxed(&s->pid) != (uint32_t)pid)
+				continue;
+			if (load_acquire(&s->flags) & WRITER_BUSY)
+				aborted += abort_claim(d, dp, load_relaxed(&s->off), load_relaxed(&s->pos));
+			slots += part_writer_slot_free(p, s, (uint32_t)pid);
+		}
+		slots += (uint64_t)part_bp_reap(p);
+		if (aborted)
+			part_notify(p);
+	}
+	d->st.clients_gone++;
+	if (aborted) {
+		d->st.unblocked++;
+		d->st.unblocked_offsets += aborted;
+	}
+	log_info("client pid %d exited: %llu claimed offset%s aborted, %llu slot%s freed", (int)pid,
+		 (unsigned long long)aborted, aborted == 1 ? "" : "s", (unsigned long long)slots,
+		 slots == 1 ? "" : "s");
+}
+
+/* ------------------------------------------------------------------ */
+/* Retention, flush, rates                                             */
+
+static void retire(struct daemon *d, struct dpart *dp)
+{
+	struct part *p = &dp->m->part;
+	struct part_cursor c;
+	uint64_t start;
+
+	if (dp->retention_ms <= 0)
+		return;
+	if (part_seek_time(p, &c, real_ns() - dp->retention_ms * 1000000) < 0)
+		return;
+	start = load_acquire(&p->hdr->start);
+	while (c.off > start) {
+		if (cas(&p->hdr->start, &start, c.off)) {
+			d->st.retention_moves++;
+			d->st.retired += c.off - start;
+			log_debug("partition %s/%u: retention retired offsets %llu..%llu", dp->topic,
+				  dp->partition, (unsigned long long)start,
+				  (unsigned long long)c.off - 1);
+			part_notify(p);
+			break;
+		}
+	}
+}
+
+static int sync_range(void *base, uint64_t from, uint64_t len)
+{
+	uintptr_t a = (uintptr_t)base + from, page = a & ~(uintptr_t)4095;
+
+	return msync((void *)page, len + (a - page), MS_SYNC);
+}
+
+/* Disk roots: write what was appended since the last flush. */
+static void flush(struct daemon *d, struct dpart *dp, int64_t now)
+{
+	struct part *p = &dp->m->part;
+	pair128 snap = load_pair(&p->hdr->claim);
+	bool by_time = d->cfg.flush_interval_ms &&
+		       now - dp->flushed_ns >= d->cfg.flush_interval_ms * 1000000;
+	bool by_count = d->cfg.flush_records && snap.hi - dp->flushed_next >= d->cfg.flush_records;
+	uint64_t from, len;
+	int rc = 0;
+
+	if (d->on_tmpfs || snap.lo == dp->flushed_tail || !(by_time || by_count))
+		return;
+	from = snap.lo - dp->flushed_tail >= p->cap ? snap.lo - p->cap : dp->flushed_tail;
+	len = snap.lo - from;
+	if ((from & p->mask) + len <= p->cap) {
+		rc = sync_range(p->data, from & p->mask, len);
+	} else {
+		rc = sync_range(p->data, from & p->mask, p->cap - (from & p->mask));
+		rc |= sync_range(p->data, 0, (from + len) & p->mask);
+	}
+	rc |= sync_range(p->index, 0, p->icap * sizeof(uint64_t));
+	rc |= sync_range(p->hdr, 0, PART_HEADER_SIZE);
+	if (rc) {
+		d->st.flush_errors++;
+		log_err("partition %s/%u: flush failed: %s", dp->topic, dp->partition, strerror(errno));
+		return;
+	}
+	d->st.flushes++;
+	dp->flushed_tail = snap.lo;
+	dp->flushed_next = snap.hi;
+	dp->flushed_ns = now;
+}
+
+static void sample(struct dpart *dp, int64_t now)
+{
+	pair128 snap = load_pair(&dp->m->part.hdr->claim);
+
+	if (dp->last_ns && now > dp->last_ns) {
+		double secs = (double)(now - dp->last_ns) / 1e9;
+
+		dp->rate_records = (double)(snap.hi - dp->last_next) / secs;
+		dp->rate_bytes = (double)(snap.lo - dp->last_tail) / secs;
+	}
+	dp->last_next = snap.hi;
+	dp->last_tail = snap.lo;
+	dp->last_ns = now;
+}
+
+void supervise_tick(struct daemon *d)
+{
+	struct dtable *t = d->table;
+	int64_t now = mono_ns();
+
+	for (size_t i = 0; t && i < t->n; i++) {
+		struct dpart *dp = t->parts[i];
+
+		if (part_deleted(&dp->m->part))
+			continue;
+		sample(dp, now);
+		unstick(d, dp, now);
+		retire(d, dp);
+		flush(d, dp, now);
+	}
+}

@@ -4,7 +4,7 @@
 #   make test            build and run every test; ends with "N passed, N failed, N skipped"
 #   make asan | tsan     the same tests under AddressSanitizer+UBSan / ThreadSanitizer
 #   make fuzz            run the libFuzzer targets longer (FUZZ_SECONDS each)
-#   make run             an end-to-end demo on the default bus root
+#   make run             shmbusd in the foreground on the default bus root
 #   make bench           benchmarks (see bench/)
 #   make install PREFIX=/usr/local DESTDIR=
 #
@@ -196,7 +196,7 @@ fuzz: $(FUZZERS)
 # --- run, bench, install ---------------------------------------------------
 
 run: all
-	@$(CLI) demo
+	@$(DAEMON)
 
 bench: all
 	@$(CLI) bench

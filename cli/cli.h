@@ -38,6 +38,7 @@ int cmd_topic(struct cli *cli, int argc, char **argv);
 int cmd_produce(struct cli *cli, int argc, char **argv);
 int cmd_consume(struct cli *cli, int argc, char **argv);
 int cmd_stats(struct cli *cli, int argc, char **argv);
+int cmd_status(struct cli *cli, int argc, char **argv);
 int cmd_recover(struct cli *cli, int argc, char **argv);
 int cmd_group(struct cli *cli, int argc, char **argv);
 int cmd_demo(struct cli *cli, int argc, char **argv);

@@ -33,6 +33,7 @@ static const char usage[] =
 	"  consume TOPIC [-p PARTITION] [-o beginning|end|OFFSET|-N|@TIMESTAMP_MS]\n"
 	"               [-e] [-c COUNT] [-g GROUP] [-f FORMAT]\n"
 	"  stats [TOPIC]       offsets, bytes, counters and group lag\n"
+	"  status              the daemon serving the root, its health, and the topics\n"
 	"  recover TOPIC [-p PARTITION]\n"
 	"               check and repair partitions (while no producer runs)\n"
 	"  group list | group offsets GROUP | group delete GROUP\n"
@@ -55,6 +56,7 @@ static const struct command commands[] = {
 	{ "produce", cmd_produce },
 	{ "consume", cmd_consume },
 	{ "stats", cmd_stats },
+	{ "status", cmd_status },
 	{ "recover", cmd_recover },
 	{ "group", cmd_group },
 	{ "demo", cmd_demo },

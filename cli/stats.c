@@ -6,7 +6,10 @@
  * memory (no daemon needed): per partition its offsets, bytes appended
  * and held, policy, counters and registered consumers; then, for each
  * group that committed offsets on the topic, its lag per partition
- * (end offset minus committed offset).
+ * (end offset minus committed offset).  While a daemon runs and ticks,
+ * two more columns show the append rates it sampled (from the counters
+ * file, format.md §12); without one they are left out, so the columns
+ * scripts read do not move.
  */
 #include "cli.h"
 
@@ -18,8 +21,9 @@ static const char usage[] =
 	"\n"
 	"Per partition of TOPIC (default: every topic): the low and high offsets, the\n"
 	"records held, the bytes appended and held, the policy, aborted claims, lapped\n"
-	"reads, backpressure blocks and registered consumers; then each consumer\n"
-	"group's committed offset and lag.\n";
+	"reads, backpressure blocks and registered consumers; while shmbusd runs,\n"
+	"RATE and BYTES/S: the records and bytes appended per second over its last\n"
+	"tick.  Then each consumer group's committed offset and lag.\n";
 
 struct commit {
 	char group[256];
@@ -113,6 +117,21 @@ static void print_lags(const struct commits *cs, const struct shmbus_topic_info 
 	}
 }
 
+/* RATE and BYTES/S, or "-" where the daemon has not sampled the partition. */
+static void rate_cells(struct table *t, shmbus *bus, const char *topic, uint32_t p)
+{
+	SHMBUS_OPTS(shmbus_partition_rate, r);
+
+	if (shmbus_partition_rate(bus, topic, p, &r) < 0) {
+		cli_err_forget();
+		table_cell(t, "-");
+		table_cell(t, "-");
+		return;
+	}
+	table_cell(t, "%.1f", r.records_per_s);
+	table_cell(t, "%.1f", r.bytes_per_s);
+}
+
 static void partition_row(struct table *t, uint32_t p, const struct shmbus_partition_info *pi)
 {
 	table_cell(t, "%u", p);
@@ -128,17 +147,18 @@ static void partition_row(struct table *t, uint32_t p, const struct shmbus_parti
 	table_cell(t, "%u", pi->registered_consumers);
 }
 
-static int topic_stats(shmbus *bus, const struct shmbus_topic_info *ti, const struct commits *cs)
+static int topic_stats(shmbus *bus, const struct shmbus_topic_info *ti, const struct commits *cs,
+		       bool rates)
 {
 	static const char *const heads[] = {
 		"PARTITION", "LOW", "HIGH", "RECORDS", "BYTES", "HELD", "POLICY", "ABORTED",
-		"LAPPED", "BP-BLOCKS", "CONSUMERS",
+		"LAPPED", "BP-BLOCKS", "CONSUMERS", "RATE", "BYTES/S",
 	};
 	_cleanup_(freep) struct shmbus_partition_info *pi = calloc(ti->partitions, sizeof *pi);
 	_cleanup_(table_freep) struct table t;
 	char cap[32];
 
-	table_init(&t, 11, heads);
+	table_init(&t, rates ? 13 : 11, heads);
 	if (!pi)
 		return cli_fail(-ENOMEM, "stats");
 	for (uint32_t p = 0; p < ti->partitions; p++) {
@@ -147,6 +167,8 @@ static int topic_stats(shmbus *bus, const struct shmbus_topic_info *ti, const st
 		if (rc < 0)
 			return cli_fail(rc, "cannot read a partition");
 		partition_row(&t, p, &pi[p]);
+		if (rates)
+			rate_cells(&t, bus, ti->name, p);
 	}
 	printf("topic \"%s\": %u partition%s of %s, %s\n", ti->name, ti->partitions,
 	       ti->partitions == 1 ? "" : "s", fmt_size(cap, sizeof cap, ti->capacity),
@@ -180,11 +202,24 @@ static int topics_of(shmbus *bus, const char *topic, struct shmbus_topic_info **
 	return topic ? 1 : (rc < n ? rc : n);
 }
 
+/* Does a daemon tick on the root, so that its rates are current? */
+static bool daemon_rates(shmbus *bus)
+{
+	SHMBUS_OPTS(shmbus_daemon_counters, c);
+
+	if (shmbus_daemon_counters(bus, &c) < 0) {
+		cli_err_forget(); /* a damaged counters file: no rates */
+		return false;
+	}
+	return c.state == SHMBUS_DAEMON_RUNNING;
+}
+
 static int show(shmbus *bus, const char *topic)
 {
 	_cleanup_(freep) struct shmbus_topic_info *tis = NULL;
 	struct commits cs = { .bus = bus, .topic = topic };
 	int n = topics_of(bus, topic, &tis), rc = 0;
+	bool rates;
 
 	if (n <= 0)
 		return n < 0 ? CLI_EXIT_FAIL : 0;
@@ -193,10 +228,11 @@ static int show(shmbus *bus, const char *topic)
 		rc = cli_fail(rc, "cannot read the consumer groups");
 	if (cs.n)
 		qsort(cs.v, cs.n, sizeof *cs.v, by_group_partition);
+	rates = daemon_rates(bus);
 	for (int i = 0; i < n && rc == 0; i++) {
 		if (i)
 			printf("\n");
-		rc = topic_stats(bus, &tis[i], &cs);
+		rc = topic_stats(bus, &tis[i], &cs, rates);
 	}
 	free(cs.v);
 	return rc;

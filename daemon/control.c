@@ -1,13 +1,789 @@
-/* control.c - PLACEHOLDER until the control socket lands (helper). */
+/*
+ * control.c - the control socket: a Unix SOCK_SEQPACKET socket (by default
+ * <root>/control) speaking docs/protocol.md, served from the event loop.
+ *
+ * Each connection keeps the credentials the kernel recorded when the peer
+ * connected (SO_PEERCRED, SO_PEERGROUPS); nothing a message says about its
+ * sender is believed.  Creating and deleting topics needs uid 0, the
+ * daemon's user, or membership of the configured admin group; a HELLO
+ * with the register flag makes clients.c watch the peer's pid.
+ *
+ * Invariants: every socket is non-blocking and every reply is sent with
+ * MSG_DONTWAIT, so no peer can stall the loop (a peer that does not read
+ * its replies is disconnected); every message gets a RESULT when its
+ * sequence number can be read, and a connection is closed only when its
+ * stream of messages cannot be trusted any more (no magic, a header that
+ * lies about the length, an oversized message).  The socket path is in
+ * the bus file's daemon block while we listen, and removed when we stop.
+ */
 #include "shmbusd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../shm/clock.h"
+#include "../shm/ctlproto.h"
+
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
+
+#define MAX_CONNS       1024
+#define READ_BATCH      16          /* messages taken from one peer per wake-up */
+#define ACCEPT_BATCH    64
+#define HEARTBEAT_NS    1000000000LL
+#define NOTE_WINDOW_NS  (10 * 1000000000LL)
+#define NOTE_BURST      20          /* log lines about bad peers per window */
+
+#define STR_(x) #x
+#define VERSION_STR(a, b, c) STR_(a) "." STR_(b) "." STR_(c)
+#define SHMBUSD_VERSION VERSION_STR(SHMBUS_VERSION_MAJOR, SHMBUS_VERSION_MINOR, SHMBUS_VERSION_PATCH)
+
+struct control;
+
+struct conn {
+	struct control *ctl;
+	struct conn *prev, *next;
+	int fd;
+	struct ucred cred;            /* the peer, as it connected */
+	gid_t *groups;                /* its supplementary groups */
+	int ngroups;
+};
+
+struct control {
+	int fd;                       /* the listening socket */
+	int hb_fd;                    /* heartbeat timer */
+	char path[PATH_MAX];
+	dev_t dev;                    /* the socket file we bound, to unlink only ours */
+	ino_t ino;
+	bool bound, paused;
+	struct conn *conns;
+	size_t nconns;
+	int64_t note_since;
+	unsigned notes, suppressed;
+	uint8_t in[CTL_MSG_MAX];
+	uint8_t out[CTL_MSG_MAX];
+};
+
+static void closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+#define _cleanup_close_ __attribute__((cleanup(closep)))
+
+/* ------------------------------------------------------------------ */
+/* Logging about peers                                                 */
+
+/* "uid 1000 (alice) pid 4242" */
+static void peer_name(const struct conn *k, char *buf, size_t len)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024];
+
+	getpwuid_r(k->cred.uid, &pw, tmp, sizeof tmp, &res);
+	snprintf(buf, len, "uid %u (%s) pid %d", (unsigned)k->cred.uid, res ? res->pw_name : "?",
+		 (int)k->cred.pid);
+}
+
+/* A notice about a misbehaving peer: at most NOTE_BURST per window, so a
+ * peer sending garbage cannot flood the journal. */
+static void __attribute__((format(printf, 2, 3))) note(struct control *c, const char *fmt, ...)
+{
+	int64_t now = mono_ns();
+	char line[1024];
+	va_list ap;
+
+	if (now - c->note_since > NOTE_WINDOW_NS) {
+		if (c->suppressed)
+			log_notice("control socket: %u more messages about bad requests were not logged",
+				   c->suppressed);
+		c->note_since = now;
+		c->notes = c->suppressed = 0;
+	}
+	if (c->notes++ >= NOTE_BURST) {
+		c->suppressed++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	log_notice("%s", line);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                         */
+
+static void conn_close(struct daemon *d, struct conn *k)
+{
+	struct control *c = k->ctl;
+
+	loop_del(d, k->fd);
+	close(k->fd);
+	if (k->prev)
+		k->prev->next = k->next;
+	else
+		c->conns = k->next;
+	if (k->next)
+		k->next->prev = k->prev;
+	c->nconns--;
+	free(k->groups);
+	free(k);
+	if (c->paused && loop_mod(d, c->fd, EPOLLIN) == 0)
+		c->paused = false;
+}
+
+/* Supplementary groups of the peer, as they were when it connected. */
+static void peer_groups(struct conn *k)
+{
+	socklen_t len = 16 * sizeof(gid_t);
+
+	for (int tries = 0; tries < 4; tries++) {
+		gid_t *g = realloc(k->groups, len ? len : sizeof(gid_t));
+
+		if (!g)
+			return;
+		k->groups = g;
+		if (getsockopt(k->fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) == 0) {
+			k->ngroups = (int)(len / sizeof(gid_t));
+			return;
+		}
+		if (errno != ERANGE) {
+			log_debug("control socket: no SO_PEERGROUPS (%s): only the peer's primary "
+				  "group counts", strerror(errno));
+			return;
+		}
+	}
+}
+
+/* Send a finished RESULT; -1 if the peer cannot take it (closed by the caller). */
+static int send_out(struct control *c, struct conn *k, struct ctl_out *o)
+{
+	int len = ctl_finish(o);
+
+	if (len < 0) {
+		log_err("control socket: a reply did not fit in %u bytes (a bug)", CTL_MSG_MAX);
+		return -1;
+	}
+	if (send(k->fd, c->out, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) == len)
+		return 0;
+	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		char who[160];
+
+		peer_name(k, who, sizeof who);
+		note(c, "control socket: closing the connection of %s: it does not read its replies",
+		     who);
+	}
+	return -1;
+}
+
+/* Start a RESULT for request `type` with sequence number seq. */
+static void result(struct control *c, struct ctl_out *o, uint32_t seq, uint16_t type, int status,
+		   const char *msg)
+{
+	ctl_init(o, c->out, sizeof c->out, CTL_RESULT, seq);
+	ctl_put_i32(o, CTL_A_STATUS, status);
+	ctl_put_u32(o, CTL_A_REQUEST, type);
+	if (msg && *msg)
+		ctl_put_str(o, CTL_A_MESSAGE, msg);
+}
+
+static int reply(struct control *c, struct conn *k, uint32_t seq, uint16_t type, int status,
+		 const char *msg)
+{
+	struct ctl_out o;
+
+	result(c, &o, seq, type, status, msg);
+	return send_out(c, k, &o);
+}
+
+/* ------------------------------------------------------------------ */
+/* Who may administer                                                  */
+
+static bool in_group(const struct conn *k, gid_t gid)
+{
+	if (k->cred.gid == gid)
+		return true;
+	for (int i = 0; i < k->ngroups; i++)
+		if (k->groups[i] == gid)
+			return true;
+	return false;
+}
+
+static bool may_admin(const struct daemon *d, const struct conn *k)
+{
+	if (k->cred.uid == 0 || k->cred.uid == geteuid())
+		return true;
+	return d->cfg.has_admin_gid && in_group(k, d->cfg.admin_gid);
+}
+
+/* -EACCES with what would allow it. */
+static int refuse(struct daemon *d, struct conn *k, const struct ctl_msg *m, const char *verb)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024], msg[PATH_MAX + 768], who[160], uid[16];
+	const char *user;
+
+	getpwuid_r(k->cred.uid, &pw, tmp, sizeof tmp, &res);
+	snprintf(uid, sizeof uid, "%u", (unsigned)k->cred.uid);
+	user = res ? res->pw_name : uid; /* usermod takes a name; a uid at least says who */
+	if (d->cfg.has_admin_gid)
+		snprintf(msg, sizeof msg, "uid %u (%s) may not %s topics through shmbusd on %s: only "
+			 "root, the daemon's user (uid %u) and members of group \"%s\" may; add %s to "
+			 "that group (usermod -aG %s %s; it counts from the user's next login) and open the "
+			 "bus again", (unsigned)k->cred.uid,
+			 res ? res->pw_name : "?", verb, d->cfg.root, (unsigned)geteuid(),
+			 d->cfg.admin_group, user, d->cfg.admin_group, user);
+	else
+		snprintf(msg, sizeof msg, "uid %u (%s) may not %s topics through shmbusd on %s: only "
+			 "root and the daemon's user (uid %u) may; set admin_group in the daemon's "
+			 "configuration to a group %s is in to allow it", (unsigned)k->cred.uid,
+			 res ? res->pw_name : "?", verb, d->cfg.root, (unsigned)geteuid(), user);
+	peer_name(k, who, sizeof who);
+	d->st.control_errors++;
+	note(k->ctl, "control socket: refused to %s topic \"%s\" for %s: not root, the daemon's "
+	     "user or in the admin group", verb, m->str[CTL_A_NAME], who);
+	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, -EACCES, msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                            */
+
+static int do_hello(struct daemon *d, struct conn *k, const struct ctl_msg *m)
+{
+	struct control *c = k->ctl;
+	bool want = m->has[CTL_A_FLAGS] && (m->num[CTL_A_FLAGS] & CTL_HELLO_REGISTER);
+	char msg[256] = "";
+	struct ctl_out o;
+	int rc = -1;
+
+	if (want && k->cred.pid <= 0)
+		snprintf(msg, sizeof msg, "not registered: the peer's pid is not visible from "
+			 "shmbusd's pid namespace");
+	else if (want && (rc = clients_watch(d, k->cred.pid)) < 0)
+		snprintf(msg, sizeof msg, "not registered: cannot watch pid %d: %s (needs Linux "
+			 "5.3 for pidfds); stalled claims are aborted after unblock_timeout_ms",
+			 (int)k->cred.pid, strerror(-rc));
+	if (m->has[CTL_A_PID] && m->num[CTL_A_PID] != (uint64_t)k->cred.pid)
+		log_debug("HELLO says pid %llu, but the socket's peer is pid %d: using %d",
+			  (unsigned long long)m->num[CTL_A_PID], (int)k->cred.pid, (int)k->cred.pid);
+	log_debug("HELLO from pid %d uid %u, libshmbus %llu.%llu.%llu%s", (int)k->cred.pid,
+		  (unsigned)k->cred.uid, (unsigned long long)(m->num[CTL_A_CLIENT_VERSION] >> 16),
+		  (unsigned long long)(m->num[CTL_A_CLIENT_VERSION] >> 8 & 0xff),
+		  (unsigned long long)(m->num[CTL_A_CLIENT_VERSION] & 0xff),
+		  rc == 0 ? ", registered" : "");
+	result(c, &o, m->hdr.seq, CTL_HELLO, 0, msg);
+	ctl_put_u32(&o, CTL_A_PROTOCOL, CTL_VERSION);
+	ctl_put_str(&o, CTL_A_VERSION, SHMBUSD_VERSION);
+	ctl_put_u32(&o, CTL_A_DAEMON_PID, (uint32_t)getpid());
+	ctl_put_u32(&o, CTL_A_REGISTERED, rc == 0);
+	return send_out(c, k, &o);
+}
+
+/* Give the files of a new topic the root's group: the topics directory
+ * is setgid (control_init), so this only repairs what did not inherit. */
+static void regroup_topic(struct daemon *d, const char *name, uint32_t partitions)
+{
+	_cleanup_close_ int dfd = openat(d->bus->topicsfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat root, st;
+	char file[24];
+
+	if (dfd < 0 || fstat(d->bus->rootfd, &root) < 0)
+		return;
+	for (int64_t i = -1; i < (int64_t)partitions; i++) {
+		snprintf(file, sizeof file, "%lld", (long long)i);
+		if (fstatat(dfd, i < 0 ? "" : file, &st, i < 0 ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) < 0 ||
+		    st.st_gid == root.st_gid)
+			continue;
+		if (fchownat(dfd, i < 0 ? "" : file, (uid_t)-1, root.st_gid,
+			     i < 0 ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) < 0) {
+			log_warn("topic \"%s\": cannot give its files the root's group (gid %u): %s; "
+				 "run shmbusd as root or as a member of that group", name,
+				 (unsigned)root.st_gid, strerror(errno));
+			return;
+		}
+	}
+}
+
+/* The options of a TOPIC_CREATE, with the daemon's defaults; 0 or -EINVAL. */
+static int create_opts(struct daemon *d, const struct ctl_msg *m, struct shmbus_topic_opts *o,
+		       char *msg, size_t len)
+{
+	unsigned mode = d->cfg.file_mode;
+
+	*o = (struct shmbus_topic_opts){
+		.sz = sizeof *o,
+		.partitions = (uint32_t)m->num[CTL_A_PARTITIONS],
+		.capacity = m->num[CTL_A_CAPACITY],
+		.index_capacity = m->num[CTL_A_INDEX_CAPACITY],
+		.policy = (enum shmbus_policy)m->num[CTL_A_POLICY],
+		.numa_bind = m->has[CTL_A_NUMA_NODE] && ctl_signed(m, CTL_A_NUMA_NODE) >= 0,
+		.numa_node = (int)ctl_signed(m, CTL_A_NUMA_NODE),
+		.retention_ms = m->has[CTL_A_RETENTION_MS] ? ctl_signed(m, CTL_A_RETENTION_MS)
+							   : d->cfg.retention_default_ms,
+	};
+	if (m->num[CTL_A_POLICY] > SHMBUS_POLICY_BACKPRESSURE) {
+		snprintf(msg, len, "topic \"%s\": policy %llu is unknown; use 0 (overwrite) or 1 "
+			 "(backpressure)", m->str[CTL_A_NAME], (unsigned long long)m->num[CTL_A_POLICY]);
+		return -EINVAL;
+	}
+	if (m->has[CTL_A_MODE] && m->num[CTL_A_MODE]) {
+		mode &= (unsigned)m->num[CTL_A_MODE] & 0777;
+		if (!mode) {
+			snprintf(msg, len, "topic \"%s\": mode %04llo leaves no permission within "
+				 "shmbusd's file_mode %04o; ask for a mode that shares bits with it",
+				 m->str[CTL_A_NAME], (unsigned long long)m->num[CTL_A_MODE],
+				 d->cfg.file_mode);
+			return -EINVAL;
+		}
+	}
+	o->mode = mode;
+	return 0;
+}
+
+static int do_create(struct daemon *d, struct conn *k, const struct ctl_msg *m)
+{
+	const char *name = m->str[CTL_A_NAME];
+	struct shmbus_topic_opts o;
+	char msg[600], who[160];
+	int rc;
+
+	if (!may_admin(d, k))
+		return refuse(d, k, m, "create");
+	peer_name(k, who, sizeof who);
+	rc = create_opts(d, m, &o, msg, sizeof msg);
+	if (rc == 0 && (rc = shmbus_topic_create(d->bus, name, &o)) < 0)
+		snprintf(msg, sizeof msg, "%s", shmbus_errmsg());
+	if (rc < 0) {
+		log_notice("cannot create topic \"%s\" for %s: %s", name, who, msg);
+		return reply(k->ctl, k, m->hdr.seq, m->hdr.type, rc, msg);
+	}
+	o.partitions = o.partitions ? o.partitions : 1;
+	regroup_topic(d, name, o.partitions);
+	d->st.topics_created++;
+	supervise_refresh(d);
+	log_notice("created topic \"%s\" (%u partition%s, mode %04o) for %s", name, o.partitions,
+		   o.partitions == 1 ? "" : "s", o.mode, who);
+	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, 0, NULL);
+}
+
+static int do_delete(struct daemon *d, struct conn *k, const struct ctl_msg *m)
+{
+	const char *name = m->str[CTL_A_NAME];
+	char msg[600], who[160];
+	int rc;
+
+	if (!may_admin(d, k))
+		return refuse(d, k, m, "delete");
+	peer_name(k, who, sizeof who);
+	rc = shmbus_topic_delete(d->bus, name);
+	if (rc < 0) {
+		snprintf(msg, sizeof msg, "%s", shmbus_errmsg());
+		log_notice("cannot delete topic \"%s\" for %s: %s", name, who, msg);
+		return reply(k->ctl, k, m->hdr.seq, m->hdr.type, rc, msg);
+	}
+	d->st.topics_deleted++;
+	supervise_refresh(d);
+	log_notice("deleted topic \"%s\" for %s", name, who);
+	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, 0, NULL);
+}
+
+static void put_counters(struct daemon *d, struct ctl_out *o)
+{
+	const struct dstats *s = &d->st;
+	const struct recovery_totals *r = &s->recovery;
+
+	ctl_put_u64(o, CTL_A_TICKS, s->ticks);
+	ctl_put_u64(o, CTL_A_UNBLOCKED, s->unblocked);
+	ctl_put_u64(o, CTL_A_UNBLOCKED_OFFSETS, s->unblocked_offsets);
+	ctl_put_u64(o, CTL_A_CLIENTS_GONE, s->clients_gone);
+	ctl_put_u64(o, CTL_A_RETENTION_MOVES, s->retention_moves);
+	ctl_put_u64(o, CTL_A_RETIRED, s->retired);
+	ctl_put_u64(o, CTL_A_FLUSHES, s->flushes);
+	ctl_put_u64(o, CTL_A_FLUSH_ERRORS, s->flush_errors);
+	ctl_put_u64(o, CTL_A_CONTROL_REQUESTS, s->control_requests);
+	ctl_put_u64(o, CTL_A_CONTROL_ERRORS, s->control_errors);
+	ctl_put_u64(o, CTL_A_TOPICS_CREATED, s->topics_created);
+	ctl_put_u64(o, CTL_A_TOPICS_DELETED, s->topics_deleted);
+	ctl_put_u64(o, CTL_A_RECOVERY_PARTITIONS, r->partitions);
+	ctl_put_u64(o, CTL_A_RECOVERY_RECOVERED, r->recovered);
+	ctl_put_u64(o, CTL_A_RECOVERY_IN_USE, r->in_use);
+	ctl_put_u64(o, CTL_A_RECOVERY_FAILED, r->failed);
+	ctl_put_u64(o, CTL_A_RECOVERY_FRAMES, r->frames);
+	ctl_put_u64(o, CTL_A_RECOVERY_ABORTED, r->aborted);
+	ctl_put_u64(o, CTL_A_RECOVERY_CUT, r->cut);
+	ctl_put_u64(o, CTL_A_RECOVERY_CUT_BYTES, r->cut_bytes);
+	ctl_put_u64(o, CTL_A_RECOVERY_REBUILT, r->rebuilt);
+}
+
+static int do_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
+{
+	struct control *c = k->ctl;
+	int64_t now = real_ns();
+	struct ctl_out o;
+
+	supervise_refresh(d);
+	result(c, &o, m->hdr.seq, CTL_STATUS, 0, NULL);
+	ctl_put_u32(&o, CTL_A_PROTOCOL, CTL_VERSION);
+	ctl_put_str(&o, CTL_A_VERSION, SHMBUSD_VERSION);
+	ctl_put_u32(&o, CTL_A_DAEMON_PID, (uint32_t)getpid());
+	ctl_put_u32(&o, CTL_A_DAEMON_UID, (uint32_t)geteuid());
+	ctl_put_str(&o, CTL_A_ROOT, d->cfg.root);
+	ctl_put_str(&o, CTL_A_CONTROL_SOCKET, c->path);
+	ctl_put_str(&o, CTL_A_METRICS, d->cfg.metrics);
+	ctl_put_str(&o, CTL_A_ADMIN_GROUP, d->cfg.has_admin_gid ? d->cfg.admin_group : "");
+	ctl_put_i64(&o, CTL_A_STARTED_NS, d->st.started_ns);
+	ctl_put_u64(&o, CTL_A_UPTIME_MS, now > d->st.started_ns
+				       ? (uint64_t)(now - d->st.started_ns) / 1000000 : 0);
+	ctl_put_i64(&o, CTL_A_HEARTBEAT_NS, load_relaxed(&d->bus->dir.hdr->daemon_heartbeat_ns));
+	ctl_put_i64(&o, CTL_A_UNBLOCK_TIMEOUT_MS, d->cfg.unblock_timeout_ms);
+	ctl_put_i64(&o, CTL_A_TICK_MS, d->cfg.tick_ms);
+	ctl_put_u32(&o, CTL_A_ON_TMPFS, d->on_tmpfs);
+	ctl_put_u64(&o, CTL_A_TOPICS, (uint64_t)dir_list(&d->bus->dir, NULL, 0));
+	ctl_put_u64(&o, CTL_A_PARTITION_COUNT, d->table ? d->table->n : 0);
+	ctl_put_u64(&o, CTL_A_CLIENTS, clients_count(d));
+	put_counters(d, &o);
+	return send_out(c, k, &o);
+}
+
+static int unsupported(struct daemon *d, struct conn *k, const struct ctl_msg *m)
+{
+	char msg[400], what[64], who[160];
+
+	d->st.control_errors++;
+	peer_name(k, who, sizeof who);
+	note(k->ctl, "control socket: %s sent request type %u, which this shmbusd does not serve",
+	     who, m->hdr.type);
+	if (m->hdr.type == CTL_RESULT)
+		snprintf(what, sizeof what, "RESULT (%u) is a reply, not a request", CTL_RESULT);
+	else
+		snprintf(what, sizeof what, "request type %u is unknown here", m->hdr.type);
+	snprintf(msg, sizeof msg, "shmbusd %s: %s; it serves HELLO, TOPIC_CREATE, TOPIC_DELETE "
+		 "and STATUS (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
+		 "requests", SHMBUSD_VERSION, what, CTL_VERSION);
+	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, -EOPNOTSUPP, msg);
+}
+
+/*
+ * A message that does not decode: answer it, with its seq if its header
+ * can be read, and say whether the connection can go on (its framing is
+ * intact: the header was read and agrees with the message's size).
+ */
+static int malformed(struct daemon *d, struct conn *k, const uint8_t *buf, size_t n, int err)
+{
+	struct ctl_hdr h = { 0 };
+	bool framed = ctl_peek(buf, n < CTL_MSG_MAX ? n : CTL_MSG_MAX, &h) == 0 &&
+		      n <= CTL_MSG_MAX && h.length == n;
+	char msg[700], who[160];
+	int rc;
+
+	snprintf(msg, sizeof msg, "malformed %s request: %s; see docs/protocol.md",
+		 ctl_type_name(h.type)[0] ? ctl_type_name(h.type) : "control", shm_errmsg());
+	d->st.control_errors++;
+	peer_name(k, who, sizeof who);
+	note(k->ctl, "control socket: %s from %s%s", msg, who, framed ? "" : "; disconnected");
+	rc = reply(k->ctl, k, h.seq, h.type, err, msg);
+	return framed ? rc : -1;
+}
+
+/* One message of n bytes in c->in: 0 to go on, -1 to close the connection. */
+static int serve(struct daemon *d, struct conn *k, size_t n)
+{
+	struct control *c = k->ctl;
+	struct ctl_msg m;
+	int rc;
+
+	d->st.control_requests++;
+	if (n > CTL_MSG_MAX)
+		rc = shm_err(-EMSGSIZE, "a control message of %zu bytes is larger than the maximum, "
+			     "%u", n, CTL_MSG_MAX);
+	else
+		rc = ctl_decode(c->in, n, &m);
+	if (rc == 0 && m.hdr.type != CTL_RESULT) /* a RESULT is not a request: unsupported() */
+		rc = ctl_check(&m);
+	if (rc < 0)
+		return malformed(d, k, c->in, n, rc);
+	switch (m.hdr.type) {
+	case CTL_HELLO:
+		return do_hello(d, k, &m);
+	case CTL_TOPIC_CREATE:
+		return do_create(d, k, &m);
+	case CTL_TOPIC_DELETE:
+		return do_delete(d, k, &m);
+	case CTL_STATUS:
+		return do_status(d, k, &m);
+	default:
+		return unsupported(d, k, &m);
+	}
+}
+
+static void on_conn(struct daemon *d, uint32_t events, void *arg)
+{
+	struct conn *k = arg;
+
+	(void)events; /* a hang-up shows as recv() == 0 once the queue is read */
+	for (int i = 0; i < READ_BATCH; i++) {
+		ssize_t n = recv(k->fd, k->ctl->in, sizeof k->ctl->in, MSG_TRUNC | MSG_DONTWAIT);
+
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n <= 0 || serve(d, k, (size_t)n) < 0) {
+			conn_close(d, k);
+			return;
+		}
+	}
+}
+
+static void conn_open(struct daemon *d, struct control *c, int fd)
+{
+	socklen_t len = sizeof(struct ucred);
+	struct conn *k = calloc(1, sizeof *k);
+
+	if (!k || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &k->cred, &len) < 0) {
+		free(k);
+		close(fd);
+		return;
+	}
+	k->ctl = c;
+	k->fd = fd;
+	if (c->nconns >= MAX_CONNS) {
+		d->st.control_errors++;
+		note(c, "control socket: refused a connection from pid %d: %d connections are open",
+		     (int)k->cred.pid, MAX_CONNS);
+		reply(c, k, 0, 0, -EUSERS, "shmbusd has too many control connections open; close "
+		      "bus handles that are not used, or try again later");
+		close(fd);
+		free(k);
+		return;
+	}
+	peer_groups(k);
+	if (loop_add(d, fd, EPOLLIN, on_conn, k) < 0) {
+		close(fd);
+		free(k->groups);
+		free(k);
+		return;
+	}
+	k->next = c->conns;
+	if (c->conns)
+		c->conns->prev = k;
+	c->conns = k;
+	c->nconns++;
+}
+
+static void on_listen(struct daemon *d, uint32_t events, void *arg)
+{
+	struct control *c = arg;
+
+	(void)events;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd >= 0) {
+			conn_open(d, c, fd);
+			continue;
+		}
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			/* stop accepting until a connection closes, or the loop would spin */
+			log_warn("control socket: cannot accept connections: %s; raise LimitNOFILE "
+				 "(or ulimit -n), or close idle bus handles", strerror(errno));
+			if (loop_mod(d, c->fd, 0) == 0)
+				c->paused = true;
+		} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			   errno != ECONNABORTED) {
+			log_warn("control socket: accept failed: %s", strerror(errno));
+		}
+		return;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The socket                                                          */
+
+/* Remove a socket nobody listens on; 0, or -errno (logged) if the path
+ * is in use or is not a socket. */
+static int clear_stale(const char *path)
+{
+	_cleanup_close_ int fd = -1, dirfd = -1;
+	struct sockaddr_un sa;
+	struct stat st;
+	int rc;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode)) {
+		log_err("control socket %s: the path exists and is not a socket; remove it, or set "
+			"control_socket to another path", path);
+		return -EEXIST;
+	}
+	rc = ctl_sockaddr(path, &sa, &dirfd);
+	fd = rc ? -1 : socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return rc ? rc : -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 || errno != ECONNREFUSED) {
+		log_err("control socket %s: another process listens there; stop it, or set "
+			"control_socket to another path", path);
+		return -EADDRINUSE;
+	}
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	log_info("removed the stale control socket %s (nothing listened there)", path);
+	return 0;
+}
+
+/* The socket is as reachable as the root: the root's group may connect
+ * if it may enter the root, others if they may. */
+static void set_access(struct daemon *d, struct control *c)
+{
+	struct stat root;
+	mode_t mode = 0600;
+
+	if (fstat(d->bus->rootfd, &root) < 0)
+		return;
+	if (root.st_mode & S_IXGRP)
+		mode |= 0060;
+	if (root.st_mode & S_IXOTH)
+		mode |= 0006;
+	if (chown(c->path, (uid_t)-1, root.st_gid) < 0)
+		log_warn("control socket %s: cannot give it the root's group (gid %u): %s; run "
+			 "shmbusd as root or as a member of that group", c->path,
+			 (unsigned)root.st_gid, strerror(errno));
+	if (chmod(c->path, mode) < 0)
+		log_warn("control socket %s: cannot chmod %04o: %s", c->path, (unsigned)mode,
+			 strerror(errno));
+}
+
+static int listen_at(struct daemon *d, struct control *c)
+{
+	_cleanup_close_ int fd = -1, dirfd = -1;
+	struct sockaddr_un sa;
+	struct stat st;
+	int rc = ctl_sockaddr(c->path, &sa, &dirfd);
+
+	if (rc < 0) {
+		log_err("control socket %s: %s; set a shorter control_socket", c->path, strerror(-rc));
+		return rc;
+	}
+	rc = clear_stale(c->path);
+	if (rc < 0)
+		return rc;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		log_err("cannot create the control socket %s: %s; check the directory exists and "
+			"is writable, or set control_socket", c->path, strerror(errno));
+		return -errno;
+	}
+	c->bound = true;
+	if (lstat(c->path, &st) == 0) {
+		c->dev = st.st_dev;
+		c->ino = st.st_ino;
+	}
+	set_access(d, c);
+	if (listen(fd, 128) < 0 || (rc = loop_add(d, fd, EPOLLIN, on_listen, c)) < 0) {
+		log_err("cannot listen on the control socket %s: %s", c->path,
+			strerror(rc < 0 ? -rc : errno));
+		return rc < 0 ? rc : -errno;
+	}
+	c->fd = fd;
+	fd = -1;
+	return 0;
+}
+
+/* Topic directories and files are born with the root's group: make the
+ * topics directory carry it, setgid. */
+static void group_topics(struct daemon *d)
+{
+	struct stat root, st;
+
+	if (fstat(d->bus->rootfd, &root) < 0 || fstat(d->bus->topicsfd, &st) < 0)
+		return;
+	if (st.st_gid != root.st_gid && fchown(d->bus->topicsfd, (uid_t)-1, root.st_gid) < 0)
+		log_warn("%s/topics: cannot give it the root's group (gid %u): %s", d->cfg.root,
+			 (unsigned)root.st_gid, strerror(errno));
+	if (!(st.st_mode & S_ISGID) && fchmod(d->bus->topicsfd, (st.st_mode & 07777) | S_ISGID) < 0)
+		log_warn("%s/topics: cannot make it setgid: %s; topics created through shmbusd "
+			 "get the root's group afterwards", d->cfg.root, strerror(errno));
+}
+
+static void on_heartbeat(struct daemon *d, uint32_t events, void *arg)
+{
+	(void)events;
+	(void)arg;
+	/* clients trust a heartbeat younger than 5 s (protocol.md §1), whatever tick_ms is */
+	store_relaxed(&d->bus->dir.hdr->daemon_heartbeat_ns, real_ns());
+}
 
 int control_init(struct daemon *d)
 {
-	d->bus->dir.hdr->control_socket[0] = '\0';
+	struct bus_header *h = d->bus->dir.hdr;
+	struct control *c;
+	int rc;
+
+	/* the daemon administers through its own bus, never through itself */
+	d->bus->no_daemon = true;
+	daemon_link_close(d->bus);
+	h->control_socket[0] = '\0';
+	if (d->cfg.control_socket[0] != '/') {
+		log_err("control_socket \"%s\" is not an absolute path; write e.g. "
+			"/run/shmbus/control", d->cfg.control_socket);
+		return -EINVAL;
+	}
+	if (strlen(d->cfg.control_socket) >= sizeof h->control_socket) {
+		log_err("control socket path %s is longer than %zu bytes; set a shorter "
+			"control_socket", d->cfg.control_socket, sizeof h->control_socket - 1);
+		return -ENAMETOOLONG;
+	}
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return -ENOMEM;
+	*c = (struct control){ .fd = -1, .hb_fd = -1 };
+	d->control = c;
+	snprintf(c->path, sizeof c->path, "%s", d->cfg.control_socket);
+	group_topics(d);
+	rc = listen_at(d, c);
+	if (rc == 0) {
+		c->hb_fd = loop_timer(d, HEARTBEAT_NS, on_heartbeat, NULL);
+		rc = c->hb_fd < 0 ? c->hb_fd : 0;
+	}
+	if (rc < 0) {
+		control_fini(d);
+		return rc;
+	}
+	/* clients find us by this path (protocol.md §1); the pid is already there */
+	memcpy(h->control_socket, c->path, strlen(c->path) + 1); /* fits: checked above */
+	log_info("control socket %s", c->path);
 	return 0;
 }
 
 void control_fini(struct daemon *d)
 {
-	(void)d;
+	struct control *c = d->control;
+	struct stat st;
+
+	if (!c)
+		return;
+	store_release(&d->bus->dir.hdr->control_socket[0], '\0');
+	while (c->conns)
+		conn_close(d, c->conns);
+	if (c->fd >= 0) {
+		loop_del(d, c->fd);
+		close(c->fd);
+	}
+	if (c->hb_fd >= 0) {
+		loop_del(d, c->hb_fd);
+		close(c->hb_fd);
+	}
+	if (c->bound && lstat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+		unlink(c->path);
+	free(c);
+	d->control = NULL;
 }

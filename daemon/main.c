@@ -291,8 +291,27 @@ void daemon_reload(struct daemon *d)
 	notify_ready(d);
 }
 
+/* The shmbus command to suggest: the one built next to us, if any. */
+static const char *cli_path(void)
+{
+	static char path[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", path, sizeof path - 8);
+	char *slash;
+
+	if (n <= 0)
+		return "shmbus";
+	path[n] = '\0';
+	slash = strrchr(path, '/');
+	if (!slash)
+		return "shmbus";
+	strcpy(slash + 1, "shmbus");
+	return access(path, X_OK) == 0 ? path : "shmbus";
+}
+
 static void banner(const struct daemon *d)
 {
+	const char *cli = cli_path();
+
 	log_notice("shmbusd %d.%d.%d serving %s (pid %d)", SHMBUS_VERSION_MAJOR,
 		   SHMBUS_VERSION_MINOR, SHMBUS_VERSION_PATCH, d->cfg.root, (int)getpid());
 	if (!isatty(STDOUT_FILENO))
@@ -303,10 +322,10 @@ static void banner(const struct daemon *d)
 	printf("  metrics         %s\n", d->cfg.metrics[0] ? d->cfg.metrics : "(off; --metrics ADDR:PORT)");
 	printf("From another terminal:\n");
 	printf("  export SHMBUS_ROOT=%s\n", d->cfg.root);
-	printf("  shmbus topic create orders --partitions 4\n");
-	printf("  seq 1 10 | shmbus produce orders\n");
-	printf("  shmbus consume orders -e\n");
-	printf("  shmbus status\n");
+	printf("  %s topic create orders --partitions 4\n", cli);
+	printf("  seq 1 10 | %s produce orders\n", cli);
+	printf("  %s consume orders -e\n", cli);
+	printf("  %s status\n", cli);
 	printf("Stop with Ctrl-C.\n");
 	fflush(stdout);
 }
@@ -325,13 +344,15 @@ static int serve(struct daemon *d)
 	}
 	supervise_refresh(d); /* recovers what it finds (recovery.c) */
 	declare_topics(d);
-	if (control_init(d) < 0 || metrics_init(d) < 0)
-		return 1;
-	banner(d);
-	notify_ready(d);
-	rc = loop_run(d);
-	if (rc < 0)
-		log_err("the event loop failed: %s", strerror(-rc));
+	if (metrics_init(d) < 0 || control_init(d) < 0) {
+		rc = -1;
+	} else {
+		banner(d);
+		notify_ready(d);
+		rc = loop_run(d);
+		if (rc < 0)
+			log_err("the event loop failed: %s", strerror(-rc));
+	}
 	control_fini(d);
 	metrics_fini(d);
 	clients_fini(d);

@@ -123,6 +123,13 @@ int metrics_init(struct daemon *d);
 void metrics_tick(struct daemon *d);
 void metrics_fini(struct daemon *d);
 
+/* The Prometheus text exposition (format 0.0.4) of the bus and the
+ * daemon, malloc'd, or NULL when out of memory (exposition.c).  Safe
+ * from the metrics thread: reads d->table under rcu_read_lock, shared
+ * memory with atomic loads, and the daemon's own counters from ctr. */
+struct ctr_file;
+char *exposition_render(struct daemon *d, const struct ctr_file *ctr, size_t *ret_len);
+
 /* ------------------------------------------------------------------ */
 /* systemd (notify.c)                                                  */
 

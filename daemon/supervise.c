@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <urcu/call-rcu.h>
 
@@ -122,6 +123,30 @@ static size_t count_partitions(const struct bus_topic *topics, int n)
 	return total;
 }
 
+/* Processes already writing or registered on a partition when we meet it
+ * (a restarted daemon; clients that never said HELLO): watch them too, so
+ * their exit releases what they hold at once. */
+static void adopt(struct daemon *d, struct dpart *dp)
+{
+	struct part_header *h = dp->m->part.hdr;
+	uint64_t mask = load_acquire(&h->writer_mask);
+
+	while (mask) {
+		int i = __builtin_ctzll(mask);
+		uint32_t pid = load_relaxed(&h->writers[i].pid);
+
+		mask &= mask - 1;
+		if (pid && (pid_t)pid != getpid())
+			(void)clients_watch(d, (pid_t)pid);
+	}
+	for (int i = 0; i < PART_MAX_CONSUMERS; i++) {
+		uint32_t pid = load_relaxed(&h->consumers[i].pid);
+
+		if (pid && (pid_t)pid != getpid())
+			(void)clients_watch(d, (pid_t)pid);
+	}
+}
+
 static void fill(struct daemon *d, struct dtable *nt, const struct bus_topic *topics, int n,
 		 bool first)
 {
@@ -135,6 +160,7 @@ static void fill(struct daemon *d, struct dtable *nt, const struct bus_topic *to
 					continue;
 				if (first)
 					recovery_run(d, dp);
+				adopt(d, dp);
 			}
 			dp->retention_ms = topics[i].retention_ms;
 			nt->parts[nt->n++] = dp;
@@ -297,9 +323,10 @@ void supervise_client_gone(struct daemon *d, pid_t pid)
 		d->st.unblocked++;
 		d->st.unblocked_offsets += aborted;
 	}
-	log_info("client pid %d exited: %llu claimed offset%s aborted, %llu slot%s freed", (int)pid,
-		 (unsigned long long)aborted, aborted == 1 ? "" : "s", (unsigned long long)slots,
-		 slots == 1 ? "" : "s");
+	log_msg(aborted ? LOG_WARNING : LOG_DEBUG,
+		"client pid %d exited: %llu claimed offset%s aborted, %llu slot%s freed", (int)pid,
+		(unsigned long long)aborted, aborted == 1 ? "" : "s", (unsigned long long)slots,
+		slots == 1 ? "" : "s");
 }
 
 /* ------------------------------------------------------------------ */

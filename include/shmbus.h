@@ -77,6 +77,8 @@ struct shmbus_open_opts {
 	size_t sz;
 	const char *root;   /* NULL: $SHMBUS_ROOT, else the default root */
 	bool no_create;     /* fail with -ENOENT instead of creating the root */
+	bool no_daemon;     /* never use shmbusd, even if one serves the root
+			     * (appended: keep new fields after this one) */
 };
 
 /*
@@ -90,6 +92,14 @@ SHMBUS_API int shmbus_default_root(char *buf, size_t len);
  * Open a bus root (creating it unless opts->no_create).  The handle is
  * safe to share between threads; open one per process (after fork(),
  * open a new one in the child).
+ *
+ * If shmbusd serves the root (docs/protocol.md §1), the bus connects to
+ * its control socket and registers this process: the daemon then aborts
+ * this process's zero-copy claims the moment it exits.  Topic creation
+ * and deletion go through the daemon while it serves (it decides who may,
+ * and makes the files with the right owner, group and mode); without a
+ * daemon, or if it vanishes, they run in this process (the embedded
+ * mode).  opts->no_daemon turns the daemon off for this handle.
  */
 SHMBUS_API int shmbus_open(const struct shmbus_open_opts *opts, shmbus **ret);
 
@@ -99,6 +109,54 @@ SHMBUS_API void shmbus_close(shmbus *bus);
 
 /* The root directory this bus serves. */
 SHMBUS_API const char *shmbus_root(const shmbus *bus);
+
+/* ------------------------------------------------------------------ */
+/* The daemon                                                          */
+
+/* What shmbusd says of itself (`shmbus status`).  An output struct that
+ * grows: set sz (SHMBUS_OPTS does) and only that many bytes are written. */
+struct shmbus_daemon_status {
+	size_t sz;
+	int32_t pid;
+	uint32_t uid;               /* the daemon's effective uid */
+	uint32_t protocol;          /* control protocol version it speaks */
+	char version[32];           /* "1.0.0" */
+	char root[4096];            /* the root it serves */
+	char control_socket[256];
+	char metrics[128];          /* "ADDR:PORT" of its Prometheus endpoint; "": off */
+	char admin_group[64];       /* "": only root and the daemon's user administer */
+	int64_t started_ns;         /* CLOCK_REALTIME */
+	uint64_t uptime_ms;
+	int64_t heartbeat_ns;       /* its last heartbeat in the bus file (CLOCK_REALTIME) */
+	int64_t unblock_timeout_ms;
+	int64_t tick_ms;
+	bool on_tmpfs;
+	uint64_t topics;
+	uint64_t partitions;        /* under supervision */
+	uint64_t clients;           /* registered processes it watches */
+	uint64_t ticks;
+	uint64_t unblocked;         /* stalled claims it aborted */
+	uint64_t unblocked_offsets;
+	uint64_t clients_gone;      /* registered clients whose exit it handled */
+	uint64_t retention_moves;
+	uint64_t retired;           /* offsets retired by time retention */
+	uint64_t flushes, flush_errors;
+	uint64_t control_requests;
+	uint64_t control_errors;    /* malformed or refused requests */
+	uint64_t topics_created, topics_deleted;
+	struct {
+		uint64_t partitions, recovered, in_use, failed;
+		uint64_t frames, aborted, cut, cut_bytes, rebuilt;
+	} recovery;                 /* start-up recovery */
+};
+
+/*
+ * Ask the daemon serving the bus's root for its status.  -ENOENT when no
+ * daemon serves the root (the message says how to start one),
+ * -ETIMEDOUT if it does not answer, -EINVAL if ret->sz is 0.  Safe from
+ * any thread; requests of one handle to the daemon are serialised.
+ */
+SHMBUS_API int shmbus_daemon_status(shmbus *bus, struct shmbus_daemon_status *ret);
 
 /* ------------------------------------------------------------------ */
 /* Topics                                                              */
@@ -123,12 +181,16 @@ struct shmbus_topic_opts {
 };
 
 /* Create a topic.  Safe from any thread and process (serialised by the
- * root's admin lock).  -EEXIST, -EINVAL (bad name or option), -ENOSPC. */
+ * root's admin lock).  -EEXIST, -EINVAL (bad name or option), -ENOSPC;
+ * through shmbusd also -EACCES (the daemon's admin rule refused it: the
+ * message names the fix) and -ETIMEDOUT.  Through shmbusd the file mode
+ * is the daemon's file_mode, narrowed by opts->mode. */
 SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,
 				   const struct shmbus_topic_opts *opts);
 
 /* Delete a topic: its partitions are marked deleted (their users get
- * -EIDRM) and their files removed.  Safe from any thread and process. */
+ * -EIDRM) and their files removed.  Safe from any thread and process.
+ * Through shmbusd when one serves the root (-EACCES as for create). */
 SHMBUS_API int shmbus_topic_delete(shmbus *bus, const char *name);
 
 struct shmbus_topic_info {
@@ -439,6 +501,81 @@ SHMBUS_API int shmbus_group_offsets(shmbus *bus, const char *group,
 
 /* Delete a group's committed offsets. */
 SHMBUS_API int shmbus_group_delete(shmbus *bus, const char *group);
+
+/* ------------------------------------------------------------------ */
+/* The daemon's counters                                               */
+
+enum shmbus_daemon_state {
+	SHMBUS_DAEMON_NONE = 0,     /* no daemon has served the root (or left counters) */
+	SHMBUS_DAEMON_RUNNING = 1,  /* it runs and ticks: its counters are current */
+	SHMBUS_DAEMON_STALLED = 2,  /* it runs, but has not ticked for a while */
+	SHMBUS_DAEMON_STOPPED = 3,  /* it stopped cleanly */
+	SHMBUS_DAEMON_DIED = 4,     /* it is gone without stopping (killed, crashed) */
+};
+
+/*
+ * The daemon that serves a root, or the last one that did, as its
+ * counters file (<root>/counters) and the bus file record it: readable
+ * with or without the daemon running, unlike shmbus_daemon_status(),
+ * which asks the running daemon.  An output struct that grows: set sz
+ * (SHMBUS_OPTS does) and only that many bytes are written.
+ */
+struct shmbus_daemon_counters {
+	size_t sz;
+	enum shmbus_daemon_state state;
+	int32_t pid;                /* 0: none known */
+	char version[32];           /* "1.0.0"; "": unknown */
+	char control_socket[256];   /* "": none */
+	char metrics[128];          /* "ADDR:PORT" of its Prometheus endpoint; "": off */
+	int64_t started_ns;         /* CLOCK_REALTIME; 0: unknown */
+	int64_t heartbeat_ns;       /* its last supervision tick (CLOCK_REALTIME) */
+	int64_t tick_ns;            /* its supervision period */
+	bool has_counters;          /* the counters file was read (else what follows is 0) */
+	uint64_t ticks;
+	uint64_t partitions;        /* under supervision */
+	uint64_t clients;           /* registered processes it watches */
+	uint64_t clients_gone;      /* registered clients whose exit it handled */
+	uint64_t unblocked;         /* stalled claims it aborted */
+	uint64_t unblocked_offsets;
+	uint64_t retention_moves;
+	uint64_t retired;           /* offsets retired by time retention */
+	uint64_t flushes, flush_errors;
+	uint64_t control_requests;
+	uint64_t control_errors;    /* malformed or refused requests */
+	uint64_t topics_created, topics_deleted;
+	struct {
+		uint64_t partitions, recovered, in_use, failed;
+		uint64_t frames, aborted, cut, cut_bytes, rebuilt;
+	} recovery;                 /* start-up recovery */
+};
+
+/*
+ * Read the counters of the root's daemon.  0 with state
+ * SHMBUS_DAEMON_NONE when no daemon ever served the root; -EBADMSG or
+ * -EPROTO if its counters file is damaged or of another version (the
+ * message says how to fix it); -EINVAL if ret->sz is 0.  Lock-free; safe
+ * from any thread and process.
+ */
+SHMBUS_API int shmbus_daemon_counters(shmbus *bus, struct shmbus_daemon_counters *ret);
+
+/* What the daemon last sampled of a partition's appends.  Grows like
+ * struct shmbus_daemon_counters: set sz. */
+struct shmbus_partition_rate {
+	size_t sz;
+	double records_per_s;
+	double bytes_per_s;
+	int64_t sampled_ns;         /* CLOCK_REALTIME of the sample */
+};
+
+/*
+ * The partition's append rates over the daemon's last tick, from the
+ * counters file.  -ESTALE if no daemon runs and ticks on the root (the
+ * rates would be old); -ENOENT if the daemon has not sampled the
+ * partition yet, or for a missing topic; -EINVAL for a partition the
+ * topic does not have, or if ret->sz is 0.  Lock-free; safe from any thread and process.
+ */
+SHMBUS_API int shmbus_partition_rate(shmbus *bus, const char *topic, uint32_t partition,
+				     struct shmbus_partition_rate *ret);
 
 #ifdef __cplusplus
 }

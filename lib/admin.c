@@ -6,6 +6,10 @@
  * only once all its partition files exist; a deleted topic is marked
  * deleted in every partition before its files are unlinked, so its users
  * get -EIDRM rather than writes into a dead file.
+ *
+ * When shmbusd serves the root, creation and deletion are asked of it
+ * (daemon.c): it decides who may, and its files get the root's group and
+ * its configured mode.  Without it, or if it vanishes, they run here.
  */
 #include "internal.h"
 
@@ -133,6 +137,9 @@ SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,
 		snprintf(why, sizeof why, "%s", shm_errmsg());
 		return lib_err(rc, "topic \"%s\": %s", name, why);
 	}
+	rc = daemon_topic_create(bus, name, &o); /* shmbusd does it, if one serves */
+	if (rc != DAEMON_NONE)
+		return rc;
 	rc = admin_lock(bus);
 	if (rc)
 		return rc;
@@ -160,6 +167,11 @@ SHMBUS_API int shmbus_topic_delete(shmbus *bus, const char *name)
 	rc = topic_lookup(bus, name, &t);
 	if (rc)
 		return rc;
+	rc = daemon_topic_delete(bus, name); /* shmbusd does it, if one serves */
+	if (rc != DAEMON_NONE) {
+		cache_sweep(bus);
+		return rc;
+	}
 	rc = admin_lock(bus);
 	if (rc)
 		return rc;

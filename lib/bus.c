@@ -3,7 +3,8 @@
  *
  * A root is a directory holding the bus file, topics/ and groups/.  The
  * library works on it alone (embedded mode, like SQLite: admin calls take
- * the root's lock); shmbusd, when it runs, adds supervision.
+ * the root's lock); shmbusd, when it runs, adds supervision, and the bus
+ * connects to it (daemon.c).
  */
 #include "internal.h"
 
@@ -105,7 +106,8 @@ SHMBUS_API int shmbus_open(const struct shmbus_open_opts *opts, shmbus **ret)
 	bus = calloc(1, sizeof *bus);
 	if (!bus)
 		return lib_err(-ENOMEM, "out of memory");
-	bus->rootfd = bus->topicsfd = bus->groupsfd = bus->usagefd = -1;
+	bus->rootfd = bus->topicsfd = bus->groupsfd = bus->usagefd = bus->linkfd = -1;
+	bus->no_daemon = o.no_daemon;
 	if (o.root && *o.root)
 		snprintf(bus->root, sizeof bus->root, "%s", o.root);
 	else if (shmbus_default_root(bus->root, sizeof bus->root) < 0) {
@@ -145,9 +147,11 @@ SHMBUS_API int shmbus_open(const struct shmbus_open_opts *opts, shmbus **ret)
 	bus->usagefd = rc;
 	pthread_mutex_init(&bus->admin, NULL);
 	pthread_mutex_init(&bus->sweep_lock, NULL);
+	pthread_mutex_init(&bus->link_lock, NULL);
 	rc = cache_init(bus);
 	if (rc)
 		goto fail;
+	daemon_link_open(bus); /* shmbusd, if one serves the root (daemon.c) */
 	*ret = bus;
 	return 0;
 fail:
@@ -159,6 +163,7 @@ SHMBUS_API void shmbus_close(shmbus *bus)
 {
 	if (!bus)
 		return;
+	daemon_link_close(bus);
 	cache_destroy(bus);
 	dir_close(&bus->dir);
 	if (bus->topicsfd >= 0)

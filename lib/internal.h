@@ -44,6 +44,14 @@ struct shmbus {
 	pthread_mutex_t sweep_lock;
 	uint64_t swept_gen;         /* directory generation the cache matches */
 	int usagefd;                /* <root>/usage: who maps what (format.md §11) */
+	/* the connection to shmbusd (daemon.c, docs/protocol.md) */
+	pthread_mutex_t link_lock;  /* one request at a time; guards what follows */
+	int linkfd;                 /* -1: not connected */
+	pid_t link_pid;             /* the process that connected (a forked child
+				     * must not use its parent's connection) */
+	uint32_t link_daemon;       /* the daemon's pid */
+	uint32_t link_seq;
+	bool no_daemon;             /* never use shmbusd (opts, or shmbusd itself) */
 };
 
 /*
@@ -80,6 +88,25 @@ int check_partition(const char *topic, uint32_t n, int32_t partition);
 /* Kafka's murmur2 partitioner (the Java client's). */
 uint32_t murmur2(const void *key, size_t len);
 uint32_t murmur2_partition(const void *key, size_t len, uint32_t partitions);
+
+/*
+ * shmbusd, when one serves the root (daemon.c).  daemon_link_open tries
+ * to connect and register at shmbus_open (no error if it cannot).  The
+ * admin calls return DAEMON_NONE when no daemon serves the root, or when
+ * it vanished mid-call: the caller then does the work itself (embedded
+ * mode).  Anything else is the daemon's answer, with its message.
+ */
+#define DAEMON_NONE 1
+void daemon_link_open(shmbus *bus);
+void daemon_link_close(shmbus *bus);
+int daemon_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *o);
+int daemon_topic_delete(shmbus *bus, const char *name);
+
+/* The address of a control socket at path; paths longer than sun_path go
+ * through /proc/self/fd/N of their directory, opened into *dirfd (close
+ * it after bind or connect; -1 if unused).  0 or -errno. */
+struct sockaddr_un;
+int ctl_sockaddr(const char *path, struct sockaddr_un *sa, int *dirfd);
 
 /* Record an error message and return err. */
 #define lib_err(err, ...) shm_err((err), __VA_ARGS__)

@@ -69,7 +69,8 @@ static int create_group(int dirfd, const char *name)
 	char tmp[PART_NAME_MAX + 32];
 	int fd, rc;
 
-	snprintf(tmp, sizeof tmp, ".%s.new.%d", name, (int)getpid());
+	/* '~' is not a name character: the temporary file is never listed */
+	snprintf(tmp, sizeof tmp, "%s~new.%d", name, (int)getpid());
 	fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0660);
 	if (fd < 0)
 		return shm_err(-errno, "cannot create group file %s: %s", name, strerror(errno));

@@ -40,19 +40,37 @@ static int notify_socket(struct tu_daemon *d)
 	return 0;
 }
 
-static void exec_daemon(const struct tu_daemon *d, const char *const *args, const char *const *env)
+/* "NAME=...@PID@..." with the pid in place of @PID@ (a new string). */
+static char *env_entry(const char *e)
+{
+	const char *at = strstr(e, "@PID@");
+	char *out;
+
+	if (!at)
+		return strdup(e);
+	if (asprintf(&out, "%.*s%d%s", (int)(at - e), e, (int)getpid(), at + 5) < 0)
+		return NULL;
+	return out;
+}
+
+static void exec_daemon(const struct tu_daemon *d, bool root_flag, const char *const *args,
+			const char *const *env)
 {
 	const char *argv[64] = { tu_daemon_path(), "--root", d->root };
 	char notify[160];
-	int n = 3, fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int n = root_flag ? 3 : 1, fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 
 	for (size_t i = 0; args && args[i] && n < 62; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
 	snprintf(notify, sizeof notify, "NOTIFY_SOCKET=%s", d->notify_path);
 	putenv(notify);
-	for (size_t i = 0; env && env[i]; i++)
-		putenv((char *)(uintptr_t)env[i]);
+	for (size_t i = 0; env && env[i]; i++) {
+		char *e = env_entry(env[i]);
+
+		if (e)
+			putenv(e);
+	}
 	if (fd >= 0) {
 		dup2(fd, STDERR_FILENO);
 		dup2(fd, STDOUT_FILENO);
@@ -62,6 +80,25 @@ static void exec_daemon(const struct tu_daemon *d, const char *const *args, cons
 	_exit(127);
 }
 
+/* Append one notification to d->notes (under d->lock); when full, the
+ * oldest half (whole lines) is forgotten. */
+static void note(struct tu_daemon *d, const char *buf, size_t n)
+{
+	if (d->notes_len + n + 2 >= sizeof d->notes && d->notes_len > 0) {
+		const char *keep = strchr(d->notes + d->notes_len / 2, '\n');
+		size_t off = keep ? (size_t)(keep + 1 - d->notes) : d->notes_len;
+
+		memmove(d->notes, d->notes + off, d->notes_len - off + 1);
+		d->notes_len -= off;
+	}
+	if (d->notes_len + n + 2 < sizeof d->notes) {
+		memcpy(d->notes + d->notes_len, buf, n);
+		d->notes_len += n;
+		d->notes[d->notes_len++] = '\n';
+		d->notes[d->notes_len] = '\0';
+	}
+}
+
 /* Read what notifications arrived within timeout_ms into d->notes. */
 static void drain(struct tu_daemon *d, int timeout_ms)
 {
@@ -69,17 +106,65 @@ static void drain(struct tu_daemon *d, int timeout_ms)
 	char buf[4096];
 	ssize_t n;
 
-	if (poll(&pfd, 1, timeout_ms) <= 0)
+	if (d->notify_fd <= 0 || poll(&pfd, 1, timeout_ms) <= 0)
 		return;
 	while ((n = recv(d->notify_fd, buf, sizeof buf - 1, 0)) > 0) {
 		buf[n] = '\0';
-		if (d->notes_len + (size_t)n + 2 < sizeof d->notes) {
-			memcpy(d->notes + d->notes_len, buf, (size_t)n);
-			d->notes_len += (size_t)n;
-			d->notes[d->notes_len++] = '\n';
-			d->notes[d->notes_len] = '\0';
-		}
+		pthread_mutex_lock(&d->lock);
+		note(d, buf, (size_t)n);
+		pthread_mutex_unlock(&d->lock);
 	}
+}
+
+static void *reader_main(void *arg)
+{
+	struct tu_daemon *d = arg;
+
+	while (!__atomic_load_n(&d->stop_reading, __ATOMIC_ACQUIRE))
+		drain(d, 20);
+	drain(d, 0);
+	return NULL;
+}
+
+static void reader_stop(struct tu_daemon *d)
+{
+	if (d->reading) {
+		__atomic_store_n(&d->stop_reading, 1, __ATOMIC_RELEASE);
+		pthread_join(d->reader, NULL);
+		d->reading = false;
+	}
+}
+
+static void notify_close(struct tu_daemon *d)
+{
+	reader_stop(d);
+	if (d->notify_fd > 0) {
+		close(d->notify_fd);
+		d->notify_fd = -1;
+		unlink(d->notify_path);
+	}
+}
+
+/* The first line of d->notes starting with prefix, copied into out. */
+static bool find_note(struct tu_daemon *d, const char *prefix, char *out, size_t len)
+{
+	bool found = false;
+	const char *line;
+
+	pthread_mutex_lock(&d->lock);
+	for (line = d->notes; line && *line && !found;) {
+		const char *nl = strchr(line, '\n');
+		size_t l = nl ? (size_t)(nl - line) : strlen(line);
+
+		if (!strncmp(line, prefix, strlen(prefix))) {
+			if (out)
+				snprintf(out, len, "%.*s", (int)l, line);
+			found = true;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return found;
 }
 
 bool tu_daemon_notified(struct tu_daemon *d, const char *prefix, char *out, size_t len,
@@ -88,31 +173,47 @@ bool tu_daemon_notified(struct tu_daemon *d, const char *prefix, char *out, size
 	int64_t end = tu_ms() + timeout_ms;
 
 	for (;;) {
-		const char *line = d->notes;
-
-		while (line && *line) {
-			const char *nl = strchr(line, '\n');
-			size_t l = nl ? (size_t)(nl - line) : strlen(line);
-
-			if (!strncmp(line, prefix, strlen(prefix))) {
-				if (out)
-					snprintf(out, len, "%.*s", (int)l, line);
-				return true;
-			}
-			line = nl ? nl + 1 : NULL;
-		}
+		if (find_note(d, prefix, out, len))
+			return true;
 		if (tu_ms() >= end)
 			return false;
-		drain(d, 50);
+		if (d->reading)
+			usleep(5000);
+		else
+			drain(d, 50);
 	}
 }
 
-int tu_daemon_start(struct tu_daemon *d, const char *root, const char *const *args,
-		    const char *const *env, int timeout_ms)
+int tu_daemon_notes_copy(struct tu_daemon *d, const char *prefix, char *out, size_t len)
 {
+	int n = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (out)
+		snprintf(out, len, "%s", d->notes);
+	for (const char *line = d->notes; line && *line;) {
+		const char *nl = strchr(line, '\n');
+
+		n += !prefix || !strncmp(line, prefix, strlen(prefix));
+		line = nl ? nl + 1 : NULL;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return n;
+}
+
+static int spawn(struct tu_daemon *d, const char *root, const char *log, bool root_flag,
+		 const char *const *args, const char *const *env)
+{
+	if (d->reading)
+		notify_close(d);
 	memset(d, 0, sizeof *d);
+	d->notify_fd = -1;
+	pthread_mutex_init(&d->lock, NULL);
 	snprintf(d->root, sizeof d->root, "%s", root);
-	snprintf(d->log, sizeof d->log, "%s.shmbusd.log", root);
+	if (log)
+		snprintf(d->log, sizeof d->log, "%s", log);
+	else
+		snprintf(d->log, sizeof d->log, "%s.shmbusd.log", root);
 	if (notify_socket(d) < 0)
 		return -1;
 	fflush(NULL);
@@ -120,26 +221,107 @@ int tu_daemon_start(struct tu_daemon *d, const char *root, const char *const *ar
 	if (d->pid < 0)
 		return -1;
 	if (d->pid == 0)
-		exec_daemon(d, args, env);
-	if (tu_daemon_notified(d, "READY=1", NULL, 0, timeout_ms))
+		exec_daemon(d, root_flag, args, env);
+	d->reading = pthread_create(&d->reader, NULL, reader_main, d) == 0;
+	return 0;
+}
+
+int tu_daemon_spawn(struct tu_daemon *d, const char *root, const char *log,
+		    const char *const *args, const char *const *env)
+{
+	return spawn(d, root, log, true, args, env);
+}
+
+static int wait_ready(struct tu_daemon *d, int timeout_ms)
+{
+	int64_t end = tu_ms() + timeout_ms;
+
+	/* stop waiting as soon as it exits instead of becoming ready */
+	while (!tu_daemon_notified(d, "READY=1", NULL, 0, 100)) {
+		int status;
+
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			fprintf(stderr, "shmbusd exited before READY=1 (status 0x%x)\n", status);
+			d->pid = 0;
+			break;
+		}
+		if (tu_ms() >= end) {
+			fprintf(stderr, "shmbusd did not send READY=1 within %d ms\n", timeout_ms);
+			break;
+		}
+	}
+	if (d->pid > 0 && tu_daemon_notified(d, "READY=1", NULL, 0, 0))
 		return 0;
 	tu_daemon_dump(d);
 	tu_daemon_kill(d);
 	return -1;
 }
 
-int tu_daemon_stop(struct tu_daemon *d, int timeout_ms)
+int tu_daemon_start(struct tu_daemon *d, const char *root, const char *const *args,
+		    const char *const *env, int timeout_ms)
+{
+	if (tu_daemon_spawn(d, root, NULL, args, env) < 0)
+		return -1;
+	return wait_ready(d, timeout_ms);
+}
+
+int tu_daemon_start_config(struct tu_daemon *d, const char *root, const char *config,
+			   const char *const *env, int timeout_ms)
+{
+	const char *args[] = { "--config", config, NULL };
+
+	if (spawn(d, root, NULL, false, args, env) < 0)
+		return -1;
+	return wait_ready(d, timeout_ms);
+}
+
+int tu_daemon_wait(struct tu_daemon *d, int timeout_ms)
 {
 	int rc;
 
 	if (d->pid <= 0)
 		return -1;
-	kill(d->pid, SIGTERM);
 	rc = tu_wait(d->pid, timeout_ms);
 	d->pid = 0;
-	close(d->notify_fd);
-	unlink(d->notify_path);
+	notify_close(d);
 	return rc;
+}
+
+int tu_daemon_stop(struct tu_daemon *d, int timeout_ms)
+{
+	if (d->pid <= 0)
+		return -1;
+	kill(d->pid, SIGTERM);
+	return tu_daemon_wait(d, timeout_ms);
+}
+
+void tu_daemon_notes_clear(struct tu_daemon *d)
+{
+	if (!d->reading)
+		drain(d, 0);
+	pthread_mutex_lock(&d->lock);
+	d->notes_len = 0;
+	d->notes[0] = '\0';
+	pthread_mutex_unlock(&d->lock);
+}
+
+void tu_daemon_signal(struct tu_daemon *d, int sig)
+{
+	if (d->pid > 0)
+		kill(d->pid, sig);
+}
+
+int tu_daemon_log_count(const struct tu_daemon *d, const char *needle)
+{
+	FILE *f = fopen(d->log, "r");
+	char line[4096];
+	int n = 0;
+
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return n;
 }
 
 void tu_daemon_kill(struct tu_daemon *d)
@@ -149,11 +331,7 @@ void tu_daemon_kill(struct tu_daemon *d)
 		waitpid(d->pid, NULL, 0);
 		d->pid = 0;
 	}
-	if (d->notify_fd > 0) {
-		close(d->notify_fd);
-		d->notify_fd = -1;
-		unlink(d->notify_path);
-	}
+	notify_close(d);
 }
 
 bool tu_daemon_log_has(struct tu_daemon *d, const char *needle, int timeout_ms)
@@ -176,7 +354,7 @@ bool tu_daemon_log_has(struct tu_daemon *d, const char *needle, int timeout_ms)
 	return false;
 }
 
-void tu_daemon_dump(const struct tu_daemon *d)
+void tu_daemon_dump(struct tu_daemon *d)
 {
 	FILE *f = fopen(d->log, "r");
 	char line[4096];
@@ -186,5 +364,8 @@ void tu_daemon_dump(const struct tu_daemon *d)
 		fputs(line, stderr);
 	if (f)
 		fclose(f);
-	fprintf(stderr, "--- notifications ---\n%s---\n", d->notes);
+	pthread_mutex_lock(&d->lock);
+	fprintf(stderr, "--- notifications (the last 600 bytes) ---\n%s---\n",
+		d->notes + (d->notes_len > 600 ? d->notes_len - 600 : 0));
+	pthread_mutex_unlock(&d->lock);
 }

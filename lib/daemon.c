@@ -1,0 +1,495 @@
+/*
+ * daemon.c - the client side of shmbusd's control socket (docs/protocol.md).
+ *
+ * A bus finds its daemon in the daemon block of the bus file: a pid that
+ * is alive with the start time it recorded, a heartbeat younger than five
+ * seconds, and the path of its control socket.  It connects, checks that
+ * the peer is that daemon (its pid, and a uid of root, ours, or the
+ * root's owner, so a forged daemon block cannot send our requests
+ * elsewhere), says HELLO with the register flag, and keeps the
+ * connection for the life of the handle.  Requests of one handle go one at
+ * a time (link_lock): send, then wait for the RESULT with the same seq.
+ *
+ * A connection that breaks (the daemon died, or restarted) is dropped;
+ * the call then looks for a daemon once more, and without one returns
+ * DAEMON_NONE so the caller does the work itself (the embedded mode).  A
+ * daemon that is there but silent past the call's deadline gives
+ * -ETIMEDOUT instead: it may still be doing the work, and doing it here
+ * as well would race it.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../shm/clock.h"
+#include "../shm/ctlproto.h"
+#include "../shm/proc.h"
+
+#define HEARTBEAT_STALE_NS (5LL * 1000000000)
+#define HELLO_TIMEOUT_MS   2000
+#define STATUS_TIMEOUT_MS  5000
+#define ADMIN_TIMEOUT_MS   120000  /* creating many large partitions takes a while */
+
+#define CLIENT_VERSION \
+	((uint32_t)SHMBUS_VERSION_MAJOR << 16 | SHMBUS_VERSION_MINOR << 8 | SHMBUS_VERSION_PATCH)
+
+/* The daemon the bus file names. */
+struct served {
+	uint32_t pid;
+	char path[sizeof(((struct bus_header *)0)->control_socket)];
+};
+
+/* A request being built: its type and what goes in it. */
+typedef void (*build_fn)(struct ctl_out *o, const void *arg);
+
+int ctl_sockaddr(const char *path, struct sockaddr_un *sa, int *dirfd)
+{
+	const char *base = strrchr(path, '/');
+	char dir[PATH_MAX];
+	size_t len = strlen(path);
+
+	memset(sa, 0, sizeof *sa);
+	sa->sun_family = AF_UNIX;
+	*dirfd = -1;
+	if (len < sizeof sa->sun_path) {
+		memcpy(sa->sun_path, path, len + 1);
+		return 0;
+	}
+	if (!base || base == path || (size_t)(base - path) >= sizeof dir)
+		return -ENAMETOOLONG;
+	snprintf(dir, sizeof dir, "%.*s", (int)(base - path), path);
+	*dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (*dirfd < 0)
+		return -errno;
+	if ((size_t)snprintf(sa->sun_path, sizeof sa->sun_path, "/proc/self/fd/%d/%s", *dirfd,
+			     base + 1) >= sizeof sa->sun_path) {
+		close(*dirfd);
+		*dirfd = -1;
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+/* Does a daemon serve the root?  0, or -ENOENT with why it does not. */
+static int served_by(shmbus *bus, struct served *ret)
+{
+	struct bus_header *h = bus->dir.hdr;
+	/* pairs with the daemon's store_release of daemon_pid after the rest of the block */
+	uint32_t pid = load_acquire(&h->daemon_pid);
+	uint64_t start = load_relaxed(&h->daemon_start_time);
+	int64_t age = real_ns() - load_relaxed(&h->daemon_heartbeat_ns);
+
+	if (!pid || pid == (uint32_t)proc_self(NULL))
+		return lib_err(-ENOENT, "no daemon serves %s", bus->root);
+	if (!proc_alive((pid_t)pid, start))
+		return lib_err(-ENOENT, "no daemon serves %s (shmbusd pid %u, named in the bus "
+			       "file, is gone)", bus->root, pid);
+	if (age > HEARTBEAT_STALE_NS || age < -HEARTBEAT_STALE_NS)
+		return lib_err(-ENOENT, "no daemon serves %s (shmbusd pid %u has not beaten its "
+			       "heartbeat for %lld s: stopped or hung)", bus->root, pid,
+			       (long long)(age / 1000000000));
+	/* the daemon writes the path before its pid; copy, then check it */
+	memcpy(ret->path, (const char *)h->control_socket, sizeof ret->path);
+	ret->path[sizeof ret->path - 1] = '\0';
+	if (ret->path[0] != '/')
+		return lib_err(-ENOENT, "no daemon serves %s (shmbusd pid %u has no control "
+			       "socket yet)", bus->root, pid);
+	ret->pid = pid;
+	return 0;
+}
+
+/* The peer must be the daemon the bus file names, run by root, by us, or
+ * by the owner of the root. */
+static bool peer_trusted(shmbus *bus, const struct served *s, const struct ucred *cr)
+{
+	struct stat st;
+
+	if ((uint32_t)cr->pid != s->pid)
+		return false;
+	if (cr->uid == 0 || cr->uid == geteuid())
+		return true;
+	return fstat(bus->rootfd, &st) == 0 && st.st_uid == cr->uid;
+}
+
+static int link_drop(shmbus *bus)
+{
+	if (bus->linkfd >= 0)
+		close(bus->linkfd);
+	bus->linkfd = -1;
+	return DAEMON_NONE;
+}
+
+/* The connection broke: the daemon exited, or closed it on us. */
+static int link_lost(shmbus *bus)
+{
+	lib_err(-ENOENT, "no daemon serves %s (the connection to shmbusd pid %u broke)",
+		bus->root, bus->link_daemon);
+	return link_drop(bus);
+}
+
+/* A RESULT we cannot read: the daemon speaks something else. */
+static int bad_reply(shmbus *bus, const void *buf, size_t len)
+{
+	struct ctl_hdr h;
+	char why[300];
+
+	snprintf(why, sizeof why, "%s", shm_errmsg());
+	link_drop(bus);
+	if (ctl_peek(buf, len, &h) == 0 && h.version != CTL_VERSION)
+		return lib_err(-EPROTO, "shmbusd (pid %u) speaks control protocol version %u, this "
+			       "libshmbus version %u; use a libshmbus and shmbusd of one release, or "
+			       "open the bus with no_daemon", bus->link_daemon, h.version, CTL_VERSION);
+	return lib_err(-EPROTO, "shmbusd (pid %u) sent a reply this libshmbus cannot read: %s; "
+		       "use a libshmbus and shmbusd of one release", bus->link_daemon, why);
+}
+
+/* Wait for the RESULT of seq: 0, DAEMON_NONE (connection lost),
+ * -ETIMEDOUT, -EPROTO. */
+static int await(shmbus *bus, uint32_t seq, uint8_t *rbuf, struct ctl_msg *rep, int timeout_ms)
+{
+	int64_t end = mono_ns() + (int64_t)timeout_ms * 1000000;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = bus->linkfd, .events = POLLIN };
+		int64_t left = (end - mono_ns()) / 1000000;
+		ssize_t n;
+
+		if (left <= 0) {
+			link_drop(bus);
+			return lib_err(-ETIMEDOUT, "shmbusd (pid %u) did not answer within %d ms; it "
+				       "may be busy or hung (see its log)", bus->link_daemon, timeout_ms);
+		}
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+			return link_lost(bus);
+		n = recv(bus->linkfd, rbuf, CTL_MSG_MAX, MSG_TRUNC | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n <= 0)
+			return link_lost(bus);
+		if (n > (ssize_t)CTL_MSG_MAX)
+			return bad_reply(bus, rbuf, CTL_MSG_MAX);
+		if (ctl_decode(rbuf, (size_t)n, rep) < 0 || ctl_check(rep) < 0 ||
+		    rep->hdr.type != CTL_RESULT)
+			return bad_reply(bus, rbuf, (size_t)n);
+		if (rep->hdr.seq == seq)
+			return 0;
+		/* a late answer to a request that timed out: not ours */
+	}
+}
+
+/* Send what o holds and wait for its answer. */
+static int call(shmbus *bus, struct ctl_out *o, uint32_t seq, uint8_t *rbuf,
+		struct ctl_msg *rep, int timeout_ms)
+{
+	int len = ctl_finish(o);
+
+	if (len < 0)
+		return len;
+	if (send(bus->linkfd, o->buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT) != len)
+		return link_lost(bus);
+	return await(bus, seq, rbuf, rep, timeout_ms);
+}
+
+/* The daemon's answer as our return: 0, or its -errno and message. */
+static int answer(shmbus *bus, const struct ctl_msg *rep)
+{
+	int64_t st = ctl_signed(rep, CTL_A_STATUS);
+
+	if (st == 0)
+		return 0;
+	if (st > 0 || st < -4095)
+		return lib_err(-EPROTO, "shmbusd (pid %u) answered with status %lld, not an "
+			       "error number", bus->link_daemon, (long long)st);
+	if (rep->has[CTL_A_MESSAGE] && rep->str[CTL_A_MESSAGE][0])
+		return lib_err((int)st, "%s", rep->str[CTL_A_MESSAGE]);
+	return lib_err((int)st, "shmbusd (pid %u) refused: %s", bus->link_daemon,
+		       shmbus_strerror((int)st));
+}
+
+static int hello(shmbus *bus, uint8_t *rbuf)
+{
+	uint8_t sbuf[256];
+	struct ctl_msg rep;
+	struct ctl_out o;
+	uint32_t seq = ++bus->link_seq;
+	int rc;
+
+	ctl_init(&o, sbuf, sizeof sbuf, CTL_HELLO, seq);
+	ctl_put_u32(&o, CTL_A_CLIENT_VERSION, CLIENT_VERSION);
+	ctl_put_u32(&o, CTL_A_PID, (uint32_t)proc_self(NULL));
+	ctl_put_u32(&o, CTL_A_FLAGS, CTL_HELLO_REGISTER);
+	rc = call(bus, &o, seq, rbuf, &rep, HELLO_TIMEOUT_MS);
+	if (rc == 0)
+		rc = answer(bus, &rep);
+	return rc;
+}
+
+/* Connect to the daemon serving the root and say HELLO: 0, or
+ * DAEMON_NONE (with a message saying why). */
+static int link_up(shmbus *bus, uint8_t *rbuf)
+{
+	struct sockaddr_un sa;
+	struct ucred cr = { 0 };
+	socklen_t crlen = sizeof cr;
+	struct served s;
+	int dirfd, fd, rc;
+
+	if (bus->no_daemon || served_by(bus, &s) < 0)
+		return DAEMON_NONE;
+	rc = ctl_sockaddr(s.path, &sa, &dirfd);
+	fd = rc ? -1 : socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+		rc = lib_err(-errno, "no daemon serves %s (shmbusd pid %u: cannot connect to %s: "
+			     "%s)", bus->root, s.pid, s.path, strerror(errno));
+	else if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0)
+		rc = -errno;
+	else if (fd >= 0 && !peer_trusted(bus, &s, &cr))
+		rc = lib_err(-EPERM, "no daemon serves %s (%s is served by pid %d uid %u, not by "
+			     "shmbusd pid %u)", bus->root, s.path, (int)cr.pid, (unsigned)cr.uid, s.pid);
+	if (dirfd >= 0)
+		close(dirfd);
+	if (rc || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		return DAEMON_NONE;
+	}
+	bus->linkfd = fd;
+	bus->link_pid = proc_self(NULL);
+	bus->link_daemon = s.pid;
+	rc = hello(bus, rbuf);
+	if (rc) {
+		link_drop(bus);
+		return DAEMON_NONE;
+	}
+	return 0;
+}
+
+/*
+ * One request: connect if not connected, send, wait.  A broken old
+ * connection is replaced once (the daemon may have restarted); a fresh
+ * one that breaks means no daemon.  Called with link_lock held.
+ */
+static int request(shmbus *bus, uint16_t type, build_fn build, const void *arg,
+		   uint8_t *rbuf, struct ctl_msg *rep, int timeout_ms)
+{
+	uint8_t sbuf[1024];
+	struct ctl_out o;
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		bool fresh = false;
+		uint32_t seq;
+		int rc;
+
+		if (bus->linkfd >= 0 && bus->link_pid != proc_self(NULL)) {
+			close(bus->linkfd); /* our parent's, inherited through fork() */
+			bus->linkfd = -1;
+		}
+		if (bus->linkfd < 0) {
+			rc = link_up(bus, rbuf);
+			if (rc)
+				return rc;
+			fresh = true;
+		}
+		seq = ++bus->link_seq;
+		ctl_init(&o, sbuf, sizeof sbuf, type, seq);
+		if (build)
+			build(&o, arg);
+		rc = call(bus, &o, seq, rbuf, rep, timeout_ms);
+		if (rc != DAEMON_NONE || fresh)
+			return rc;
+	}
+	return DAEMON_NONE;
+}
+
+void daemon_link_open(shmbus *bus)
+{
+	uint8_t *rbuf;
+
+	if (bus->no_daemon || !(rbuf = malloc(CTL_MSG_MAX)))
+		return;
+	pthread_mutex_lock(&bus->link_lock);
+	link_up(bus, rbuf);
+	pthread_mutex_unlock(&bus->link_lock);
+	free(rbuf);
+	shm_err_clear(); /* opening succeeded, with or without a daemon */
+}
+
+void daemon_link_close(shmbus *bus)
+{
+	if (bus->linkfd >= 0)
+		close(bus->linkfd);
+	bus->linkfd = -1;
+}
+
+/* Run a request and turn the answer into a return value; rep may be NULL. */
+static int run(shmbus *bus, uint16_t type, build_fn build, const void *arg, int timeout_ms,
+	       void (*read_reply)(const struct ctl_msg *rep, void *out), void *out)
+{
+	uint8_t *rbuf = malloc(CTL_MSG_MAX);
+	struct ctl_msg rep;
+	int rc;
+
+	if (!rbuf)
+		return lib_err(-ENOMEM, "out of memory");
+	pthread_mutex_lock(&bus->link_lock);
+	rc = request(bus, type, build, arg, rbuf, &rep, timeout_ms);
+	if (rc == 0) {
+		rc = answer(bus, &rep);
+		if (rc == 0 && read_reply)
+			read_reply(&rep, out);
+	}
+	pthread_mutex_unlock(&bus->link_lock);
+	free(rbuf);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Topics                                                              */
+
+struct create_args {
+	const char *name;
+	const struct shmbus_topic_opts *o;
+};
+
+static void build_create(struct ctl_out *out, const void *arg)
+{
+	const struct create_args *a = arg;
+	const struct shmbus_topic_opts *o = a->o;
+
+	ctl_put_str(out, CTL_A_NAME, a->name);
+	if (o->partitions)
+		ctl_put_u32(out, CTL_A_PARTITIONS, o->partitions);
+	if (o->capacity)
+		ctl_put_u64(out, CTL_A_CAPACITY, o->capacity);
+	if (o->index_capacity)
+		ctl_put_u64(out, CTL_A_INDEX_CAPACITY, o->index_capacity);
+	ctl_put_u32(out, CTL_A_POLICY, (uint32_t)o->policy);
+	if (o->numa_bind)
+		ctl_put_i32(out, CTL_A_NUMA_NODE, o->numa_node);
+	if (o->retention_ms)
+		ctl_put_i64(out, CTL_A_RETENTION_MS, o->retention_ms);
+	if (o->mode)
+		ctl_put_u32(out, CTL_A_MODE, o->mode);
+}
+
+int daemon_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *o)
+{
+	struct create_args a = { .name = name, .o = o };
+
+	if (bus->no_daemon)
+		return DAEMON_NONE;
+	return run(bus, CTL_TOPIC_CREATE, build_create, &a, ADMIN_TIMEOUT_MS, NULL, NULL);
+}
+
+static void build_name(struct ctl_out *out, const void *arg)
+{
+	ctl_put_str(out, CTL_A_NAME, arg);
+}
+
+int daemon_topic_delete(shmbus *bus, const char *name)
+{
+	if (bus->no_daemon)
+		return DAEMON_NONE;
+	return run(bus, CTL_TOPIC_DELETE, build_name, name, ADMIN_TIMEOUT_MS, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Status                                                              */
+
+static void copy_str(char *dst, size_t len, const struct ctl_msg *rep, enum ctl_attr a)
+{
+	snprintf(dst, len, "%s", rep->has[a] ? rep->str[a] : "");
+}
+
+static void read_status(const struct ctl_msg *rep, void *out)
+{
+	struct shmbus_daemon_status *s = out;
+	const uint64_t *n = rep->num;
+
+	copy_str(s->version, sizeof s->version, rep, CTL_A_VERSION);
+	copy_str(s->root, sizeof s->root, rep, CTL_A_ROOT);
+	copy_str(s->control_socket, sizeof s->control_socket, rep, CTL_A_CONTROL_SOCKET);
+	copy_str(s->metrics, sizeof s->metrics, rep, CTL_A_METRICS);
+	copy_str(s->admin_group, sizeof s->admin_group, rep, CTL_A_ADMIN_GROUP);
+	s->pid = (int32_t)n[CTL_A_DAEMON_PID];
+	s->uid = (uint32_t)n[CTL_A_DAEMON_UID];
+	s->protocol = (uint32_t)n[CTL_A_PROTOCOL];
+	s->started_ns = (int64_t)n[CTL_A_STARTED_NS];
+	s->uptime_ms = n[CTL_A_UPTIME_MS];
+	s->heartbeat_ns = (int64_t)n[CTL_A_HEARTBEAT_NS];
+	s->unblock_timeout_ms = (int64_t)n[CTL_A_UNBLOCK_TIMEOUT_MS];
+	s->tick_ms = (int64_t)n[CTL_A_TICK_MS];
+	s->on_tmpfs = n[CTL_A_ON_TMPFS] != 0;
+	s->topics = n[CTL_A_TOPICS];
+	s->partitions = n[CTL_A_PARTITION_COUNT];
+	s->clients = n[CTL_A_CLIENTS];
+	s->ticks = n[CTL_A_TICKS];
+	s->unblocked = n[CTL_A_UNBLOCKED];
+	s->unblocked_offsets = n[CTL_A_UNBLOCKED_OFFSETS];
+	s->clients_gone = n[CTL_A_CLIENTS_GONE];
+	s->retention_moves = n[CTL_A_RETENTION_MOVES];
+	s->retired = n[CTL_A_RETIRED];
+	s->flushes = n[CTL_A_FLUSHES];
+	s->flush_errors = n[CTL_A_FLUSH_ERRORS];
+	s->control_requests = n[CTL_A_CONTROL_REQUESTS];
+	s->control_errors = n[CTL_A_CONTROL_ERRORS];
+	s->topics_created = n[CTL_A_TOPICS_CREATED];
+	s->topics_deleted = n[CTL_A_TOPICS_DELETED];
+	s->recovery.partitions = n[CTL_A_RECOVERY_PARTITIONS];
+	s->recovery.recovered = n[CTL_A_RECOVERY_RECOVERED];
+	s->recovery.in_use = n[CTL_A_RECOVERY_IN_USE];
+	s->recovery.failed = n[CTL_A_RECOVERY_FAILED];
+	s->recovery.frames = n[CTL_A_RECOVERY_FRAMES];
+	s->recovery.aborted = n[CTL_A_RECOVERY_ABORTED];
+	s->recovery.cut = n[CTL_A_RECOVERY_CUT];
+	s->recovery.cut_bytes = n[CTL_A_RECOVERY_CUT_BYTES];
+	s->recovery.rebuilt = n[CTL_A_RECOVERY_REBUILT];
+}
+
+/* -ENOENT for a status without a daemon, with why there is none. */
+static int no_daemon(shmbus *bus)
+{
+	char why[400];
+
+	if (bus->no_daemon)
+		return lib_err(-ENOENT, "this bus handle was opened with no_daemon; open one "
+			       "without it to ask shmbusd serving %s", bus->root);
+	snprintf(why, sizeof why, "%s", shmbus_errmsg());
+	if (!strncmp(why, "no daemon serves", 16))
+		return lib_err(-ENOENT, "%s; start one with shmbusd --root %s", why, bus->root);
+	return lib_err(-ENOENT, "no daemon this libshmbus can use serves %s (%s); start one "
+		       "with shmbusd --root %s", bus->root, why[0] ? why : "none found", bus->root);
+}
+
+SHMBUS_API int shmbus_daemon_status(shmbus *bus, struct shmbus_daemon_status *ret)
+{
+	struct shmbus_daemon_status *s;
+	size_t n;
+	int rc;
+
+	if (!ret || ret->sz == 0)
+		return lib_err(-EINVAL, "shmbus_daemon_status: set ret->sz (declare the struct with "
+			       "SHMBUS_OPTS)");
+	s = calloc(1, sizeof *s);
+	if (!s)
+		return lib_err(-ENOMEM, "out of memory");
+	rc = bus->no_daemon ? DAEMON_NONE
+			    : run(bus, CTL_STATUS, NULL, NULL, STATUS_TIMEOUT_MS, read_status, s);
+	if (rc == DAEMON_NONE)
+		rc = no_daemon(bus);
+	if (rc == 0) {
+		n = ret->sz < sizeof *s ? ret->sz : sizeof *s;
+		s->sz = ret->sz;
+		memcpy(ret, s, n);
+	}
+	free(s);
+	return rc;
+}

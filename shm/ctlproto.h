@@ -1,0 +1,175 @@
+/*
+ * ctlproto.h - the control socket's wire format (docs/protocol.md): a
+ * 16-byte header and TLV attributes, encoded and decoded here for both
+ * sides, shmbusd (daemon/control.c) and libshmbus (lib/daemon.c).
+ *
+ * A pure codec: no sockets, no policy.  Every length in a message is
+ * untrusted and checked before use; a decoded message never points
+ * outside the buffer it was decoded from.  Attributes of types this side
+ * does not know are skipped, which is what lets the protocol grow.
+ */
+#ifndef SHMBUS_SHM_CTLPROTO_H
+#define SHMBUS_SHM_CTLPROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CTL_MAGIC     0x4c544353u /* "SCTL" in the first four bytes */
+#define CTL_VERSION   1u
+#define CTL_HDR_SIZE  16u
+#define CTL_ATTR_HDR  4u
+#define CTL_MSG_MAX   65536u      /* the largest message, header included */
+
+/* Message types (protocol.md §3). */
+enum ctl_type {
+	CTL_HELLO = 1,
+	CTL_TOPIC_CREATE = 2,
+	CTL_TOPIC_DELETE = 3,
+	CTL_STATUS = 4,
+	CTL_RESULT = 128,         /* the one reply type */
+};
+
+/* HELLO's FLAGS */
+#define CTL_HELLO_REGISTER 0x1u   /* watch my pid (taken from SO_PEERCRED) */
+
+/* Attribute types (protocol.md §4).  Numbers are never reused. */
+enum ctl_attr {
+	CTL_A_STATUS = 1,                /* i32: 0 or -errno */
+	CTL_A_MESSAGE = 2,               /* str */
+	CTL_A_REQUEST = 3,               /* u32: the type of the request answered */
+	CTL_A_CLIENT_VERSION = 4,        /* u32: major << 16 | minor << 8 | patch */
+	CTL_A_PID = 5,                   /* u32: informational, never trusted */
+	CTL_A_FLAGS = 6,                 /* u32 */
+	CTL_A_NAME = 7,                  /* str: a topic */
+	CTL_A_PARTITIONS = 8,            /* u32 */
+	CTL_A_CAPACITY = 9,              /* u64 */
+	CTL_A_INDEX_CAPACITY = 10,       /* u64 */
+	CTL_A_POLICY = 11,               /* u32 */
+	CTL_A_NUMA_NODE = 12,            /* i32 */
+	CTL_A_RETENTION_MS = 13,         /* i64 */
+	CTL_A_MODE = 14,                 /* u32 */
+	CTL_A_PROTOCOL = 15,             /* u32: the daemon's protocol version */
+	CTL_A_VERSION = 16,              /* str: the daemon's version */
+	CTL_A_REGISTERED = 17,           /* u32: 1 if the peer's pid is watched */
+	CTL_A_DAEMON_PID = 18,           /* u32 */
+	CTL_A_DAEMON_UID = 19,           /* u32 */
+	CTL_A_ROOT = 20,                 /* str */
+	CTL_A_CONTROL_SOCKET = 21,       /* str */
+	CTL_A_METRICS = 22,              /* str */
+	CTL_A_ADMIN_GROUP = 23,          /* str */
+	CTL_A_STARTED_NS = 24,           /* i64 */
+	CTL_A_UPTIME_MS = 25,            /* u64 */
+	CTL_A_HEARTBEAT_NS = 26,         /* i64 */
+	CTL_A_UNBLOCK_TIMEOUT_MS = 27,   /* i64 */
+	CTL_A_TICK_MS = 28,              /* i64 */
+	CTL_A_ON_TMPFS = 29,             /* u32 */
+	CTL_A_TOPICS = 30,               /* u64 */
+	CTL_A_PARTITION_COUNT = 31,      /* u64 */
+	CTL_A_CLIENTS = 32,              /* u64 */
+	CTL_A_TICKS = 33,                /* u64 */
+	CTL_A_UNBLOCKED = 34,            /* u64 */
+	CTL_A_UNBLOCKED_OFFSETS = 35,    /* u64 */
+	CTL_A_CLIENTS_GONE = 36,         /* u64 */
+	CTL_A_RETENTION_MOVES = 37,      /* u64 */
+	CTL_A_RETIRED = 38,              /* u64 */
+	CTL_A_FLUSHES = 39,              /* u64 */
+	CTL_A_FLUSH_ERRORS = 40,         /* u64 */
+	CTL_A_CONTROL_REQUESTS = 41,     /* u64 */
+	CTL_A_CONTROL_ERRORS = 42,       /* u64 */
+	CTL_A_TOPICS_CREATED = 43,       /* u64 */
+	CTL_A_TOPICS_DELETED = 44,       /* u64 */
+	CTL_A_RECOVERY_PARTITIONS = 45,  /* u64 */
+	CTL_A_RECOVERY_RECOVERED = 46,   /* u64 */
+	CTL_A_RECOVERY_IN_USE = 47,      /* u64 */
+	CTL_A_RECOVERY_FAILED = 48,      /* u64 */
+	CTL_A_RECOVERY_FRAMES = 49,      /* u64 */
+	CTL_A_RECOVERY_ABORTED = 50,     /* u64 */
+	CTL_A_RECOVERY_CUT = 51,         /* u64 */
+	CTL_A_RECOVERY_CUT_BYTES = 52,   /* u64 */
+	CTL_A_RECOVERY_REBUILT = 53,     /* u64 */
+	CTL_A_COUNT                   /* one past the last known type */
+};
+_Static_assert(CTL_A_COUNT == 54, "attribute numbers are an ABI: append, never renumber");
+
+/* What an attribute's value is. */
+enum ctl_kind {
+	CTL_K_UNKNOWN = 0,
+	CTL_K_U32,                    /* 4 bytes */
+	CTL_K_I32,                    /* 4 bytes, two's complement */
+	CTL_K_U64,                    /* 8 bytes */
+	CTL_K_I64,                    /* 8 bytes, two's complement */
+	CTL_K_STR,                    /* bytes ending in their only NUL */
+};
+
+/* The fixed header, decoded (little-endian on the wire). */
+struct ctl_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t length;              /* of the whole message */
+	uint32_t seq;                 /* chosen by the requester, echoed by RESULT */
+};
+
+/* A decoded message.  Strings point into the decoded buffer. */
+struct ctl_msg {
+	struct ctl_hdr hdr;
+	uint32_t unknown;             /* attributes of unknown types, skipped */
+	bool has[CTL_A_COUNT];
+	uint64_t num[CTL_A_COUNT];    /* integers; signed ones sign-extended */
+	const char *str[CTL_A_COUNT];
+};
+
+/* An encoder writing into a caller's buffer. */
+struct ctl_out {
+	uint8_t *buf;
+	size_t cap, len;
+	bool overflow;                /* an attribute did not fit: ctl_finish fails */
+};
+
+const char *ctl_type_name(uint16_t type);     /* "HELLO", or "" if unknown */
+const char *ctl_attr_name(uint16_t attr);     /* "NAME", or "" if unknown */
+enum ctl_kind ctl_attr_kind(uint16_t attr);
+
+/*
+ * The header of a message of len bytes, if it has one: 0 when len >= 16
+ * and the magic matches (the other fields are not checked), else
+ * -EBADMSG.  Lets a receiver answer a message it cannot decode with the
+ * sequence number the sender chose.
+ */
+int ctl_peek(const void *buf, size_t len, struct ctl_hdr *ret);
+
+/*
+ * Decode a whole message of len bytes: header (magic, length equal to
+ * len and at most CTL_MSG_MAX, version CTL_VERSION) and every attribute
+ * (in bounds, of its type's size, strings NUL-terminated, no known type
+ * twice).  -EBADMSG, -EMSGSIZE or -EPROTO with a message (shm_errmsg)
+ * naming the byte and the attribute.  The type is not checked.
+ */
+int ctl_decode(const void *buf, size_t len, struct ctl_msg *ret);
+
+/* The attributes a known type requires: 0, or -EINVAL naming the missing one. */
+int ctl_check(const struct ctl_msg *m);
+
+static inline int64_t ctl_signed(const struct ctl_msg *m, enum ctl_attr a)
+{
+	return (int64_t)m->num[a];
+}
+
+/* Encode: start a message, add attributes, finish (returns its length or
+ * -EMSGSIZE).  Strings longer than the message can hold set overflow. */
+void ctl_init(struct ctl_out *o, void *buf, size_t cap, uint16_t type, uint32_t seq);
+void ctl_put_u32(struct ctl_out *o, enum ctl_attr a, uint32_t v);
+void ctl_put_i32(struct ctl_out *o, enum ctl_attr a, int32_t v);
+void ctl_put_u64(struct ctl_out *o, enum ctl_attr a, uint64_t v);
+void ctl_put_i64(struct ctl_out *o, enum ctl_attr a, int64_t v);
+void ctl_put_str(struct ctl_out *o, enum ctl_attr a, const char *s);
+/* Any known attribute from a number, by its kind (not strings). */
+void ctl_put_num(struct ctl_out *o, enum ctl_attr a, uint64_t v);
+int ctl_finish(struct ctl_out *o);
+
+/* Encode every attribute a decoded message has, in type order, with its
+ * header's type and seq: the length, or -EMSGSIZE. */
+int ctl_encode(const struct ctl_msg *m, void *buf, size_t cap);
+
+#endif

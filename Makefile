@@ -15,6 +15,11 @@ VERSION   := 1.0.0
 SOVERSION := 1
 PREFIX    ?= /usr/local
 DESTDIR   ?=
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+DOCDIR    ?= $(PREFIX)/share/doc/shmbus
 BUILD     ?= build
 CC        ?= gcc
 SAN       ?=
@@ -26,7 +31,7 @@ DAEMON_PKGS := inih libmicrohttpd libsystemd
 TEST_PKGS := cmocka rdkafka
 # Debian packages that provide them (and the tools the tests use)
 APT_PKGS  := pkg-config liburcu-dev libnuma-dev libisal-dev libinih-dev libmicrohttpd-dev \
-	libsystemd-dev libcmocka-dev librdkafka-dev clang util-linux
+	libsystemd-dev libcmocka-dev librdkafka-dev clang util-linux strace
 
 ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)
@@ -214,10 +219,26 @@ install: all
 	install -m 0755 $(DAEMON) $(DESTDIR)$(PREFIX)/sbin/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
 		-e 's|@REQUIRES@|$(PKGS)|g' lib/shmbus.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/shmbus $(DESTDIR)$(DOCDIR)
+	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		-e 's|@DOCDIR@|$(DOCDIR)|g' systemd/shmbusd.service.in \
+		> $(DESTDIR)$(SYSTEMDUNITDIR)/shmbusd.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/shmbusd.service
+	install -m 0644 systemd/shmbus.conf $(DESTDIR)$(TMPFILESDIR)/shmbus.conf
+	install -m 0644 systemd/shmbus-sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/shmbus.conf
+	install -m 0644 systemd/shmbusd.conf.example $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf.example
+	test -e $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf || install -m 0644 \
+		systemd/shmbusd.conf.example $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf
+	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libshmbus.* $(DESTDIR)$(PREFIX)/include/shmbus.h \
-		$(DESTDIR)$(PREFIX)/bin/shmbus $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc
+		$(DESTDIR)$(PREFIX)/bin/shmbus $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc \
+		$(DESTDIR)$(PREFIX)/sbin/shmbusd $(DESTDIR)$(SYSTEMDUNITDIR)/shmbusd.service \
+		$(DESTDIR)$(TMPFILESDIR)/shmbus.conf $(DESTDIR)$(SYSUSERSDIR)/shmbus.conf \
+		$(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf.example
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf build

@@ -23,7 +23,10 @@
 
 struct parse {
 	struct config *c;
-	char why[384];               /* the handler's complaint, for the line */
+	FILE *f;
+	int line;                    /* lines read so far (inih counts the same way) */
+	int why_line;                /* the line of the first complaint */
+	char why[384];               /* the handler's first complaint */
 };
 
 void config_defaults(struct config *c)
@@ -48,6 +51,9 @@ static int complain(struct parse *ps, const char *key, const char *fmt, const ch
 {
 	char what[256];
 
+	if (ps->why[0])
+		return 0;   /* inih goes on after an error and reports the first line */
+	ps->why_line = ps->line;
 	snprintf(what, sizeof what, fmt, value);
 	snprintf(ps->why, sizeof ps->why, "%s: %s", key, what);
 	return 0;
@@ -104,8 +110,14 @@ static int daemon_key(struct parse *ps, const char *k, const char *v)
 	else if (!strcmp(k, "control_socket"))
 		snprintf(c->control_socket, sizeof c->control_socket, "%s", v);
 	else if (!strcmp(k, "admin_group")) {
-		struct group *g = getgrnam(v);
+		struct group *g = *v ? getgrnam(v) : NULL;
 
+		if (!*v) {          /* empty: no admin group (the default) */
+			c->admin_group[0] = '\0';
+			c->admin_gid = 0;
+			c->has_admin_gid = false;
+			return 1;
+		}
 		if (!g)
 			return complain(ps, k, "no group named \"%s\"; create it or fix the name", v);
 		snprintf(c->admin_group, sizeof c->admin_group, "%s", v);
@@ -248,23 +260,35 @@ static int handler(void *user, const char *section, const char *name, const char
 			"[topic NAME]", "");
 }
 
+/* fgets for inih, counting lines so a complaint knows its own */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct parse *ps = stream;
+	char *r = fgets(str, num, ps->f);
+
+	if (r)
+		ps->line++;
+	return r;
+}
+
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
 	struct parse ps = { .c = c };
-	FILE *f = fopen(path, "r");
 	int line;
 
-	if (!f) {
+	ps.f = fopen(path, "r");
+	if (!ps.f) {
 		int e = errno;
 
 		snprintf(err, errlen, "%s: cannot read the configuration: %s", path, strerror(e));
 		return -e;
 	}
-	line = ini_parse_file(f, handler, &ps);
-	fclose(f);
+	line = ini_parse_stream(read_line, &ps, handler, &ps);
+	fclose(ps.f);
 	if (line > 0) {
 		snprintf(err, errlen, "%s:%d: %s", path, line,
-			 ps.why[0] ? ps.why : "not a line of an INI file (KEY = VALUE, or [SECTION])");
+			 ps.why[0] && ps.why_line == line ? ps.why
+			 : "not a line of an INI file (KEY = VALUE, or [SECTION])");
 		return -EINVAL;
 	}
 	if (line < 0) {

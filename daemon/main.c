@@ -94,37 +94,59 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return 0;
 }
 
+/* The command line, kept for reloads: flags override the file then too. */
+static struct args cmdline;
+
+/* The flags over the file's values, then the defaults that depend on
+ * others (root, control socket); 0, or -1 with err written. */
+static int apply_flags(struct config *c, const struct args *a, char *err, size_t len)
+{
+	if (a->root)
+		snprintf(c->root, sizeof c->root, "%s", a->root);
+	if (a->metrics)
+		snprintf(c->metrics, sizeof c->metrics, "%s", a->metrics);
+	if (a->log_level) {
+		int lvl = log_level_parse(a->log_level);
+
+		if (lvl < 0) {
+			snprintf(err, len, "--log-level: \"%s\" is not a level; use error, warning, "
+				 "notice, info or debug", a->log_level);
+			return -1;
+		}
+		c->log_level = lvl;
+	}
+	if (!c->root[0] && shmbus_default_root(c->root, sizeof c->root) < 0) {
+		snprintf(err, len, "the default root path is too long; pass --root");
+		return -1;
+	}
+	if (!c->control_socket[0] &&
+	    (size_t)snprintf(c->control_socket, sizeof c->control_socket, "%.*s/control",
+			     (int)(sizeof c->control_socket - 9), c->root) >= sizeof c->control_socket) {
+		snprintf(err, len, "the root path is too long for a control socket; set control_socket");
+		return -1;
+	}
+	return 0;
+}
+
 /* Defaults, then the file, then the flags; 0 or the exit status. */
 static int configure(struct daemon *d, const struct args *a)
 {
 	char err[512];
 
+	cmdline = *a;
 	config_defaults(&d->cfg);
 	if (a->config && config_load(&d->cfg, a->config, err, sizeof err) < 0) {
 		fprintf(stderr, "shmbusd: %s\n", err);
 		return 2;
 	}
 	d->config_path = a->config;
-	if (a->root)
-		snprintf(d->cfg.root, sizeof d->cfg.root, "%s", a->root);
-	if (a->metrics)
-		snprintf(d->cfg.metrics, sizeof d->cfg.metrics, "%s", a->metrics);
-	if (a->log_level) {
-		int lvl = log_level_parse(a->log_level);
-
-		if (lvl < 0) {
-			fprintf(stderr, "shmbusd: --log-level: \"%s\" is not a level; use error, "
-				"warning, notice, info or debug\n", a->log_level);
-			return 2;
-		}
-		d->cfg.log_level = lvl;
-	}
-	if (!d->cfg.root[0] && shmbus_default_root(d->cfg.root, sizeof d->cfg.root) < 0) {
-		fprintf(stderr, "shmbusd: the default root path is too long; pass --root\n");
+	if (apply_flags(&d->cfg, a, err, sizeof err) < 0) {
+		fprintf(stderr, "shmbusd: %s\n", err);
 		return 2;
 	}
 	if (config_check(&d->cfg, err, sizeof err) < 0) {
-		fprintf(stderr, "shmbusd: %s%s\n", a->config ? a->config : "", err);
+		fprintf(stderr, "shmbusd: %s%s%s\n", a->config ? a->config : "", a->config ? ": " : "",
+			err);
 		return 2;
 	}
 	return 0;
@@ -271,9 +293,8 @@ void daemon_reload(struct daemon *d)
 		return;
 	}
 	config_defaults(&next);
-	snprintf(next.root, sizeof next.root, "%s", d->cfg.root);
-	snprintf(next.metrics, sizeof next.metrics, "%s", d->cfg.metrics);
 	if (config_load(&next, d->config_path, err, sizeof err) < 0 ||
+	    apply_flags(&next, &cmdline, err, sizeof err) < 0 ||
 	    config_check(&next, err, sizeof err) < 0) {
 		log_err("SIGHUP: %s; the running configuration is kept", err);
 		config_free(&next);
@@ -388,12 +409,6 @@ int main(int argc, char **argv)
 			log_err("%s", shmbus_errmsg());
 			return 1;
 		}
-	}
-	if (!d.cfg.control_socket[0] &&
-	    (size_t)snprintf(d.cfg.control_socket, sizeof d.cfg.control_socket, "%.*s/control",
-			     (int)(sizeof d.cfg.control_socket - 9), d.cfg.root) >= sizeof d.cfg.control_socket) {
-		log_err("the root path is too long for a control socket; set control_socket");
-		return 1;
 	}
 	d.st.started_ns = real_ns();
 	rc = serve(&d);

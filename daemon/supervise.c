@@ -363,11 +363,31 @@ static int sync_range(void *base, uint64_t from, uint64_t len)
 	return msync((void *)page, len + (a - page), MS_SYNC);
 }
 
-/* Disk roots: write what was appended since the last flush. */
+/* The position of the oldest claim still being written (a busy writer
+ * slot's announcement, format.md §4 step 3), or tail if none is. */
+static uint64_t oldest_open_claim(struct part *p, uint64_t tail)
+{
+	uint64_t mask = load_acquire(&p->hdr->writer_mask), low = tail;
+
+	while (mask) {
+		struct part_writer_slot *s = &p->hdr->writers[__builtin_ctzll(mask)];
+		uint64_t pos = load_relaxed(&s->pos);
+
+		mask &= mask - 1;
+		if ((load_acquire(&s->flags) & WRITER_BUSY) && pos < low)
+			low = pos;
+	}
+	return low;
+}
+
+/* Disk roots: write what was appended since the last flush.  Bytes of
+ * claims still open are written again by the next flush: they change
+ * after this one (their commit word, their payload). */
 static void flush(struct daemon *d, struct dpart *dp, int64_t now)
 {
 	struct part *p = &dp->m->part;
 	pair128 snap = load_pair(&p->hdr->claim);
+	uint64_t keep = oldest_open_claim(p, snap.lo);   /* before the msync */
 	bool by_time = d->cfg.flush_interval_ms &&
 		       now - dp->flushed_ns >= d->cfg.flush_interval_ms * 1000000;
 	bool by_count = d->cfg.flush_records && snap.hi - dp->flushed_next >= d->cfg.flush_records;
@@ -392,7 +412,7 @@ static void flush(struct daemon *d, struct dpart *dp, int64_t now)
 		return;
 	}
 	d->st.flushes++;
-	dp->flushed_tail = snap.lo;
+	dp->flushed_tail = keep;
 	dp->flushed_next = snap.hi;
 	dp->flushed_ns = now;
 }

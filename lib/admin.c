@@ -71,9 +71,10 @@ static int create_partitions(shmbus *bus, const struct bus_topic *t)
 	int dfd, rc = 0;
 
 	remove_topic_dir(bus, t->name); /* left by a crash during an earlier create */
-	if (mkdirat(bus->topicsfd, t->name, 0770) < 0)
-		return lib_err(-errno, "cannot create directory for topic \"%s\" in %s/topics: %s",
-			       t->name, bus->root, strerror(errno));
+	rc = make_shared_dir(bus->topicsfd, t->name);
+	if (rc < 0)
+		return lib_err(rc, "cannot create directory for topic \"%s\" in %s/topics: %s",
+			       t->name, bus->root, strerror(-rc));
 	dfd = openat(bus->topicsfd, t->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return lib_err(-errno, "cannot open directory of topic \"%s\": %s", t->name,

@@ -66,12 +66,27 @@ SHMBUS_API int shmbus_default_root(char *buf, size_t len)
 	return n;
 }
 
+int make_shared_dir(int parentfd, const char *name)
+{
+	struct stat st;
+	mode_t mode = 0770;
+
+	if (mkdirat(parentfd, name, mode) < 0)
+		return -errno;
+	/* group-shared whatever the creator's umask, and setgid like its
+	 * parent so files keep the root's group */
+	if (fstat(parentfd, &st) == 0 && (st.st_mode & S_ISGID))
+		mode |= S_ISGID;
+	(void)fchmodat(parentfd, name, mode, 0);
+	return 0;
+}
+
 static int open_subdir(int rootfd, const char *name, bool create, const char *root)
 {
-	int fd;
+	int fd, rc;
 
-	if (create && mkdirat(rootfd, name, 0770) < 0 && errno != EEXIST)
-		return lib_err(-errno, "cannot create %s/%s: %s", root, name, strerror(errno));
+	if (create && (rc = make_shared_dir(rootfd, name)) < 0 && rc != -EEXIST)
+		return lib_err(rc, "cannot create %s/%s: %s", root, name, strerror(-rc));
 	fd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return lib_err(-errno, "cannot open %s/%s: %s", root, name, strerror(errno));

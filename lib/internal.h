@@ -79,6 +79,10 @@ void cache_sweep(shmbus *bus);
 int cache_init(shmbus *bus);
 void cache_destroy(shmbus *bus);
 
+/* mkdir name in parentfd: mode 0770 whatever the umask, setgid if the
+ * parent is; 0 or -errno. */
+int make_shared_dir(int parentfd, const char *name);
+
 /* Look a topic up, with an error message naming it and the fix. */
 int topic_lookup(shmbus *bus, const char *name, struct bus_topic *ret);
 

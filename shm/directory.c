@@ -112,6 +112,8 @@ static int create_file(int rootfd)
 	fd = openat(rootfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0660);
 	if (fd < 0)
 		return shm_err(-errno, "cannot create the bus file: %s", strerror(errno));
+	/* the root's group shares the bus, whatever the creator's umask */
+	(void)fchmod(fd, 0660);
 	rc = init_file(fd);
 	close(fd);
 	if (rc == 0 && renameat2(rootfd, tmp, rootfd, "bus", RENAME_NOREPLACE) < 0 &&

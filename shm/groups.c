@@ -74,6 +74,8 @@ static int create_group(int dirfd, const char *name)
 	fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0660);
 	if (fd < 0)
 		return shm_err(-errno, "cannot create group file %s: %s", name, strerror(errno));
+	/* every member of the root's group commits, whatever our umask */
+	(void)fchmod(fd, 0660);
 	rc = init_group(fd, name);
 	close(fd);
 	if (rc == 0 && renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) < 0 && errno != EEXIST)

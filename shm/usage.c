@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -33,8 +34,12 @@ static int lock(int fd, short type, uint64_t topic_id, uint32_t partition, int c
 
 int usage_open(int rootfd)
 {
-	int fd = openat(rootfd, "usage", O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+	int fd = openat(rootfd, "usage", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
 
+	if (fd >= 0)
+		(void)fchmod(fd, 0660); /* ours: shared with the root's group */
+	else if (errno == EEXIST)
+		fd = openat(rootfd, "usage", O_RDWR | O_CLOEXEC);
 	if (fd < 0 && errno == EACCES)
 		fd = openat(rootfd, "usage", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

@@ -492,7 +492,11 @@ static int gather_one(shmbus_consumer *c, struct assignment *a, struct shmbus_me
 			continue;
 		/* a reset lands on a held offset; twice in one call means the
 		 * partition moves faster than we follow: try at the next poll */
-		if (rc == -ERANGE && *n == first && resets++ < 2) {
+		if (rc == -ERANGE && *n == first) {
+			if (resets++ == 2) {
+				rc = 0; /* nothing this time, not an error */
+				break;
+			}
 			rc = reset(c, a, a->cur.off);
 			if (rc == 0)
 				continue;

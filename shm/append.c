@@ -34,6 +34,7 @@
 #include "unblock.h"
 
 #define RUN_MAX 64 /* records claimed by one CAS */
+#define POS_MAX PART_POS_MAX
 
 int part_writer_init(struct part_writer *w, struct part *p)
 {
@@ -134,7 +135,7 @@ static int lap_room(struct part_writer *w, uint64_t end, unsigned flags, int64_t
 				blocker = s;
 			}
 		}
-		w->lap_limit = min + p->cap - FRAME_ALIGN;
+		w->lap_limit = min < POS_MAX ? min + p->cap - FRAME_ALIGN : POS_MAX;
 		/* no claim in the way: the plan came from a stale claim word, and
 		 * its CAS will fail and re-plan */
 		if (end <= w->lap_limit || !blocker)
@@ -206,7 +207,7 @@ static uint64_t bp_scan(struct part *p, uint64_t *gen)
 		}
 	}
 	/* the claim and the word zeroed past it stay behind pos */
-	return min == UINT64_MAX ? UINT64_MAX : min + p->cap - FRAME_ALIGN;
+	return min >= POS_MAX ? POS_MAX : min + p->cap - FRAME_ALIGN;
 }
 
 int part_bp_reap(struct part *p)
@@ -359,6 +360,11 @@ static int claim(struct part_writer *w, uint64_t *lens, size_t n, unsigned flags
 	for (;;) {
 		int rc = 0;
 
+		if (unlikely(cur.lo >= POS_MAX || cur.hi >= POS_MAX))
+			return shm_err(-EBADMSG, "partition %s/%u: its claim word is damaged (tail "
+				       "%llu, next %llu); run recovery on it", p->hdr->topic,
+				       p->partition, (unsigned long long)cur.lo,
+				       (unsigned long long)cur.hi);
 		plan(p, cur, lens, n, pl);
 		if (pl->end > w->lap_limit)
 			rc = lap_room(w, pl->end, flags, deadline_ns);

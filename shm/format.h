@@ -35,6 +35,9 @@
 #define PART_NAME_MAX     255                 /* topic name, without NUL */
 
 #define PART_MAX_CONSUMERS 64                 /* registered consumer slots */
+/* No position or offset gets near this in centuries at memory speed: a
+ * claim word beyond it is damaged. */
+#define PART_POS_MAX      (1ULL << 62)
 #define PART_MAX_WRITERS   64                 /* writer announcement slots */
 
 enum part_policy {

@@ -48,6 +48,8 @@ static const char *check_frame(const struct part *p, uint64_t pos, uint64_t off,
 
 	if (cw_state(w) != FRAME_COMMITTED || cw_off(w) != (uint32_t)off)
 		return "no committed frame for the offset";
+	if (off >= PART_POS_MAX)
+		return "offset out of range";
 	if (!len_fits(p, pos, len) || frame_parse(h, len, off, &v) < 0)
 		return "frame lengths are damaged";
 	if (frame_crc(h, frame_payload_len(&v)) != v.crc)
@@ -274,10 +276,12 @@ static void rebuild(struct part *p, struct part_recovery *r)
 			best_len = len;
 		}
 	if (best_ph == p->cap) {
+		uint64_t next = r->old_next < PART_POS_MAX ? r->old_next : 0;
+
 		r->new_tail = lap * p->cap;
-		r->new_next = r->old_next;
-		r->first_off = r->old_next;
-		p->hdr->start = r->old_next;
+		r->new_next = next;
+		r->first_off = next;
+		p->hdr->start = next;
 		snprintf(r->reason, sizeof r->reason, "no valid frame in the ring");
 		return;
 	}
@@ -367,6 +371,7 @@ int part_recover(struct part *p, struct part_recovery *r)
 	wk.tail = claim.lo;
 	wk.next = claim.hi;
 	if ((claim.lo & (FRAME_ALIGN - 1)) || claim.hi < p->hdr->start ||
+	    claim.lo >= PART_POS_MAX || claim.hi >= PART_POS_MAX ||
 	    !find_start(p, claim.lo, claim.hi, &o, &pos)) {
 		rebuild(p, r);
 	} else {

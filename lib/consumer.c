@@ -396,7 +396,8 @@ static int copy_out(shmbus_consumer *c, struct shmbus_message *msgs, size_t from
 
 	for (size_t i = from; i < to; i++)
 		need += msgs[i].key_len + msgs[i].headers_raw_len + msgs[i].value_len;
-	if (need > c->copycap) {
+	/* an empty key or value is not a null one: it needs a pointer too */
+	if (need > c->copycap || !c->copybuf) {
 		size_t cap = need < 65536 ? 65536 : need * 2;
 
 		/* earlier messages point into the old buffer: rebase them */

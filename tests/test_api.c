@@ -1466,6 +1466,36 @@ static void error_texts_name_the_bus_meanings(void **state)
 	assert_string_equal(shmbus_strerror(-EEXIST), strerror(EEXIST));
 }
 
+/* Copy mode keeps an empty value and an empty key apart from null ones,
+ * even when the first records a consumer copies hold no bytes at all (it
+ * had no copy buffer yet, and handed out NULL for both). */
+static void copies_keep_empty_apart_from_null(void **state)
+{
+	struct env *e = *state;
+	SHMBUS_OPTS(shmbus_consumer_opts, o, .copy = true);
+	shmbus_consumer *c = consumer(e->bus, &o);
+	shmbus_producer *p;
+	struct shmbus_record empty = { .key = "", .key_len = 0, .value = "", .value_len = 0 };
+	struct shmbus_record null = { 0 };
+	struct shmbus_message m[4];
+
+	make_topic(e->bus, "t", 1, 4096, SHMBUS_POLICY_OVERWRITE);
+	p = producer(e->bus, "t");
+	assert_ok(shmbus_consumer_assign(c, "t", 0, 0));
+	assert_ok(shmbus_producer_send(p, 0, &empty, NULL));
+	assert_int_equal(poll_now(c, m, 4), 1);
+	assert_non_null(m[0].value);
+	assert_non_null(m[0].key);
+	assert_int_equal(m[0].flags, 0);
+	assert_ok(shmbus_producer_send(p, 0, &null, NULL));
+	assert_int_equal(poll_now(c, m, 4), 1);
+	assert_null(m[0].value);
+	assert_null(m[0].key);
+	assert_int_equal(m[0].flags, SHMBUS_MSG_KEY_NULL | SHMBUS_MSG_VALUE_NULL);
+	shmbus_producer_free(p);
+	shmbus_consumer_free(c);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1508,6 +1538,7 @@ int main(void)
 		T(consumer_options_are_checked),
 		T(destructors_accept_null),
 		T(error_texts_name_the_bus_meanings),
+		T(copies_keep_empty_apart_from_null),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

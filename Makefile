@@ -5,7 +5,7 @@
 #   make asan | tsan     the same tests under AddressSanitizer+UBSan / ThreadSanitizer
 #   make fuzz            run the libFuzzer targets longer (FUZZ_SECONDS each)
 #   make run             shmbusd in the foreground on the default bus root
-#   make bench           benchmarks (see bench/)
+#   make bench           shmbus vs machine limits and peers (bench/README.md); QUICK=1 quick mode
 #   make install PREFIX=/usr/local DESTDIR=
 #
 # Dependencies are found with pkg-config.  If one is missing, the build
@@ -203,8 +203,7 @@ fuzz: $(FUZZERS)
 run: all
 	@$(DAEMON)
 
-bench: all
-	@$(CLI) bench
+include bench/Makefile.inc
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \

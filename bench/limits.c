@@ -1,0 +1,372 @@
+/*
+ * limits.c - the physical limits of this machine, measured in the same
+ * run as shmbus and its peers: what no bus on it can beat.
+ *
+ *   clock       one read of the TSC and of clock_gettime(CLOCK_MONOTONIC)
+ *   syscall     one bare system call (getppid through syscall(2))
+ *   pagefault   the first write to a page of a shared memory file (memfd,
+ *               tmpfs: what an unfaulted ring costs)
+ *   cacheline   round trip of a cache line between two processes pinned
+ *               to different CPUs, both spinning
+ *   futex       round trip of a FUTEX_WAIT/FUTEX_WAKE ping-pong between two
+ *               processes on a shared (not private) futex: the floor of a
+ *               blocking consumer
+ *   spsc        a minimal single-producer single-consumer ring of 64-byte
+ *               slots in shared memory, 64-byte messages, the producer
+ *               publishing its head after every message or after every 32
+ *               (and the consumer its tail likewise)
+ *   memcpy      memcpy of 1 MiB blocks: in cache (the same source and
+ *               destination again and again), and from DRAM (a source
+ *               walking a region 16 times the last-level cache)
+ *
+ * Round trips are timed one by one with the clock of common.h (its cost,
+ * printed by the clock case, is inside every sample); rates with
+ * CLOCK_MONOTONIC around the whole transfer.
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define LINE       64
+#define SPSC_SLOTS 65536u           /* 4 MiB of 64-byte slots */
+#define MiB        (1u << 20)
+
+/* What the two workers of a round trip or a ring share. */
+struct lshared {
+	_Alignas(128) uint32_t ping;
+	_Alignas(128) uint32_t pong;
+	_Alignas(128) uint32_t ready;
+	_Alignas(128) uint64_t head;       /* spsc: written by the producer */
+	_Alignas(128) uint64_t tail;       /* spsc: written by the consumer */
+	_Alignas(128) int64_t t_start, t_end;
+	char why[400];
+	_Alignas(128) uint64_t samples[];  /* round trips, in ticks */
+};
+
+struct slot {
+	uint64_t seq;
+	uint8_t payload[LINE - 8];
+};
+
+static struct lshared *sh;
+static struct slot *ring;              /* SPSC_SLOTS slots, shared */
+static uint64_t trips, warm_trips, spsc_count, copy_bytes;
+static size_t dram_region;
+
+/* ------------------------------------------------------------------ */
+/* Single-process costs                                                */
+
+static int run_clock(void *arg, double *out)
+{
+	volatile uint64_t sink = 0;
+	int64_t t0;
+
+	(void)arg;
+	t0 = mono_ns();
+	for (int i = 0; i < 1000000; i++)
+		sink += b_ticks();
+	out[0] = (double)(mono_ns() - t0) / 1e6;
+	t0 = mono_ns();
+	for (int i = 0; i < 1000000; i++)
+		sink += (uint64_t)mono_ns();
+	out[1] = (double)(mono_ns() - t0) / 1e6;
+	(void)sink;
+	return 0;
+}
+
+static int run_syscall(void *arg, double *out)
+{
+	int64_t t0 = mono_ns();
+
+	(void)arg;
+	for (int i = 0; i < 1000000; i++)
+		syscall(SYS_getppid);
+	out[0] = (double)(mono_ns() - t0) / 1e6;
+	return 0;
+}
+
+/* First write to each 4 KiB page of a fresh 64 MiB memfd mapping. */
+static int run_pagefault(void *arg, double *out)
+{
+	size_t len = (B.quick ? 16 : 64) * (size_t)MiB, pages = len / 4096;
+	int fd = memfd_create("bench-faults", 0);
+	volatile uint8_t *p;
+	int64_t t0;
+
+	(void)arg;
+	if (fd < 0 || ftruncate(fd, (off_t)len)) {
+		if (fd >= 0)
+			close(fd);
+		return b_fail("memfd of %zu bytes: %s", len, strerror(errno));
+	}
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return b_fail("mmap: %s", strerror(errno));
+	t0 = mono_ns();
+	for (size_t i = 0; i < pages; i++)
+		p[i * 4096] = 1;
+	out[0] = (double)(mono_ns() - t0) / (double)pages / 1e3;
+	munmap((void *)p, len);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Round trips: a cache line, or a futex                               */
+
+static long futex(uint32_t *word, int op, uint32_t val, const struct timespec *timeout)
+{
+	return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
+}
+
+static int await_word(uint32_t *word, uint32_t want, bool sleep)
+{
+	struct timespec ts = { .tv_sec = 1 };
+	unsigned spins = 0;
+	uint32_t v;
+
+	while ((v = __atomic_load_n(word, __ATOMIC_ACQUIRE)) != want) {
+		if (sleep)
+			futex(word, FUTEX_WAIT, v, &ts);
+		if (sleep ? mono_ns() > B.deadline_ns : !b_spin(&spins))
+			return b_fail("round trip stalled at %u", v);
+	}
+	return 0;
+}
+
+static void post_word(uint32_t *word, uint32_t v, bool wake)
+{
+	__atomic_store_n(word, v, __ATOMIC_RELEASE);
+	if (wake)
+		futex(word, FUTEX_WAKE, 1, NULL);
+}
+
+/* Worker 0 pings and times; worker 1 echoes.  arg: non-NULL to sleep. */
+static int trip_worker(int role, void *arg)
+{
+	bool sleep = arg != NULL;
+	uint64_t n = warm_trips + trips;
+
+	for (uint64_t i = 1; i <= n; i++) {
+		uint64_t t0 = b_ticks();
+
+		if (role == 0) {
+			post_word(&sh->ping, (uint32_t)i, sleep);
+			if (await_word(&sh->pong, (uint32_t)i, sleep))
+				return -1;
+			if (i > warm_trips)
+				sh->samples[i - 1 - warm_trips] = b_ticks() - t0;
+		} else {
+			if (await_word(&sh->ping, (uint32_t)i, sleep))
+				return -1;
+			post_word(&sh->pong, (uint32_t)i, sleep);
+		}
+	}
+	return 0;
+}
+
+static int run_trips(void *arg, double *out)
+{
+	static const double q[] = { 0.5, 0.9, 0.99, 0.999 };
+
+	sh->ping = sh->pong = 0;
+	if (b_workers(2, B.cpu, trip_worker, arg, 60, sh->why))
+		return -1;
+	b_quantiles(sh->samples, trips, q, 4, out);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* A minimal SPSC ring                                                 */
+
+/* Publish after every `every` messages; arg carries `every`. */
+static int spsc_producer(uint64_t every)
+{
+	uint64_t head = 0, tail = 0, n = spsc_count;
+	unsigned spins = 0;
+	struct slot msg = { 0 };
+
+	memset(msg.payload, 0x5a, sizeof msg.payload);
+	__atomic_store_n(&sh->t_start, mono_ns(), __ATOMIC_RELEASE);
+	while (head < n) {
+		while (head - tail >= SPSC_SLOTS) {
+			tail = __atomic_load_n(&sh->tail, __ATOMIC_ACQUIRE); /* pairs with the consumer's release */
+			if (head - tail >= SPSC_SLOTS && !b_spin(&spins))
+				return b_fail("spsc producer stalled at %llu", (unsigned long long)head);
+		}
+		msg.seq = head;
+		memcpy(&ring[head % SPSC_SLOTS], &msg, sizeof msg);
+		head++;
+		if (head % every == 0 || head == n)
+			__atomic_store_n(&sh->head, head, __ATOMIC_RELEASE); /* pairs with the consumer's acquire */
+	}
+	return 0;
+}
+
+static int spsc_consumer(uint64_t every)
+{
+	uint64_t tail = 0, head = 0, n = spsc_count, sum = 0;
+	unsigned spins = 0;
+	struct slot msg;
+
+	while (tail < n) {
+		while (tail == head) {
+			head = __atomic_load_n(&sh->head, __ATOMIC_ACQUIRE);
+			if (tail == head && !b_spin(&spins))
+				return b_fail("spsc consumer stalled at %llu", (unsigned long long)tail);
+		}
+		memcpy(&msg, &ring[tail % SPSC_SLOTS], sizeof msg);
+		if (msg.seq != tail)
+			return b_fail("spsc: slot %llu holds %llu", (unsigned long long)tail,
+				      (unsigned long long)msg.seq);
+		sum += msg.payload[0];
+		tail++;
+		if (tail % every == 0 || tail == n)
+			__atomic_store_n(&sh->tail, tail, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&sh->t_end, mono_ns(), __ATOMIC_RELEASE);
+	return sum == n * 0x5a ? 0 : b_fail("spsc: payload damaged");
+}
+
+static int spsc_worker(int role, void *arg)
+{
+	uint64_t every = (uint64_t)(uintptr_t)arg;
+
+	__atomic_add_fetch(&sh->ready, 1, __ATOMIC_SEQ_CST);
+	if (await_word(&sh->ready, 2, false))
+		return -1;
+	return role ? spsc_consumer(every) : spsc_producer(every);
+}
+
+static int run_spsc(void *arg, double *out)
+{
+	sh->head = sh->tail = 0;
+	sh->ready = 0;
+	memset(ring, 0, SPSC_SLOTS * sizeof *ring);
+	if (b_workers(2, B.cpu, spsc_worker, arg, 60, sh->why))
+		return -1;
+	out[0] = (double)spsc_count / ((double)(sh->t_end - sh->t_start) / 1e9) / 1e6;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* memcpy bandwidth                                                    */
+
+static int run_memcpy(void *arg, double *out)
+{
+	bool dram = arg != NULL;
+	size_t region = dram ? dram_region : MiB, blocks = region / MiB;
+	uint8_t *src = mmap(NULL, region, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *dst = malloc(MiB);
+	uint64_t n = copy_bytes / MiB;
+	int64_t t0;
+
+	if (src == MAP_FAILED || !dst) {
+		free(dst);
+		if (src != MAP_FAILED)
+			munmap(src, region);
+		return b_fail("cannot allocate %zu bytes", region);
+	}
+	memset(src, 0x11, region);
+	memset(dst, 0, MiB);
+	for (uint64_t i = 0; i < blocks && i < 64; i++) /* warm-up */
+		memcpy(dst, src + (i % blocks) * MiB, MiB);
+	t0 = mono_ns();
+	for (uint64_t i = 0; i < n; i++) {
+		memcpy(dst, src + (i % blocks) * MiB, MiB);
+		__asm__ volatile("" : : "r"(dst) : "memory"); /* keep every copy */
+	}
+	out[0] = (double)(n * MiB) / (double)(mono_ns() - t0);
+	free(dst);
+	munmap(src, region);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The cases                                                           */
+
+static const struct bmetric m_clock[] = { { "tsc", "ns", LOWER }, { "mono", "ns", LOWER } };
+static const struct bmetric m_one_ns[] = { { "cost", "ns", LOWER } };
+static const struct bmetric m_one_us[] = { { "cost", "us", LOWER } };
+static const struct bmetric m_trip[] = { { "p50", "ns", LOWER }, { "p90", "ns", LOWER },
+					 { "p99", "ns", LOWER }, { "p99.9", "ns", LOWER } };
+static const struct bmetric m_rate[] = { { "rate", "M msg/s", HIGHER } };
+static const struct bmetric m_bw[] = { { "bw", "GB/s", HIGHER } };
+
+static int setup(void)
+{
+	trips = B.quick ? 50000 : 200000;
+	warm_trips = trips / 10;
+	spsc_count = B.quick ? 5000000 : 20000000;
+	copy_bytes = (B.quick ? 2ULL : 8ULL) << 30;
+	dram_region = 512 * (size_t)MiB;
+	sh = b_shared(sizeof *sh + trips * sizeof(uint64_t));
+	ring = b_shared(SPSC_SLOTS * sizeof *ring);
+	if (!sh || !ring) {
+		fprintf(stderr, "limits: %s\n", B.why);
+		return -1;
+	}
+	return 0;
+}
+
+static void single_process_cases(void)
+{
+	char note[300];
+
+	b_pin(B.cpu[0]);
+	b_case("clock", "one clock read", B.tsc ? "rdtscp (invariant TSC), and clock_gettime("
+	       "CLOCK_MONOTONIC) through the vDSO; averaged over 1e6 reads" :
+	       "no invariant TSC: both are clock_gettime(CLOCK_MONOTONIC); 1e6 reads",
+	       m_clock, 2, run_clock, NULL);
+	b_case("syscall", "one system call", "syscall(SYS_getppid), averaged over 1e6 calls",
+	       m_one_ns, 1, run_syscall, NULL);
+	snprintf(note, sizeof note, "first write to each 4 KiB page of a fresh %d MiB memfd "
+		 "(tmpfs) mapping, MAP_SHARED; average per page", B.quick ? 16 : 64);
+	b_case("pagefault", "page fault (shared memory)", note, m_one_us, 1, run_pagefault, NULL);
+	snprintf(note, sizeof note, "1 MiB memcpy, same source and destination each time; "
+		 "%llu GiB copied a run; GB = 1e9 bytes", (unsigned long long)(copy_bytes >> 30));
+	b_case("memcpy.cache", "memcpy 1 MiB, in cache", note, m_bw, 1, run_memcpy, NULL);
+	snprintf(note, sizeof note, "1 MiB memcpy from a %zu MiB source walked in order (16x "
+		 "the L3) into a 1 MiB destination; %llu GiB a run", dram_region / MiB,
+		 (unsigned long long)(copy_bytes >> 30));
+	b_case("memcpy.dram", "memcpy 1 MiB, from DRAM", note, m_bw, 1, run_memcpy, (void *)(uintptr_t)1);
+}
+
+int main(int argc, char **argv)
+{
+	char note[300];
+
+	b_init("limits", argc, argv, NULL, NULL);
+	if (setup())
+		return 1;
+	single_process_cases();
+	snprintf(note, sizeof note, "two processes on CPUs %d and %d bounce a counter through "
+		 "two cache lines, spinning; %llu warm-up + %llu timed round trips a run, each "
+		 "timed (clock read included)", B.cpu[0], B.cpu[1],
+		 (unsigned long long)warm_trips, (unsigned long long)trips);
+	b_case("cacheline", "cache-line round trip", note, m_trip, 4, run_trips, NULL);
+	snprintf(note, sizeof note, "64-byte messages in a 4 MiB ring of 64-byte slots; producer "
+		 "on CPU %d publishes its head after every message, consumer on CPU %d its tail "
+		 "after every message; %llu messages a run", B.cpu[0], B.cpu[1],
+		 (unsigned long long)spsc_count);
+	b_case("spsc.1", "minimal SPSC ring, publish every message", note, m_rate, 1, run_spsc,
+	       (void *)(uintptr_t)1);
+	snprintf(note, sizeof note, "as spsc.1, publishing head and tail every 32 messages; "
+		 "%llu messages a run", (unsigned long long)spsc_count);
+	b_case("spsc.32", "minimal SPSC ring, publish every 32", note, m_rate, 1, run_spsc,
+	       (void *)(uintptr_t)32);
+	trips = B.quick ? 5000 : 20000;
+	warm_trips = trips / 10;
+	snprintf(note, sizeof note, "FUTEX_WAIT / FUTEX_WAKE on two shared futex words between "
+		 "processes on CPUs %d and %d; %llu warm-up + %llu timed round trips a run",
+		 B.cpu[0], B.cpu[1], (unsigned long long)warm_trips, (unsigned long long)trips);
+	b_case("futex", "futex wait/wake round trip", note, m_trip, 4, run_trips, sh);
+	return b_exit();
+}

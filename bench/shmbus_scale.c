@@ -149,6 +149,7 @@ static int fan_writer(const struct fan *f, shmbus *wb)
 	uint8_t val[SMALL];
 	struct shmbus_record rec = { .value = val, .value_len = SMALL };
 	shmbus_producer *p = NULL;
+	unsigned aborted = 0;
 	int rc = 0;
 
 	memset(val, 0x5c, sizeof val);
@@ -158,9 +159,21 @@ static int fan_writer(const struct fan *f, shmbus *wb)
 		rc = rendezvous((uint32_t)f->readers + 1);
 	W->t_start[0] = mono_ns();
 	for (uint64_t seq = 0; !rc && seq < f->count; seq++) {
+		int sent;
+
 		put_seq(val, seq);
-		if (shmbus_producer_send(p, 0, &rec, NULL) < 0)
+		sent = shmbus_producer_send(p, 0, &rec, NULL);
+		if (sent == -ECANCELED) {
+			/* a reader aborted our claim: this process was off its
+			 * CPU past the unblock timeout (the hypervisor can stop
+			 * a vCPU that long); the record is sent again */
+			if (!aborted++)
+				fprintf(stderr, "fanout: a claim was aborted after a stall past "
+					"the unblock timeout; sending its record again\n");
+			seq--;
+		} else if (sent < 0) {
 			rc = b_fail("send: %s", shmbus_errmsg());
+		}
 	}
 	W->t_end[0] = mono_ns();
 	__atomic_store_n(&W->done, 1, __ATOMIC_RELEASE);

@@ -360,7 +360,7 @@ static int claim(struct part_writer *w, uint64_t *lens, size_t n, unsigned flags
 	for (;;) {
 		int rc = 0;
 
-		if (unlikely(cur.lo >= POS_MAX || cur.hi >= POS_MAX))
+		if (unlikely(cur.lo >= POS_MAX || cur.hi >= POS_MAX || (cur.lo & (FRAME_ALIGN - 1))))
 			return shm_err(-EBADMSG, "partition %s/%u: its claim word is damaged (tail "
 				       "%llu, next %llu); run recovery on it", p->hdr->topic,
 				       p->partition, (unsigned long long)cur.lo,

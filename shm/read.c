@@ -123,6 +123,13 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 			refresh(p, c);
 			if (c->off > c->next_seen)
 				return -ERANGE;
+			/* every read after a seek passes here first; a cursor
+			 * placed at a damaged claim word's tail goes no further */
+			if (unlikely(c->pos & (FRAME_ALIGN - 1)))
+				return shm_err(-EBADMSG, "partition %s/%u: its claim word is "
+					       "damaged (tail %llu is not a frame boundary); run "
+					       "recovery on it", p->hdr->topic, p->partition,
+					       (unsigned long long)c->pos);
 			if (c->off == c->next_seen) {
 				c->stalled = false;
 				return 0;

@@ -18,6 +18,7 @@
 #include <errno.h>
 
 #include "append.h"
+#include "error.h"
 #include "frame.h"
 #include "proc.h"
 
@@ -162,6 +163,10 @@ int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uin
 		return -EROFS;
 	if (off >= snap.hi)
 		return 0;
+	if ((snap.lo & (FRAME_ALIGN - 1)) || snap.lo >= PART_POS_MAX || (pos & (FRAME_ALIGN - 1)))
+		return shm_err(-EBADMSG, "partition %s/%u: its claim word is damaged (tail %llu); "
+			       "run recovery on it", p->hdr->topic, p->partition,
+			       (unsigned long long)snap.lo);
 	if (snap.lo >= pos + p->cap)
 		return -ERANGE;
 	w = load_acquire(cw);

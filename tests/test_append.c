@@ -271,6 +271,36 @@ static void empty_batch_appends_nothing(void **state)
 	part_unmap(&p);
 }
 
+/* A claim word no writer can have made (a tail off the frame alignment,
+ * or past the position limit) is refused with the fix, and nothing is
+ * written at the place it points to. */
+static void damaged_claim_word_is_ebadmsg_and_writes_nothing(void **state)
+{
+	struct env *e = *state;
+	static const pair128 bad[] = { { .lo = 4, .hi = 0 }, { .lo = 8 + 3, .hi = 2 },
+				       { .lo = PART_POS_MAX, .hi = 0 },
+				       { .lo = 0, .hi = PART_POS_MAX } };
+	static struct recbuf b;
+	struct part_rec r;
+	struct part p;
+	uint64_t off;
+
+	make_part(e, "0", 4096, PART_POLICY_OVERWRITE, &p);
+	make_rec(&r, &b, 0, 3, 40);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct part_writer w;
+
+		part_writer_init(&w, &p);
+		p.hdr->claim = bad[i];
+		assert_appended(part_append(&w, &r, 1, 0, 0, &off), -EBADMSG);
+		assert_non_null(strstr(shm_errmsg(), "run recovery"));
+		for (uint64_t j = 0; j < p.cap; j++)
+			assert_int_equal(p.data[j], 0);
+		part_writer_fini(&w);
+	}
+	part_unmap(&p);
+}
+
 static void offsets_are_dense_from_zero_across_singles_and_batches(void **state)
 {
 	struct env *e = *state;
@@ -1244,6 +1274,7 @@ int main(void)
 		T(record_with_key_value_and_headers_round_trips),
 		T(null_key_empty_key_and_tombstone_round_trip),
 		T(empty_batch_appends_nothing),
+		T(damaged_claim_word_is_ebadmsg_and_writes_nothing),
 		T(offsets_are_dense_from_zero_across_singles_and_batches),
 		T(batches_of_1_to_200_wrap_through_padding),
 		T(one_call_appends_a_batch_larger_than_a_run),

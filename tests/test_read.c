@@ -797,6 +797,27 @@ static void impossible_aborted_words_are_ebadmsg(void **state)
 	part_unmap(&p);
 }
 
+/* A cursor placed at the tail of a damaged claim word (not a frame
+ * boundary) reads nothing from there: -EBADMSG naming the fix. */
+static void seek_end_to_a_damaged_tail_is_ebadmsg(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c;
+	struct frame_view v;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 3);
+	p.hdr->claim.lo = 3 * 64 + 4;
+	assert_int_equal(part_seek_end(&p, &c), 0);
+	assert_int_equal(part_read(&p, &c, &v), -EBADMSG);
+	assert_non_null(strstr(shm_errmsg(), "claim word is damaged"));
+	assert_int_equal(c.pos, 3 * 64 + 4);
+	part_unmap(&p);
+}
+
 static void padding_that_does_not_end_at_the_ring_end_is_ebadmsg(void **state)
 {
 	struct env *e = *state;
@@ -1033,6 +1054,7 @@ int main(void)
 		T(aborted_range_may_cross_the_ring_end),
 		T(aborted_range_waits_for_its_end_offset),
 		T(impossible_aborted_words_are_ebadmsg),
+		T(seek_end_to_a_damaged_tail_is_ebadmsg),
 		T(padding_that_does_not_end_at_the_ring_end_is_ebadmsg),
 		T(committed_frame_with_garbage_lengths_is_ebadmsg),
 		T(committed_frame_crossing_the_ring_end_is_refused),

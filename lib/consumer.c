@@ -138,6 +138,13 @@ static int reset(shmbus_consumer *c, struct assignment *a, uint64_t lost_from)
 {
 	uint64_t low, high;
 
+	/* The cursor may have stood on bytes overwritten before its record
+	 * was: the padding at the ring's end, which the next lap writes over
+	 * first.  A record still held was not lost: go on from it. */
+	if (part_seek(a->p, &a->cur, lost_from) == 0) {
+		bp_follow(a);
+		return 0;
+	}
 	fetch_add_relaxed(&a->p->hdr->lapped_reads, 1);
 	c->st.laps++;
 	if (c->o.reset == SHMBUS_RESET_ERROR) {

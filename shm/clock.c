@@ -65,6 +65,30 @@ static uint64_t window_for(uint64_t mult, uint64_t calib)
 	return 8 * calib < max ? 8 * calib : max;
 }
 
+/*
+ * One {tsc, ns} pair: the kernel's clock bracketed by two TSC reads, the
+ * tightest of a few tries, the TSC taken at its middle.  A pair read
+ * plainly is off by whatever stopped us between the two reads (a
+ * preemption, a hypervisor's steal), and that error, spread over a short
+ * calibration interval, would skew the rate for the whole window.
+ */
+static void sample(uint64_t *ret_tsc, int64_t *ret_ns)
+{
+	uint64_t best = UINT64_MAX;
+
+	for (int i = 0; i < 4; i++) {
+		uint64_t a = rdtsc();
+		int64_t ns = real_ns();
+		uint64_t b = rdtsc();
+
+		if (b - a < best) {
+			best = b - a;
+			*ret_tsc = a + (b - a) / 2;
+			*ret_ns = ns;
+		}
+	}
+}
+
 __attribute__((constructor)) static void clock_init(void)
 {
 	uint64_t t0, t1;
@@ -73,12 +97,13 @@ __attribute__((constructor)) static void clock_init(void)
 	if (!file_has("/sys/devices/system/clocksource/clocksource0/current_clocksource", "tsc") ||
 	    !file_has("/proc/cpuinfo", " constant_tsc") || !file_has("/proc/cpuinfo", " nonstop_tsc"))
 		return;
-	n0 = real_ns();
-	t0 = rdtsc();
-	do {
+	sample(&t0, &n0);
+	do
 		n1 = real_ns();
-		t1 = rdtsc();
-	} while ((uint64_t)(n1 - n0) < FIRST_NS);
+	while ((uint64_t)(n1 - n0) < FIRST_NS);
+	sample(&t1, &n1);
+	if (n1 <= n0 || t1 <= t0)
+		return;
 	base.mult = (((uint64_t)(n1 - n0)) << 32) / (t1 - t0);
 	base.tsc = t1;
 	base.ns = n1;
@@ -94,8 +119,7 @@ static int64_t rebase(void)
 
 	if ((s & 1) || !cas(&base.seq, &s, s + 1))
 		return real_ns(); /* another thread is rebasing */
-	ns = real_ns();
-	t = rdtsc();
+	sample(&t, &ns);
 	/* measure the rate over the last interval, if it is longer */
 	if (ns > base.ns && t - base.tsc > base.calib) {
 		base.mult = (((uint64_t)(ns - base.ns)) << 32) / (t - base.tsc);

@@ -897,6 +897,48 @@ static void lapped_consumer_resets_to_the_latest_record(void **state)
 	shmbus_consumer_free(c);
 }
 
+/* A consumer waiting at the padding at the ring's end, which the next
+ * lap overwrites before the record after it: that record is still held,
+ * so it is delivered, and no lap is reported (not even with reset=error). */
+static void overwritten_padding_before_a_held_record_is_no_lap(void **state)
+{
+	struct env *e = *state;
+	struct lapped l = { 0 };
+	SHMBUS_OPTS(shmbus_consumer_opts, o, .reset = SHMBUS_RESET_ERROR, .on_lapped = on_lapped,
+		    .ctx = &l);
+	shmbus_consumer *c = consumer(e->bus, &o);
+	shmbus_producer *p;
+	struct shmbus_partition_info pi;
+	struct shmbus_consumer_stats st;
+	struct shmbus_message m[8];
+	static uint8_t v[1000];
+	struct shmbus_record big = { .value = v, .value_len = 1000 }; /* 1048-byte frames */
+	struct shmbus_record small = { .value = v, .value_len = 100 };
+
+	make_topic(e->bus, "t", 1, 4096, SHMBUS_POLICY_OVERWRITE);
+	p = producer(e->bus, "t");
+	assert_ok(shmbus_consumer_assign(c, "t", 0, 0));
+	for (int i = 0; i < 3; i++) /* [0, 3144) */
+		assert_ok(shmbus_producer_send(p, 0, &big, NULL));
+	assert_int_equal(poll_now(c, m, 8), 3); /* the cursor waits at 3144 */
+	for (int i = 0; i < 3; i++) /* padding [3144, 4096), then [4096, 7240) */
+		assert_ok(shmbus_producer_send(p, 0, &big, NULL));
+	assert_ok(shmbus_producer_send(p, 0, &small, NULL)); /* over the padding's word */
+	assert_ok(shmbus_partition_info(e->bus, "t", 0, &pi));
+	assert_int_equal(pi.tail, 7240 + 152);
+	assert_int_equal(pi.low, 3);
+	assert_int_equal(poll_now(c, m, 8), 4);
+	assert_int_equal(m[0].offset, 3);
+	assert_int_equal(m[3].offset, 6);
+	assert_int_equal(m[3].value_len, 100);
+	assert_int_equal(l.calls, 0);
+	assert_ok(shmbus_consumer_stats(c, &st));
+	assert_int_equal(st.laps, 0);
+	assert_int_equal(st.lost, 0);
+	shmbus_producer_free(p);
+	shmbus_consumer_free(c);
+}
+
 static void lapped_consumer_with_reset_error_gets_erange_until_it_seeks(void **state)
 {
 	struct env *e = *state;
@@ -1521,6 +1563,7 @@ int main(void)
 		T(seek_timestamp_finds_the_first_record_at_or_after),
 		T(lapped_consumer_resets_to_the_earliest_record),
 		T(lapped_consumer_resets_to_the_latest_record),
+		T(overwritten_padding_before_a_held_record_is_no_lap),
 		T(lapped_consumer_with_reset_error_gets_erange_until_it_seeks),
 		T(assign_to_an_overwritten_offset_is_erange),
 		T(group_commits_are_read_back_and_resume_a_consumer),

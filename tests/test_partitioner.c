@@ -30,11 +30,30 @@ struct kafka {
 	rd_kafka_topic_t *rkt;
 };
 
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
 static int kafka_setup(void **state)
 {
-	struct kafka *k = calloc(1, sizeof *k);
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	struct kafka *k;
+	rd_kafka_conf_t *conf;
 	char err[512];
+
+#ifdef UNDER_TSAN
+	/* librdkafka's threads, started by an uninstrumented library, crash
+	 * ThreadSanitizer's allocator; the plain and ASan runs keep this
+	 * oracle, which tests a pure function */
+	fprintf(stderr, "# librdkafka oracle skipped under ThreadSanitizer\n");
+	*state = NULL;
+	return 0;
+#endif
+	k = calloc(1, sizeof *k);
+	conf = rd_kafka_conf_new();
 
 	/* no brokers, no logs: the partitioner is a pure function */
 	rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
@@ -57,6 +76,9 @@ static int kafka_setup(void **state)
 static int kafka_teardown(void **state)
 {
 	struct kafka *k = *state;
+
+	if (!k)
+		return 0;
 
 	rd_kafka_topic_destroy(k->rkt);
 	rd_kafka_destroy(k->rk);
@@ -94,6 +116,8 @@ static void every_key_length_matches_librdkafka(void **state)
 	struct kafka *k = *state;
 	uint8_t key[300];
 
+	if (!k)
+		skip();
 	for (size_t len = 0; len < sizeof key; len++) {
 		for (int rep = 0; rep < 20; rep++) {
 			int32_t n = (int32_t)(rnd() % 1000) + 1;
@@ -117,6 +141,8 @@ static void random_keys_and_partition_counts_match_librdkafka(void **state)
 					  100000, INT32_MAX };
 	char key[64];
 
+	if (!k)
+		skip();
 	for (int i = 0; i < 20000; i++) {
 		int32_t n = counts[rnd() % (sizeof counts / sizeof counts[0])];
 		int len = snprintf(key, sizeof key, "user-%llu", (unsigned long long)(rnd() % 100000000));

@@ -12,6 +12,7 @@
 #define SHMBUS_TEST_MP_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -251,24 +252,31 @@ static inline uint64_t mp_rand(uint64_t *s)
 	return x * 0x2545f4914f6cdd1dULL;
 }
 
-/* CRC-32 (IEEE 802.3), bytewise: independent of the bus's CRC32C. */
+/* CRC-32 (IEEE 802.3), bytewise: independent of the bus's CRC32C.  The
+ * table is built once per process (pthread_once: producer threads call
+ * this at the same moment, and a half-built table seals a value wrong). */
+static uint32_t mp_crc32_table[256];
+
+static inline void mp_crc32_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t v = i;
+
+		for (int k = 0; k < 8; k++)
+			v = (v >> 1) ^ (0xedb88320u & (0u - (v & 1u)));
+		mp_crc32_table[i] = v;
+	}
+}
+
 static inline uint32_t mp_crc32(const void *buf, size_t len)
 {
-	static uint32_t table[256];
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	const uint8_t *b = buf;
 	uint32_t c = ~0u;
 
-	if (!table[1]) {
-		for (uint32_t i = 0; i < 256; i++) {
-			uint32_t v = i;
-
-			for (int k = 0; k < 8; k++)
-				v = (v >> 1) ^ (0xedb88320u & (0u - (v & 1u)));
-			table[i] = v;
-		}
-	}
+	pthread_once(&once, mp_crc32_init);
 	for (size_t i = 0; i < len; i++)
-		c = table[(c ^ b[i]) & 0xff] ^ (c >> 8);
+		c = mp_crc32_table[(c ^ b[i]) & 0xff] ^ (c >> 8);
 	return ~c;
 }
 

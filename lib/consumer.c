@@ -622,6 +622,7 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 
 			words[i] = &a->p->hdr->notify;
 			expected[i] = part_wait_prepare(a->p);
+			part_cursor_recheck(&a->cur); /* a stalled claim times the sleep */
 			poll_soon |= a->p->readonly;
 		}
 		/* re-check after announcing the wait, or a wake may be missed */

@@ -54,10 +54,8 @@ static int damaged(struct part *p, struct part_cursor *c, const char *what)
 /* The frontier is not ready: remember where, unless we are lapped.  The
  * time it stalled is taken later, by part_stall_clock(), off the spinning
  * path (a clock read costs as much as a record here). */
-static int not_ready(struct part *p, struct part_cursor *c)
+static int stall(struct part_cursor *c)
 {
-	if (lapped(p, c))
-		return -ERANGE;
 	if (c->stall_pos != c->pos || !c->stalled) {
 		c->stalled = true;
 		c->stall_ns = 0;
@@ -65,6 +63,13 @@ static int not_ready(struct part *p, struct part_cursor *c)
 		c->stall_tail = c->tail_seen;
 	}
 	return 0;
+}
+
+static int not_ready(struct part *p, struct part_cursor *c)
+{
+	if (lapped(p, c))
+		return -ERANGE;
+	return stall(c);
 }
 
 int64_t part_stall_clock(struct part_cursor *c)
@@ -113,15 +118,35 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 
 	if (unlikely(status & PART_STATUS_DELETED))
 		return -EIDRM;
-	if (unlikely(c->off < start_of(p, load_acquire(&p->hdr->claim.hi))))
+	/* against the end this cursor last saw, not the claim word: that
+	 * line is the producers', and a load of it per record would pull it
+	 * away from them each time (checked again after each load) */
+	if (unlikely(c->off < start_of(p, c->next_seen)))
 		return -ERANGE;
 	for (;;) {
 		uint64_t w, len;
 		int rc;
 
 		if (c->off >= c->next_seen) {
+			/* At a claim's end reached by reading, the commit word
+			 * is zero or the next claim's (format.md §6, I3): look
+			 * at it alone, and leave the claim word's line to the
+			 * producers, who write it for every claim.  The claim
+			 * word is still loaded every PART_PEEKS_MAX checks, to
+			 * see a claim stalled before it marked its frame, and
+			 * while one is stalled. */
+			if (c->claim_end && !c->stalled && c->peeks < PART_PEEKS_MAX) {
+				c->peeks++;
+				/* pairs with the CAS/store_release of the commit word */
+				w = load_acquire(part_commit_word(p, c->pos));
+				if (w == 0)
+					return 0;
+				if (part_cw_for(w, c->off))
+					goto have_word;
+			}
+			c->peeks = 0;
 			refresh(p, c);
-			if (c->off > c->next_seen)
+			if (c->off > c->next_seen || c->off < start_of(p, c->next_seen))
 				return -ERANGE;
 			/* every read after a seek passes here first; a cursor
 			 * placed at a damaged claim word's tail goes no further */
@@ -137,9 +162,10 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 		}
 		/* pairs with the CAS/store_release of the commit word in append.c */
 		w = load_acquire(part_commit_word(p, c->pos));
-		len = cw_len(w);
 		if (!part_cw_for(w, c->off))
 			return not_ready(p, c); /* zero, or a word of another lap */
+have_word:
+		len = cw_len(w);
 		switch (cw_state(w)) {
 		case FRAME_COMMITTED:
 			if (!len_fits(p, c->pos, len) ||
@@ -149,6 +175,7 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 			c->off++;
 			c->pos += len;
 			c->stalled = false;
+			c->claim_end = true;
 			if (v->offset < c->skip_until)
 				continue;
 			return 1;
@@ -161,8 +188,10 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 			rc = skip_aborted(p, c, len);
 			if (rc != 1)
 				return rc;
+			c->claim_end = true;
 			continue;
 		case FRAME_CLAIMED:
+			return stall(c); /* this offset's own claim: not lapped */
 		default:
 			return not_ready(p, c);
 		}

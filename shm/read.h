@@ -23,7 +23,20 @@ struct part_cursor {
 	uint64_t stall_pos;
 	uint64_t stall_tail;   /* the tail when it stalled */
 	uint64_t skipped;      /* offsets passed over as aborted */
+	bool claim_end;        /* pos is where a claim ended, reached by reading */
+	uint32_t peeks;        /* frontier checks since the claim word's last load */
 };
+
+/* Checks of the frontier's commit word alone before the claim word is
+ * loaded again (see part_read). */
+#define PART_PEEKS_MAX 64
+
+/* Make the next part_read load the claim word: before a sleep, so that a
+ * stalled claim is seen and timed. */
+static inline void part_cursor_recheck(struct part_cursor *c)
+{
+	c->peeks = PART_PEEKS_MAX;
+}
 
 /*
  * The next record at c->off.  Returns 1 with *v describing it in place

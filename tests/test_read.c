@@ -254,6 +254,59 @@ static void reader_stops_at_a_claim_and_notes_the_stall(void **state)
 	part_unmap(&p);
 }
 
+/* At the end of what it read, a reader checks the next commit word alone
+ * (the claim word's line is the producers'); a claim whose producer never
+ * marked its frame is still noticed: within PART_PEEKS_MAX reads, or at
+ * the next read after part_cursor_recheck (before a consumer sleeps). */
+static void reader_at_a_claim_end_notices_an_unmarked_claim(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+	int reads = 0;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 3);
+	for (int i = 0; i < 3; i++)
+		read_expect(&p, &c, (uint64_t)i);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_false(c.stalled);
+	/* a producer claims 64 bytes and dies before marking them */
+	p.hdr->claim = (pair128){ .lo = 4 * 64, .hi = 4 };
+	while (!c.stalled && reads <= PART_PEEKS_MAX) {
+		assert_int_equal(part_read(&p, &c, &v), 0);
+		reads++;
+	}
+	assert_true(c.stalled);
+	assert_int_equal(c.stall_pos, 3 * 64);
+	/* and at once after a recheck */
+	p.hdr->claim = (pair128){ .lo = 3 * 64, .hi = 3 };
+	c = (struct part_cursor){ 0 };
+	for (int i = 0; i < 3; i++)
+		read_expect(&p, &c, (uint64_t)i);
+	assert_int_equal(part_read(&p, &c, &v), 0); /* peeks from here */
+	assert_false(c.stalled);
+	p.hdr->claim = (pair128){ .lo = 4 * 64, .hi = 4 };
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_false(c.stalled); /* not seen yet: the claim word was not loaded */
+	part_cursor_recheck(&c);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_true(c.stalled);
+	/* a record marked at the claim's end is read without the claim word */
+	p.hdr->claim = (pair128){ .lo = 3 * 64, .hi = 3 };
+	c = (struct part_cursor){ 0 };
+	for (int i = 0; i < 3; i++)
+		read_expect(&p, &c, (uint64_t)i);
+	append64(&w, 1);
+	p.hdr->claim.hi = 3; /* as if loaded before that append */
+	p.hdr->claim.lo = 3 * 64;
+	read_expect(&p, &c, 3);
+	part_unmap(&p);
+}
+
 static void cursor_past_the_end_is_out_of_range(void **state)
 {
 	struct env *e = *state;
@@ -1036,6 +1089,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(empty_partition_reads_nothing_and_keeps_the_cursor),
 		T(reader_stops_at_a_claim_and_notes_the_stall),
+		T(reader_at_a_claim_end_notices_an_unmarked_claim),
 		T(cursor_past_the_end_is_out_of_range),
 		T(lapped_cursor_is_out_of_range),
 		T(intact_until_the_tail_is_a_ring_ahead),

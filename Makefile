@@ -71,7 +71,7 @@ LDLIBS = $(DEP_LIBS) -lpthread
 
 SHM_SRC := $(wildcard shm/*.c)
 LIB_SRC := $(wildcard lib/*.c)
-CLI_SRC := $(wildcard cli/*.c)
+CLI_SRC := $(wildcard cli/*.c) bench/measure.c # what shmbus bench shares with make bench
 DAEMON_SRC := $(wildcard daemon/*.c)
 OBJ_SHM := $(SHM_SRC:%.c=$(BUILD)/%.o)
 OBJ_LIB := $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -1,5 +1,5 @@
 /*
- * common.c - options, clock, workers, statistics and JSON output shared
+ * common.c - options, clock, workers, quantiles and JSON output shared
  * by the programs of bench/ (see common.h for the contract).
  *
  * Workers are forked with SIGCHLD blocked in the parent, which sleeps in
@@ -8,14 +8,14 @@
  * process behind.  Each worker is pinned before it does anything else,
  * and dies with the parent (PR_SET_PDEATHSIG).
  *
- * The disturbance of a case is what `shmbus bench` measures: the busy
- * time of the two CPUs (from /proc/stat), less the CPU time of this
- * process, its reaped workers and a server we started (B.extra_pid),
- * and the time the hypervisor stole.  /proc/stat counts in jiffies, so a
- * few tens of milliseconds are rounding; past 50 ms + 10 % of the wall
- * time of one CPU a case is flagged noisy.
+ * The disturbance of a case is measured by measure.c, as for `shmbus
+ * bench`: the busy time of the two CPUs (from /proc/stat), less the CPU
+ * time of this process, its reaped workers and a server we started
+ * (B.extra_pid), and the time the hypervisor stole; past 50 ms + 10 % of
+ * the wall time a case is flagged noisy.
  */
 #include "common.h"
+#include "measure.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,7 +27,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -339,133 +338,14 @@ int b_workers(int n, const int *cpus, int (*fn)(int i, void *arg), void *arg,
 }
 
 /* ------------------------------------------------------------------ */
-/* Disturbance                                                         */
-
-struct dist {
-	int64_t t0, ours0;
-	long long idle0, steal0;
-	double wall_s, others_ms, steal_ms;
-};
-
-static int64_t tv_ns(struct timeval tv)
-{
-	return (int64_t)tv.tv_sec * NS + tv.tv_usec * 1000;
-}
-
-/* CPU time of a process from /proc/PID/stat (utime + stime), ns. */
-static int64_t pid_cpu_ns(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long ut = 0, st = 0;
-	FILE *f;
-
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	if (!fgets(buf, sizeof buf, f))
-		buf[0] = 0;
-	fclose(f);
-	p = strrchr(buf, ')'); /* the name may hold spaces */
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-			 &ut, &st) != 2)
-		return 0;
-	return (int64_t)(ut + st) * (NS / sysconf(_SC_CLK_TCK));
-}
-
-static int64_t our_cpu_ns(void)
-{
-	struct rusage self, kids;
-
-	getrusage(RUSAGE_SELF, &self);
-	getrusage(RUSAGE_CHILDREN, &kids);
-	return tv_ns(self.ru_utime) + tv_ns(self.ru_stime) + tv_ns(kids.ru_utime) +
-	       tv_ns(kids.ru_stime) + (B.extra_pid ? pid_cpu_ns(B.extra_pid) : 0);
-}
-
-static void cpu_jiffies(long long *idle, long long *steal)
-{
-	FILE *f = fopen("/proc/stat", "r");
-	long long v[8];
-	char line[512];
-	int n;
-
-	*idle = *steal = 0;
-	while (f && fgets(line, sizeof line, f)) {
-		if (sscanf(line, "cpu%d %lld %lld %lld %lld %lld %lld %lld %lld", &n, &v[0], &v[1],
-			   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) != 9 ||
-		    (n != B.cpu[0] && n != B.cpu[1]))
-			continue;
-		*idle += v[3] + v[4];
-		*steal += v[7];
-	}
-	if (f)
-		fclose(f);
-}
-
-static void dist_begin(struct dist *d)
-{
-	d->t0 = mono_ns();
-	d->ours0 = our_cpu_ns();
-	cpu_jiffies(&d->idle0, &d->steal0);
-}
-
-static void dist_end(struct dist *d)
-{
-	double ms_tick = 1000.0 / (double)sysconf(_SC_CLK_TCK);
-	int ncpu = B.cpu[0] == B.cpu[1] ? 1 : 2;
-	long long idle, steal;
-
-	cpu_jiffies(&idle, &steal);
-	d->wall_s = (double)(mono_ns() - d->t0) / 1e9;
-	d->steal_ms = (double)(steal - d->steal0) * ms_tick;
-	d->others_ms = d->wall_s * 1000 * ncpu - (double)(idle - d->idle0) * ms_tick -
-		       d->steal_ms - (double)(our_cpu_ns() - d->ours0) / 1e6;
-	if (d->others_ms < 0)
-		d->others_ms = 0;
-}
-
-static bool dist_noisy(const struct dist *d)
-{
-	return d->others_ms + d->steal_ms > 50 + 100 * d->wall_s;
-}
-
-/* ------------------------------------------------------------------ */
 /* Statistics                                                          */
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 void b_quantiles(uint64_t *s, size_t n, const double *q, int nq, double *out)
 {
-	qsort(s, n, sizeof *s, cmp_u64);
-	for (int i = 0; i < nq; i++) {
-		size_t rank = (size_t)ceil(q[i] * (double)n);
-
-		out[i] = n ? ticks_ns(s[rank ? rank - 1 : 0]) : NAN;
-	}
-}
-
-static void summarize(const double *v, int n, double *min, double *med, double *max)
-{
-	double s[B_MAX_RUNS];
-
-	memcpy(s, v, (size_t)n * sizeof *s);
-	qsort(s, (size_t)n, sizeof *s, cmp_double);
-	*min = s[0];
-	*med = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-	*max = s[n - 1];
+	measure_quantiles(s, n, q, nq, out);
+	for (int i = 0; i < nq; i++)
+		if (!isnan(out[i]))
+			out[i] = ticks_ns((uint64_t)out[i]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -496,11 +376,12 @@ static void json_head(const char *id, const char *title)
 }
 
 static void emit_metric(const char *id, const char *title, const char *note,
-			const struct bmetric *m, const double *v, int runs, const struct dist *d)
+			const struct bmetric *m, const double *v, int runs,
+			const struct disturbance *d)
 {
 	double min, med, max;
 
-	summarize(v, runs, &min, &med, &max);
+	measure_summary(v, runs, &min, &med, &max);
 	json_head(id, title);
 	fputs(", ", B.out);
 	json_str("metric", m->key);
@@ -512,11 +393,11 @@ static void emit_metric(const char *id, const char *title, const char *note,
 		fprintf(B.out, "%s%.6g", k ? ", " : "", v[k]);
 	fprintf(B.out, "], \"wall_s\": %.2f, \"others_ms\": %.0f, \"steal_ms\": %.0f, "
 		"\"noisy\": %s, ", d->wall_s, d->others_ms, d->steal_ms,
-		dist_noisy(d) ? "true" : "false");
+		disturbance_noisy(d) ? "true" : "false");
 	json_str("note", note);
 	fputs("}\n", B.out);
 	fprintf(stderr, "  %-34s %-10s %12.4g %12.4g %12.4g %s%s\n", id, m->key, min, med, max,
-		m->unit, dist_noisy(d) ? "  NOISY" : "");
+		m->unit, disturbance_noisy(d) ? "  NOISY" : "");
 }
 
 bool b_selected(const char *id)
@@ -557,13 +438,13 @@ int b_case(const char *id, const char *title, const char *note,
 	static double v[B_MAX_METRICS][B_MAX_RUNS];
 	double out[B_MAX_METRICS];
 	char full[160];
-	struct dist d;
+	struct disturbance d;
 	int runs = 0, rc = 0;
 
 	snprintf(full, sizeof full, "%s.%s", B.prog, id);
 	if (!b_selected(id))
 		return 0;
-	dist_begin(&d);
+	disturbance_begin(&d, B.cpu, B.extra_pid);
 	for (int k = 0; k < B.runs && rc == 0; k++) {
 		B.why[0] = 0;
 		rc = run(arg, out);
@@ -571,7 +452,7 @@ int b_case(const char *id, const char *title, const char *note,
 			v[i][runs] = out[i];
 		runs += rc == 0;
 	}
-	dist_end(&d);
+	disturbance_end(&d);
 	if (rc) {
 		char reason[600];
 

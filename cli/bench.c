@@ -323,11 +323,9 @@ static void clock_init(struct bench *b)
 static bool run_figure(struct bench *b, struct result *r)
 {
 	double out[MAX_METRICS] = { 0 };
-	int64_t t0 = mono_ns(), ours = our_cpu_ns();
-	long long idle, steal;
 	int rc;
 
-	cpu_ticks(b->cpu, &idle, &steal);
+	disturbance_begin(&r->dist, b->cpu, 0);
 	rc = r->def->setup(b, r->desc, sizeof r->desc);
 	for (int k = 0; rc == 0 && k < b->runs; k++) {
 		rc = r->def->once(b, out);
@@ -338,7 +336,7 @@ static bool run_figure(struct bench *b, struct result *r)
 	}
 	drop_topics(b);
 	r->failed = rc != 0;
-	measure_disturbance(b, r, t0, ours, idle, steal);
+	disturbance_end(&r->dist);
 	print_result(r);
 	if (rc == -EINTR)
 		printf("  interrupted\n");

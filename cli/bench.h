@@ -8,8 +8,9 @@
  *   bench_workers.c  the shared mapping and the two forked, pinned worker
  *                    processes: fork, reap with a deadline, failure reports
  *   bench_figures.c  what each figure measures, and the figure table
- *   bench_report.c   statistics, the printed table, the disturbance
- *                    accounting and the JSON file
+ *   bench_report.c   the printed table and the JSON file
+ *   ../bench/measure.c  min/median/max, quantiles and the disturbance
+ *                    accounting, shared with `make bench`
  * The clock reads and the deadline check are inline here: workers call
  * them on the paths they time.
  */
@@ -17,6 +18,7 @@
 #define SHMBUS_CLI_BENCH_H
 
 #include "cli.h"
+#include "../bench/measure.h"
 
 #include <limits.h>
 #include <sched.h>
@@ -95,7 +97,7 @@ struct result {
 	double v[MAX_METRICS][MAX_RUNS];
 	int runs;
 	bool selected, failed;
-	double wall_s, others_ms, steal_ms; /* CPU time others took from the workers */
+	struct disturbance dist;     /* CPU time others took from the workers */
 	char desc[320];
 };
 
@@ -211,17 +213,6 @@ void print_header(const struct bench *b, const char *cpu, const char *kernel,
 
 /* p50, p90, p99, p99.9 and max of samples[from, from + count). */
 void latencies(const struct bench *b, size_t from, double *out);
-
-/* CPU time used by this process and its reaped workers (ns). */
-int64_t our_cpu_ns(void);
-
-/* Idle (with iowait) and stolen jiffies of the workers' CPUs (/proc/stat). */
-void cpu_ticks(const int cpu[2], long long *idle, long long *steal);
-
-/* What other tasks took from the two CPUs since t0, ours0, idle0 and
- * steal0 were read at the start of the figure, into r. */
-void measure_disturbance(const struct bench *b, struct result *r, int64_t t0,
-			 int64_t ours0, long long idle0, long long steal0);
 
 /* The figure's table: min / median / max across runs, against its targets. */
 void print_result(const struct result *r);

@@ -10,9 +10,7 @@
 #include "bench.h"
 
 #include <errno.h>
-#include <math.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -87,53 +85,26 @@ void print_header(const struct bench *b, const char *cpu, const char *kernel,
 /* ------------------------------------------------------------------ */
 /* Statistics                                                          */
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The q-quantile (nearest rank) of sorted samples, in ns. */
-static double quantile(const struct bench *b, const uint64_t *s, size_t n, double q)
-{
-	size_t rank = (size_t)ceil(q * (double)n);
-
-	return (double)s[rank ? rank - 1 : 0] / b->ticks_per_ns;
-}
-
-/* p50, p90, p99, p99.9 and max of samples[from, from + count). */
+/* p50, p90, p99, p99.9 and max of samples[from, from + count), in ns. */
 void latencies(const struct bench *b, size_t from, double *out)
 {
-	uint64_t *s = b->sh->samples + from;
-	size_t n = b->cur.count;
+	static const double q[] = { 0.50, 0.90, 0.99, 0.999, 1.0 };
 
-	qsort(s, n, sizeof *s, cmp_u64);
-	out[0] = quantile(b, s, n, 0.50);
-	out[1] = quantile(b, s, n, 0.90);
-	out[2] = quantile(b, s, n, 0.99);
-	out[3] = quantile(b, s, n, 0.999);
-	out[4] = quantile(b, s, n, 1.0);
+	measure_quantiles(b->sh->samples + from, b->cur.count, q, 5, out);
+	for (int i = 0; i < 5; i++)
+		out[i] /= b->ticks_per_ns;
 }
 
 struct summary {
 	double min, median, max;
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static struct summary summarize(const double *v, int n)
 {
-	double s[MAX_RUNS];
+	struct summary s;
 
-	memcpy(s, v, (size_t)n * sizeof *s);
-	qsort(s, (size_t)n, sizeof *s, cmp_double);
-	return (struct summary){ s[0], n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, s[n - 1] };
+	measure_summary(v, n, &s.min, &s.median, &s.max);
+	return s;
 }
 
 static int metric_count(const struct figure_def *d)
@@ -148,68 +119,6 @@ static int metric_count(const struct figure_def *d)
 static bool passes(const struct metric_def *m, double median)
 {
 	return m->goal == AT_LEAST ? median >= m->target : median <= m->target;
-}
-
-/* ------------------------------------------------------------------ */
-/* Disturbance: CPU time others took from the workers                  */
-
-/* CPU time used by this process and its reaped workers (ns). */
-int64_t our_cpu_ns(void)
-{
-	struct rusage self, children;
-
-	getrusage(RUSAGE_SELF, &self);
-	getrusage(RUSAGE_CHILDREN, &children);
-	return ((int64_t)self.ru_utime.tv_sec + self.ru_stime.tv_sec + children.ru_utime.tv_sec +
-		children.ru_stime.tv_sec) * NS +
-	       ((int64_t)self.ru_utime.tv_usec + self.ru_stime.tv_usec + children.ru_utime.tv_usec +
-		children.ru_stime.tv_usec) * 1000;
-}
-
-/* Idle (with iowait) and stolen jiffies of the workers' CPUs (/proc/stat). */
-void cpu_ticks(const int cpu[2], long long *idle, long long *steal)
-{
-	FILE *f = fopen("/proc/stat", "r");
-	long long v[8];
-	char line[512];
-	int n;
-
-	*idle = *steal = 0;
-	while (f && fgets(line, sizeof line, f)) {
-		if (sscanf(line, "cpu%d %lld %lld %lld %lld %lld %lld %lld %lld", &n, &v[0], &v[1],
-			   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) != 9 ||
-		    (n != cpu[0] && (n != cpu[1] || cpu[1] == cpu[0])))
-			continue;
-		*idle += v[3] + v[4];
-		*steal += v[7];
-	}
-	if (f)
-		fclose(f);
-}
-
-/* How much CPU time other tasks (and the hypervisor) took on the two
- * CPUs during a figure: their busy time (all but idle and stolen) less
- * what our processes used.  /proc/stat counts in jiffies, so a few tens
- * of milliseconds are rounding. */
-void measure_disturbance(const struct bench *b, struct result *r, int64_t t0,
-			 int64_t ours0, long long idle0, long long steal0)
-{
-	double ms_per_tick = 1000.0 / (double)sysconf(_SC_CLK_TCK);
-	long long idle, steal;
-
-	cpu_ticks(b->cpu, &idle, &steal);
-	r->wall_s = (double)(mono_ns() - t0) / 1e9;
-	r->steal_ms = (double)(steal - steal0) * ms_per_tick;
-	r->others_ms = r->wall_s * 1000 * (b->one_cpu ? 1 : 2) - (double)(idle - idle0) * ms_per_tick -
-		       r->steal_ms - (double)(our_cpu_ns() - ours0) / 1e6;
-	if (r->others_ms < 0)
-		r->others_ms = 0;
-}
-
-/* Did other tasks take more than rounding from the workers' CPUs? */
-static bool noisy(const struct result *r)
-{
-	return r->others_ms + r->steal_ms > 50 + 100 * r->wall_s;
 }
 
 /* ------------------------------------------------------------------ */
@@ -239,8 +148,8 @@ void print_result(const struct result *r)
 	if (r->failed)
 		printf("  (only %d run%s completed)\n", r->runs, r->runs == 1 ? "" : "s");
 	printf("  other tasks took ~%.0f ms of the two CPUs, the hypervisor stole %.0f ms, in "
-	       "%.1f s%s\n", r->others_ms, r->steal_ms, r->wall_s,
-	       noisy(r) ? ": NOISY, the figures understate the bus" : "");
+	       "%.1f s%s\n", r->dist.others_ms, r->dist.steal_ms, r->dist.wall_s,
+	       disturbance_noisy(&r->dist) ? ": NOISY, the figures understate the bus" : "");
 }
 
 static void json_str(FILE *f, const char *s)
@@ -292,8 +201,8 @@ static void json_figures(FILE *f, const struct bench *b)
 		json_str(f, r->desc);
 		fprintf(f, ", \"complete\": %s, \"wall_s\": %.2f, \"others_ms\": %.0f, "
 			"\"steal_ms\": %.0f, \"noisy\": %s, \"metrics\": [",
-			r->failed ? "false" : "true", r->wall_s, r->others_ms, r->steal_ms,
-			noisy(r) ? "true" : "false");
+			r->failed ? "false" : "true", r->dist.wall_s, r->dist.others_ms,
+			r->dist.steal_ms, disturbance_noisy(&r->dist) ? "true" : "false");
 		for (int i = 0; r->runs && i < metric_count(r->def); i++)
 			json_metric(f, r, i);
 		fprintf(f, "]}");

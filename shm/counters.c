@@ -23,6 +23,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "slothash.h"
 
 /* A reader waits this long for an update in progress before it takes the
  * words as they are (the writer died inside the update).  An update takes
@@ -38,14 +39,6 @@ static uint64_t file_size(void)
 static uint64_t key_of(uint64_t topic_id, uint32_t partition)
 {
 	return topic_id << CTR_PARTITION_BITS | partition;
-}
-
-static uint32_t hash_key(uint64_t key)
-{
-	key ^= key >> 33;
-	key *= 0xff51afd7ed558ccdULL;
-	key ^= key >> 33;
-	return (uint32_t)key;
 }
 
 /* ------------------------------------------------------------------ */
@@ -282,7 +275,7 @@ static double double_of(uint64_t b)
  * DEAD passed, else the FREE that ended the probe), else NULL. */
 static struct ctr_part *probe(const struct ctr_file *c, uint64_t key, bool *found)
 {
-	uint32_t mask = c->nslots - 1, i = hash_key(key) & mask;
+	uint32_t mask = c->nslots - 1, i = slot_hash(key) & mask;
 	struct ctr_part *dead = NULL;
 
 	*found = false;

@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "slothash.h"
 
 static uint64_t file_size(void)
 {
@@ -27,14 +28,6 @@ static uint64_t file_size(void)
 static uint64_t key_of(uint64_t topic_id, uint32_t partition)
 {
 	return topic_id << GROUP_PARTITION_BITS | partition;
-}
-
-static uint32_t hash_key(uint64_t key)
-{
-	key ^= key >> 33;
-	key *= 0xff51afd7ed558ccdULL;
-	key ^= key >> 33;
-	return (uint32_t)key;
 }
 
 static int init_group(int fd, const char *name)
@@ -141,7 +134,7 @@ void group_close(struct group_file *g)
 /* The entry for key, claiming a free one if `claim`; NULL if absent/full. */
 static struct group_slot *find(const struct group_file *g, uint64_t key, bool claim)
 {
-	uint32_t i = hash_key(key) & (g->nslots - 1);
+	uint32_t i = slot_hash(key) & (g->nslots - 1);
 
 	for (uint32_t n = 0; n < g->nslots; n++, i = (i + 1) & (g->nslots - 1)) {
 		struct group_slot *s = &g->slots[i];

@@ -33,6 +33,7 @@
 
 #include "../shm/clock.h"
 #include "../shm/ctlproto.h"
+#include "../shm/shareddir.h"
 
 #ifndef SO_PEERGROUPS
 #define SO_PEERGROUPS 59
@@ -294,7 +295,7 @@ static int do_hello(struct daemon *d, struct conn *k, const struct ctl_msg *m)
  * is setgid (control_init), so this only repairs what did not inherit. */
 static void regroup_topic(struct daemon *d, const char *name, uint32_t partitions)
 {
-	_cleanup_close_ int dfd = openat(d->bus->topicsfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int dfd = sdir_open(d->bus->topicsfd, name, O_RDONLY | O_DIRECTORY);
 	struct stat root, st;
 	char file[24];
 
@@ -640,24 +641,50 @@ static int clear_stale(const char *path)
 	return 0;
 }
 
+/* The socket file we bound, opened without following a link: whoever may
+ * write its directory could have put a link to another file in its place
+ * since bind().  -1 if what is there now is not our socket. */
+static int open_bound(const struct control *c)
+{
+	struct stat st;
+	int fd = open(c->path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_dev != c->dev ||
+			st.st_ino != c->ino || st.st_uid != geteuid())) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 /* The socket is as reachable as the root: the root's group may connect
- * if it may enter the root, others if they may. */
+ * if it may enter the root, others if they may.  Owner and mode are set
+ * through a descriptor of the socket file, never through its path. */
 static void set_access(struct daemon *d, struct control *c)
 {
+	_cleanup_close_ int fd = open_bound(c);
 	struct stat root;
 	mode_t mode = 0600;
+	char proc[64];
 
+	if (fd < 0) {
+		log_warn("control socket %s: it is no longer the socket shmbusd bound (replaced "
+			 "meanwhile?); its group and mode are left as they are", c->path);
+		return;
+	}
 	if (fstat(d->bus->rootfd, &root) < 0)
 		return;
 	if (root.st_mode & S_IXGRP)
 		mode |= 0060;
 	if (root.st_mode & S_IXOTH)
 		mode |= 0006;
-	if (chown(c->path, (uid_t)-1, root.st_gid) < 0)
+	if (fchownat(fd, "", (uid_t)-1, root.st_gid, AT_EMPTY_PATH) < 0)
 		log_warn("control socket %s: cannot give it the root's group (gid %u): %s; run "
 			 "shmbusd as root or as a member of that group", c->path,
 			 (unsigned)root.st_gid, strerror(errno));
-	if (chmod(c->path, mode) < 0)
+	/* a socket file has no fchmod: chmod the descriptor's own inode */
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+	if (chmod(proc, mode) < 0)
 		log_warn("control socket %s: cannot chmod %04o: %s", c->path, (unsigned)mode,
 			 strerror(errno));
 }

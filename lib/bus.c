@@ -8,6 +8,7 @@
  */
 #include "internal.h"
 
+#include "../shm/shareddir.h"
 #include "../shm/usage.h"
 
 #include <errno.h>
@@ -68,16 +69,23 @@ SHMBUS_API int shmbus_default_root(char *buf, size_t len)
 
 int make_shared_dir(int parentfd, const char *name)
 {
-	struct stat st;
+	struct stat st, parent;
 	mode_t mode = 0770;
+	int fd;
 
 	if (mkdirat(parentfd, name, mode) < 0)
 		return -errno;
 	/* group-shared whatever the creator's umask, and setgid like its
-	 * parent so files keep the root's group */
-	if (fstat(parentfd, &st) == 0 && (st.st_mode & S_ISGID))
+	 * parent so files keep the root's group; set on the directory we
+	 * made, never through a link put in its place meanwhile */
+	if (fstat(parentfd, &parent) == 0 && (parent.st_mode & S_ISGID))
 		mode |= S_ISGID;
-	(void)fchmodat(parentfd, name, mode, 0);
+	fd = sdir_open(parentfd, name, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) == 0 && st.st_uid == geteuid())
+		(void)fchmod(fd, mode);
+	close(fd);
 	return 0;
 }
 
@@ -86,10 +94,10 @@ static int open_subdir(int rootfd, const char *name, bool create, const char *ro
 	int fd, rc;
 
 	if (create && (rc = make_shared_dir(rootfd, name)) < 0 && rc != -EEXIST)
-		return lib_err(rc, "cannot create %s/%s: %s", root, name, strerror(-rc));
-	fd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		return lib_err(rc, "cannot create %s/%s: %s", root, name, sdir_why(rc));
+	fd = sdir_open(rootfd, name, O_RDONLY | O_DIRECTORY);
 	if (fd < 0)
-		return lib_err(-errno, "cannot open %s/%s: %s", root, name, strerror(errno));
+		return lib_err(fd, "cannot open %s/%s: %s", root, name, sdir_why(fd));
 	return fd;
 }
 

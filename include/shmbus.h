@@ -91,7 +91,9 @@ SHMBUS_API int shmbus_default_root(char *buf, size_t len);
 /*
  * Open a bus root (creating it unless opts->no_create).  The handle is
  * safe to share between threads; open one per process (after fork(),
- * open a new one in the child).
+ * open a new one in the child).  A root that belongs to another user
+ * than the caller, root or the service user "shmbus", or that every user
+ * may write, is refused with -EPERM (docs/operations.md, "Whose root").
  *
  * If shmbusd serves the root (docs/protocol.md §1), the bus connects to
  * its control socket and registers this process: the daemon then aborts

@@ -90,6 +90,18 @@ static int new_named(int dirfd, struct sdir_file *f)
 	return -errno;
 }
 
+/* Set the new file's mode, and hand it over (or discard it). */
+static int give(int dirfd, struct sdir_file *f, mode_t mode, int rc, struct sdir_file *ret)
+{
+	if (rc == 0 && fchmod(f->fd, mode) < 0) {
+		rc = -errno;
+		sdir_close(dirfd, f);
+	}
+	if (rc == 0)
+		*ret = *f;
+	return rc;
+}
+
 int sdir_new(int dirfd, mode_t mode, struct sdir_file *ret)
 {
 	struct sdir_file f = { .fd = -1 };
@@ -101,13 +113,14 @@ int sdir_new(int dirfd, mode_t mode, struct sdir_file *ret)
 		rc = new_named(dirfd, &f);
 	else if (f.fd < 0)
 		rc = -errno;
-	if (rc == 0 && fchmod(f.fd, mode) < 0) {
-		rc = -errno;
-		sdir_close(dirfd, &f);
-	}
-	if (rc == 0)
-		*ret = f;
-	return rc;
+	return give(dirfd, &f, mode, rc, ret);
+}
+
+int sdir_new_named(int dirfd, mode_t mode, struct sdir_file *ret)
+{
+	struct sdir_file f = { .fd = -1 };
+
+	return give(dirfd, &f, mode, new_named(dirfd, &f), ret);
 }
 
 /* Link the unnamed file f in as `name`: -EEXIST if the name is taken. */

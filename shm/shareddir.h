@@ -42,6 +42,11 @@ int sdir_open(int dirfd, const char *path, int flags);
  * 0 or -errno (no message recorded). */
 int sdir_new(int dirfd, mode_t mode, struct sdir_file *ret);
 
+/* What sdir_new falls back to where the filesystem lacks O_TMPFILE: the
+ * file made under a random name (f->tmp) with O_CREAT|O_EXCL|O_NOFOLLOW.
+ * Exported so that tests run that path on any filesystem. */
+int sdir_new_named(int dirfd, mode_t mode, struct sdir_file *ret);
+
 /* Give the file its final name: over what is there if `replace`, else
  * -EEXIST when the name is taken.  0 or -errno (no message recorded). */
 int sdir_publish(int dirfd, struct sdir_file *f, const char *name, bool replace);

@@ -3,7 +3,8 @@
  *
  * Sections and keys (docs/shmbusd.conf.md has each default and meaning):
  *   [daemon]    root, control_socket, admin_group, log_level,
- *               unblock_timeout_ms, tick_ms, metrics, file_mode
+ *               unblock_timeout_ms, tick_ms, metrics, file_mode,
+ *               max_connections_per_uid
  *   [flush]     interval_ms, records          (disk roots only)
  *   [retention] default_ms
  *   [topic NAME] partitions, capacity, policy, retention_ms, numa_node
@@ -36,6 +37,7 @@ void config_defaults(struct config *c)
 		.unblock_timeout_ms = 1000,
 		.tick_ms = 100,
 		.file_mode = 0660,
+		.max_conns_per_uid = 64,
 		.flush_interval_ms = 1000,
 	};
 }
@@ -152,6 +154,11 @@ static int daemon_key(struct parse *ps, const char *k, const char *v)
 		if (end == v || *end || m > 0777)
 			return complain(ps, k, "\"%s\" is not an octal file mode; write e.g. 0660", v);
 		c->file_mode = (unsigned)m;
+	} else if (!strcmp(k, "max_connections_per_uid")) {
+		if (!number(v, 1, CONFIG_MAX_CONNS, &n))
+			return complain(ps, k, "\"%s\" is not a number of connections between 1 and "
+					"1024; write e.g. 64", v);
+		c->max_conns_per_uid = (unsigned)n;
 	} else {
 		return complain(ps, k, "unknown key in [daemon]%s; see docs/shmbusd.conf.md", "");
 	}
@@ -341,7 +348,8 @@ int config_apply_live(struct config *cur, const struct config *next, char *list,
 		cannot(list, len, "metrics");
 	if (CHANGED(log_level) || CHANGED(unblock_timeout_ms) || CHANGED(tick_ms) ||
 	    CHANGED(file_mode) || CHANGED(flush_interval_ms) || CHANGED(flush_records) ||
-	    CHANGED(retention_default_ms) || CHANGED(admin_gid) || CHANGED(has_admin_gid))
+	    CHANGED(retention_default_ms) || CHANGED(admin_gid) || CHANGED(has_admin_gid) ||
+	    CHANGED(max_conns_per_uid))
 		applied++;
 	cur->log_level = next->log_level;
 	cur->unblock_timeout_ms = next->unblock_timeout_ms;
@@ -350,6 +358,7 @@ int config_apply_live(struct config *cur, const struct config *next, char *list,
 	cur->flush_interval_ms = next->flush_interval_ms;
 	cur->flush_records = next->flush_records;
 	cur->retention_default_ms = next->retention_default_ms;
+	cur->max_conns_per_uid = next->max_conns_per_uid;
 	snprintf(cur->admin_group, sizeof cur->admin_group, "%s", next->admin_group);
 	cur->admin_gid = next->admin_gid;
 	cur->has_admin_gid = next->has_admin_gid;

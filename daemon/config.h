@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/shmbus/shmbusd.conf"
+#define CONFIG_MAX_CONNS    1024   /* control connections in all */
 
 /* A topic declared in the file ([topic NAME]): created at start if missing. */
 struct config_topic {
@@ -36,6 +37,7 @@ struct config {
 	int64_t tick_ms;             /* supervision period */
 	char metrics[128];           /* "ADDR:PORT" of the Prometheus endpoint; "": off */
 	unsigned file_mode;          /* partition files */
+	unsigned max_conns_per_uid;  /* control connections of one uid (not root's, not ours) */
 	/* [flush] disk roots only */
 	int64_t flush_interval_ms;   /* 0: never by time */
 	uint64_t flush_records;      /* 0: never by count */

@@ -6,7 +6,9 @@
  * connected (SO_PEERCRED, SO_PEERGROUPS); nothing a message says about its
  * sender is believed.  Creating and deleting topics needs uid 0, the
  * daemon's user, or membership of the configured admin group; a HELLO
- * with the register flag makes clients.c watch the peer's pid.
+ * with the register flag makes clients.c watch the peer's pid.  A uid
+ * other than root's and ours holds at most max_connections_per_uid
+ * connections (1024 in all), so no user can take them all.
  *
  * Invariants: every socket is non-blocking and every reply is sent with
  * MSG_DONTWAIT, so no peer can stall the loop (a peer that does not read
@@ -33,12 +35,13 @@
 
 #include "../shm/clock.h"
 #include "../shm/ctlproto.h"
+#include "../shm/shareddir.h"
 
 #ifndef SO_PEERGROUPS
 #define SO_PEERGROUPS 59
 #endif
 
-#define MAX_CONNS       1024
+#define MAX_CONNS       CONFIG_MAX_CONNS
 #define READ_BATCH      16          /* messages taken from one peer per wake-up */
 #define ACCEPT_BATCH    64
 #define HEARTBEAT_NS    1000000000LL
@@ -64,9 +67,8 @@ struct control {
 	int fd;                       /* the listening socket */
 	int hb_fd;                    /* heartbeat timer */
 	char path[PATH_MAX];
-	dev_t dev;                    /* the socket file we bound, to unlink only ours */
-	ino_t ino;
-	bool bound, paused;
+	struct ctlsock sock;          /* the socket file we bound (ctlsock.c) */
+	bool paused;
 	struct conn *conns;
 	size_t nconns;
 	int64_t note_since;
@@ -74,13 +76,6 @@ struct control {
 	uint8_t in[CTL_MSG_MAX];
 	uint8_t out[CTL_MSG_MAX];
 };
-
-static void closep(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-}
-#define _cleanup_close_ __attribute__((cleanup(closep)))
 
 /* ------------------------------------------------------------------ */
 /* Logging about peers                                                 */
@@ -294,7 +289,7 @@ static int do_hello(struct daemon *d, struct conn *k, const struct ctl_msg *m)
  * is setgid (control_init), so this only repairs what did not inherit. */
 static void regroup_topic(struct daemon *d, const char *name, uint32_t partitions)
 {
-	_cleanup_close_ int dfd = openat(d->bus->topicsfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int dfd = sdir_open(d->bus->topicsfd, name, O_RDONLY | O_DIRECTORY);
 	struct stat root, st;
 	char file[24];
 
@@ -544,6 +539,61 @@ static void on_conn(struct daemon *d, uint32_t events, void *arg)
 	}
 }
 
+/* Connections open from uid. */
+static unsigned conns_of(const struct control *c, uid_t uid)
+{
+	unsigned n = 0;
+
+	for (const struct conn *k = c->conns; k; k = k->next)
+		n += k->cred.uid == uid;
+	return n;
+}
+
+/*
+ * May the new connection k stay?  Root and the daemon's own user count
+ * only against MAX_CONNS; every other uid holds at most
+ * max_connections_per_uid, so that no user can take them all.  A refusal
+ * is the documented RESULT (protocol.md §6: -EUSERS, seq 0), then the
+ * connection is closed.
+ */
+static bool admit(struct daemon *d, struct control *c, struct conn *k)
+{
+	unsigned limit = d->cfg.max_conns_per_uid, n = 0;
+	bool limited = k->cred.uid != 0 && k->cred.uid != geteuid();
+	char msg[320], who[160];
+
+	if (c->nconns < MAX_CONNS && (!limited || (n = conns_of(c, k->cred.uid)) < limit))
+		return true;
+	if (c->nconns >= MAX_CONNS)
+		snprintf(msg, sizeof msg, "shmbusd refused the connection: too many connections "
+			 "(%d open in all); close bus handles that are not used, or try again later",
+			 MAX_CONNS);
+	else
+		snprintf(msg, sizeof msg, "shmbusd refused the connection: too many connections "
+			 "from uid %u (limit %u); close bus handles this user does not use (each "
+			 "open bus holds one), or raise max_connections_per_uid in shmbusd.conf",
+			 (unsigned)k->cred.uid, limit);
+	d->st.control_errors++;
+	peer_name(k, who, sizeof who);
+	note(c, "control socket: refused a connection from %s: %u of its connections are open "
+	     "(max_connections_per_uid %u), %zu in all", who, n, limit, c->nconns);
+	reply(c, k, 0, 0, -EUSERS, msg);
+	return false;
+}
+
+/* Close a refused connection so that its peer reads the refusal: a
+ * socket closed with messages unread resets its peer (ECONNRESET), and a
+ * client sends its HELLO right after connecting, before we accept. */
+static void close_refused(int fd)
+{
+	uint8_t junk[16];
+
+	for (int i = 0; i < READ_BATCH; i++)
+		if (recv(fd, junk, sizeof junk, MSG_DONTWAIT | MSG_TRUNC) <= 0)
+			break;
+	close(fd);
+}
+
 static void conn_open(struct daemon *d, struct control *c, int fd)
 {
 	socklen_t len = sizeof(struct ucred);
@@ -556,13 +606,8 @@ static void conn_open(struct daemon *d, struct control *c, int fd)
 	}
 	k->ctl = c;
 	k->fd = fd;
-	if (c->nconns >= MAX_CONNS) {
-		d->st.control_errors++;
-		note(c, "control socket: refused a connection from pid %d: %d connections are open",
-		     (int)k->cred.pid, MAX_CONNS);
-		reply(c, k, 0, 0, -EUSERS, "shmbusd has too many control connections open; close "
-		      "bus handles that are not used, or try again later");
-		close(fd);
+	if (!admit(d, c, k)) {
+		close_refused(fd);
 		free(k);
 		return;
 	}
@@ -609,85 +654,13 @@ static void on_listen(struct daemon *d, uint32_t events, void *arg)
 /* ------------------------------------------------------------------ */
 /* The socket                                                          */
 
-/* Remove a socket nobody listens on; 0, or -errno (logged) if the path
- * is in use or is not a socket. */
-static int clear_stale(const char *path)
-{
-	_cleanup_close_ int fd = -1, dirfd = -1;
-	struct sockaddr_un sa;
-	struct stat st;
-	int rc;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode)) {
-		log_err("control socket %s: the path exists and is not a socket; remove it, or set "
-			"control_socket to another path", path);
-		return -EEXIST;
-	}
-	rc = ctl_sockaddr(path, &sa, &dirfd);
-	fd = rc ? -1 : socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return rc ? rc : -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 || errno != ECONNREFUSED) {
-		log_err("control socket %s: another process listens there; stop it, or set "
-			"control_socket to another path", path);
-		return -EADDRINUSE;
-	}
-	if (unlink(path) < 0 && errno != ENOENT)
-		return -errno;
-	log_info("removed the stale control socket %s (nothing listened there)", path);
-	return 0;
-}
-
-/* The socket is as reachable as the root: the root's group may connect
- * if it may enter the root, others if they may. */
-static void set_access(struct daemon *d, struct control *c)
-{
-	struct stat root;
-	mode_t mode = 0600;
-
-	if (fstat(d->bus->rootfd, &root) < 0)
-		return;
-	if (root.st_mode & S_IXGRP)
-		mode |= 0060;
-	if (root.st_mode & S_IXOTH)
-		mode |= 0006;
-	if (chown(c->path, (uid_t)-1, root.st_gid) < 0)
-		log_warn("control socket %s: cannot give it the root's group (gid %u): %s; run "
-			 "shmbusd as root or as a member of that group", c->path,
-			 (unsigned)root.st_gid, strerror(errno));
-	if (chmod(c->path, mode) < 0)
-		log_warn("control socket %s: cannot chmod %04o: %s", c->path, (unsigned)mode,
-			 strerror(errno));
-}
-
 static int listen_at(struct daemon *d, struct control *c)
 {
-	_cleanup_close_ int fd = -1, dirfd = -1;
-	struct sockaddr_un sa;
-	struct stat st;
-	int rc = ctl_sockaddr(c->path, &sa, &dirfd);
+	_cleanup_close_ int fd = ctlsock_bind(d, c->path, &c->sock);
+	int rc = 0;
 
-	if (rc < 0) {
-		log_err("control socket %s: %s; set a shorter control_socket", c->path, strerror(-rc));
-		return rc;
-	}
-	rc = clear_stale(c->path);
-	if (rc < 0)
-		return rc;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		log_err("cannot create the control socket %s: %s; check the directory exists and "
-			"is writable, or set control_socket", c->path, strerror(errno));
-		return -errno;
-	}
-	c->bound = true;
-	if (lstat(c->path, &st) == 0) {
-		c->dev = st.st_dev;
-		c->ino = st.st_ino;
-	}
-	set_access(d, c);
+	if (fd < 0)
+		return fd;
 	if (listen(fd, 128) < 0 || (rc = loop_add(d, fd, EPOLLIN, on_listen, c)) < 0) {
 		log_err("cannot listen on the control socket %s: %s", c->path,
 			strerror(rc < 0 ? -rc : errno));
@@ -767,7 +740,6 @@ int control_init(struct daemon *d)
 void control_fini(struct daemon *d)
 {
 	struct control *c = d->control;
-	struct stat st;
 
 	if (!c)
 		return;
@@ -782,8 +754,7 @@ void control_fini(struct daemon *d)
 		loop_del(d, c->hb_fd);
 		close(c->hb_fd);
 	}
-	if (c->bound && lstat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
-		unlink(c->path);
+	ctlsock_unlink(c->path, &c->sock);
 	free(c);
 	d->control = NULL;
 }

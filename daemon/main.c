@@ -28,6 +28,7 @@
 
 #include "../shm/clock.h"
 #include "../shm/proc.h"
+#include "../shm/shareddir.h"
 
 static const char usage[] =
 	"Usage: shmbusd [--root DIR] [--config FILE] [--metrics ADDR:PORT]\n"
@@ -159,9 +160,11 @@ static int claim_root(struct daemon *d)
 	struct statfs sf;
 	uint64_t start;
 
-	d->lockfd = openat(d->bus->rootfd, "shmbusd.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+	/* O_NOFOLLOW: a link planted there would have us create or lock any file */
+	d->lockfd = openat(d->bus->rootfd, "shmbusd.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+			   0660);
 	if (d->lockfd < 0) {
-		log_err("cannot open %s/shmbusd.lock: %s", d->cfg.root, strerror(errno));
+		log_err("cannot open %s/shmbusd.lock: %s", d->cfg.root, sdir_why(errno));
 		return -1;
 	}
 	if (flock(d->lockfd, LOCK_EX | LOCK_NB) < 0) {

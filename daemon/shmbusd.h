@@ -23,6 +23,16 @@
 #include "config.h"
 #include "log.h"
 
+#include <unistd.h>
+
+/* Close an fd at the end of its scope: _cleanup_close_ int fd = -1; */
+static inline void closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+#define _cleanup_close_ __attribute__((cleanup(closep)))
+
 struct daemon;
 
 /* ------------------------------------------------------------------ */
@@ -106,6 +116,24 @@ void recovery_run(struct daemon *d, struct dpart *dp);
 
 int control_init(struct daemon *d);
 void control_fini(struct daemon *d);
+
+/* ------------------------------------------------------------------ */
+/* The control socket's file (ctlsock.c)                               */
+
+/* The socket file bound at a path, to unlink only ours. */
+struct ctlsock {
+	dev_t dev;
+	ino_t ino;
+	bool bound;
+};
+
+/* Remove a stale socket at path (nothing listens there), bind a new
+ * non-blocking SOCK_SEQPACKET socket, and give it the root's group and a
+ * mode that follows the root's.  The socket's fd, or -errno (logged). */
+int ctlsock_bind(struct daemon *d, const char *path, struct ctlsock *ret);
+
+/* Unlink the socket file if it is still the one ctlsock_bind bound. */
+void ctlsock_unlink(const char *path, const struct ctlsock *s);
 
 /* ------------------------------------------------------------------ */
 /* Registered clients (clients.c)                                      */

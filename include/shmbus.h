@@ -62,12 +62,15 @@ typedef struct shmbus_consumer shmbus_consumer;
  *   -ENOSPC     no room: filesystem full, or a table is full
  *   -EPROTO     file of another format version
  *   -EROFS      partition mapped read-only, or a replica
- *   -EUSERS     a partition already has 64 producers (its writer slots)
+ *   -EUSERS     a partition already has 64 producers (its writer slots); or
+ *               shmbusd refused the connection (too many of this user's)
  * Safe from any thread.
  */
 SHMBUS_API const char *shmbus_strerror(int err);
 
-/* The detailed message of this thread's last failed call ("" if none). */
+/* The detailed message of this thread's last failed call ("" if none);
+ * after a successful shmbus_open, "" or a warning (shmbusd refused the
+ * connection). */
 SHMBUS_API const char *shmbus_errmsg(void);
 
 /* ------------------------------------------------------------------ */
@@ -91,7 +94,9 @@ SHMBUS_API int shmbus_default_root(char *buf, size_t len);
 /*
  * Open a bus root (creating it unless opts->no_create).  The handle is
  * safe to share between threads; open one per process (after fork(),
- * open a new one in the child).
+ * open a new one in the child).  A root that belongs to another user
+ * than the caller, root or the service user "shmbus", or that every user
+ * may write, is refused with -EPERM (docs/operations.md, "Whose root").
  *
  * If shmbusd serves the root (docs/protocol.md §1), the bus connects to
  * its control socket and registers this process: the daemon then aborts
@@ -99,7 +104,11 @@ SHMBUS_API int shmbus_default_root(char *buf, size_t len);
  * and deletion go through the daemon while it serves (it decides who may,
  * and makes the files with the right owner, group and mode); without a
  * daemon, or if it vanishes, they run in this process (the embedded
- * mode).  opts->no_daemon turns the daemon off for this handle.
+ * mode).  opts->no_daemon turns the daemon off for this handle.  If the
+ * daemon refuses the connection (a user holds at most
+ * max_connections_per_uid), the open still succeeds with the refusal in
+ * shmbus_errmsg(), and administration returns -EUSERS instead of running
+ * here (docs/protocol.md §6).
  */
 SHMBUS_API int shmbus_open(const struct shmbus_open_opts *opts, shmbus **ret);
 

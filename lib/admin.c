@@ -25,6 +25,7 @@
 #include "../shm/frame.h"
 #include "../shm/read.h"
 #include "../shm/recover.h"
+#include "../shm/shareddir.h"
 #include "../shm/usage.h"
 
 static int admin_lock(shmbus *bus)
@@ -47,10 +48,12 @@ static void admin_unlock(shmbus *bus)
 /* Remove a topic directory and everything in it. */
 static void remove_topic_dir(shmbus *bus, const char *name)
 {
-	int fd = openat(bus->topicsfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = sdir_open(bus->topicsfd, name, O_RDONLY | O_DIRECTORY);
 	DIR *d;
 	struct dirent *e;
 
+	if (fd == -ELOOP || fd == -ENOTDIR) /* not ours: never follow, remove it */
+		unlinkat(bus->topicsfd, name, 0);
 	if (fd < 0)
 		return;
 	d = fdopendir(fd);
@@ -75,10 +78,10 @@ static int create_partitions(shmbus *bus, const struct bus_topic *t)
 	if (rc < 0)
 		return lib_err(rc, "cannot create directory for topic \"%s\" in %s/topics: %s",
 			       t->name, bus->root, strerror(-rc));
-	dfd = openat(bus->topicsfd, t->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = sdir_open(bus->topicsfd, t->name, O_RDONLY | O_DIRECTORY);
 	if (dfd < 0)
-		return lib_err(-errno, "cannot open directory of topic \"%s\": %s", t->name,
-			       strerror(errno));
+		return lib_err(dfd, "cannot open directory of topic \"%s\": %s", t->name,
+			       sdir_why(dfd));
 	for (uint32_t i = 0; i < t->partitions && rc == 0; i++) {
 		struct part_params prm = {
 			.topic = t->name, .topic_id = t->id, .partition = i,
@@ -181,7 +184,7 @@ SHMBUS_API int shmbus_topic_delete(shmbus *bus, const char *name)
 		goto out;
 	}
 	/* Mark every partition deleted before anything disappears. */
-	dfd = openat(bus->topicsfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = sdir_open(bus->topicsfd, name, O_RDONLY | O_DIRECTORY);
 	for (uint32_t i = 0; dfd >= 0 && i < t.partitions; i++) {
 		char file[16];
 		struct part p;

@@ -8,10 +8,12 @@
  */
 #include "internal.h"
 
+#include "../shm/shareddir.h"
 #include "../shm/usage.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -68,16 +70,23 @@ SHMBUS_API int shmbus_default_root(char *buf, size_t len)
 
 int make_shared_dir(int parentfd, const char *name)
 {
-	struct stat st;
+	struct stat st, parent;
 	mode_t mode = 0770;
+	int fd;
 
 	if (mkdirat(parentfd, name, mode) < 0)
 		return -errno;
 	/* group-shared whatever the creator's umask, and setgid like its
-	 * parent so files keep the root's group */
-	if (fstat(parentfd, &st) == 0 && (st.st_mode & S_ISGID))
+	 * parent so files keep the root's group; set on the directory we
+	 * made, never through a link put in its place meanwhile */
+	if (fstat(parentfd, &parent) == 0 && (parent.st_mode & S_ISGID))
 		mode |= S_ISGID;
-	(void)fchmodat(parentfd, name, mode, 0);
+	fd = sdir_open(parentfd, name, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) == 0 && st.st_uid == geteuid())
+		(void)fchmod(fd, mode);
+	close(fd);
 	return 0;
 }
 
@@ -86,11 +95,69 @@ static int open_subdir(int rootfd, const char *name, bool create, const char *ro
 	int fd, rc;
 
 	if (create && (rc = make_shared_dir(rootfd, name)) < 0 && rc != -EEXIST)
-		return lib_err(rc, "cannot create %s/%s: %s", root, name, strerror(-rc));
-	fd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		return lib_err(rc, "cannot create %s/%s: %s", root, name, sdir_why(rc));
+	fd = sdir_open(rootfd, name, O_RDONLY | O_DIRECTORY);
 	if (fd < 0)
-		return lib_err(-errno, "cannot open %s/%s: %s", root, name, strerror(errno));
+		return lib_err(fd, "cannot open %s/%s: %s", root, name, sdir_why(fd));
 	return fd;
+}
+
+/* The user the service runs as (systemd/shmbus-sysusers.conf): its root,
+ * /dev/shm/shmbus, is shared with its group by design. */
+#ifndef SHMBUS_SERVICE_USER
+#define SHMBUS_SERVICE_USER "shmbus"
+#endif
+
+/* The name of uid, or "no account" (in buf). */
+static const char *user_name(uid_t uid, char *buf, size_t len)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024];
+
+	getpwuid_r(uid, &pw, tmp, sizeof tmp, &res);
+	snprintf(buf, len, "%s", res ? res->pw_name : "no account");
+	return buf;
+}
+
+static bool service_user(uid_t uid)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024];
+
+	return getpwnam_r(SHMBUS_SERVICE_USER, &pw, tmp, sizeof tmp, &res) == 0 && res &&
+	       res->pw_uid == uid;
+}
+
+/*
+ * May we use this root?  As with XDG_RUNTIME_DIR: a root someone else
+ * owns may be a trap made before us at a name we would use (anyone can
+ * create /dev/shm/shmbus-$UID first) to read what we send.  Accepted:
+ * our own, root's, and the service user's (shared with its group by
+ * design); root itself may use any.  A root that every user may write is
+ * refused whoever owns it.  docs/operations.md, "Whose root".
+ */
+static int check_root_owner(const shmbus *bus)
+{
+	uid_t me = geteuid();
+	char who[64];
+	struct stat st;
+
+	if (fstat(bus->rootfd, &st) < 0)
+		return lib_err(-errno, "cannot stat bus root %s: %s", bus->root, strerror(errno));
+	if (st.st_uid != me && st.st_uid != 0 && me != 0 && !service_user(st.st_uid))
+		return lib_err(-EPERM, "bus root %s belongs to uid %u (%s), not to you (uid %u), "
+			       "root or the service user \"%s\": another user may have made it "
+			       "before you to read what you send; look at it (ls -la %s), remove it "
+			       "if it is not yours, or choose another root (--root or SHMBUS_ROOT)",
+			       bus->root, (unsigned)st.st_uid,
+			       user_name(st.st_uid, who, sizeof who), (unsigned)me,
+			       SHMBUS_SERVICE_USER, bus->root);
+	if (st.st_mode & S_IWOTH)
+		return lib_err(-EPERM, "bus root %s is writable by every user (mode %04o): anyone "
+			       "could replace its files; chmod o-w %s (to share a root, give it a "
+			       "group and mode 2770, see docs/operations.md)", bus->root,
+			       (unsigned)(st.st_mode & 07777), bus->root);
+	return 0;
 }
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -142,6 +209,9 @@ SHMBUS_API int shmbus_open(const struct shmbus_open_opts *opts, shmbus **ret)
 					       strerror(errno));
 		goto fail;
 	}
+	rc = check_root_owner(bus);
+	if (rc)
+		goto fail;
 	rc = dir_open(bus->rootfd, !o.no_create, &bus->dir);
 	if (rc) {
 		if (rc == -ENOENT)

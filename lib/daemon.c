@@ -151,11 +151,22 @@ static int bad_reply(shmbus *bus, const void *buf, size_t len)
 		       "use a libshmbus and shmbusd of one release", bus->link_daemon, why);
 }
 
+/* Sequence numbers of requests are never 0: a RESULT with seq 0 is the
+ * daemon's word on the connection itself (protocol.md §6). */
+static uint32_t next_seq(shmbus *bus)
+{
+	if (++bus->link_seq == 0)
+		++bus->link_seq;
+	return bus->link_seq;
+}
+
 /* Wait for the RESULT of seq: 0, DAEMON_NONE (connection lost),
- * -ETIMEDOUT, -EPROTO. */
+ * -ETIMEDOUT, -EPROTO.  A RESULT with seq 0 and an error (the daemon
+ * refused the connection, and closes it) is returned as the answer. */
 static int await(shmbus *bus, uint32_t seq, uint8_t *rbuf, struct ctl_msg *rep, int timeout_ms)
 {
 	int64_t end = mono_ns() + (int64_t)timeout_ms * 1000000;
+	bool reset = false;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = bus->linkfd, .events = POLLIN };
@@ -172,6 +183,11 @@ static int await(shmbus *bus, uint32_t seq, uint8_t *rbuf, struct ctl_msg *rep, 
 		n = recv(bus->linkfd, rbuf, CTL_MSG_MAX, MSG_TRUNC | MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
+		/* a reset is reported once, before what the daemon sent last */
+		if (n < 0 && errno == ECONNRESET && !reset) {
+			reset = true;
+			continue;
+		}
 		if (n <= 0)
 			return link_lost(bus);
 		if (n > (ssize_t)CTL_MSG_MAX)
@@ -181,6 +197,10 @@ static int await(shmbus *bus, uint32_t seq, uint8_t *rbuf, struct ctl_msg *rep, 
 			return bad_reply(bus, rbuf, (size_t)n);
 		if (rep->hdr.seq == seq)
 			return 0;
+		if (rep->hdr.seq == 0 && ctl_signed(rep, CTL_A_STATUS) < 0) {
+			link_drop(bus);
+			return 0;
+		}
 		/* a late answer to a request that timed out: not ours */
 	}
 }
@@ -193,8 +213,12 @@ static int call(shmbus *bus, struct ctl_out *o, uint32_t seq, uint8_t *rbuf,
 
 	if (len < 0)
 		return len;
-	if (send(bus->linkfd, o->buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT) != len)
+	if (send(bus->linkfd, o->buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT) != len) {
+		/* closed on us: perhaps after saying why (a refused connection) */
+		if (errno == EPIPE || errno == ECONNRESET)
+			return await(bus, seq, rbuf, rep, timeout_ms);
 		return link_lost(bus);
+	}
 	return await(bus, seq, rbuf, rep, timeout_ms);
 }
 
@@ -219,7 +243,7 @@ static int hello(shmbus *bus, uint8_t *rbuf)
 	uint8_t sbuf[256];
 	struct ctl_msg rep;
 	struct ctl_out o;
-	uint32_t seq = ++bus->link_seq;
+	uint32_t seq = next_seq(bus);
 	int rc;
 
 	ctl_init(&o, sbuf, sizeof sbuf, CTL_HELLO, seq);
@@ -232,8 +256,9 @@ static int hello(shmbus *bus, uint8_t *rbuf)
 	return rc;
 }
 
-/* Connect to the daemon serving the root and say HELLO: 0, or
- * DAEMON_NONE (with a message saying why). */
+/* Connect to the daemon serving the root and say HELLO: 0, DAEMON_NONE
+ * (with a message saying why), or -EUSERS when the daemon refused the
+ * connection (too many of this user's), with its message. */
 static int link_up(shmbus *bus, uint8_t *rbuf)
 {
 	struct sockaddr_un sa;
@@ -267,7 +292,8 @@ static int link_up(shmbus *bus, uint8_t *rbuf)
 	rc = hello(bus, rbuf);
 	if (rc) {
 		link_drop(bus);
-		return DAEMON_NONE;
+		/* a daemon is there and said no: not a reason to go embedded unseen */
+		return rc == -EUSERS ? rc : DAEMON_NONE;
 	}
 	return 0;
 }
@@ -298,7 +324,7 @@ static int request(shmbus *bus, uint16_t type, build_fn build, const void *arg,
 				return rc;
 			fresh = true;
 		}
-		seq = ++bus->link_seq;
+		seq = next_seq(bus);
 		ctl_init(&o, sbuf, sizeof sbuf, type, seq);
 		if (build)
 			build(&o, arg);
@@ -309,17 +335,32 @@ static int request(shmbus *bus, uint16_t type, build_fn build, const void *arg,
 	return DAEMON_NONE;
 }
 
+/*
+ * At shmbus_open.  A refused connection does not fail the open (producers
+ * and consumers need no daemon), but leaves its warning in
+ * shmbus_errmsg(); administration and status then fail with -EUSERS
+ * until a connection is free (request() connects again each time).
+ */
 void daemon_link_open(shmbus *bus)
 {
+	char why[400];
 	uint8_t *rbuf;
+	int rc;
 
 	if (bus->no_daemon || !(rbuf = malloc(CTL_MSG_MAX)))
 		return;
 	pthread_mutex_lock(&bus->link_lock);
-	link_up(bus, rbuf);
+	rc = link_up(bus, rbuf);
 	pthread_mutex_unlock(&bus->link_lock);
 	free(rbuf);
-	shm_err_clear(); /* opening succeeded, with or without a daemon */
+	if (rc != -EUSERS) {
+		shm_err_clear(); /* opening succeeded, with or without a daemon */
+		return;
+	}
+	snprintf(why, sizeof why, "%s", shm_errmsg());
+	lib_err(rc, "%s; until one is free this bus works without shmbusd: this process is "
+		"not registered (a claim it leaves when it dies waits unblock_timeout_ms), and "
+		"topic administration and status fail with -EUSERS", why);
 }
 
 void daemon_link_close(shmbus *bus)

@@ -23,6 +23,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "shareddir.h"
 #include "slothash.h"
 
 /* A reader waits this long for an update in progress before it takes the
@@ -121,31 +122,6 @@ static int init_file(int fd, const char *endpoint)
 	return 0;
 }
 
-int ctr_create(int dirfd, const char *endpoint, struct ctr_file *ret)
-{
-	char tmp[64];
-	int fd, rc;
-
-	snprintf(tmp, sizeof tmp, ".%s.new.%d", CTR_FILE, (int)getpid());
-	fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return shm_err(-errno, "cannot create the counters file (%s in the bus root): %s",
-			       tmp, strerror(errno));
-	/* readable by the root's users whatever our umask: it holds no secret */
-	rc = fchmod(fd, 0644) < 0 ? shm_err(-errno, "cannot set the mode of the counters file: %s",
-					    strerror(errno))
-				  : init_file(fd, endpoint);
-	close(fd);
-	/* over an older daemon's file: its values were of that daemon */
-	if (rc == 0 && renameat(dirfd, tmp, dirfd, CTR_FILE) < 0)
-		rc = shm_err(-errno, "cannot publish the counters file: %s", strerror(errno));
-	if (rc) {
-		unlinkat(dirfd, tmp, 0);
-		return rc;
-	}
-	return ctr_open(dirfd, true, ret);
-}
-
 static bool header_valid(const struct ctr_header *h, const struct stat *st)
 {
 	return h->magic == CTR_MAGIC && h->endian == SHM_ENDIAN_MARK &&
@@ -178,24 +154,16 @@ static int check(int fd)
 	return 0;
 }
 
-int ctr_open(int dirfd, bool writable, struct ctr_file *ret)
+/* Validate and map the counters file open at fd (which stays open). */
+static int map_fd(int fd, bool writable, struct ctr_file *ret)
 {
 	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
 	void *base;
-	int fd, rc;
+	int rc = check(fd);
 
-	fd = openat(dirfd, CTR_FILE, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? -ENOENT
-				       : shm_err(-errno, "cannot open the counters file: %s",
-						 strerror(errno));
-	rc = check(fd);
-	if (rc) {
-		close(fd);
+	if (rc)
 		return rc;
-	}
 	base = mmap(NULL, file_size(), prot, MAP_SHARED, fd, 0);
-	close(fd);
 	if (base == MAP_FAILED)
 		return shm_err(-errno, "cannot map the counters file: %s", strerror(errno));
 	ret->hdr = base;
@@ -204,6 +172,40 @@ int ctr_open(int dirfd, bool writable, struct ctr_file *ret)
 	ret->map_len = file_size();
 	ret->writable = writable;
 	return 0;
+}
+
+int ctr_open(int dirfd, bool writable, struct ctr_file *ret)
+{
+	int fd = sdir_open(dirfd, CTR_FILE, writable ? O_RDWR : O_RDONLY);
+	int rc;
+
+	if (fd < 0)
+		return fd == -ENOENT ? -ENOENT
+				     : shm_err(fd, "cannot open the counters file: %s", sdir_why(fd));
+	rc = map_fd(fd, writable, ret);
+	close(fd);
+	return rc;
+}
+
+int ctr_create(int dirfd, const char *endpoint, struct ctr_file *ret)
+{
+	struct sdir_file f;
+	int rc;
+
+	/* readable by the root's users whatever our umask: it holds no secret;
+	 * made unnamed, so nothing planted in the root is followed (shareddir.h) */
+	rc = sdir_new(dirfd, 0644, &f);
+	if (rc)
+		return shm_err(rc, "cannot create the counters file in the bus root: %s",
+			       strerror(-rc));
+	rc = init_file(f.fd, endpoint);
+	/* over an older daemon's file: its values were of that daemon */
+	if (rc == 0 && (rc = sdir_publish(dirfd, &f, CTR_FILE, true)) < 0)
+		rc = shm_err(rc, "cannot publish the counters file: %s", strerror(-rc));
+	if (rc == 0)
+		rc = map_fd(f.fd, true, ret);
+	sdir_close(dirfd, &f);
+	return rc;
 }
 
 void ctr_close(struct ctr_file *c)

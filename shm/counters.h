@@ -166,8 +166,8 @@ struct ctr_file {
 
 /*
  * Create <dirfd>/counters afresh, naming the daemon's metrics endpoint
- * (NULL or "": none): made whole under a temporary name, then renamed
- * over any older file (whose readers keep their mapping of it), and
+ * (NULL or "": none): made whole before it has a name (shareddir.h), then
+ * renamed over any older file (whose readers keep their mapping of it), and
  * mapped writable.  Only the daemon that holds the root calls this.
  */
 int ctr_create(int dirfd, const char *endpoint, struct ctr_file *ret);

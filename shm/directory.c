@@ -21,6 +21,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "shareddir.h"
 
 static uint64_t table_size(void)
 {
@@ -100,27 +101,24 @@ static int check_header(const struct bus_header *h, uint64_t file_size)
 	return 0;
 }
 
-/* Make <rootfd>/bus whole under a temporary name, then link it into
- * place: a crash or a full filesystem never leaves a half-made bus file.
- * Losing the race to another process is fine: theirs is used. */
+/* Make <rootfd>/bus whole before it has a name, then link it into place:
+ * a crash or a full filesystem never leaves a half-made bus file, and
+ * nothing planted in the root is followed (shareddir.h).  Losing the race
+ * to another process is fine: theirs is used. */
 static int create_file(int rootfd)
 {
-	char tmp[64];
-	int fd, rc;
+	struct sdir_file f;
+	int rc;
 
-	snprintf(tmp, sizeof tmp, ".bus.new.%d", (int)getpid());
-	fd = openat(rootfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0660);
-	if (fd < 0)
-		return shm_err(-errno, "cannot create the bus file: %s", strerror(errno));
 	/* the root's group shares the bus, whatever the creator's umask */
-	(void)fchmod(fd, 0660);
-	rc = init_file(fd);
-	close(fd);
-	if (rc == 0 && renameat2(rootfd, tmp, rootfd, "bus", RENAME_NOREPLACE) < 0 &&
-	    errno != EEXIST)
-		rc = shm_err(-errno, "cannot publish the bus file: %s", strerror(errno));
-	unlinkat(rootfd, tmp, 0);
-	return rc;
+	rc = sdir_new(rootfd, 0660, &f);
+	if (rc)
+		return shm_err(rc, "cannot create the bus file: %s", strerror(-rc));
+	rc = init_file(f.fd);
+	if (rc == 0 && (rc = sdir_publish(rootfd, &f, "bus", false)) < 0 && rc != -EEXIST)
+		rc = shm_err(rc, "cannot publish the bus file: %s", strerror(-rc));
+	sdir_close(rootfd, &f);
+	return rc == -EEXIST ? 0 : rc;
 }
 
 int dir_open(int rootfd, bool create, struct bus_dir *ret)
@@ -130,15 +128,15 @@ int dir_open(int rootfd, bool create, struct bus_dir *ret)
 	void *base;
 	int fd, rc = 0;
 
-	fd = openat(rootfd, "bus", O_RDWR | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT && create) {
+	fd = sdir_open(rootfd, "bus", O_RDWR);
+	if (fd == -ENOENT && create) {
 		rc = create_file(rootfd);
 		if (rc)
 			return rc;
-		fd = openat(rootfd, "bus", O_RDWR | O_CLOEXEC);
+		fd = sdir_open(rootfd, "bus", O_RDWR);
 	}
 	if (fd < 0)
-		return shm_err(-errno, "cannot open the bus file: %s", strerror(errno));
+		return shm_err(fd, "cannot open the bus file: %s", sdir_why(fd));
 	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < BUS_HEADER_SIZE ||
 	    pread(fd, &snap, sizeof snap, 0) != (ssize_t)sizeof snap) {
 		rc = shm_err(-EBADMSG, "the bus file is truncated; move the root aside and let "

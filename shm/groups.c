@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "shareddir.h"
 #include "slothash.h"
 
 static uint64_t file_size(void)
@@ -55,26 +56,23 @@ static int init_group(int fd, const char *name)
 	return 0;
 }
 
-/* Make the group file whole under a temporary name, then link it into
- * place (a full filesystem never leaves a half-made group). */
+/* Make the group file whole before it has a name, then link it into
+ * place (a full filesystem never leaves a half-made group, and nothing
+ * planted in groups/ is followed: shareddir.h). */
 static int create_group(int dirfd, const char *name)
 {
-	char tmp[PART_NAME_MAX + 32];
-	int fd, rc;
+	struct sdir_file f;
+	int rc;
 
-	/* '~' is not a name character: the temporary file is never listed */
-	snprintf(tmp, sizeof tmp, "%s~new.%d", name, (int)getpid());
-	fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0660);
-	if (fd < 0)
-		return shm_err(-errno, "cannot create group file %s: %s", name, strerror(errno));
 	/* every member of the root's group commits, whatever our umask */
-	(void)fchmod(fd, 0660);
-	rc = init_group(fd, name);
-	close(fd);
-	if (rc == 0 && renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) < 0 && errno != EEXIST)
-		rc = shm_err(-errno, "cannot publish group file %s: %s", name, strerror(errno));
-	unlinkat(dirfd, tmp, 0);
-	return rc;
+	rc = sdir_new(dirfd, 0660, &f);
+	if (rc)
+		return shm_err(rc, "cannot create group file %s: %s", name, strerror(-rc));
+	rc = init_group(f.fd, name);
+	if (rc == 0 && (rc = sdir_publish(dirfd, &f, name, false)) < 0 && rc != -EEXIST)
+		rc = shm_err(rc, "cannot publish group file %s: %s", name, strerror(-rc));
+	sdir_close(dirfd, &f);
+	return rc == -EEXIST ? 0 : rc;
 }
 
 int group_open(int dirfd, const char *name, bool create, struct group_file *ret)
@@ -84,18 +82,18 @@ int group_open(int dirfd, const char *name, bool create, struct group_file *ret)
 	void *base;
 	int fd, rc = 0;
 
-	fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT && create) {
+	fd = sdir_open(dirfd, name, O_RDWR);
+	if (fd == -ENOENT && create) {
 		rc = create_group(dirfd, name);
 		if (rc)
 			return rc;
-		fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
+		fd = sdir_open(dirfd, name, O_RDWR);
 	}
-	if (fd < 0 && errno == EACCES)
-		fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd == -EACCES)
+		fd = sdir_open(dirfd, name, O_RDONLY);
 	if (fd < 0)
-		return errno == ENOENT ? shm_err(-ENOENT, "group \"%s\" has no committed offsets", name)
-				       : shm_err(-errno, "cannot open group file %s: %s", name, strerror(errno));
+		return fd == -ENOENT ? shm_err(-ENOENT, "group \"%s\" has no committed offsets", name)
+				     : shm_err(fd, "cannot open group file %s: %s", name, sdir_why(fd));
 	if (fstat(fd, &st) < 0 || pread(fd, &snap, sizeof snap, 0) != (ssize_t)sizeof snap ||
 	    snap.magic != GROUP_MAGIC || snap.version != GROUP_VERSION ||
 	    snap.endian != SHM_ENDIAN_MARK || snap.header_size != GROUP_HEADER_SIZE ||

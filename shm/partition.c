@@ -1,10 +1,10 @@
 /*
  * partition.c - creating, mapping and validating partition files.
  *
- * Creation writes the file under a temporary name, allocates every byte
- * (fallocate: a full filesystem fails here with -ENOSPC, never later with
- * SIGBUS), binds it to a NUMA node if asked, initialises the header and
- * renames it into place, so no process ever maps a half-made partition.
+ * Creation makes the file without a name (shareddir.h), allocates every
+ * byte (fallocate: a full filesystem fails here with -ENOSPC, never later
+ * with SIGBUS), binds it to a NUMA node if asked, initialises the header
+ * and links it into place, so no process ever maps a half-made partition.
  *
  * Every mapping is pre-faulted: on these machines a page fault costs
  * 10-14 us and would otherwise be the whole tail latency of an append.
@@ -26,6 +26,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "shareddir.h"
 #include "futex.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -153,7 +154,7 @@ int part_create(int dirfd, const char *name, const struct part_params *prm, stru
 {
 	uint64_t icap = prm->index_capacity ? prm->index_capacity : part_default_icap(prm->capacity);
 	uint64_t size = part_file_size(prm->capacity, icap);
-	char tmp[PATH_MAX];
+	struct sdir_file f;
 	struct part p;
 	void *base;
 	int fd, rc;
@@ -161,11 +162,12 @@ int part_create(int dirfd, const char *name, const struct part_params *prm, stru
 	rc = part_params_check(prm);
 	if (rc)
 		return rc;
-	snprintf(tmp, sizeof tmp, ".%s.new.%d", name, (int)getpid());
-	fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, prm->mode ? prm->mode : 0660);
-	if (fd < 0)
-		return shm_err(-errno, "cannot create partition file %s: %s", name, strerror(errno));
-	if (fchmod(fd, prm->mode ? prm->mode : 0660) < 0 || ftruncate(fd, (off_t)size) < 0) {
+	/* unnamed until whole: nothing planted in the directory is followed */
+	rc = sdir_new(dirfd, prm->mode ? prm->mode : 0660, &f);
+	if (rc)
+		return shm_err(rc, "cannot create partition file %s: %s", name, strerror(-rc));
+	fd = f.fd;
+	if (ftruncate(fd, (off_t)size) < 0) {
 		rc = shm_err(-errno, "cannot size partition file %s to %llu bytes: %s", name,
 			     (unsigned long long)size, strerror(errno));
 		goto fail_unlink;
@@ -194,22 +196,22 @@ int part_create(int dirfd, const char *name, const struct part_params *prm, stru
 	munmap(base, size);
 	if (rc)
 		goto fail_unlink;
-	if (renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) < 0) {
-		rc = errno == EEXIST ? shm_err(-EEXIST, "partition file %s already exists", name)
-				     : shm_err(-errno, "cannot publish partition file %s: %s", name,
-					       strerror(errno));
+	rc = sdir_publish(dirfd, &f, name, false);
+	if (rc < 0) {
+		rc = rc == -EEXIST ? shm_err(-EEXIST, "partition file %s already exists", name)
+				   : shm_err(rc, "cannot publish partition file %s: %s", name,
+					     strerror(-rc));
 		part_unmap(&p);
 		goto fail_unlink;
 	}
-	close(fd);
+	sdir_close(dirfd, &f);
 	*ret = p;
 	return 0;
 
 fail_unmap:
 	munmap(base, size);
 fail_unlink:
-	unlinkat(dirfd, tmp, 0);
-	close(fd);
+	sdir_close(dirfd, &f);
 	return rc;
 }
 
@@ -299,13 +301,13 @@ int part_open(int dirfd, const char *name, bool readonly, const char *label, str
 {
 	int fd, rc;
 
-	fd = openat(dirfd, name, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (fd < 0 && errno == EACCES && !readonly) {
+	fd = sdir_open(dirfd, name, readonly ? O_RDONLY : O_RDWR);
+	if (fd == -EACCES && !readonly) {
 		readonly = true;
-		fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+		fd = sdir_open(dirfd, name, O_RDONLY);
 	}
 	if (fd < 0)
-		return shm_err(-errno, "cannot open partition file %s: %s", label, strerror(errno));
+		return shm_err(fd, "cannot open partition file %s: %s", label, sdir_why(fd));
 	rc = part_map_fd(fd, readonly, label, ret);
 	close(fd);
 	return rc;

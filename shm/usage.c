@@ -14,6 +14,7 @@
 
 #include "error.h"
 #include "groups.h"
+#include "shareddir.h"
 
 static off_t key(uint64_t topic_id, uint32_t partition)
 {
@@ -34,16 +35,19 @@ static int lock(int fd, short type, uint64_t topic_id, uint32_t partition, int c
 
 int usage_open(int rootfd)
 {
-	int fd = openat(rootfd, "usage", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
+	/* O_EXCL never opens what is there, a planted link included */
+	int fd = openat(rootfd, "usage", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0660);
 
 	if (fd >= 0)
 		(void)fchmod(fd, 0660); /* ours: shared with the root's group */
 	else if (errno == EEXIST)
-		fd = openat(rootfd, "usage", O_RDWR | O_CLOEXEC);
-	if (fd < 0 && errno == EACCES)
-		fd = openat(rootfd, "usage", O_RDONLY | O_CLOEXEC);
+		fd = sdir_open(rootfd, "usage", O_RDWR);
+	else
+		fd = -errno;
+	if (fd == -EACCES)
+		fd = sdir_open(rootfd, "usage", O_RDONLY);
 	if (fd < 0)
-		return shm_err(-errno, "cannot open the root's usage file: %s", strerror(errno));
+		return shm_err(fd, "cannot open the root's usage file: %s", sdir_why(fd));
 	return fd;
 }
 

@@ -494,14 +494,19 @@ static int open_up_one(const char *path, const struct stat *st, int flag, struct
 {
 	(void)ftw;
 	(void)flag;
-	return chmod(path, S_ISDIR(st->st_mode) ? 0777 : 0666) < 0 ? -1 : 0;
+	if (S_ISSOCK(st->st_mode))
+		return 0;
+	return chown(path, (uid_t)-1, NOBODY) < 0 ||
+	       chmod(path, S_ISDIR(st->st_mode) ? 02770 : 0660) < 0 ? -1 : 0;
 }
 
-/* Let any user into the root (the socket follows the root's mode). */
+/* Share the root with group NOBODY, as the service's root is shared with
+ * group shmbus (a root every user may write is refused; the socket
+ * follows the root's group and mode). */
 static void open_up(const char *root)
 {
 	if (nftw(root, open_up_one, 16, FTW_PHYS) < 0)
-		fail_msg("chmod -R %s: %s", root, strerror(errno));
+		fail_msg("chgrp/chmod -R %s: %s", root, strerror(errno));
 }
 
 struct peer {
@@ -550,8 +555,7 @@ static void test_refused_peer(void **state)
 
 	if (geteuid() != 0)
 		tu_skip("changing to uid %d needs root", NOBODY);
-	if (chmod(e->root, 0777) < 0)
-		fail_msg("chmod %s: %s", e->root, strerror(errno));
+	open_up(e->root);
 	start(e, NULL);
 	e->bus = tu_open(e->root);
 	assert_ok(shmbus_topic_create(e->bus, "kept", &o));
@@ -587,8 +591,8 @@ static void test_admin_group(void **state)
 	assert_non_null(g);
 	member.extra = g->gr_gid;
 	primary.gid = g->gr_gid;
-	if (chmod(e->root, 0777) < 0)
-		fail_msg("chmod %s: %s", e->root, strerror(errno));
+	primary.extra = NOBODY; /* to enter the root, shared with group NOBODY */
+	open_up(e->root);
 	snprintf(conf, sizeof conf, "[daemon]\nadmin_group = %s\n", e->group);
 	start(e, conf);
 	e->bus = tu_open(e->root);
@@ -597,7 +601,7 @@ static void test_admin_group(void **state)
 	/* made by the daemon: its owner, the root's group */
 	file_at(e, "topics/by-member/0", &st);
 	assert_int_equal(st.st_uid, 0);
-	assert_int_equal(st.st_gid, 0);
+	assert_int_equal(st.st_gid, NOBODY);
 	assert_int_equal(tu_wait(tu_fork(as_peer, &primary), 10000), 0);
 	assert_int_equal(tu_wait(tu_fork(as_peer, &outsider), 10000), 0);
 	assert_log_has(e, "created topic \"by-member\" (1 partition, mode 0660) for uid 65534");

@@ -95,6 +95,7 @@ void supervise_fini(struct daemon *d);
 struct recovery_totals {
 	uint64_t partitions, recovered, in_use, failed;
 	uint64_t frames, aborted, cut, cut_bytes, rebuilt;
+	uint64_t status_repaired;    /* status words the directory contradicted */
 };
 
 /* Recover one partition if no other process has it mapped (format.md

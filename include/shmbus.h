@@ -246,13 +246,29 @@ struct shmbus_recovery {
 	uint64_t cut_bytes;
 	bool rebuilt;               /* index and claim word rebuilt from the data */
 	char reason[200];           /* why the tail was cut ("" if not) */
+	uint32_t repaired;          /* SHMBUS_REPAIRED_*: marks of the partition's status
+				     * word the bus directory contradicts, set right
+				     * (in the struct's former padding: its size is
+				     * unchanged) */
 };
+
+#define SHMBUS_REPAIRED_DELETED  (1u << 0) /* marked deleted, but its topic exists: unmarked */
+#define SHMBUS_REPAIRED_READONLY (1u << 1) /* marked read-only (a replica) or not, unlike
+					    * its topic: set as the topic says */
+#define SHMBUS_REPAIRED_UNKNOWN  (1u << 2) /* status bits no version defines: cleared */
 
 /*
  * Scan a partition, check every record (offsets, lengths, CRC32C), turn
  * claims of dead producers into aborts, rebuild its index and cut the
  * tail at the first invalid record.  Run only while no producer appends
  * (shmbusd does it at start-up).  Takes the root's admin lock.
+ *
+ * First, the partition's status word is checked against the bus
+ * directory: a partition of a topic that exists is never marked deleted,
+ * and is read-only only if its topic is a replica; a wrong mark is set
+ * right and reported in ret->repaired.  That needs no exclusive hold: if
+ * other processes use the partition, the marks are still repaired, the
+ * scan is not run, and -EBUSY's message says what was repaired.
  */
 SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t partition,
 					struct shmbus_recovery *ret);

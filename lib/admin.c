@@ -15,6 +15,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,10 +301,124 @@ SHMBUS_API int shmbus_partition_info(shmbus *bus, const char *topic, uint32_t pa
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Recovery                                                            */
+
+_Static_assert(sizeof(struct shmbus_recovery) == 256 &&
+	       offsetof(struct shmbus_recovery, repaired) == 252,
+	       "repaired sits in what was padding: the struct's size is its ABI");
+
+/* What was wrong with a status word found as `old` (format.md §8). */
+static uint32_t status_faults(bool live, uint64_t want, uint64_t old)
+{
+	uint32_t r = 0;
+
+	if (!live)
+		return (old & PART_STATUS_DELETED) ? 0 : SHMBUS_REPAIRED_DELETED;
+	if (old & PART_STATUS_DELETED)
+		r |= SHMBUS_REPAIRED_DELETED;
+	if ((old ^ want) & PART_STATUS_REPLICA)
+		r |= SHMBUS_REPAIRED_READONLY;
+	if (old & ~PART_STATUS_KNOWN)
+		r |= SHMBUS_REPAIRED_UNKNOWN;
+	return r;
+}
+
+void status_repair_text(char *buf, size_t len, const char *topic, uint32_t repaired, bool live)
+{
+	int n = 0;
+
+	buf[0] = '\0';
+	if ((repaired & SHMBUS_REPAIRED_DELETED) && live)
+		n += snprintf(buf + n, len - (size_t)n, "marked deleted, but topic \"%s\" exists in "
+			      "the bus directory; ", topic);
+	else if (repaired & SHMBUS_REPAIRED_DELETED)
+		n += snprintf(buf + n, len - (size_t)n, "not marked deleted, but its topic was "
+			      "deleted; ");
+	if ((repaired & SHMBUS_REPAIRED_READONLY) && (size_t)n < len)
+		n += snprintf(buf + n, len - (size_t)n, "marked read-only (a replica) or not, "
+			      "unlike topic \"%s\"; ", topic);
+	if ((repaired & SHMBUS_REPAIRED_UNKNOWN) && (size_t)n < len)
+		n += snprintf(buf + n, len - (size_t)n, "status bits no version defines; ");
+	if (n >= 2 && (size_t)n <= len)
+		buf[n - 2] = '\0'; /* the last "; " */
+}
+
+/* The status word of m against the directory, under the admin lock. */
+static int status_repair_locked(shmbus *bus, const char *topic, struct pmap *m,
+				uint32_t *ret_repaired, bool *ret_live)
+{
+	struct bus_topic t;
+	bool live = dir_lookup(&bus->dir, topic, &t) == 0 && t.id == m->topic_id;
+	uint64_t want = live ? bus_topic_status(&t) : PART_STATUS_DELETED;
+	uint64_t old = load_acquire(&m->part.hdr->status);
+	uint32_t faults = status_faults(live, want, old);
+	char what[300];
+
+	if (faults && part_status_repair(&m->part, live, want, &old) < 0) {
+		status_repair_text(what, sizeof what, topic, faults, live);
+		return lib_err(-EROFS, "partition %s/%u: its status word is wrong (%s), and this "
+			       "process maps it read-only; recover it as a user who may write the "
+			       "topic's files", topic, m->partition, what);
+	}
+	*ret_repaired = status_faults(live, want, old);
+	if (ret_live)
+		*ret_live = live;
+	return 0;
+}
+
+int topic_status_repair(shmbus *bus, const char *topic, struct pmap *m, uint32_t *ret_repaired)
+{
+	int rc = admin_lock(bus);
+
+	if (rc)
+		return rc;
+	rc = status_repair_locked(bus, topic, m, ret_repaired, NULL);
+	admin_unlock(bus);
+	return rc;
+}
+
+/* -EBUSY for a partition others use, saying what was repaired anyway. */
+static int in_use(const char *topic, uint32_t partition, uint32_t repaired, bool live)
+{
+	char what[300];
+
+	if (!repaired)
+		return lib_err(-EBUSY, "partition %s/%u is in use by other processes; recover it "
+			       "when its producers and consumers have stopped (shmbusd does at "
+			       "start-up)", topic, partition);
+	status_repair_text(what, sizeof what, topic, repaired, live);
+	return lib_err(-EBUSY, "partition %s/%u is in use by other processes: its status word "
+		       "was repaired (it was %s), but its records were not scanned; recover it "
+		       "again when its producers and consumers have stopped (shmbusd does at "
+		       "start-up)", topic, partition, what);
+}
+
+/* Status check, then the scan if nobody else has the partition mapped. */
+static int recover_locked(shmbus *bus, const char *topic, uint32_t partition, struct pmap *m,
+			  struct part_recovery *r, uint32_t *repaired)
+{
+	bool live = true;
+	int rc = status_repair_locked(bus, topic, m, repaired, &live);
+
+	if (rc)
+		return rc;
+	/* only while no other process has it mapped (format.md §11) */
+	rc = usage_try_exclusive(bus->usagefd, m->topic_id, m->partition);
+	if (rc == -EBUSY)
+		return in_use(topic, partition, *repaired, live);
+	if (rc)
+		return rc;
+	rc = part_recover(&m->part, r);
+	usage_share(bus->usagefd, m->topic_id, m->partition);
+	return rc;
+}
+
 SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t partition,
 					struct shmbus_recovery *ret)
 {
 	struct part_recovery r;
+	uint32_t repaired = 0;
 	struct pmap *m;
 	int rc = get_partition(bus, topic, (int32_t)partition, &m);
 
@@ -311,16 +426,7 @@ SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t
 		return rc;
 	rc = admin_lock(bus);
 	if (rc == 0) {
-		/* only while no other process has it mapped (format.md §11) */
-		rc = usage_try_exclusive(bus->usagefd, m->topic_id, m->partition);
-		if (rc == 0) {
-			rc = part_recover(&m->part, &r);
-			usage_share(bus->usagefd, m->topic_id, m->partition);
-		} else if (rc == -EBUSY) {
-			rc = lib_err(-EBUSY, "partition %s/%u is in use by other processes; recover "
-				     "it when its producers and consumers have stopped (shmbusd does "
-				     "at start-up)", topic, partition);
-		}
+		rc = recover_locked(bus, topic, partition, m, &r, &repaired);
 		admin_unlock(bus);
 	}
 	cache_put(m);
@@ -334,6 +440,7 @@ SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t
 	ret->cut = r.cut;
 	ret->cut_bytes = r.cut_bytes;
 	ret->rebuilt = r.rebuilt;
+	ret->repaired = repaired;
 	snprintf(ret->reason, sizeof ret->reason, "%s", r.reason);
 	return 0;
 }

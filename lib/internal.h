@@ -83,6 +83,18 @@ void cache_destroy(shmbus *bus);
  * parent is; 0 or -errno. */
 int make_shared_dir(int parentfd, const char *name);
 
+/*
+ * Check the status word of partition m of topic `topic` against the bus
+ * directory (format.md §2, §8), under the root's admin lock, and set it
+ * right: *ret_repaired gets the SHMBUS_REPAIRED_* bits of what was wrong.
+ * 0, or -errno (-EROFS: mapped read-only).
+ */
+int topic_status_repair(shmbus *bus, const char *topic, struct pmap *m, uint32_t *ret_repaired);
+
+/* What SHMBUS_REPAIRED_* bits `repaired` say was wrong, in words; `live`:
+ * the topic exists (else it was deleted). */
+void status_repair_text(char *buf, size_t len, const char *topic, uint32_t repaired, bool live);
+
 /* Look a topic up, with an error message naming it and the fix. */
 int topic_lookup(shmbus *bus, const char *name, struct bus_topic *ret);
 

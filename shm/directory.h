@@ -31,11 +31,22 @@ struct bus_topic {
 	uint32_t partitions;
 	uint32_t policy;         /* enum part_policy */
 	int32_t numa_node;       /* -1: local */
-	uint32_t flags;
+	uint32_t flags;          /* BUS_TOPIC_* */
 	uint32_t mode;           /* partition file mode */
 	uint8_t reserved[68];
 };
 _Static_assert(sizeof(struct bus_topic) == 384, "topic entry is 384 bytes");
+
+/* bus_topic.flags */
+#define BUS_TOPIC_REPLICA (1u << 0) /* a read-only mirror: its partitions carry
+				     * PART_STATUS_REPLICA (format.md §2, §9) */
+
+/* The status word the partitions of a topic in the directory must hold:
+ * the directory is the authority (format.md §8). */
+static inline uint64_t bus_topic_status(const struct bus_topic *t)
+{
+	return (t->flags & BUS_TOPIC_REPLICA) ? PART_STATUS_REPLICA : 0;
+}
 
 struct bus_table {
 	uint64_t generation;

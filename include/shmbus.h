@@ -181,16 +181,22 @@ struct shmbus_topic_opts {
 };
 
 /* Create a topic.  Safe from any thread and process (serialised by the
- * root's admin lock).  -EEXIST, -EINVAL (bad name or option), -ENOSPC;
- * through shmbusd also -EACCES (the daemon's admin rule refused it: the
- * message names the fix) and -ETIMEDOUT.  Through shmbusd the file mode
- * is the daemon's file_mode, narrowed by opts->mode. */
+ * root's admin lock).  -EEXIST, -EINVAL (bad name or option, or more
+ * than 16384 partitions), -ENOSPC (checked before any file is made: the
+ * message gives the bytes needed and free); through shmbusd also -EACCES
+ * (the daemon's admin rule refused it: the message names the fix),
+ * -ECANCELED (the daemon stopped meanwhile; nothing of the topic is
+ * left) and -ETIMEDOUT.  Through shmbusd the file mode is the daemon's
+ * file_mode, narrowed by opts->mode.  Topic directories left by a
+ * create that was killed (half-made topics) are removed first. */
 SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,
 				   const struct shmbus_topic_opts *opts);
 
 /* Delete a topic: its partitions are marked deleted (their users get
  * -EIDRM) and their files removed.  Safe from any thread and process.
- * Through shmbusd when one serves the root (-EACCES as for create). */
+ * Through shmbusd when one serves the root (-EACCES as for create).  The
+ * name of a half-made topic (its create was killed) removes what it
+ * left; half-made topics of other names are removed too. */
 SHMBUS_API int shmbus_topic_delete(shmbus *bus, const char *name);
 
 struct shmbus_topic_info {

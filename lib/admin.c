@@ -1,209 +1,28 @@
 /*
- * admin.c - topics and groups: create, delete, describe, list, recover.
+ * admin.c - topics and groups: describe, list, partition info, recover;
+ * list, read and delete groups.  Creating and deleting topics is in
+ * topics.c.
  *
- * Changes to the root run under its admin lock (a mutex for this
- * process's threads, flock for other processes).  A topic becomes visible
- * only once all its partition files exist; a deleted topic is marked
- * deleted in every partition before its files are unlinked, so its users
- * get -EIDRM rather than writes into a dead file.
- *
- * When shmbusd serves the root, creation and deletion are asked of it
- * (daemon.c): it decides who may, and its files get the root's group and
- * its configured mode.  Without it, or if it vanishes, they run here.
+ * Recovery runs under the root's admin lock: it first sets the
+ * partition's status word right against the bus directory (format.md
+ * §8), then scans the records if no other process has the partition
+ * mapped.
  */
 #include "internal.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <stddef.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../shm/clock.h"
 #include "../shm/frame.h"
 #include "../shm/read.h"
 #include "../shm/recover.h"
 #include "../shm/usage.h"
-
-static int admin_lock(shmbus *bus)
-{
-	int rc;
-
-	pthread_mutex_lock(&bus->admin);
-	rc = dir_lock(&bus->dir);
-	if (rc)
-		pthread_mutex_unlock(&bus->admin);
-	return rc;
-}
-
-static void admin_unlock(shmbus *bus)
-{
-	dir_unlock(&bus->dir);
-	pthread_mutex_unlock(&bus->admin);
-}
-
-/* Remove a topic directory and everything in it. */
-static void remove_topic_dir(shmbus *bus, const char *name)
-{
-	int fd = openat(bus->topicsfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d;
-	struct dirent *e;
-
-	if (fd < 0)
-		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			unlinkat(fd, e->d_name, 0);
-	closedir(d);
-	unlinkat(bus->topicsfd, name, AT_REMOVEDIR);
-}
-
-static int create_partitions(shmbus *bus, const struct bus_topic *t)
-{
-	char errbuf[512];
-	int dfd, rc = 0;
-
-	remove_topic_dir(bus, t->name); /* left by a crash during an earlier create */
-	rc = make_shared_dir(bus->topicsfd, t->name);
-	if (rc < 0)
-		return lib_err(rc, "cannot create directory for topic \"%s\" in %s/topics: %s",
-			       t->name, bus->root, strerror(-rc));
-	dfd = openat(bus->topicsfd, t->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return lib_err(-errno, "cannot open directory of topic \"%s\": %s", t->name,
-			       strerror(errno));
-	for (uint32_t i = 0; i < t->partitions && rc == 0; i++) {
-		struct part_params prm = {
-			.topic = t->name, .topic_id = t->id, .partition = i,
-			.capacity = t->capacity, .index_capacity = t->index_capacity,
-			.policy = t->policy, .numa_node = t->numa_node, .mode = t->mode,
-		};
-		char name[16];
-		struct part p;
-
-		snprintf(name, sizeof name, "%u", i);
-		rc = part_create(dfd, name, &prm, &p);
-		if (rc == 0) {
-			part_unmap(&p);
-		} else {
-			snprintf(errbuf, sizeof errbuf, "%s", shm_errmsg());
-			lib_err(rc, "topic \"%s\" partition %u: %s", t->name, i, errbuf);
-		}
-	}
-	close(dfd);
-	if (rc)
-		remove_topic_dir(bus, t->name);
-	return rc;
-}
-
-SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,
-				   const struct shmbus_topic_opts *opts)
-{
-	struct shmbus_topic_opts o;
-	struct bus_topic t = { 0 }, old;
-	struct part_params prm;
-	int rc;
-
-	OPTS_COPY(o, opts);
-	if (!dir_name_valid(name))
-		return lib_err(-EINVAL, "\"%s\" is not a valid topic name: use 1 to 249 of "
-			       "[A-Za-z0-9._-]", name ? name : "(null)");
-	snprintf(t.name, sizeof t.name, "%s", name);
-	t.partitions = o.partitions ? o.partitions : 1;
-	t.capacity = o.capacity ? o.capacity : SHMBUS_DEFAULT_CAPACITY;
-	t.index_capacity = o.index_capacity ? o.index_capacity : part_default_icap(t.capacity);
-	t.policy = (uint32_t)o.policy;
-	t.numa_node = o.numa_bind ? o.numa_node : -1;
-	t.retention_ms = o.retention_ms;
-	t.mode = o.mode ? o.mode : 0660;
-	t.created_ns = real_ns();
-	if (t.partitions > BUS_MAX_PARTITIONS)
-		return lib_err(-EINVAL, "topic \"%s\": %u partitions is more than the maximum, %u",
-			       name, t.partitions, BUS_MAX_PARTITIONS);
-	if (o.retention_ms < 0)
-		return lib_err(-EINVAL, "topic \"%s\": retention must be >= 0 ms", name);
-	prm = (struct part_params){ .topic = name, .capacity = t.capacity,
-				    .index_capacity = t.index_capacity, .policy = t.policy };
-	rc = part_params_check(&prm);
-	if (rc) {
-		char why[512];
-
-		snprintf(why, sizeof why, "%s", shm_errmsg());
-		return lib_err(rc, "topic \"%s\": %s", name, why);
-	}
-	rc = daemon_topic_create(bus, name, &o); /* shmbusd does it, if one serves */
-	if (rc != DAEMON_NONE)
-		return rc;
-	rc = admin_lock(bus);
-	if (rc)
-		return rc;
-	if (dir_lookup(&bus->dir, name, &old) == 0) {
-		rc = lib_err(-EEXIST, "topic \"%s\" already exists (%u partitions); use it, or "
-			     "delete it first", name, old.partitions);
-		goto out;
-	}
-	t.id = dir_reserve_id(&bus->dir);
-	rc = create_partitions(bus, &t);
-	if (rc == 0)
-		rc = dir_add(&bus->dir, &t);
-	if (rc)
-		remove_topic_dir(bus, name);
-out:
-	admin_unlock(bus);
-	return rc;
-}
-
-SHMBUS_API int shmbus_topic_delete(shmbus *bus, const char *name)
-{
-	struct bus_topic t;
-	int rc, dfd;
-
-	rc = topic_lookup(bus, name, &t);
-	if (rc)
-		return rc;
-	rc = daemon_topic_delete(bus, name); /* shmbusd does it, if one serves */
-	if (rc != DAEMON_NONE) {
-		cache_sweep(bus);
-		return rc;
-	}
-	rc = admin_lock(bus);
-	if (rc)
-		return rc;
-	if (dir_lookup(&bus->dir, name, &t) < 0) {
-		rc = lib_err(-ENOENT, "topic \"%s\" does not exist", name);
-		goto out;
-	}
-	/* Mark every partition deleted before anything disappears. */
-	dfd = openat(bus->topicsfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	for (uint32_t i = 0; dfd >= 0 && i < t.partitions; i++) {
-		char file[16];
-		struct part p;
-
-		snprintf(file, sizeof file, "%u", i);
-		if (part_open(dfd, file, false, file, &p) == 0) {
-			if (p.topic_id == t.id)
-				part_mark_deleted(&p);
-			part_unmap(&p);
-		}
-	}
-	if (dfd >= 0)
-		close(dfd);
-	rc = dir_remove(&bus->dir, name);
-	if (rc == 0)
-		remove_topic_dir(bus, name);
-out:
-	admin_unlock(bus);
-	cache_sweep(bus);
-	return rc;
-}
 
 static void topic_info(const struct bus_topic *t, struct shmbus_topic_info *ret)
 {

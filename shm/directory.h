@@ -18,7 +18,12 @@
 #define BUS_MAGIC       0x3173756262686d73ULL /* "shmbbus1" */
 #define BUS_VERSION     1u
 #define BUS_MAX_TOPICS  4096u
-#define BUS_MAX_PARTITIONS 100000u
+/* Partitions per topic.  Each is a file, and a mapping in every process
+ * that uses the whole topic (a consumer of all of it, shmbusd): a process
+ * may hold vm.max_map_count of them (65530 by default), and the counters
+ * file has 32768 entries for the whole bus (format.md §12). */
+#define BUS_MAX_PARTITIONS_N 16384
+#define BUS_MAX_PARTITIONS ((uint32_t)BUS_MAX_PARTITIONS_N)
 #define BUS_HEADER_SIZE 4096u
 
 struct bus_topic {
@@ -100,6 +105,8 @@ void dir_close(struct bus_dir *d);
 
 /* The admin lock (flock on the bus file); blocks. */
 int dir_lock(struct bus_dir *d);
+/* The admin lock if no other open file holds it: 0, -EWOULDBLOCK, -errno. */
+int dir_trylock(struct bus_dir *d);
 void dir_unlock(struct bus_dir *d);
 
 uint64_t dir_generation(const struct bus_dir *d);

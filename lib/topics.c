@@ -228,11 +228,12 @@ static int check_room(shmbus *bus, const struct bus_topic *t)
 		return 0; /* cannot tell: fallocate still refuses what does not fit */
 	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
 	if (need > avail)
-		return lib_err(-ENOSPC, "topic \"%s\" needs %llu bytes (%s: %u partitions of %llu "
+		return lib_err(-ENOSPC, "topic \"%s\" needs %llu bytes (%s: %u partition%s of %llu "
 			       "bytes) on the filesystem of %s, which has %llu bytes (%s) free; free "
 			       "space there, or create the topic with fewer --partitions or a "
 			       "smaller --capacity", t->name, (unsigned long long)need,
-			       human(a, sizeof a, need), t->partitions, (unsigned long long)each,
+			       human(a, sizeof a, need), t->partitions, t->partitions == 1 ? "" : "s",
+			       (unsigned long long)each,
 			       bus->root, (unsigned long long)avail, human(b, sizeof b, avail));
 	if (sv.f_files && sv.f_favail < (uint64_t)t->partitions + 1)
 		return lib_err(-ENOSPC, "topic \"%s\" needs %u files on the filesystem of %s, "

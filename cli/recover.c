@@ -6,7 +6,9 @@
  * Recovery walks every record, turns claims of dead producers into
  * aborts, rebuilds the index and cuts the tail at the first damaged
  * record.  It is meant for a partition no producer is appending to (as
- * shmbusd does at start-up); the usage says so.
+ * shmbusd does at start-up); the usage says so.  It also sets right the
+ * partition's status marks the bus directory contradicts (a damaged
+ * "deleted" or "read-only" bit), and says so.
  */
 #include "cli.h"
 
@@ -18,9 +20,34 @@ static const char usage[] =
 	"Check every record of the partitions of TOPIC (default: all of them): offsets,\n"
 	"lengths and CRC32C; abort the claims of dead producers, rebuild the offset\n"
 	"index, and cut the log at the first damaged record.  Run it while no\n"
-	"producer appends to the topic.\n"
+	"producer appends to the topic.  A partition's status marks (deleted,\n"
+	"read-only) that the bus directory contradicts are set right even while the\n"
+	"partition is in use.\n"
 	"\n"
 	"  -p PARTITION  only this partition\n";
+
+/* What recovery set right in the status word (r->repaired). */
+static void print_repaired(const char *topic, uint32_t repaired)
+{
+	const char *sep = "";
+
+	printf("  repaired:       ");
+	if (!repaired)
+		printf("nothing");
+	if (repaired & SHMBUS_REPAIRED_DELETED) {
+		printf("the partition was marked deleted, but topic \"%s\" exists in the bus "
+		       "directory: unmarked", topic);
+		sep = "; ";
+	}
+	if (repaired & SHMBUS_REPAIRED_READONLY) {
+		printf("%sits read-only (replica) mark disagreed with topic \"%s\": set as the "
+		       "topic says", sep, topic);
+		sep = "; ";
+	}
+	if (repaired & SHMBUS_REPAIRED_UNKNOWN)
+		printf("%sstatus bits no version defines: cleared", sep);
+	printf("\n");
+}
 
 static void print_report(const char *topic, uint32_t p, const struct shmbus_recovery *r)
 {
@@ -35,6 +62,7 @@ static void print_report(const char *topic, uint32_t p, const struct shmbus_reco
 	printf("  rebuilt:        %s\n", r->rebuilt ? "yes (index and claim word rebuilt from "
 	       "the data)" : "no");
 	printf("  reason:         %s\n", r->reason[0] ? r->reason : "-");
+	print_repaired(topic, r->repaired);
 }
 
 static int recover(shmbus *bus, const char *topic, int32_t partition)

@@ -49,6 +49,10 @@ void config_free(struct config *c)
 	c->ntopics = 0;
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define PARTITIONS_MAX_STR STR(BUS_MAX_PARTITIONS_N)
+
 static int complain(struct parse *ps, const char *key, const char *fmt, const char *value)
 {
 	char what[256];
@@ -216,7 +220,7 @@ static int topic_key(struct parse *ps, const char *name, const char *k, const ch
 	if (!strcmp(k, "partitions")) {
 		if (!number(v, 1, BUS_MAX_PARTITIONS, &n))
 			return complain(ps, k, "\"%s\" is not a number of partitions between 1 and "
-					"100000", v);
+					PARTITIONS_MAX_STR, v);
 		t->partitions = (uint32_t)n;
 	} else if (!strcmp(k, "capacity")) {
 		if (!size(v, &t->capacity))

@@ -8,7 +8,10 @@
  * daemon's user, or membership of the configured admin group; a HELLO
  * with the register flag makes clients.c watch the peer's pid.  A uid
  * other than root's and ours holds at most max_connections_per_uid
- * connections (1024 in all), so no user can take them all.
+ * connections (1024 in all), so no user can take them all.  Creates
+ * and deletes run in topics.c's worker: their connection is parked (not
+ * read) until control_answer() sends their RESULT, so each peer's
+ * RESULTs stay in order while other peers are served.
  *
  * Invariants: every socket is non-blocking and every reply is sent with
  * MSG_DONTWAIT, so no peer can stall the loop (a peer that does not read
@@ -61,6 +64,8 @@ struct conn {
 	struct ucred cred;            /* the peer, as it connected */
 	gid_t *groups;                /* its supplementary groups */
 	int ngroups;
+	uint64_t serial;              /* names it to topics.c, which may answer later */
+	bool parked;                  /* a request of it is in topics.c's worker */
 };
 
 struct control {
@@ -71,6 +76,7 @@ struct control {
 	bool paused;
 	struct conn *conns;
 	size_t nconns;
+	uint64_t serials;             /* the last connection's serial */
 	int64_t note_since;
 	unsigned notes, suppressed;
 	uint8_t in[CTL_MSG_MAX];
@@ -285,31 +291,6 @@ static int do_hello(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 	return send_out(c, k, &o);
 }
 
-/* Give the files of a new topic the root's group: the topics directory
- * is setgid (control_init), so this only repairs what did not inherit. */
-static void regroup_topic(struct daemon *d, const char *name, uint32_t partitions)
-{
-	_cleanup_close_ int dfd = sdir_open(d->bus->topicsfd, name, O_RDONLY | O_DIRECTORY);
-	struct stat root, st;
-	char file[24];
-
-	if (dfd < 0 || fstat(d->bus->rootfd, &root) < 0)
-		return;
-	for (int64_t i = -1; i < (int64_t)partitions; i++) {
-		snprintf(file, sizeof file, "%lld", (long long)i);
-		if (fstatat(dfd, i < 0 ? "" : file, &st, i < 0 ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) < 0 ||
-		    st.st_gid == root.st_gid)
-			continue;
-		if (fchownat(dfd, i < 0 ? "" : file, (uid_t)-1, root.st_gid,
-			     i < 0 ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) < 0) {
-			log_warn("topic \"%s\": cannot give its files the root's group (gid %u): %s; "
-				 "run shmbusd as root or as a member of that group", name,
-				 (unsigned)root.st_gid, strerror(errno));
-			return;
-		}
-	}
-}
-
 /* The options of a TOPIC_CREATE, with the daemon's defaults; 0 or -EINVAL. */
 static int create_opts(struct daemon *d, const struct ctl_msg *m, struct shmbus_topic_opts *o,
 		       char *msg, size_t len)
@@ -346,51 +327,82 @@ static int create_opts(struct daemon *d, const struct ctl_msg *m, struct shmbus_
 	return 0;
 }
 
+/* Stop reading from k until control_answer() (its request is queued). */
+static void park(struct daemon *d, struct conn *k)
+{
+	k->parked = true;
+	loop_mod(d, k->fd, 0); /* a hang-up is still reported: on_conn closes it */
+}
+
+static void peer_of(struct conn *k, const struct ctl_msg *m, struct ctl_peer *to)
+{
+	to->conn = k->serial;
+	to->seq = m->hdr.seq;
+	to->type = m->hdr.type;
+	peer_name(k, to->who, sizeof to->who);
+}
+
 static int do_create(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 {
 	const char *name = m->str[CTL_A_NAME];
 	struct shmbus_topic_opts o;
-	char msg[600], who[160];
+	struct ctl_peer to;
+	char msg[600];
 	int rc;
 
 	if (!may_admin(d, k))
 		return refuse(d, k, m, "create");
-	peer_name(k, who, sizeof who);
+	peer_of(k, m, &to);
 	rc = create_opts(d, m, &o, msg, sizeof msg);
-	if (rc == 0 && (rc = shmbus_topic_create(d->bus, name, &o)) < 0)
-		snprintf(msg, sizeof msg, "%s", shmbus_errmsg());
+	if (rc == 0 && (rc = topics_create(d, &to, name, &o)) < 0)
+		snprintf(msg, sizeof msg, "topic \"%s\": shmbusd cannot queue the request: %s",
+			 name, strerror(-rc));
 	if (rc < 0) {
-		log_notice("cannot create topic \"%s\" for %s: %s", name, who, msg);
+		log_notice("cannot create topic \"%s\" for %s: %s", name, to.who, msg);
 		return reply(k->ctl, k, m->hdr.seq, m->hdr.type, rc, msg);
 	}
-	o.partitions = o.partitions ? o.partitions : 1;
-	regroup_topic(d, name, o.partitions);
-	d->st.topics_created++;
-	supervise_refresh(d);
-	log_notice("created topic \"%s\" (%u partition%s, mode %04o) for %s", name, o.partitions,
-		   o.partitions == 1 ? "" : "s", o.mode, who);
-	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, 0, NULL);
+	park(d, k);
+	return 0;
 }
 
 static int do_delete(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 {
 	const char *name = m->str[CTL_A_NAME];
-	char msg[600], who[160];
+	struct ctl_peer to;
+	char msg[600];
 	int rc;
 
 	if (!may_admin(d, k))
 		return refuse(d, k, m, "delete");
-	peer_name(k, who, sizeof who);
-	rc = shmbus_topic_delete(d->bus, name);
+	peer_of(k, m, &to);
+	rc = topics_delete(d, &to, name);
 	if (rc < 0) {
-		snprintf(msg, sizeof msg, "%s", shmbus_errmsg());
-		log_notice("cannot delete topic \"%s\" for %s: %s", name, who, msg);
+		snprintf(msg, sizeof msg, "topic \"%s\": shmbusd cannot queue the request: %s",
+			 name, strerror(-rc));
+		log_notice("cannot delete topic \"%s\" for %s: %s", name, to.who, msg);
 		return reply(k->ctl, k, m->hdr.seq, m->hdr.type, rc, msg);
 	}
-	d->st.topics_deleted++;
-	supervise_refresh(d);
-	log_notice("deleted topic \"%s\" for %s", name, who);
-	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, 0, NULL);
+	park(d, k);
+	return 0;
+}
+
+void control_answer(struct daemon *d, uint64_t conn, uint32_t seq, uint16_t type, int status,
+		    const char *msg)
+{
+	struct control *c = d->control;
+	struct conn *k = c ? c->conns : NULL;
+
+	while (k && k->serial != conn)
+		k = k->next;
+	if (!k)
+		return; /* it hung up meanwhile */
+	if (reply(c, k, seq, type, status, msg) < 0) {
+		conn_close(d, k);
+		return;
+	}
+	k->parked = false;
+	if (loop_mod(d, k->fd, EPOLLIN) < 0)
+		conn_close(d, k);
 }
 
 static void put_counters(struct daemon *d, struct ctl_out *o)
@@ -526,8 +538,15 @@ static void on_conn(struct daemon *d, uint32_t events, void *arg)
 {
 	struct conn *k = arg;
 
-	(void)events; /* a hang-up shows as recv() == 0 once the queue is read */
-	for (int i = 0; i < READ_BATCH; i++) {
+	if (k->parked) {
+		/* only a hang-up or an error is reported while parked: nobody
+		 * waits for the answer any more */
+		if (events & (EPOLLHUP | EPOLLERR))
+			conn_close(d, k);
+		return;
+	}
+	/* a hang-up shows as recv() == 0 once the queue is read */
+	for (int i = 0; i < READ_BATCH && !k->parked; i++) {
 		ssize_t n = recv(k->fd, k->ctl->in, sizeof k->ctl->in, MSG_TRUNC | MSG_DONTWAIT);
 
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -606,6 +625,7 @@ static void conn_open(struct daemon *d, struct control *c, int fd)
 	}
 	k->ctl = c;
 	k->fd = fd;
+	k->serial = ++c->serials;
 	if (!admit(d, c, k)) {
 		close_refused(fd);
 		free(k);

@@ -261,28 +261,6 @@ static int start_timers(struct daemon *d, int *sigfd)
 	return 0;
 }
 
-/* Topics declared in the configuration, created if missing. */
-static void declare_topics(struct daemon *d)
-{
-	for (size_t i = 0; i < d->cfg.ntopics; i++) {
-		const struct config_topic *t = &d->cfg.topics[i];
-		SHMBUS_OPTS(shmbus_topic_opts, o, .partitions = t->partitions,
-			    .capacity = t->capacity, .policy = (enum shmbus_policy)t->policy,
-			    .retention_ms = t->retention_ms ? t->retention_ms
-							   : d->cfg.retention_default_ms,
-			    .numa_bind = t->numa_node >= 0, .numa_node = t->numa_node,
-			    .mode = d->cfg.file_mode);
-		int rc = shmbus_topic_create(d->bus, t->name, &o);
-
-		if (rc == 0)
-			log_notice("created topic \"%s\" declared in the configuration (%u partitions)",
-				   t->name, t->partitions);
-		else if (rc != -EEXIST)
-			log_err("cannot create topic \"%s\" declared in the configuration: %s",
-				t->name, shmbus_errmsg());
-	}
-}
-
 void daemon_reload(struct daemon *d)
 {
 	struct config next;
@@ -308,7 +286,7 @@ void daemon_reload(struct daemon *d)
 	config_free(&next);
 	log_set_level(d->cfg.log_level);
 	loop_timer_set(d->tick_fd, d->cfg.tick_ms * 1000000);
-	declare_topics(d);
+	topics_declare(d); /* through the worker: the loop goes on */
 	log_notice("SIGHUP: reloaded %s (%d change%s applied)%s%s%s", d->config_path, applied,
 		   applied == 1 ? "" : "s", cannot[0] ? "; needs a restart to change: " : "",
 		   cannot, "");
@@ -366,9 +344,10 @@ static int serve(struct daemon *d)
 		log_err("cannot set up signals and timers: %s", strerror(-rc));
 		return 1;
 	}
+	topics_sweep(d);      /* half-made topics: left by an interrupted create */
 	supervise_refresh(d); /* recovers what it finds (recovery.c) */
-	declare_topics(d);
-	if (metrics_init(d) < 0 || control_init(d) < 0) {
+	topics_declare(d);
+	if (metrics_init(d) < 0 || control_init(d) < 0 || topics_init(d) < 0) {
 		rc = -1;
 	} else {
 		banner(d);
@@ -377,6 +356,7 @@ static int serve(struct daemon *d)
 		if (rc < 0)
 			log_err("the event loop failed: %s", strerror(-rc));
 	}
+	topics_fini(d);       /* answers what it has left, so before the socket goes */
 	control_fini(d);
 	metrics_fini(d);
 	clients_fini(d);

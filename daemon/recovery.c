@@ -1,12 +1,14 @@
 /*
  * recovery.c - start-up recovery (format.md §8, §11).
  *
- * For each partition found at start-up: if no other process has it
- * mapped (its usage lock can be taken exclusively), run the recovery scan,
- * which checks every record, aborts claims of dead producers, rebuilds the
- * index and cuts a damaged tail, and report what it found.  A partition in
- * use is left alone: its producers are alive, and the unblocker handles
- * their stalled claims.
+ * For each partition found at start-up: first set its status word right
+ * against the bus directory (a damaged DELETED or REPLICA bit on a topic
+ * that exists would fail every read and send), in use or not; then, if no
+ * other process has it mapped (its usage lock can be taken exclusively),
+ * run the recovery scan, which checks every record, aborts claims of dead
+ * producers, rebuilds the index and cuts a damaged tail, and report what
+ * it found.  A partition in use is not scanned: its producers are alive,
+ * and the unblocker handles their stalled claims.
  */
 #include "shmbusd.h"
 
@@ -45,6 +47,24 @@ static void report(struct daemon *d, const struct dpart *dp, const struct part_r
 	}
 }
 
+/* The status word against the directory (format.md §8). */
+static void check_status(struct daemon *d, struct dpart *dp)
+{
+	uint32_t repaired = 0;
+	char what[300];
+
+	if (topic_status_repair(d->bus, dp->topic, dp->m, &repaired) < 0) {
+		log_err("%s", shmbus_errmsg());
+		return;
+	}
+	if (!repaired)
+		return;
+	d->st.recovery.status_repaired++;
+	status_repair_text(what, sizeof what, dp->topic, repaired, true);
+	log_warn("partition %s/%u: %s: repaired (a damaged status word; readers and producers "
+		 "work again)", dp->topic, dp->partition, what);
+}
+
 void recovery_run(struct daemon *d, struct dpart *dp)
 {
 	struct part_recovery r;
@@ -53,6 +73,7 @@ void recovery_run(struct daemon *d, struct dpart *dp)
 	d->st.recovery.partitions++;
 	if (dp->m->part.readonly)
 		return;
+	check_status(d, dp);
 	rc = usage_try_exclusive(fd, dp->topic_id, dp->partition);
 	if (rc == -EBUSY) {
 		d->st.recovery.in_use++;

@@ -10,7 +10,8 @@
  * One thread runs an epoll loop (loop.c) for the control socket, client
  * pidfds, signals and timers; libmicrohttpd runs the metrics endpoint in
  * its own thread, which reads the partition table published through
- * liburcu (supervise.c).
+ * liburcu (supervise.c); a worker thread creates and deletes topics
+ * (topics.c), which can take seconds, so the loop never waits for it.
  */
 #ifndef SHMBUSD_H
 #define SHMBUSD_H
@@ -105,6 +106,7 @@ void supervise_fini(struct daemon *d);
 struct recovery_totals {
 	uint64_t partitions, recovered, in_use, failed;
 	uint64_t frames, aborted, cut, cut_bytes, rebuilt;
+	uint64_t status_repaired;    /* status words the directory contradicted */
 };
 
 /* Recover one partition if no other process has it mapped (format.md
@@ -116,6 +118,45 @@ void recovery_run(struct daemon *d, struct dpart *dp);
 
 int control_init(struct daemon *d);
 void control_fini(struct daemon *d);
+
+/* Whom to answer for a request served later (topics.c). */
+struct ctl_peer {
+	uint64_t conn;               /* the connection's serial; 0: nobody */
+	uint32_t seq;
+	uint16_t type;
+	char who[160];               /* "uid 1000 (alice) pid 4242", for the log */
+};
+
+/* Answer a request whose connection was parked while it ran: send the
+ * RESULT (if the connection is still open) and read from it again. */
+void control_answer(struct daemon *d, uint64_t conn, uint32_t seq, uint16_t type, int status,
+		    const char *msg);
+
+/* ------------------------------------------------------------------ */
+/* Creating and deleting topics off the loop (topics.c)                */
+
+/* Start the worker thread (after the signals are blocked). */
+int topics_init(struct daemon *d);
+
+/* Queue a create or delete, answered through control_answer() when done;
+ * 0 or -ENOMEM. */
+int topics_create(struct daemon *d, const struct ctl_peer *to, const char *name,
+		  const struct shmbus_topic_opts *o);
+int topics_delete(struct daemon *d, const struct ctl_peer *to, const char *name);
+
+/* Create the configuration's [topic]s that are missing: at once before
+ * topics_init(), through the worker after. */
+void topics_declare(struct daemon *d);
+
+/* Remove half-made topics (at start), logging each. */
+void topics_sweep(struct daemon *d);
+
+/* Is the worker creating a topic?  supervise_refresh() waits for it. */
+bool topics_creating(struct daemon *d);
+
+/* Stop the worker (a create in progress gives up and removes what it
+ * made) and answer every job left. */
+void topics_fini(struct daemon *d);
 
 /* ------------------------------------------------------------------ */
 /* The control socket's file (ctlsock.c)                               */
@@ -205,6 +246,7 @@ struct daemon {
 	void *control;               /* control.c's state */
 	void *clients;               /* clients.c's state */
 	void *metrics;               /* metrics.c's state */
+	void *topics;                /* topics.c's state */
 };
 
 /* Take a config change that can apply live (SIGHUP); says what cannot. */

@@ -179,6 +179,8 @@ int supervise_refresh(struct daemon *d)
 
 	if (d->table && d->table->dir_gen == gen)
 		return 0;
+	if (topics_creating(d))
+		return 0; /* its partitions are being mapped off the loop (topics.c) */
 	topics = malloc(sizeof *topics * BUS_MAX_TOPICS);
 	if (!topics)
 		return -ENOMEM;

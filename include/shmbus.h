@@ -190,16 +190,22 @@ struct shmbus_topic_opts {
 };
 
 /* Create a topic.  Safe from any thread and process (serialised by the
- * root's admin lock).  -EEXIST, -EINVAL (bad name or option), -ENOSPC;
- * through shmbusd also -EACCES (the daemon's admin rule refused it: the
- * message names the fix) and -ETIMEDOUT.  Through shmbusd the file mode
- * is the daemon's file_mode, narrowed by opts->mode. */
+ * root's admin lock).  -EEXIST, -EINVAL (bad name or option, or more
+ * than 16384 partitions), -ENOSPC (checked before any file is made: the
+ * message gives the bytes needed and free); through shmbusd also -EACCES
+ * (the daemon's admin rule refused it: the message names the fix),
+ * -ECANCELED (the daemon stopped meanwhile; nothing of the topic is
+ * left) and -ETIMEDOUT.  Through shmbusd the file mode is the daemon's
+ * file_mode, narrowed by opts->mode.  Topic directories left by a
+ * create that was killed (half-made topics) are removed first. */
 SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,
 				   const struct shmbus_topic_opts *opts);
 
 /* Delete a topic: its partitions are marked deleted (their users get
  * -EIDRM) and their files removed.  Safe from any thread and process.
- * Through shmbusd when one serves the root (-EACCES as for create). */
+ * Through shmbusd when one serves the root (-EACCES as for create).  The
+ * name of a half-made topic (its create was killed) removes what it
+ * left; half-made topics of other names are removed too. */
 SHMBUS_API int shmbus_topic_delete(shmbus *bus, const char *name);
 
 struct shmbus_topic_info {
@@ -255,13 +261,29 @@ struct shmbus_recovery {
 	uint64_t cut_bytes;
 	bool rebuilt;               /* index and claim word rebuilt from the data */
 	char reason[200];           /* why the tail was cut ("" if not) */
+	uint32_t repaired;          /* SHMBUS_REPAIRED_*: marks of the partition's status
+				     * word the bus directory contradicts, set right
+				     * (in the struct's former padding: its size is
+				     * unchanged) */
 };
+
+#define SHMBUS_REPAIRED_DELETED  (1u << 0) /* marked deleted, but its topic exists: unmarked */
+#define SHMBUS_REPAIRED_READONLY (1u << 1) /* marked read-only (a replica) or not, unlike
+					    * its topic: set as the topic says */
+#define SHMBUS_REPAIRED_UNKNOWN  (1u << 2) /* status bits no version defines: cleared */
 
 /*
  * Scan a partition, check every record (offsets, lengths, CRC32C), turn
  * claims of dead producers into aborts, rebuild its index and cut the
  * tail at the first invalid record.  Run only while no producer appends
  * (shmbusd does it at start-up).  Takes the root's admin lock.
+ *
+ * First, the partition's status word is checked against the bus
+ * directory: a partition of a topic that exists is never marked deleted,
+ * and is read-only only if its topic is a replica; a wrong mark is set
+ * right and reported in ret->repaired.  That needs no exclusive hold: if
+ * other processes use the partition, the marks are still repaired, the
+ * scan is not run, and -EBUSY's message says what was repaired.
  */
 SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t partition,
 					struct shmbus_recovery *ret);

@@ -1,211 +1,29 @@
 /*
- * admin.c - topics and groups: create, delete, describe, list, recover.
+ * admin.c - topics and groups: describe, list, partition info, recover;
+ * list, read and delete groups.  Creating and deleting topics is in
+ * topics.c.
  *
- * Changes to the root run under its admin lock (a mutex for this
- * process's threads, flock for other processes).  A topic becomes visible
- * only once all its partition files exist; a deleted topic is marked
- * deleted in every partition before its files are unlinked, so its users
- * get -EIDRM rather than writes into a dead file.
- *
- * When shmbusd serves the root, creation and deletion are asked of it
- * (daemon.c): it decides who may, and its files get the root's group and
- * its configured mode.  Without it, or if it vanishes, they run here.
+ * Recovery runs under the root's admin lock: it first sets the
+ * partition's status word right against the bus directory (format.md
+ * §8), then scans the records if no other process has the partition
+ * mapped.
  */
 #include "internal.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../shm/clock.h"
 #include "../shm/frame.h"
 #include "../shm/read.h"
 #include "../shm/recover.h"
 #include "../shm/shareddir.h"
 #include "../shm/usage.h"
-
-static int admin_lock(shmbus *bus)
-{
-	int rc;
-
-	pthread_mutex_lock(&bus->admin);
-	rc = dir_lock(&bus->dir);
-	if (rc)
-		pthread_mutex_unlock(&bus->admin);
-	return rc;
-}
-
-static void admin_unlock(shmbus *bus)
-{
-	dir_unlock(&bus->dir);
-	pthread_mutex_unlock(&bus->admin);
-}
-
-/* Remove a topic directory and everything in it. */
-static void remove_topic_dir(shmbus *bus, const char *name)
-{
-	int fd = sdir_open(bus->topicsfd, name, O_RDONLY | O_DIRECTORY);
-	DIR *d;
-	struct dirent *e;
-
-	if (fd == -ELOOP || fd == -ENOTDIR) /* not ours: never follow, remove it */
-		unlinkat(bus->topicsfd, name, 0);
-	if (fd < 0)
-		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			unlinkat(fd, e->d_name, 0);
-	closedir(d);
-	unlinkat(bus->topicsfd, name, AT_REMOVEDIR);
-}
-
-static int create_partitions(shmbus *bus, const struct bus_topic *t)
-{
-	char errbuf[512];
-	int dfd, rc = 0;
-
-	remove_topic_dir(bus, t->name); /* left by a crash during an earlier create */
-	rc = make_shared_dir(bus->topicsfd, t->name);
-	if (rc < 0)
-		return lib_err(rc, "cannot create directory for topic \"%s\" in %s/topics: %s",
-			       t->name, bus->root, strerror(-rc));
-	dfd = sdir_open(bus->topicsfd, t->name, O_RDONLY | O_DIRECTORY);
-	if (dfd < 0)
-		return lib_err(dfd, "cannot open directory of topic \"%s\": %s", t->name,
-			       sdir_why(dfd));
-	for (uint32_t i = 0; i < t->partitions && rc == 0; i++) {
-		struct part_params prm = {
-			.topic = t->name, .topic_id = t->id, .partition = i,
-			.capacity = t->capacity, .index_capacity = t->index_capacity,
-			.policy = t->policy, .numa_node = t->numa_node, .mode = t->mode,
-		};
-		char name[16];
-		struct part p;
-
-		snprintf(name, sizeof name, "%u", i);
-		rc = part_create(dfd, name, &prm, &p);
-		if (rc == 0) {
-			part_unmap(&p);
-		} else {
-			snprintf(errbuf, sizeof errbuf, "%s", shm_errmsg());
-			lib_err(rc, "topic \"%s\" partition %u: %s", t->name, i, errbuf);
-		}
-	}
-	close(dfd);
-	if (rc)
-		remove_topic_dir(bus, t->name);
-	return rc;
-}
-
-SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,
-				   const struct shmbus_topic_opts *opts)
-{
-	struct shmbus_topic_opts o;
-	struct bus_topic t = { 0 }, old;
-	struct part_params prm;
-	int rc;
-
-	OPTS_COPY(o, opts);
-	if (!dir_name_valid(name))
-		return lib_err(-EINVAL, "\"%s\" is not a valid topic name: use 1 to 249 of "
-			       "[A-Za-z0-9._-]", name ? name : "(null)");
-	snprintf(t.name, sizeof t.name, "%s", name);
-	t.partitions = o.partitions ? o.partitions : 1;
-	t.capacity = o.capacity ? o.capacity : SHMBUS_DEFAULT_CAPACITY;
-	t.index_capacity = o.index_capacity ? o.index_capacity : part_default_icap(t.capacity);
-	t.policy = (uint32_t)o.policy;
-	t.numa_node = o.numa_bind ? o.numa_node : -1;
-	t.retention_ms = o.retention_ms;
-	t.mode = o.mode ? o.mode : 0660;
-	t.created_ns = real_ns();
-	if (t.partitions > BUS_MAX_PARTITIONS)
-		return lib_err(-EINVAL, "topic \"%s\": %u partitions is more than the maximum, %u",
-			       name, t.partitions, BUS_MAX_PARTITIONS);
-	if (o.retention_ms < 0)
-		return lib_err(-EINVAL, "topic \"%s\": retention must be >= 0 ms", name);
-	prm = (struct part_params){ .topic = name, .capacity = t.capacity,
-				    .index_capacity = t.index_capacity, .policy = t.policy };
-	rc = part_params_check(&prm);
-	if (rc) {
-		char why[512];
-
-		snprintf(why, sizeof why, "%s", shm_errmsg());
-		return lib_err(rc, "topic \"%s\": %s", name, why);
-	}
-	rc = daemon_topic_create(bus, name, &o); /* shmbusd does it, if one serves */
-	if (rc != DAEMON_NONE)
-		return rc;
-	rc = admin_lock(bus);
-	if (rc)
-		return rc;
-	if (dir_lookup(&bus->dir, name, &old) == 0) {
-		rc = lib_err(-EEXIST, "topic \"%s\" already exists (%u partitions); use it, or "
-			     "delete it first", name, old.partitions);
-		goto out;
-	}
-	t.id = dir_reserve_id(&bus->dir);
-	rc = create_partitions(bus, &t);
-	if (rc == 0)
-		rc = dir_add(&bus->dir, &t);
-	if (rc)
-		remove_topic_dir(bus, name);
-out:
-	admin_unlock(bus);
-	return rc;
-}
-
-SHMBUS_API int shmbus_topic_delete(shmbus *bus, const char *name)
-{
-	struct bus_topic t;
-	int rc, dfd;
-
-	rc = topic_lookup(bus, name, &t);
-	if (rc)
-		return rc;
-	rc = daemon_topic_delete(bus, name); /* shmbusd does it, if one serves */
-	if (rc != DAEMON_NONE) {
-		cache_sweep(bus);
-		return rc;
-	}
-	rc = admin_lock(bus);
-	if (rc)
-		return rc;
-	if (dir_lookup(&bus->dir, name, &t) < 0) {
-		rc = lib_err(-ENOENT, "topic \"%s\" does not exist", name);
-		goto out;
-	}
-	/* Mark every partition deleted before anything disappears. */
-	dfd = sdir_open(bus->topicsfd, name, O_RDONLY | O_DIRECTORY);
-	for (uint32_t i = 0; dfd >= 0 && i < t.partitions; i++) {
-		char file[16];
-		struct part p;
-
-		snprintf(file, sizeof file, "%u", i);
-		if (part_open(dfd, file, false, file, &p) == 0) {
-			if (p.topic_id == t.id)
-				part_mark_deleted(&p);
-			part_unmap(&p);
-		}
-	}
-	if (dfd >= 0)
-		close(dfd);
-	rc = dir_remove(&bus->dir, name);
-	if (rc == 0)
-		remove_topic_dir(bus, name);
-out:
-	admin_unlock(bus);
-	cache_sweep(bus);
-	return rc;
-}
 
 static void topic_info(const struct bus_topic *t, struct shmbus_topic_info *ret)
 {
@@ -303,10 +121,124 @@ SHMBUS_API int shmbus_partition_info(shmbus *bus, const char *topic, uint32_t pa
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Recovery                                                            */
+
+_Static_assert(sizeof(struct shmbus_recovery) == 256 &&
+	       offsetof(struct shmbus_recovery, repaired) == 252,
+	       "repaired sits in what was padding: the struct's size is its ABI");
+
+/* What was wrong with a status word found as `old` (format.md §8). */
+static uint32_t status_faults(bool live, uint64_t want, uint64_t old)
+{
+	uint32_t r = 0;
+
+	if (!live)
+		return (old & PART_STATUS_DELETED) ? 0 : SHMBUS_REPAIRED_DELETED;
+	if (old & PART_STATUS_DELETED)
+		r |= SHMBUS_REPAIRED_DELETED;
+	if ((old ^ want) & PART_STATUS_REPLICA)
+		r |= SHMBUS_REPAIRED_READONLY;
+	if (old & ~PART_STATUS_KNOWN)
+		r |= SHMBUS_REPAIRED_UNKNOWN;
+	return r;
+}
+
+void status_repair_text(char *buf, size_t len, const char *topic, uint32_t repaired, bool live)
+{
+	int n = 0;
+
+	buf[0] = '\0';
+	if ((repaired & SHMBUS_REPAIRED_DELETED) && live)
+		n += snprintf(buf + n, len - (size_t)n, "marked deleted, but topic \"%s\" exists in "
+			      "the bus directory; ", topic);
+	else if (repaired & SHMBUS_REPAIRED_DELETED)
+		n += snprintf(buf + n, len - (size_t)n, "not marked deleted, but its topic was "
+			      "deleted; ");
+	if ((repaired & SHMBUS_REPAIRED_READONLY) && (size_t)n < len)
+		n += snprintf(buf + n, len - (size_t)n, "marked read-only (a replica) or not, "
+			      "unlike topic \"%s\"; ", topic);
+	if ((repaired & SHMBUS_REPAIRED_UNKNOWN) && (size_t)n < len)
+		n += snprintf(buf + n, len - (size_t)n, "status bits no version defines; ");
+	if (n >= 2 && (size_t)n <= len)
+		buf[n - 2] = '\0'; /* the last "; " */
+}
+
+/* The status word of m against the directory, under the admin lock. */
+static int status_repair_locked(shmbus *bus, const char *topic, struct pmap *m,
+				uint32_t *ret_repaired, bool *ret_live)
+{
+	struct bus_topic t;
+	bool live = dir_lookup(&bus->dir, topic, &t) == 0 && t.id == m->topic_id;
+	uint64_t want = live ? bus_topic_status(&t) : PART_STATUS_DELETED;
+	uint64_t old = load_acquire(&m->part.hdr->status);
+	uint32_t faults = status_faults(live, want, old);
+	char what[300];
+
+	if (faults && part_status_repair(&m->part, live, want, &old) < 0) {
+		status_repair_text(what, sizeof what, topic, faults, live);
+		return lib_err(-EROFS, "partition %s/%u: its status word is wrong (%s), and this "
+			       "process maps it read-only; recover it as a user who may write the "
+			       "topic's files", topic, m->partition, what);
+	}
+	*ret_repaired = status_faults(live, want, old);
+	if (ret_live)
+		*ret_live = live;
+	return 0;
+}
+
+int topic_status_repair(shmbus *bus, const char *topic, struct pmap *m, uint32_t *ret_repaired)
+{
+	int rc = admin_lock(bus);
+
+	if (rc)
+		return rc;
+	rc = status_repair_locked(bus, topic, m, ret_repaired, NULL);
+	admin_unlock(bus);
+	return rc;
+}
+
+/* -EBUSY for a partition others use, saying what was repaired anyway. */
+static int in_use(const char *topic, uint32_t partition, uint32_t repaired, bool live)
+{
+	char what[300];
+
+	if (!repaired)
+		return lib_err(-EBUSY, "partition %s/%u is in use by other processes; recover it "
+			       "when its producers and consumers have stopped (shmbusd does at "
+			       "start-up)", topic, partition);
+	status_repair_text(what, sizeof what, topic, repaired, live);
+	return lib_err(-EBUSY, "partition %s/%u is in use by other processes: its status word "
+		       "was repaired (it was %s), but its records were not scanned; recover it "
+		       "again when its producers and consumers have stopped (shmbusd does at "
+		       "start-up)", topic, partition, what);
+}
+
+/* Status check, then the scan if nobody else has the partition mapped. */
+static int recover_locked(shmbus *bus, const char *topic, uint32_t partition, struct pmap *m,
+			  struct part_recovery *r, uint32_t *repaired)
+{
+	bool live = true;
+	int rc = status_repair_locked(bus, topic, m, repaired, &live);
+
+	if (rc)
+		return rc;
+	/* only while no other process has it mapped (format.md §11) */
+	rc = usage_try_exclusive(bus->usagefd, m->topic_id, m->partition);
+	if (rc == -EBUSY)
+		return in_use(topic, partition, *repaired, live);
+	if (rc)
+		return rc;
+	rc = part_recover(&m->part, r);
+	usage_share(bus->usagefd, m->topic_id, m->partition);
+	return rc;
+}
+
 SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t partition,
 					struct shmbus_recovery *ret)
 {
 	struct part_recovery r;
+	uint32_t repaired = 0;
 	struct pmap *m;
 	int rc = get_partition(bus, topic, (int32_t)partition, &m);
 
@@ -314,16 +246,7 @@ SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t
 		return rc;
 	rc = admin_lock(bus);
 	if (rc == 0) {
-		/* only while no other process has it mapped (format.md §11) */
-		rc = usage_try_exclusive(bus->usagefd, m->topic_id, m->partition);
-		if (rc == 0) {
-			rc = part_recover(&m->part, &r);
-			usage_share(bus->usagefd, m->topic_id, m->partition);
-		} else if (rc == -EBUSY) {
-			rc = lib_err(-EBUSY, "partition %s/%u is in use by other processes; recover "
-				     "it when its producers and consumers have stopped (shmbusd does "
-				     "at start-up)", topic, partition);
-		}
+		rc = recover_locked(bus, topic, partition, m, &r, &repaired);
 		admin_unlock(bus);
 	}
 	cache_put(m);
@@ -337,6 +260,7 @@ SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t
 	ret->cut = r.cut;
 	ret->cut_bytes = r.cut_bytes;
 	ret->rebuilt = r.rebuilt;
+	ret->repaired = repaired;
 	snprintf(ret->reason, sizeof ret->reason, "%s", r.reason);
 	return 0;
 }

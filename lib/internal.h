@@ -83,6 +83,48 @@ void cache_destroy(shmbus *bus);
  * parent is; 0 or -errno. */
 int make_shared_dir(int parentfd, const char *name);
 
+/* The root's admin lock: a mutex for this process's threads, flock on the
+ * bus file for other processes (topics.c). */
+int admin_lock(shmbus *bus);
+void admin_unlock(shmbus *bus);
+
+/* What shmbusd gives the admin calls below (NULL: nothing). */
+struct admin_hooks {
+	const int *stop;        /* non-zero: give up with -ECANCELED, removing what was
+				 * made (checked between partitions and while waiting
+				 * for the lock) */
+	/* a half-made topic was removed (left by an interrupted create) */
+	void (*swept)(void *ctx, const char *name, uint64_t files, uint64_t bytes);
+	void *ctx;
+};
+
+/*
+ * Create or delete a topic here, under the admin lock: what
+ * shmbus_topic_create/delete do when no daemon serves the root, and what
+ * shmbusd's worker does for its clients (topics.c).  Both first remove
+ * every half-made topic; create checks the filesystem has room for all
+ * its files before it makes one; delete of a half-made topic's name
+ * removes it and returns 0.
+ */
+int admin_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *o,
+		       const struct admin_hooks *h);
+int admin_topic_delete(shmbus *bus, const char *name, const struct admin_hooks *h);
+
+/* Remove the half-made topics (shmbusd at start); how many, or -errno. */
+int admin_sweep(shmbus *bus, const struct admin_hooks *h);
+
+/*
+ * Check the status word of partition m of topic `topic` against the bus
+ * directory (format.md §2, §8), under the root's admin lock, and set it
+ * right: *ret_repaired gets the SHMBUS_REPAIRED_* bits of what was wrong.
+ * 0, or -errno (-EROFS: mapped read-only).
+ */
+int topic_status_repair(shmbus *bus, const char *topic, struct pmap *m, uint32_t *ret_repaired);
+
+/* What SHMBUS_REPAIRED_* bits `repaired` say was wrong, in words; `live`:
+ * the topic exists (else it was deleted). */
+void status_repair_text(char *buf, size_t len, const char *topic, uint32_t repaired, bool live);
+
 /* Look a topic up, with an error message naming it and the fix. */
 int topic_lookup(shmbus *bus, const char *name, struct bus_topic *ret);
 

@@ -179,6 +179,16 @@ int dir_lock(struct bus_dir *d)
 	return 0;
 }
 
+int dir_trylock(struct bus_dir *d)
+{
+	while (flock(d->fd, LOCK_EX | LOCK_NB) < 0)
+		if (errno != EINTR)
+			return errno == EWOULDBLOCK ? -EWOULDBLOCK
+						    : shm_err(-errno, "cannot take the bus admin "
+							      "lock: %s", strerror(errno));
+	return 0;
+}
+
 void dir_unlock(struct bus_dir *d)
 {
 	flock(d->fd, LOCK_UN);

@@ -18,7 +18,12 @@
 #define BUS_MAGIC       0x3173756262686d73ULL /* "shmbbus1" */
 #define BUS_VERSION     1u
 #define BUS_MAX_TOPICS  4096u
-#define BUS_MAX_PARTITIONS 100000u
+/* Partitions per topic.  Each is a file, and a mapping in every process
+ * that uses the whole topic (a consumer of all of it, shmbusd): a process
+ * may hold vm.max_map_count of them (65530 by default), and the counters
+ * file has 32768 entries for the whole bus (format.md §12). */
+#define BUS_MAX_PARTITIONS_N 16384
+#define BUS_MAX_PARTITIONS ((uint32_t)BUS_MAX_PARTITIONS_N)
 #define BUS_HEADER_SIZE 4096u
 
 struct bus_topic {
@@ -31,11 +36,22 @@ struct bus_topic {
 	uint32_t partitions;
 	uint32_t policy;         /* enum part_policy */
 	int32_t numa_node;       /* -1: local */
-	uint32_t flags;
+	uint32_t flags;          /* BUS_TOPIC_* */
 	uint32_t mode;           /* partition file mode */
 	uint8_t reserved[68];
 };
 _Static_assert(sizeof(struct bus_topic) == 384, "topic entry is 384 bytes");
+
+/* bus_topic.flags */
+#define BUS_TOPIC_REPLICA (1u << 0) /* a read-only mirror: its partitions carry
+				     * PART_STATUS_REPLICA (format.md §2, §9) */
+
+/* The status word the partitions of a topic in the directory must hold:
+ * the directory is the authority (format.md §8). */
+static inline uint64_t bus_topic_status(const struct bus_topic *t)
+{
+	return (t->flags & BUS_TOPIC_REPLICA) ? PART_STATUS_REPLICA : 0;
+}
 
 struct bus_table {
 	uint64_t generation;
@@ -89,6 +105,8 @@ void dir_close(struct bus_dir *d);
 
 /* The admin lock (flock on the bus file); blocks. */
 int dir_lock(struct bus_dir *d);
+/* The admin lock if no other open file holds it: 0, -EWOULDBLOCK, -errno. */
+int dir_trylock(struct bus_dir *d);
 void dir_unlock(struct bus_dir *d);
 
 uint64_t dir_generation(const struct bus_dir *d);

@@ -48,6 +48,7 @@ enum part_policy {
 /* part_header.status bits */
 #define PART_STATUS_DELETED  (1ULL << 0) /* topic deleted: users get -EIDRM */
 #define PART_STATUS_REPLICA  (1ULL << 1) /* read-only mirror of another host */
+#define PART_STATUS_KNOWN    (PART_STATUS_DELETED | PART_STATUS_REPLICA)
 
 /*
  * The commit word: the first 8 bytes of every frame, and the only word a

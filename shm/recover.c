@@ -10,6 +10,10 @@
  * The data is untrusted throughout: every frame is checked (lengths
  * inside the ring, offset field, commit bits, CRC32C, record headers)
  * before anything it says is used.
+ *
+ * The status word is set right separately (part_status_repair), against
+ * what the caller read in the bus directory: it needs the admin lock, not
+ * the exclusive hold the scan needs.
  */
 #include "recover.h"
 
@@ -390,5 +394,25 @@ int part_recover(struct part *p, struct part_recovery *r)
 	p->hdr->recoveries++;
 	p->hdr->recovered_cut += r->cut;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return 0;
+}
+
+int part_status_repair(struct part *p, bool live, uint64_t want, uint64_t *ret_old)
+{
+	uint64_t old = load_acquire(&p->hdr->status);
+
+	if (p->readonly)
+		return -EROFS;
+	if (!live) {
+		*ret_old = old;
+		if (!(old & PART_STATUS_DELETED))
+			part_mark_deleted(p); /* wakes its waiters, who then see it */
+		return 0;
+	}
+	/* only admin calls write the word, under the admin lock we hold; the
+	 * CAS keeps a concurrent writer outside it from being undone blindly */
+	while (old != want && !cas(&p->hdr->status, &old, want))
+		;
+	*ret_old = old;
 	return 0;
 }

@@ -36,4 +36,19 @@ struct part_recovery {
  */
 int part_recover(struct part *p, struct part_recovery *r);
 
+/*
+ * Set the status word right against the bus directory (format.md §2,
+ * §8).  `live`: the partition belongs to a topic of the directory (same
+ * id), and its word must be exactly `want` (bus_topic_status()): a
+ * DELETED bit, a REPLICA bit the topic lacks (or the reverse) or a bit no
+ * version defines is damage.  Not live: its topic was deleted (or
+ * recreated under a new id), and DELETED is set if it is missing.
+ *
+ * One compare-and-swap: it needs no exclusive hold of the partition, only
+ * the root's admin lock, which deletion takes as well, so a topic being
+ * deleted is never unmarked.  Returns 0 with *ret_old the word found (it
+ * now holds what it should), or -EROFS on a read-only mapping.
+ */
+int part_status_repair(struct part *p, bool live, uint64_t want, uint64_t *ret_old);
+
 #endif

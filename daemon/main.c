@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "../shm/clock.h"
+#include "../shm/ctlproto.h"
 #include "../shm/proc.h"
 
 static const char usage[] =
@@ -120,8 +121,7 @@ static int apply_flags(struct config *c, const struct args *a, char *err, size_t
 		return -1;
 	}
 	if (!c->control_socket[0] &&
-	    (size_t)snprintf(c->control_socket, sizeof c->control_socket, "%.*s/control",
-			     (int)(sizeof c->control_socket - 9), c->root) >= sizeof c->control_socket) {
+	    ctl_default_path(c->root, c->control_socket, sizeof c->control_socket) < 0) {
 		snprintf(err, len, "the root path is too long for a control socket; set control_socket");
 		return -1;
 	}

@@ -50,34 +50,6 @@ struct served {
 /* A request being built: its type and what goes in it. */
 typedef void (*build_fn)(struct ctl_out *o, const void *arg);
 
-int ctl_sockaddr(const char *path, struct sockaddr_un *sa, int *dirfd)
-{
-	const char *base = strrchr(path, '/');
-	char dir[PATH_MAX];
-	size_t len = strlen(path);
-
-	memset(sa, 0, sizeof *sa);
-	sa->sun_family = AF_UNIX;
-	*dirfd = -1;
-	if (len < sizeof sa->sun_path) {
-		memcpy(sa->sun_path, path, len + 1);
-		return 0;
-	}
-	if (!base || base == path || (size_t)(base - path) >= sizeof dir)
-		return -ENAMETOOLONG;
-	snprintf(dir, sizeof dir, "%.*s", (int)(base - path), path);
-	*dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (*dirfd < 0)
-		return -errno;
-	if ((size_t)snprintf(sa->sun_path, sizeof sa->sun_path, "/proc/self/fd/%d/%s", *dirfd,
-			     base + 1) >= sizeof sa->sun_path) {
-		close(*dirfd);
-		*dirfd = -1;
-		return -ENAMETOOLONG;
-	}
-	return 0;
-}
-
 /* Does a daemon serve the root?  0, or -ENOENT with why it does not. */
 static int served_by(shmbus *bus, struct served *ret)
 {

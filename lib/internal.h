@@ -106,12 +106,6 @@ void daemon_link_close(shmbus *bus);
 int daemon_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *o);
 int daemon_topic_delete(shmbus *bus, const char *name);
 
-/* The address of a control socket at path; paths longer than sun_path go
- * through /proc/self/fd/N of their directory, opened into *dirfd (close
- * it after bind or connect; -1 if unused).  0 or -errno. */
-struct sockaddr_un;
-int ctl_sockaddr(const char *path, struct sockaddr_un *sa, int *dirfd);
-
 /* Record an error message and return err. */
 #define lib_err(err, ...) shm_err((err), __VA_ARGS__)
 

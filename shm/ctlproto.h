@@ -7,6 +7,10 @@
  * untrusted and checked before use; a decoded message never points
  * outside the buffer it was decoded from.  Attributes of types this side
  * does not know are skipped, which is what lets the protocol grow.
+ *
+ * Beside the codec, the socket's address (protocol.md §1), so that both
+ * ends reach a path the same way: the default path the daemon derives
+ * from its root, and the sockaddr for a path, long ones included.
  */
 #ifndef SHMBUS_SHM_CTLPROTO_H
 #define SHMBUS_SHM_CTLPROTO_H
@@ -20,6 +24,7 @@
 #define CTL_HDR_SIZE  16u
 #define CTL_ATTR_HDR  4u
 #define CTL_MSG_MAX   65536u      /* the largest message, header included */
+#define CTL_SOCKET_NAME "control" /* the default socket: <root>/control */
 
 /* Message types (protocol.md §3). */
 enum ctl_type {
@@ -171,5 +176,21 @@ int ctl_finish(struct ctl_out *o);
 /* Encode every attribute a decoded message has, in type order, with its
  * header's type and seq: the length, or -EMSGSIZE. */
 int ctl_encode(const struct ctl_msg *m, void *buf, size_t cap);
+
+/* The socket's address (protocol.md §1) */
+
+/* The default socket path of a root, <root>/control, into buf: 0, or
+ * -ENAMETOOLONG if it does not fit in len bytes. */
+int ctl_default_path(const char *root, char *buf, size_t len);
+
+/*
+ * The address of the control socket at path, for bind (the daemon) or
+ * connect (libshmbus).  A path longer than sun_path is reached through
+ * /proc/self/fd/N/<name> of its directory, opened (O_PATH) into *dirfd:
+ * close it after the bind or connect; -1 if unused.  0 or -errno
+ * (-ENAMETOOLONG when even that does not fit).
+ */
+struct sockaddr_un;
+int ctl_sockaddr(const char *path, struct sockaddr_un *sa, int *dirfd);
 
 #endif

@@ -33,6 +33,7 @@
 
 #include "../shm/clock.h"
 #include "../shm/ctlproto.h"
+#include "../shm/error.h"
 
 #ifndef SO_PEERGROUPS
 #define SO_PEERGROUPS 59
@@ -294,11 +295,11 @@ static int do_hello(struct daemon *d, struct conn *k, const struct ctl_msg *m)
  * is setgid (control_init), so this only repairs what did not inherit. */
 static void regroup_topic(struct daemon *d, const char *name, uint32_t partitions)
 {
-	_cleanup_close_ int dfd = openat(d->bus->topicsfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int dfd = openat(d->topicsfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct stat root, st;
 	char file[24];
 
-	if (dfd < 0 || fstat(d->bus->rootfd, &root) < 0)
+	if (dfd < 0 || fstat(d->rootfd, &root) < 0)
 		return;
 	for (int64_t i = -1; i < (int64_t)partitions; i++) {
 		snprintf(file, sizeof file, "%lld", (long long)i);
@@ -445,11 +446,11 @@ static int do_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 	ctl_put_i64(&o, CTL_A_STARTED_NS, d->st.started_ns);
 	ctl_put_u64(&o, CTL_A_UPTIME_MS, now > d->st.started_ns
 				       ? (uint64_t)(now - d->st.started_ns) / 1000000 : 0);
-	ctl_put_i64(&o, CTL_A_HEARTBEAT_NS, load_relaxed(&d->bus->dir.hdr->daemon_heartbeat_ns));
+	ctl_put_i64(&o, CTL_A_HEARTBEAT_NS, load_relaxed(&d->dir.hdr->daemon_heartbeat_ns));
 	ctl_put_i64(&o, CTL_A_UNBLOCK_TIMEOUT_MS, d->cfg.unblock_timeout_ms);
 	ctl_put_i64(&o, CTL_A_TICK_MS, d->cfg.tick_ms);
 	ctl_put_u32(&o, CTL_A_ON_TMPFS, d->on_tmpfs);
-	ctl_put_u64(&o, CTL_A_TOPICS, (uint64_t)dir_list(&d->bus->dir, NULL, 0));
+	ctl_put_u64(&o, CTL_A_TOPICS, (uint64_t)dir_list(&d->dir, NULL, 0));
 	ctl_put_u64(&o, CTL_A_PARTITION_COUNT, d->table ? d->table->n : 0);
 	ctl_put_u64(&o, CTL_A_CLIENTS, clients_count(d));
 	put_counters(d, &o);
@@ -647,7 +648,7 @@ static void set_access(struct daemon *d, struct control *c)
 	struct stat root;
 	mode_t mode = 0600;
 
-	if (fstat(d->bus->rootfd, &root) < 0)
+	if (fstat(d->rootfd, &root) < 0)
 		return;
 	if (root.st_mode & S_IXGRP)
 		mode |= 0060;
@@ -704,12 +705,12 @@ static void group_topics(struct daemon *d)
 {
 	struct stat root, st;
 
-	if (fstat(d->bus->rootfd, &root) < 0 || fstat(d->bus->topicsfd, &st) < 0)
+	if (fstat(d->rootfd, &root) < 0 || fstat(d->topicsfd, &st) < 0)
 		return;
-	if (st.st_gid != root.st_gid && fchown(d->bus->topicsfd, (uid_t)-1, root.st_gid) < 0)
+	if (st.st_gid != root.st_gid && fchown(d->topicsfd, (uid_t)-1, root.st_gid) < 0)
 		log_warn("%s/topics: cannot give it the root's group (gid %u): %s", d->cfg.root,
 			 (unsigned)root.st_gid, strerror(errno));
-	if (!(st.st_mode & S_ISGID) && fchmod(d->bus->topicsfd, (st.st_mode & 07777) | S_ISGID) < 0)
+	if (!(st.st_mode & S_ISGID) && fchmod(d->topicsfd, (st.st_mode & 07777) | S_ISGID) < 0)
 		log_warn("%s/topics: cannot make it setgid: %s; topics created through shmbusd "
 			 "get the root's group afterwards", d->cfg.root, strerror(errno));
 }
@@ -719,18 +720,15 @@ static void on_heartbeat(struct daemon *d, uint32_t events, void *arg)
 	(void)events;
 	(void)arg;
 	/* clients trust a heartbeat younger than 5 s (protocol.md §1), whatever tick_ms is */
-	store_relaxed(&d->bus->dir.hdr->daemon_heartbeat_ns, real_ns());
+	store_relaxed(&d->dir.hdr->daemon_heartbeat_ns, real_ns());
 }
 
 int control_init(struct daemon *d)
 {
-	struct bus_header *h = d->bus->dir.hdr;
+	struct bus_header *h = d->dir.hdr;
 	struct control *c;
 	int rc;
 
-	/* the daemon administers through its own bus, never through itself */
-	d->bus->no_daemon = true;
-	daemon_link_close(d->bus);
 	h->control_socket[0] = '\0';
 	if (d->cfg.control_socket[0] != '/') {
 		log_err("control_socket \"%s\" is not an absolute path; write e.g. "
@@ -771,7 +769,7 @@ void control_fini(struct daemon *d)
 
 	if (!c)
 		return;
-	store_release(&d->bus->dir.hdr->control_socket[0], '\0');
+	store_release(&d->dir.hdr->control_socket[0], '\0');
 	while (c->conns)
 		conn_close(d, c->conns);
 	if (c->fd >= 0) {

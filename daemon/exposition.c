@@ -25,6 +25,7 @@
 
 #include "../shm/clock.h"
 #include "../shm/counters.h"
+#include "../shm/groups.h"
 #include "../shm/read.h"
 
 /* ------------------------------------------------------------------ */
@@ -162,7 +163,7 @@ static int by_name(const void *a, const void *b)
 
 static void copy_part(struct psnap *s, const struct dpart *dp)
 {
-	struct part *p = &dp->m->part;
+	struct part *p = dp->part;
 	struct part_header *h = p->hdr;
 
 	snprintf(s->topic, sizeof s->topic, "%s", dp->topic);
@@ -197,7 +198,7 @@ static int snapshot_parts(struct scrape *sc)
 		if (!sc->parts)
 			rc = -ENOMEM;
 		for (size_t i = 0; sc->parts && i < t->n; i++)
-			if (!part_deleted(&t->parts[i]->m->part))
+			if (!part_deleted(t->parts[i]->part))
 				copy_part(&sc->parts[sc->nparts++], t->parts[i]);
 	}
 	rcu_read_unlock();
@@ -274,7 +275,7 @@ static int visit_group(void *ctx, const char *group)
 	int rc;
 
 	/* a group file being made, or damaged: leave it out of this scrape */
-	if (group_open(sc->d->bus->groupsfd, group, false, &g) < 0)
+	if (group_open(sc->d->groupsfd, group, false, &g) < 0)
 		return 0;
 	sc->group = group;
 	rc = group_foreach(&g, add_commit, sc);
@@ -478,7 +479,7 @@ static void render_daemon(struct buf *b, const struct scrape *sc)
 	put(b, "shmbus_daemon_info{version=\"%llu.%llu.%llu\",",
 	    (unsigned long long)(v->version >> 16), (unsigned long long)(v->version >> 8 & 0xff),
 	    (unsigned long long)(v->version & 0xff));
-	put_label(b, "root", sc->d->bus->root);
+	put_label(b, "root", shmbus_root(sc->d->bus));
 	put(b, "} 1\n");
 	put_gauge(b, "shmbus_daemon_start_time_seconds", "When the daemon started (Unix time).",
 		  (double)v->started_ns / 1e9);

@@ -121,7 +121,7 @@ static int ctr_private(struct metrics *m)
 static int counters_open(struct metrics *m)
 {
 	struct daemon *d = m->d;
-	int rc = ctr_create(d->bus->rootfd, m->addr, &m->ctr);
+	int rc = ctr_create(d->rootfd, m->addr, &m->ctr);
 
 	if (rc == 0)
 		return 0;
@@ -148,7 +148,7 @@ static void write_rates(struct metrics *m)
 			.bytes_per_s = dp->rate_bytes,
 		};
 
-		if (part_deleted(&dp->m->part))
+		if (part_deleted(dp->part))
 			continue;
 		if (ctr_part_write(&m->ctr, dp->topic_id, dp->partition, &r) == -ENOSPC)
 			full++;

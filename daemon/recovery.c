@@ -13,7 +13,6 @@
 #include <errno.h>
 
 #include "../shm/recover.h"
-#include "../shm/usage.h"
 
 static void report(struct daemon *d, const struct dpart *dp, const struct part_recovery *r)
 {
@@ -48,21 +47,18 @@ static void report(struct daemon *d, const struct dpart *dp, const struct part_r
 void recovery_run(struct daemon *d, struct dpart *dp)
 {
 	struct part_recovery r;
-	int fd = d->bus->usagefd, rc;
+	int rc;
 
 	d->st.recovery.partitions++;
-	if (dp->m->part.readonly)
+	if (dp->part->readonly)
 		return;
-	rc = usage_try_exclusive(fd, dp->topic_id, dp->partition);
+	rc = pmap_recover(d->bus, dp->m, &r);
 	if (rc == -EBUSY) {
 		d->st.recovery.in_use++;
 		log_info("partition %s/%u is in use by running processes: not recovered (stalled "
 			 "claims are aborted by the unblocker)", dp->topic, dp->partition);
 		return;
 	}
-	if (rc == 0)
-		rc = part_recover(&dp->m->part, &r);
-	usage_share(fd, dp->topic_id, dp->partition);
 	if (rc < 0) {
 		d->st.recovery.failed++;
 		log_err("partition %s/%u: recovery failed: %s", dp->topic, dp->partition,

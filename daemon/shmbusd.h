@@ -19,7 +19,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../lib/internal.h"
+#include <urcu-bp.h>
+
+#include "shmbus.h"
+#include "../lib/shmbus_private.h"
+#include "../shm/directory.h"
+#include "../shm/partition.h"
 #include "config.h"
 #include "log.h"
 
@@ -54,6 +59,7 @@ struct dpart {
 	uint32_t partition;
 	int64_t retention_ms;
 	struct pmap *m;              /* mapped through the bus's cache */
+	struct part *part;           /* pmap_part(m) */
 	/* sampled each tick, for rates (metrics) */
 	uint64_t last_next, last_tail;
 	int64_t last_ns;
@@ -164,9 +170,10 @@ struct dstats {
 struct daemon {
 	struct config cfg;
 	const char *config_path;     /* NULL: built-in defaults */
-	shmbus *bus;
+	shmbus *bus;                 /* opened with no_daemon: administers the root itself */
+	int rootfd, topicsfd, groupsfd; /* the root and its topics/ and groups/ */
+	struct bus_dir dir;          /* the bus file: topic table and daemon block */
 	int lockfd;                  /* <root>/shmbusd.lock, held for our life */
-	int usagefd;                 /* <root>/usage: OFD locks (format.md §11) */
 	bool on_tmpfs;
 	int epfd;
 	bool stopping;

@@ -311,12 +311,8 @@ SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t
 		return rc;
 	rc = admin_lock(bus);
 	if (rc == 0) {
-		/* only while no other process has it mapped (format.md §11) */
-		rc = usage_try_exclusive(bus->usagefd, m->topic_id, m->partition);
-		if (rc == 0) {
-			rc = part_recover(&m->part, &r);
-			usage_share(bus->usagefd, m->topic_id, m->partition);
-		} else if (rc == -EBUSY) {
+		rc = pmap_recover(bus, m, &r);
+		if (rc == -EBUSY) {
 			rc = lib_err(-EBUSY, "partition %s/%u is in use by other processes; recover "
 				     "it when its producers and consumers have stopped (shmbusd does "
 				     "at start-up)", topic, partition);

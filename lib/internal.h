@@ -1,6 +1,7 @@
 /*
  * internal.h - what the files of libshmbus share: the bus handle, the
- * per-process cache of mapped partitions, and error helpers.
+ * per-process cache of mapped partitions, and error helpers.  Private to
+ * lib/ (and tests): what shmbusd may use is in shmbus_private.h.
  */
 #ifndef SHMBUS_LIB_INTERNAL_H
 #define SHMBUS_LIB_INTERNAL_H
@@ -16,6 +17,7 @@
 #include <urcu/ref.h>
 
 #include "shmbus.h"
+#include "shmbus_private.h"
 #include "../shm/directory.h"
 #include "../shm/error.h"
 #include "../shm/groups.h"
@@ -70,9 +72,7 @@ struct pmap {
 	int usagefd;                /* holds the usage lock, or -1 */
 };
 
-/* Map (or find mapped) partition `partition` of topic `t`. */
-int cache_get(shmbus *bus, const struct bus_topic *t, uint32_t partition, struct pmap **ret);
-void cache_put(struct pmap *m);
+/* cache_get, cache_put, pmap_part and pmap_recover: shmbus_private.h */
 
 /* Drop cached partitions of topics no longer in the directory. */
 void cache_sweep(shmbus *bus);

@@ -15,6 +15,10 @@
  *  - Options structs begin with `size_t sz`; fill them with SHMBUS_OPTS
  *    so the library reads only the fields your build knows.  A NULL
  *    options pointer means all defaults.  Zero means default everywhere.
+ *    A struct from a newer shmbus.h that sets a field this library does
+ *    not know is refused with -EINVAL (the message names the struct and
+ *    its size) rather than half-honoured; one whose new fields are zero
+ *    is accepted.  An sz smaller than sz itself is refused too.
  *  - Destructors accept NULL.
  *  - The library never logs and never aborts the process.
  *  - Each function states its thread and process safety.

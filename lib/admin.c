@@ -111,7 +111,9 @@ SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,
 	struct part_params prm;
 	int rc;
 
-	OPTS_COPY(o, opts);
+	rc = OPTS_LOAD(shmbus_topic_opts, o, opts);
+	if (rc < 0)
+		return rc;
 	if (!dir_name_valid(name))
 		return lib_err(-EINVAL, "\"%s\" is not a valid topic name: use 1 to 249 of "
 			       "[A-Za-z0-9._-]", name ? name : "(null)");

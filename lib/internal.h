@@ -23,16 +23,23 @@
 #include "../shm/groups.h"
 #include "../shm/partition.h"
 
-/* Copy the caller's options struct: only the fields its `sz` covers. */
-#define OPTS_COPY(dst, src)                                                      \
-	do {                                                                     \
-		memset(&(dst), 0, sizeof(dst));                                  \
-		if (src) {                                                       \
-			size_t n_ = (src)->sz < sizeof(dst) ? (src)->sz : sizeof(dst); \
-			memcpy(&(dst), (src), n_);                               \
-		}                                                                \
-		(dst).sz = sizeof(dst);                                          \
-	} while (0)
+/*
+ * Load the caller's options struct src (NULL: every default) into dst, a
+ * struct TYPE of this library (lib/opts.c): the fields src's sz covers,
+ * zero (the defaults) for the rest, and dst's sz set to our size.
+ * -EINVAL, with a message naming the struct and its size, if sz cannot
+ * be a size or if src sets a byte past the fields this library knows
+ * (libbpf's OPTS_VALID).  Every function taking an options struct
+ * starts with it.
+ */
+int opts_load(void *dst, size_t size, const void *src, const char *type);
+#define OPTS_LOAD(TYPE, dst, src)                                                     \
+	({                                                                            \
+		_Static_assert(__builtin_types_compatible_p(__typeof__(dst), struct TYPE) && \
+			       __builtin_types_compatible_p(__typeof__(*(src)), struct TYPE), \
+			       "OPTS_LOAD: not a struct " #TYPE);                     \
+		opts_load(&(dst), sizeof(struct TYPE), (src), "struct " #TYPE);      \
+	})
 
 struct shmbus {
 	char root[PATH_MAX];

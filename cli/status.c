@@ -144,6 +144,7 @@ static int print_topics(shmbus *bus, const struct shmbus_daemon_counters *c, boo
 	tis = calloc(n ? (size_t)n : 1, sizeof *tis);
 	if (!tis)
 		return cli_fail(-ENOMEM, "status");
+	tis[0].sz = sizeof *tis;
 	n = shmbus_topic_list(bus, tis, (size_t)n);
 	if (n < 0)
 		return cli_fail(n, "cannot list topics");

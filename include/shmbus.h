@@ -19,6 +19,12 @@
  *    not know is refused with -EINVAL (the message names the struct and
  *    its size) rather than half-honoured; one whose new fields are zero
  *    is accepted.  An sz smaller than sz itself is refused too.
+ *  - Structs the library fills begin with `size_t sz` too: set it (declare
+ *    them with SHMBUS_OPTS) and the library writes at most sz bytes, the
+ *    fields it knows, and sets sz to the bytes it wrote: a struct of an
+ *    older header gets the fields it knows, one of a newer header sees
+ *    which fields this library filled.  -EINVAL, naming the struct, if
+ *    sz is 0 or smaller than sz itself.
  *  - Destructors accept NULL.
  *  - The library never logs and never aborts the process.
  *  - Each function states its thread and process safety.
@@ -197,7 +203,9 @@ SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,
  * Through shmbusd when one serves the root (-EACCES as for create). */
 SHMBUS_API int shmbus_topic_delete(shmbus *bus, const char *name);
 
+/* A topic, as described and listed.  Filled by the library: set sz. */
 struct shmbus_topic_info {
+	size_t sz;
 	char name[256];
 	uint64_t id;
 	uint32_t partitions;
@@ -211,15 +219,21 @@ struct shmbus_topic_info {
 				     * (each header takes 6 bytes + name + value) */
 };
 
-/* Describe a topic.  Lock-free; safe from any thread. */
+/* Describe a topic into ret (ret->sz set).  Lock-free; safe from any
+ * thread. */
 SHMBUS_API int shmbus_topic_describe(shmbus *bus, const char *name,
 				     struct shmbus_topic_info *ret);
 
 /* Copy up to max topics into out; returns the number of topics (which
- * may exceed max).  Lock-free; safe from any thread. */
+ * may exceed max).  out is an array of max structs of out[0].sz bytes
+ * each: set sz in the first (SHMBUS_OPTS or out[0].sz = sizeof out[0]);
+ * the library sets it in the others.  out may be NULL when max is 0.
+ * Lock-free; safe from any thread. */
 SHMBUS_API int shmbus_topic_list(shmbus *bus, struct shmbus_topic_info *out, size_t max);
 
+/* Filled by the library: set sz. */
 struct shmbus_partition_info {
+	size_t sz;
 	uint64_t low;               /* lowest readable offset */
 	uint64_t high;              /* end offset: the next to be appended */
 	uint64_t tail;              /* bytes ever appended (absolute position) */
@@ -241,7 +255,9 @@ struct shmbus_partition_info {
 SHMBUS_API int shmbus_partition_info(shmbus *bus, const char *topic, uint32_t partition,
 				     struct shmbus_partition_info *ret);
 
+/* Filled by the library: set sz. */
 struct shmbus_recovery {
+	size_t sz;
 	uint64_t first_offset;      /* lowest readable offset after the scan */
 	uint64_t end_offset;        /* the end offset after the scan */
 	uint64_t frames;            /* committed records checked */
@@ -478,7 +494,9 @@ SHMBUS_API int shmbus_consumer_commit_offset(shmbus_consumer *c, const char *top
 SHMBUS_API int shmbus_consumer_committed(shmbus_consumer *c, const char *topic,
 					 int32_t partition, uint64_t *ret);
 
+/* Filled by the library: set sz. */
 struct shmbus_consumer_stats {
+	size_t sz;
 	uint64_t delivered;         /* records returned by poll */
 	uint64_t laps;              /* times an offset was lost to a lap or retention */
 	uint64_t lost;              /* offsets skipped because of those */

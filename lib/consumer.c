@@ -765,6 +765,9 @@ SHMBUS_API int shmbus_consumer_committed(shmbus_consumer *c, const char *topic, 
 
 SHMBUS_API int shmbus_consumer_stats(const shmbus_consumer *c, struct shmbus_consumer_stats *ret)
 {
-	*ret = c->st;
-	return 0;
+	int rc = OUT_CHECK(shmbus_consumer_stats, ret);
+
+	if (rc == 0)
+		OUT_STORE(ret, c->st);
+	return rc;
 }

@@ -125,18 +125,17 @@ SHMBUS_API int shmbus_daemon_counters(shmbus *bus, struct shmbus_daemon_counters
 	struct seen s;
 	int rc;
 
-	if (!ret || !ret->sz)
-		return lib_err(-EINVAL, "struct shmbus_daemon_counters: set sz (SHMBUS_OPTS does)");
-	rc = observe(bus, &s, &r.state);
+	rc = OUT_CHECK(shmbus_daemon_counters, ret);
+	if (rc == 0)
+		rc = observe(bus, &s, &r.state);
 	if (rc < 0)
 		return rc;
-	r.sz = ret->sz;
 	r.pid = (int32_t)s.pid;
 	r.heartbeat_ns = s.heartbeat_ns;
 	snprintf(r.control_socket, sizeof r.control_socket, "%s", s.control_socket);
 	if (s.has_block)
 		fill_counters(&s, &r);
-	memcpy(ret, &r, ret->sz < sizeof r ? ret->sz : sizeof r);
+	OUT_STORE(ret, r);
 	return 0;
 }
 
@@ -151,9 +150,9 @@ SHMBUS_API int shmbus_partition_rate(shmbus *bus, const char *topic, uint32_t pa
 	struct seen s;
 	int rc;
 
-	if (!ret || !ret->sz)
-		return lib_err(-EINVAL, "struct shmbus_partition_rate: set sz (SHMBUS_OPTS does)");
-	rc = topic_lookup(bus, topic, &t);
+	rc = OUT_CHECK(shmbus_partition_rate, ret);
+	if (rc == 0)
+		rc = topic_lookup(bus, topic, &t);
 	if (rc == 0)
 		rc = check_partition(topic, t.partitions, (int32_t)partition);
 	if (rc < 0)
@@ -172,10 +171,9 @@ SHMBUS_API int shmbus_partition_rate(shmbus *bus, const char *topic, uint32_t pa
 	if (rc < 0)
 		return lib_err(-ENOENT, "partition %s/%u has no rate yet: shmbusd samples it each "
 			       "tick", topic, partition);
-	r.sz = ret->sz;
 	r.records_per_s = v.records_per_s;
 	r.bytes_per_s = v.bytes_per_s;
 	r.sampled_ns = v.sampled_ns;
-	memcpy(ret, &r, ret->sz < sizeof r ? ret->sz : sizeof r);
+	OUT_STORE(ret, r);
 	return 0;
 }

@@ -444,12 +444,10 @@ static int no_daemon(shmbus *bus)
 SHMBUS_API int shmbus_daemon_status(shmbus *bus, struct shmbus_daemon_status *ret)
 {
 	struct shmbus_daemon_status *s;
-	size_t n;
-	int rc;
+	int rc = OUT_CHECK(shmbus_daemon_status, ret);
 
-	if (!ret || ret->sz == 0)
-		return lib_err(-EINVAL, "shmbus_daemon_status: set ret->sz (declare the struct with "
-			       "SHMBUS_OPTS)");
+	if (rc < 0)
+		return rc;
 	s = calloc(1, sizeof *s);
 	if (!s)
 		return lib_err(-ENOMEM, "out of memory");
@@ -457,11 +455,8 @@ SHMBUS_API int shmbus_daemon_status(shmbus *bus, struct shmbus_daemon_status *re
 			    : run(bus, CTL_STATUS, NULL, NULL, STATUS_TIMEOUT_MS, read_status, s);
 	if (rc == DAEMON_NONE)
 		rc = no_daemon(bus);
-	if (rc == 0) {
-		n = ret->sz < sizeof *s ? ret->sz : sizeof *s;
-		s->sz = ret->sz;
-		memcpy(ret, s, n);
-	}
+	if (rc == 0)
+		OUT_STORE(ret, *s);
 	free(s);
 	return rc;
 }

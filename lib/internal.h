@@ -41,6 +41,30 @@ int opts_load(void *dst, size_t size, const void *src, const char *type);
 		opts_load(&(dst), sizeof(struct TYPE), (src), "struct " #TYPE);      \
 	})
 
+/*
+ * A struct the library fills (lib/opts.c): OUT_CHECK first, before any
+ * work, gives -EINVAL naming the struct when ret is NULL or its sz
+ * cannot hold the mandatory prefix (sz itself); OUT_STORE then copies the
+ * library's src into it, the bytes that fit in ret->sz, and sets ret->sz
+ * to the number written.  Any prefix of the struct is served: a caller
+ * built against an older header gets the fields it knows, one built
+ * against a newer header learns from sz which fields were filled.
+ */
+int out_check(const void *ret, const char *type);
+void out_store(void *ret, size_t sz, const void *src, size_t size);
+#define OUT_CHECK(TYPE, ret)                                                          \
+	({                                                                            \
+		_Static_assert(__builtin_types_compatible_p(__typeof__(*(ret)), struct TYPE), \
+			       "OUT_CHECK: not a struct " #TYPE);                     \
+		out_check((ret), "struct " #TYPE);                                    \
+	})
+#define OUT_STORE(ret, src)                                                           \
+	({                                                                            \
+		_Static_assert(__builtin_types_compatible_p(__typeof__(*(ret)), __typeof__(src)), \
+			       "OUT_STORE: src and ret differ");                      \
+		out_store((ret), (ret)->sz, &(src), sizeof(src));                     \
+	})
+
 struct shmbus {
 	char root[PATH_MAX];
 	int rootfd;

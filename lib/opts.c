@@ -5,8 +5,9 @@
  * declares it.  An options struct is read up to the smaller of its size
  * and ours, and refused if the caller set a field this library does not
  * know (libbpf's OPTS_VALID); a struct the library fills is written up
- * to the smaller of the two.  One helper for each direction, used by
- * every call that takes such a struct.
+ * to the smaller of the two, and its sz set to that (as the kernel does
+ * with bpf_obj_get_info_by_fd's info_len).  One helper for each
+ * direction, used by every call that takes such a struct.
  */
 #include "internal.h"
 
@@ -39,4 +40,27 @@ int opts_load(void *dst, size_t size, const void *src, const char *type)
 	}
 	memcpy(dst, &size, sizeof size);
 	return 0;
+}
+
+int out_check(const void *ret, const char *type)
+{
+	size_t sz;
+
+	if (!ret)
+		return lib_err(-EINVAL, "%s: NULL; pass one for the library to fill", type);
+	memcpy(&sz, ret, sizeof sz);
+	if (sz < sizeof sz)
+		return lib_err(-EINVAL, "%s has sz %zu, less than its mandatory prefix (sz itself, "
+			       "%zu bytes): declare it with SHMBUS_OPTS(%s, name) so the library "
+			       "knows how much of it to fill", type, sz, sizeof sz,
+			       type + strlen("struct "));
+	return 0;
+}
+
+void out_store(void *ret, size_t sz, const void *src, size_t size)
+{
+	size_t n = sz < size ? sz : size;
+
+	memcpy(ret, src, n);
+	memcpy(ret, &n, sizeof n); /* a newer caller learns what we filled */
 }

@@ -6,6 +6,9 @@
  * bigger struct; the library refuses it if a byte past the fields it
  * knows is set (it cannot honour it), accepts it if they are all zero,
  * and reads an older caller's smaller struct with defaults for the rest.
+ *
+ * Structs the library fills: refused (naming the struct) without sz;
+ * written up to sz, never past it, with sz set to what was written.
  */
 #include "lib/testutil.h"
 
@@ -160,7 +163,7 @@ static void options_from_an_older_caller_get_defaults_for_the_rest(void **state)
 	NEWER(shmbus_consumer_opts) co = { .o = { .sz = sizeof(size_t), .reset = 77 } };
 	NEWER(shmbus_topic_opts) to = { .o = { .sz = offsetof(struct shmbus_topic_opts, capacity),
 					       .partitions = 3, .capacity = 12345 } };
-	struct shmbus_topic_info info;
+	SHMBUS_OPTS(shmbus_topic_info, info);
 
 	memset(po.more, 0xff, sizeof po.more); /* past sz: never read */
 	memset(co.more, 0xff, sizeof co.more);
@@ -190,6 +193,158 @@ static void options_without_their_size_are_refused(void **state)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* Structs the library fills                                           */
+
+static int describe_into(struct env *e, void *ret)
+{
+	return shmbus_topic_describe(e->bus, "t", ret);
+}
+
+static int list_into(struct env *e, void *ret)
+{
+	return shmbus_topic_list(e->bus, ret, 1);
+}
+
+static int partition_info_into(struct env *e, void *ret)
+{
+	return shmbus_partition_info(e->bus, "t", 0, ret);
+}
+
+static int recover_into(struct env *e, void *ret)
+{
+	return shmbus_partition_recover(e->bus, "t", 0, ret);
+}
+
+static int consumer_stats_into(struct env *e, void *ret)
+{
+	shmbus_consumer *c = NULL;
+	int rc = shmbus_consumer_new(e->bus, NULL, &c);
+
+	if (rc == 0)
+		rc = shmbus_consumer_stats(c, ret);
+	shmbus_consumer_free(c);
+	return rc;
+}
+
+static int daemon_counters_into(struct env *e, void *ret)
+{
+	return shmbus_daemon_counters(e->bus, ret);
+}
+
+static int daemon_status_into(struct env *e, void *ret)
+{
+	return shmbus_daemon_status(e->bus, ret);
+}
+
+static int partition_rate_into(struct env *e, void *ret)
+{
+	return shmbus_partition_rate(e->bus, "t", 0, ret);
+}
+
+struct out_case {
+	const char *type;
+	size_t size;
+	int (*call)(struct env *e, void *ret);
+	bool fills;                 /* without a daemon (else it fails after the check) */
+};
+
+#define OUT(T, fn, fills) { "struct " #T, sizeof(struct T), fn, fills }
+static const struct out_case out_cases[] = {
+	OUT(shmbus_topic_info, describe_into, true),
+	OUT(shmbus_topic_info, list_into, true),
+	OUT(shmbus_partition_info, partition_info_into, true),
+	OUT(shmbus_recovery, recover_into, true),
+	OUT(shmbus_consumer_stats, consumer_stats_into, true),
+	OUT(shmbus_daemon_counters, daemon_counters_into, true),
+	OUT(shmbus_daemon_status, daemon_status_into, false),
+	OUT(shmbus_partition_rate, partition_rate_into, false),
+};
+#define NOUT (sizeof out_cases / sizeof out_cases[0])
+
+static void filled_structs_without_their_size_are_refused(void **state)
+{
+	struct env *e = *state;
+
+	for (size_t i = 0; i < NOUT; i++) {
+		const struct out_case *c = &out_cases[i];
+		uint8_t *ret = calloc(1, c->size);
+		size_t small = 4;
+
+		assert_int_equal(c->call(e, NULL), -EINVAL);
+		assert_errmsg_has(c->type);
+		assert_int_equal(c->call(e, ret), -EINVAL);     /* sz 0 */
+		assert_errmsg_has(c->type);
+		assert_errmsg_has("SHMBUS_OPTS");
+		memcpy(ret, &small, sizeof small);              /* less than sz itself */
+		assert_int_equal(c->call(e, ret), -EINVAL);
+		assert_errmsg_has("mandatory prefix");
+		free(ret);
+	}
+}
+
+/* Call c with a struct of sz bytes inside a buffer of 0xab: sz must come
+ * back as what was written, and nothing past it may change. */
+static void fill_and_check(struct env *e, const struct out_case *c, size_t sz)
+{
+	size_t cap = c->size + 16, got, want = sz < c->size ? sz : c->size;
+	uint8_t *ret = malloc(cap);
+
+	memset(ret, 0xab, cap);
+	memcpy(ret, &sz, sizeof sz);
+	assert_ok(c->call(e, ret));
+	memcpy(&got, ret, sizeof got);
+	if (got != want)
+		fail_msg("%s of %zu bytes: sz came back %zu, not %zu", c->type, sz, got, want);
+	for (size_t i = want; i < cap; i++)
+		if (ret[i] != 0xab)
+			fail_msg("%s of %zu bytes: byte %zu was written", c->type, sz, i);
+	free(ret);
+}
+
+static void filled_structs_are_written_up_to_their_size(void **state)
+{
+	struct env *e = *state;
+
+	for (size_t i = 0; i < NOUT; i++) {
+		if (!out_cases[i].fills)
+			continue;
+		fill_and_check(e, &out_cases[i], sizeof(size_t) + 8); /* an older caller's */
+		fill_and_check(e, &out_cases[i], out_cases[i].size);
+		fill_and_check(e, &out_cases[i], out_cases[i].size + 16); /* a newer one's */
+	}
+}
+
+/* shmbus_topic_list fills an array of the caller's structs: each
+ * out[0].sz bytes apart, whatever this library's size. */
+static void topics_are_listed_into_an_older_callers_array(void **state)
+{
+	struct env *e = *state;
+	size_t stride = sizeof(size_t) + 16, len = 3 * stride + 8;   /* sz and 16 name bytes */
+	uint8_t *out = malloc(len);
+	int seen = 0;
+
+	assert_ok(shmbus_topic_create(e->bus, "u", NULL));
+	assert_ok(shmbus_topic_create(e->bus, "v", NULL));
+	memset(out, 0xab, len);
+	memcpy(out, &stride, sizeof stride);
+	assert_int_equal(shmbus_topic_list(e->bus, (struct shmbus_topic_info *)(void *)out, 3), 3);
+	for (int i = 0; i < 3; i++) {
+		const uint8_t *el = out + (size_t)i * stride;
+		const char *name = (const char *)el + sizeof(size_t);
+		size_t sz;
+
+		memcpy(&sz, el, sizeof sz);
+		assert_int_equal(sz, stride);
+		assert_true(strlen(name) == 1 && strchr("tuv", name[0]));
+		seen |= 1 << (name[0] - 't');
+	}
+	assert_int_equal(seen, 0x1 | 0x2 | 0x4);
+	for (size_t i = 3 * stride; i < len; i++)
+		assert_int_equal(out[i], 0xab);
+	free(out);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -199,6 +354,9 @@ int main(void)
 		T(options_from_a_newer_caller_with_zeros_past_the_end_are_accepted),
 		T(options_from_an_older_caller_get_defaults_for_the_rest),
 		T(options_without_their_size_are_refused),
+		T(filled_structs_without_their_size_are_refused),
+		T(filled_structs_are_written_up_to_their_size),
+		T(topics_are_listed_into_an_older_callers_array),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

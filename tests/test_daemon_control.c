@@ -252,7 +252,7 @@ static void test_create_delete_through_daemon(void **state)
 	SHMBUS_OPTS(shmbus_topic_opts, o, .partitions = 3, .capacity = 65536);
 	SHMBUS_OPTS(shmbus_topic_opts, narrow, .capacity = 65536, .mode = 0600);
 	struct shmbus_daemon_status *s;
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 	gid_t gid = geteuid() == 0 ? NOBODY : getegid();
 	char line[200];
 	struct stat st;
@@ -546,7 +546,7 @@ static void test_refused_peer(void **state)
 	SHMBUS_OPTS(shmbus_topic_opts, o, .capacity = 65536);
 	struct peer pr = { .root = e->root, .gid = NOBODY, .create = "forbidden",
 			   .expect = -EACCES, .needle = "set admin_group", .del = "kept" };
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 
 	if (geteuid() != 0)
 		tu_skip("changing to uid %d needs root", NOBODY);
@@ -847,7 +847,7 @@ static void test_fallback_without_daemon(void **state)
 {
 	struct env *e = *state;
 	SHMBUS_OPTS(shmbus_topic_opts, o, .capacity = 65536);
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 
 	e->bus = tu_open(e->root);
 	assert_ok(shmbus_topic_create(e->bus, "alone", &o));
@@ -861,7 +861,7 @@ static void test_fallback_when_daemon_killed(void **state)
 	struct env *e = *state;
 	SHMBUS_OPTS(shmbus_topic_opts, o, .capacity = 65536);
 	struct shmbus_daemon_status s = { .sz = sizeof s };
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 
 	start(e, NULL);
 	e->bus = tu_open(e->root);

@@ -401,30 +401,11 @@ static int do_delete(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 
 static void put_counters(struct daemon *d, struct ctl_out *o)
 {
-	const struct dstats *s = &d->st;
-	const struct recovery_totals *r = &s->recovery;
+	const struct shmbus_daemon_stats *s = &d->st;
 
-	ctl_put_u64(o, CTL_A_TICKS, s->ticks);
-	ctl_put_u64(o, CTL_A_UNBLOCKED, s->unblocked);
-	ctl_put_u64(o, CTL_A_UNBLOCKED_OFFSETS, s->unblocked_offsets);
-	ctl_put_u64(o, CTL_A_CLIENTS_GONE, s->clients_gone);
-	ctl_put_u64(o, CTL_A_RETENTION_MOVES, s->retention_moves);
-	ctl_put_u64(o, CTL_A_RETIRED, s->retired);
-	ctl_put_u64(o, CTL_A_FLUSHES, s->flushes);
-	ctl_put_u64(o, CTL_A_FLUSH_ERRORS, s->flush_errors);
-	ctl_put_u64(o, CTL_A_CONTROL_REQUESTS, s->control_requests);
-	ctl_put_u64(o, CTL_A_CONTROL_ERRORS, s->control_errors);
-	ctl_put_u64(o, CTL_A_TOPICS_CREATED, s->topics_created);
-	ctl_put_u64(o, CTL_A_TOPICS_DELETED, s->topics_deleted);
-	ctl_put_u64(o, CTL_A_RECOVERY_PARTITIONS, r->partitions);
-	ctl_put_u64(o, CTL_A_RECOVERY_RECOVERED, r->recovered);
-	ctl_put_u64(o, CTL_A_RECOVERY_IN_USE, r->in_use);
-	ctl_put_u64(o, CTL_A_RECOVERY_FAILED, r->failed);
-	ctl_put_u64(o, CTL_A_RECOVERY_FRAMES, r->frames);
-	ctl_put_u64(o, CTL_A_RECOVERY_ABORTED, r->aborted);
-	ctl_put_u64(o, CTL_A_RECOVERY_CUT, r->cut);
-	ctl_put_u64(o, CTL_A_RECOVERY_CUT_BYTES, r->cut_bytes);
-	ctl_put_u64(o, CTL_A_RECOVERY_REBUILT, r->rebuilt);
+#define PUT(field, attr, word) ctl_put_u64(o, CTL_A_##attr, s->field);
+	DAEMON_STATS(PUT)
+#undef PUT
 }
 
 static int do_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
@@ -443,9 +424,9 @@ static int do_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 	ctl_put_str(&o, CTL_A_CONTROL_SOCKET, c->path);
 	ctl_put_str(&o, CTL_A_METRICS, d->cfg.metrics);
 	ctl_put_str(&o, CTL_A_ADMIN_GROUP, d->cfg.has_admin_gid ? d->cfg.admin_group : "");
-	ctl_put_i64(&o, CTL_A_STARTED_NS, d->st.started_ns);
-	ctl_put_u64(&o, CTL_A_UPTIME_MS, now > d->st.started_ns
-				       ? (uint64_t)(now - d->st.started_ns) / 1000000 : 0);
+	ctl_put_i64(&o, CTL_A_STARTED_NS, d->started_ns);
+	ctl_put_u64(&o, CTL_A_UPTIME_MS, now > d->started_ns
+				       ? (uint64_t)(now - d->started_ns) / 1000000 : 0);
 	ctl_put_i64(&o, CTL_A_HEARTBEAT_NS, load_relaxed(&d->dir.hdr->daemon_heartbeat_ns));
 	ctl_put_i64(&o, CTL_A_UNBLOCK_TIMEOUT_MS, d->cfg.unblock_timeout_ms);
 	ctl_put_i64(&o, CTL_A_TICK_MS, d->cfg.tick_ms);

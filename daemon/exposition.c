@@ -9,7 +9,7 @@
  * (copied out, so the read-side section stays short), partition headers
  * and group files with atomic loads, and the daemon's own counters and
  * rates from the seqlocked counters file (format.md §12), never from
- * struct dstats or struct dpart, which the main thread writes plainly.
+ * d->st or struct dpart, which the main thread writes plainly.
  * Label values are escaped as the format says.
  */
 #include "shmbusd.h"

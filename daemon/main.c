@@ -450,7 +450,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	d.st.started_ns = real_ns();
+	d.started_ns = real_ns();
 	rc = open_root(&d) < 0 ? 1 : serve(&d);
 	close_root(&d);
 	config_free(&d.cfg);

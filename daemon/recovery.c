@@ -16,7 +16,7 @@
 
 static void report(struct daemon *d, const struct dpart *dp, const struct part_recovery *r)
 {
-	struct recovery_totals *t = &d->st.recovery;
+	struct shmbus_daemon_recovery *t = &d->st.recovery;
 
 	t->recovered++;
 	t->frames += r->frames;

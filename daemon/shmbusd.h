@@ -98,11 +98,6 @@ void supervise_fini(struct daemon *d);
 /* ------------------------------------------------------------------ */
 /* Start-up recovery (recovery.c)                                      */
 
-struct recovery_totals {
-	uint64_t partitions, recovered, in_use, failed;
-	uint64_t frames, aborted, cut, cut_bytes, rebuilt;
-};
-
 /* Recover one partition if no other process has it mapped (format.md
  * §8 and §11); logs what it found and cut. */
 void recovery_run(struct daemon *d, struct dpart *dp);
@@ -150,23 +145,6 @@ int64_t notify_watchdog_ns(void);
 /* ------------------------------------------------------------------ */
 /* The daemon                                                          */
 
-/* Counters of the daemon itself (exported by metrics.c). */
-struct dstats {
-	int64_t started_ns;          /* CLOCK_REALTIME */
-	uint64_t ticks;
-	uint64_t unblocked;          /* claims aborted by the unblocker */
-	uint64_t unblocked_offsets;
-	uint64_t clients_gone;       /* registered clients whose exit was handled */
-	uint64_t retention_moves;
-	uint64_t retired;            /* offsets retired by time retention */
-	uint64_t flushes;
-	uint64_t flush_errors;
-	uint64_t control_requests;
-	uint64_t control_errors;     /* malformed or refused requests */
-	uint64_t topics_created, topics_deleted;
-	struct recovery_totals recovery;
-};
-
 struct daemon {
 	struct config cfg;
 	const char *config_path;     /* NULL: built-in defaults */
@@ -180,7 +158,8 @@ struct daemon {
 	int tick_fd;                 /* the supervision timer */
 	int watchdog_fd;
 	struct dtable *table;        /* RCU-published */
-	struct dstats st;
+	int64_t started_ns;          /* CLOCK_REALTIME */
+	struct shmbus_daemon_stats st; /* its own counters (exported by metrics.c) */
 	void *control;               /* control.c's state */
 	void *clients;               /* clients.c's state */
 	void *metrics;               /* metrics.c's state */

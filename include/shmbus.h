@@ -123,6 +123,31 @@ SHMBUS_API const char *shmbus_root(const shmbus *bus);
 /* ------------------------------------------------------------------ */
 /* The daemon                                                          */
 
+/*
+ * What shmbusd counts of its own work since it started, as both
+ * shmbus_daemon_status() (asked of the running daemon) and
+ * shmbus_daemon_counters() (read from its counters file) report it.
+ * Embedded in both, it keeps its size: a counter added later takes a
+ * reserved word (zero from a library that does not know it).
+ */
+struct shmbus_daemon_stats {
+	uint64_t ticks;             /* supervision ticks */
+	uint64_t clients_gone;      /* registered clients whose exit it handled */
+	uint64_t unblocked;         /* stalled claims it aborted */
+	uint64_t unblocked_offsets;
+	uint64_t retention_moves;
+	uint64_t retired;           /* offsets retired by time retention */
+	uint64_t flushes, flush_errors;
+	uint64_t control_requests;
+	uint64_t control_errors;    /* malformed or refused requests */
+	uint64_t topics_created, topics_deleted;
+	struct shmbus_daemon_recovery {
+		uint64_t partitions, recovered, in_use, failed;
+		uint64_t frames, aborted, cut, cut_bytes, rebuilt;
+	} recovery;                 /* start-up recovery */
+	uint64_t reserved[11];
+};
+
 /* What shmbusd says of itself (`shmbus status`).  An output struct that
  * grows: set sz (SHMBUS_OPTS does) and only that many bytes are written. */
 struct shmbus_daemon_status {
@@ -144,20 +169,7 @@ struct shmbus_daemon_status {
 	uint64_t topics;
 	uint64_t partitions;        /* under supervision */
 	uint64_t clients;           /* registered processes it watches */
-	uint64_t ticks;
-	uint64_t unblocked;         /* stalled claims it aborted */
-	uint64_t unblocked_offsets;
-	uint64_t clients_gone;      /* registered clients whose exit it handled */
-	uint64_t retention_moves;
-	uint64_t retired;           /* offsets retired by time retention */
-	uint64_t flushes, flush_errors;
-	uint64_t control_requests;
-	uint64_t control_errors;    /* malformed or refused requests */
-	uint64_t topics_created, topics_deleted;
-	struct {
-		uint64_t partitions, recovered, in_use, failed;
-		uint64_t frames, aborted, cut, cut_bytes, rebuilt;
-	} recovery;                 /* start-up recovery */
+	struct shmbus_daemon_stats stats;
 };
 
 /*
@@ -553,22 +565,9 @@ struct shmbus_daemon_counters {
 	int64_t heartbeat_ns;       /* its last supervision tick (CLOCK_REALTIME) */
 	int64_t tick_ns;            /* its supervision period */
 	bool has_counters;          /* the counters file was read (else what follows is 0) */
-	uint64_t ticks;
 	uint64_t partitions;        /* under supervision */
 	uint64_t clients;           /* registered processes it watches */
-	uint64_t clients_gone;      /* registered clients whose exit it handled */
-	uint64_t unblocked;         /* stalled claims it aborted */
-	uint64_t unblocked_offsets;
-	uint64_t retention_moves;
-	uint64_t retired;           /* offsets retired by time retention */
-	uint64_t flushes, flush_errors;
-	uint64_t control_requests;
-	uint64_t control_errors;    /* malformed or refused requests */
-	uint64_t topics_created, topics_deleted;
-	struct {
-		uint64_t partitions, recovered, in_use, failed;
-		uint64_t frames, aborted, cut, cut_bytes, rebuilt;
-	} recovery;                 /* start-up recovery */
+	struct shmbus_daemon_stats stats;
 };
 
 /*

@@ -15,6 +15,12 @@
 #include "../shm/counters.h"
 #include "../shm/proc.h"
 
+/* DAEMON_STATS names every counter (the reserved words excepted). */
+#define SIZE_OF(field, attr, word) +sizeof(((struct shmbus_daemon_stats *)0)->field)
+_Static_assert(0 DAEMON_STATS(SIZE_OF) == offsetof(struct shmbus_daemon_stats, reserved),
+	       "DAEMON_STATS misses a field of struct shmbus_daemon_stats");
+#undef SIZE_OF
+
 /* What the two files say of the daemon. */
 struct seen {
 	uint32_t pid;               /* the serving daemon's, else the last one's */
@@ -89,34 +95,16 @@ static void fill_counters(const struct seen *s, struct shmbus_daemon_counters *r
 	const struct ctr_daemon *v = &s->v;
 
 	r->has_counters = true;
+	r->partitions = v->partitions;
+	r->clients = v->clients;
+#define GET(field, attr, word) r->stats.field = v->word;
+	DAEMON_STATS(GET)
+#undef GET
 	snprintf(r->version, sizeof r->version, "%u.%u.%u", (unsigned)(v->version >> 16),
 		 (unsigned)(v->version >> 8 & 0xff), (unsigned)(v->version & 0xff));
 	snprintf(r->metrics, sizeof r->metrics, "%s", s->endpoint);
 	r->started_ns = v->started_ns;
 	r->tick_ns = v->tick_ns;
-	r->ticks = v->ticks;
-	r->partitions = v->partitions;
-	r->clients = v->clients;
-	r->clients_gone = v->clients_gone;
-	r->unblocked = v->unblocked;
-	r->unblocked_offsets = v->unblocked_offsets;
-	r->retention_moves = v->retention_moves;
-	r->retired = v->retired;
-	r->flushes = v->flushes;
-	r->flush_errors = v->flush_errors;
-	r->control_requests = v->control_requests;
-	r->control_errors = v->control_errors;
-	r->topics_created = v->topics_created;
-	r->topics_deleted = v->topics_deleted;
-	r->recovery.partitions = v->rec_partitions;
-	r->recovery.recovered = v->rec_recovered;
-	r->recovery.in_use = v->rec_in_use;
-	r->recovery.failed = v->rec_failed;
-	r->recovery.frames = v->rec_frames;
-	r->recovery.aborted = v->rec_aborted;
-	r->recovery.cut = v->rec_cut;
-	r->recovery.cut_bytes = v->rec_cut_bytes;
-	r->recovery.rebuilt = v->rec_rebuilt;
 }
 
 SHMBUS_API int shmbus_daemon_counters(shmbus *bus, struct shmbus_daemon_counters *ret)

@@ -403,27 +403,9 @@ static void read_status(const struct ctl_msg *rep, void *out)
 	s->topics = n[CTL_A_TOPICS];
 	s->partitions = n[CTL_A_PARTITION_COUNT];
 	s->clients = n[CTL_A_CLIENTS];
-	s->ticks = n[CTL_A_TICKS];
-	s->unblocked = n[CTL_A_UNBLOCKED];
-	s->unblocked_offsets = n[CTL_A_UNBLOCKED_OFFSETS];
-	s->clients_gone = n[CTL_A_CLIENTS_GONE];
-	s->retention_moves = n[CTL_A_RETENTION_MOVES];
-	s->retired = n[CTL_A_RETIRED];
-	s->flushes = n[CTL_A_FLUSHES];
-	s->flush_errors = n[CTL_A_FLUSH_ERRORS];
-	s->control_requests = n[CTL_A_CONTROL_REQUESTS];
-	s->control_errors = n[CTL_A_CONTROL_ERRORS];
-	s->topics_created = n[CTL_A_TOPICS_CREATED];
-	s->topics_deleted = n[CTL_A_TOPICS_DELETED];
-	s->recovery.partitions = n[CTL_A_RECOVERY_PARTITIONS];
-	s->recovery.recovered = n[CTL_A_RECOVERY_RECOVERED];
-	s->recovery.in_use = n[CTL_A_RECOVERY_IN_USE];
-	s->recovery.failed = n[CTL_A_RECOVERY_FAILED];
-	s->recovery.frames = n[CTL_A_RECOVERY_FRAMES];
-	s->recovery.aborted = n[CTL_A_RECOVERY_ABORTED];
-	s->recovery.cut = n[CTL_A_RECOVERY_CUT];
-	s->recovery.cut_bytes = n[CTL_A_RECOVERY_CUT_BYTES];
-	s->recovery.rebuilt = n[CTL_A_RECOVERY_REBUILT];
+#define GET(field, attr, word) s->stats.field = n[CTL_A_##attr];
+	DAEMON_STATS(GET)
+#undef GET
 }
 
 /* -ENOENT for a status without a daemon, with why there is none. */

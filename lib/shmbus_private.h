@@ -20,6 +20,10 @@
  *    usage lock.  It must be taken by converting the shared lock the
  *    cache holds, on the same open file: a lock taken through another fd
  *    would conflict with this process's own.
+ *  - DAEMON_STATS: struct shmbus_daemon_stats travels in STATUS replies
+ *    (the daemon encodes, the library decodes) and in the counters file
+ *    (the daemon writes, the library reads): one list of its fields with
+ *    their attribute and word keeps the four translations in step.
  *
  * The shm/ headers the daemon includes, each for a shared format or
  * protocol it supervises or serves: directory.h (the bus file: its
@@ -67,5 +71,34 @@ struct part *pmap_part(struct pmap *m);
  * another process has it mapped; else part_recover's return.
  */
 int pmap_recover(shmbus *bus, struct pmap *m, struct part_recovery *ret);
+
+/*
+ * Each counter of struct shmbus_daemon_stats: X(field, attribute, word)
+ * with its CTL_A_<attribute> (shm/ctlproto.h) and its word of struct
+ * ctr_daemon (shm/counters.h).  lib/counters.c checks that it names every
+ * field.
+ */
+#define DAEMON_STATS(X)                                                      \
+	X(ticks, TICKS, ticks)                                               \
+	X(clients_gone, CLIENTS_GONE, clients_gone)                          \
+	X(unblocked, UNBLOCKED, unblocked)                                   \
+	X(unblocked_offsets, UNBLOCKED_OFFSETS, unblocked_offsets)           \
+	X(retention_moves, RETENTION_MOVES, retention_moves)                 \
+	X(retired, RETIRED, retired)                                         \
+	X(flushes, FLUSHES, flushes)                                         \
+	X(flush_errors, FLUSH_ERRORS, flush_errors)                          \
+	X(control_requests, CONTROL_REQUESTS, control_requests)              \
+	X(control_errors, CONTROL_ERRORS, control_errors)                    \
+	X(topics_created, TOPICS_CREATED, topics_created)                    \
+	X(topics_deleted, TOPICS_DELETED, topics_deleted)                    \
+	X(recovery.partitions, RECOVERY_PARTITIONS, rec_partitions)          \
+	X(recovery.recovered, RECOVERY_RECOVERED, rec_recovered)             \
+	X(recovery.in_use, RECOVERY_IN_USE, rec_in_use)                      \
+	X(recovery.failed, RECOVERY_FAILED, rec_failed)                      \
+	X(recovery.frames, RECOVERY_FRAMES, rec_frames)                      \
+	X(recovery.aborted, RECOVERY_ABORTED, rec_aborted)                   \
+	X(recovery.cut, RECOVERY_CUT, rec_cut)                               \
+	X(recovery.cut_bytes, RECOVERY_CUT_BYTES, rec_cut_bytes)             \
+	X(recovery.rebuilt, RECOVERY_REBUILT, rec_rebuilt)
 
 #endif

@@ -4,7 +4,9 @@
  *
  * shmbusd (daemon/) includes it; the shmbus command (cli/) needs none of
  * it and uses include/shmbus.h alone.  It is not installed, and what it
- * declares is not exported from libshmbus.so.  Everything else of lib/
+ * declares is exported neither from libshmbus.so nor from the installed
+ * libshmbus.a: the programs of this tree link build/libshmbus-internal.a,
+ * which keeps it (Makefile).  Everything else of lib/
  * (lib/internal.h: struct shmbus, struct pmap, the daemon link) stays
  * private to lib/; the daemon opens the root's directories and maps the
  * bus file itself (daemon/main.c).

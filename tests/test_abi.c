@@ -9,10 +9,18 @@
  *
  * Structs the library fills: refused (naming the struct) without sz;
  * written up to sz, never past it, with sz set to what was written.
+ *
+ * Symbols: libshmbus.so exports exactly the functions include/shmbus.h
+ * declares, each under a version node of lib/libshmbus.map; the
+ * installed libshmbus.a exports only those too.  This program links that
+ * libshmbus.a (not the internal archive the other tests link) and
+ * defines functions named like the library's internal ones.
  */
 #include "lib/testutil.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "shmbus.h"
@@ -345,6 +353,194 @@ static void topics_are_listed_into_an_older_callers_array(void **state)
 	free(out);
 }
 
+/* ------------------------------------------------------------------ */
+/* Symbols                                                             */
+
+/* This program's own functions, named like internal ones of libshmbus
+ * (shm/crc32c.h, lib/cache.c, lib/partitioner.c), with other meanings. */
+uint32_t crc32c(const char *s);
+int cache_get(const char *key);
+uint32_t murmur2(uint32_t x);
+
+uint32_t crc32c(const char *s)
+{
+	return (uint32_t)strlen(s) + 1000;
+}
+
+int cache_get(const char *key)
+{
+	return key[0] == 'k' ? 42 : -1;
+}
+
+uint32_t murmur2(uint32_t x)
+{
+	return x * 3;
+}
+
+/* That this program links at all says the archive does not define them
+ * (a duplicate definition fails the link); the library must still reach
+ * its own: Kafka's murmur2 partitions keys, CRC32C seals and checks
+ * records, the cache maps partitions. */
+static void an_applications_own_crc32c_and_cache_get_do_not_clash(void **state)
+{
+	struct env *e = *state;
+	SHMBUS_OPTS(shmbus_topic_opts, to, .partitions = 12, .capacity = 65536);
+	SHMBUS_OPTS(shmbus_consumer_opts, co, .check_crc = true, .copy = true);
+	SHMBUS_OPTS(shmbus_recovery, r);
+	struct shmbus_record rec = { .key = "alice", .key_len = 5, .value = "v", .value_len = 1 };
+	struct shmbus_message m[1];
+	shmbus_producer *p = NULL;
+	shmbus_consumer *c = NULL;
+	uint64_t off;
+	int part;
+
+	assert_int_equal(crc32c("abc"), 1003);
+	assert_int_equal(cache_get("key"), 42);
+	assert_int_equal(murmur2(5), 15);
+	assert_ok(shmbus_topic_create(e->bus, "keyed", &to));
+	assert_ok(shmbus_producer_new(e->bus, "keyed", NULL, &p));
+	assert_int_equal(shmbus_producer_partition_for(p, "alice", 5), 9); /* as Kafka's */
+	assert_int_equal(shmbus_producer_partition_for(p, "bob", 3), 6);
+	part = shmbus_producer_send(p, SHMBUS_PARTITION_ANY, &rec, &off);
+	assert_int_equal(part, 9);
+	assert_ok(shmbus_consumer_new(e->bus, &co, &c));
+	assert_ok(shmbus_consumer_assign(c, "keyed", 9, SHMBUS_OFFSET_BEGINNING));
+	assert_int_equal(shmbus_consumer_poll(c, m, 1, 1000), 1);
+	assert_int_equal(m[0].value_len, 1);
+	assert_memory_equal(m[0].value, "v", 1);
+	shmbus_consumer_free(c);
+	shmbus_producer_free(p);
+	assert_ok(shmbus_partition_recover(e->bus, "keyed", 9, &r));
+	assert_int_equal(r.frames, 1); /* its CRC checked */
+	assert_int_equal(r.cut, 0);
+}
+
+static const char *build_dir(void)
+{
+	const char *b = getenv("BUILD");
+
+	return b && *b ? b : "build";
+}
+
+#define MAX_FUNCS 256
+
+/* The functions include/shmbus.h declares (SHMBUS_API ... name(...)). */
+static size_t header_functions(char names[][64])
+{
+	FILE *f = fopen("include/shmbus.h", "r");
+	static char text[1 << 17];
+	size_t len, n = 0;
+	char *at = text;
+
+	if (!f)
+		fail_msg("cannot open include/shmbus.h (run from the source tree): %s",
+			 strerror(errno));
+	len = fread(text, 1, sizeof text - 1, f);
+	fclose(f);
+	text[len] = '\0';
+	while ((at = strstr(at, "SHMBUS_API ")) && n < MAX_FUNCS) {
+		char *paren = strchr(at, '('), *end = paren, *start;
+
+		at += strlen("SHMBUS_API ");
+		if (!paren || !strncmp(at, "__attribute__", 13))
+			continue; /* the macro's own definition */
+		while (end > at && end[-1] == ' ')
+			end--;
+		for (start = end; start > at && (start[-1] == '_' || isalnum((unsigned char)start[-1]));)
+			start--;
+		assert_true(end - start > 0 && end - start < 64);
+		snprintf(names[n++], 64, "%.*s", (int)(end - start), start);
+	}
+	assert_true(n > 30);
+	return n;
+}
+
+static ssize_t find(char names[][64], size_t n, const char *name, size_t len)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strlen(names[i]) == len && !strncmp(names[i], name, len))
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Run nm; skip the test if there is none. */
+static FILE *nm(const char *args, const char *file)
+{
+	char cmd[512];
+	FILE *f;
+
+	if (system("command -v nm >/dev/null 2>&1") != 0)
+		tu_skip("nm (binutils) is not installed");
+	snprintf(cmd, sizeof cmd, "nm %s %s/%s", args, build_dir(), file);
+	f = popen(cmd, "r");
+	if (!f)
+		fail_msg("cannot run %s: %s", cmd, strerror(errno));
+	return f;
+}
+
+static void every_exported_symbol_is_declared_and_versioned(void **state)
+{
+	static char names[MAX_FUNCS][64];
+	size_t n = header_functions(names);
+	bool exported[MAX_FUNCS] = { false };
+	FILE *f = nm("-D --defined-only", "libshmbus.so");
+	char line[512], sym[400], type;
+	int nodes = 0;
+
+	(void)state;
+	while (fgets(line, sizeof line, f)) {
+		unsigned major, minor;
+		char *at, tail;
+		ssize_t i;
+
+		if (sscanf(line, "%*s %c %399s", &type, sym) != 2)
+			fail_msg("nm printed \"%s\"", line);
+		if (type == 'A') { /* a version node */
+			if (sscanf(sym, "SHMBUS_%u.%u%c", &major, &minor, &tail) != 2)
+				fail_msg("version node %s is not SHMBUS_<major>.<minor>", sym);
+			nodes++;
+			continue;
+		}
+		at = strchr(sym, '@');
+		if (!at)
+			fail_msg("%s is exported without a version: list it in lib/libshmbus.map", sym);
+		i = find(names, n, sym, (size_t)(at - sym));
+		if (i < 0)
+			fail_msg("%s is exported but include/shmbus.h does not declare it", sym);
+		if (sscanf(at + strspn(at, "@"), "SHMBUS_%u.%u%c", &major, &minor, &tail) != 2)
+			fail_msg("%s: its version is not SHMBUS_<major>.<minor>", sym);
+		exported[i] = true;
+	}
+	pclose(f);
+	assert_true(nodes >= 1);
+	for (size_t i = 0; i < n; i++)
+		if (!exported[i])
+			fail_msg("%s is declared in include/shmbus.h but libshmbus.so does not export "
+				 "it: add it to lib/libshmbus.map under the new version's node", names[i]);
+}
+
+static void the_static_library_exports_only_the_public_symbols(void **state)
+{
+	static char names[MAX_FUNCS][64];
+	size_t n = header_functions(names), seen = 0;
+	FILE *f = nm("-g --defined-only", "libshmbus.a");
+	char line[512], sym[400], type;
+
+	(void)state;
+	while (fgets(line, sizeof line, f)) {
+		if (line[0] == '\n' || strchr(line, ':'))
+			continue; /* blank lines and member names */
+		if (sscanf(line, "%*s %c %399s", &type, sym) != 2)
+			fail_msg("nm printed \"%s\"", line);
+		if (find(names, n, sym, strlen(sym)) < 0)
+			fail_msg("libshmbus.a exports %s, which include/shmbus.h does not declare: an "
+				 "application's own %s would clash with it", sym, sym);
+		seen++;
+	}
+	pclose(f);
+	assert_int_equal(seen, n);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -357,6 +553,9 @@ int main(void)
 		T(filled_structs_without_their_size_are_refused),
 		T(filled_structs_are_written_up_to_their_size),
 		T(topics_are_listed_into_an_older_callers_array),
+		T(an_applications_own_crc32c_and_cache_get_do_not_clash),
+		cmocka_unit_test(every_exported_symbol_is_declared_and_versioned),
+		cmocka_unit_test(the_static_library_exports_only_the_public_symbols),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -46,7 +46,10 @@ extern "C" {
 #define SHMBUS_VERSION_MINOR 0
 #define SHMBUS_VERSION_PATCH 0
 
-/* Declare and fill an options struct: SHMBUS_OPTS(shmbus_consumer_opts, o, .group = "billing"); */
+/* Declare a struct with its sz set: an options struct, filled in
+ *   SHMBUS_OPTS(shmbus_consumer_opts, o, .group = "billing");
+ * or one for the library to fill
+ *   SHMBUS_OPTS(shmbus_partition_info, info); */
 #define SHMBUS_OPTS(TYPE, NAME, ...) \
 	struct TYPE NAME = { .sz = sizeof(struct TYPE), __VA_ARGS__ }
 

@@ -22,6 +22,8 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 DOCDIR    ?= $(PREFIX)/share/doc/shmbus
 BUILD     ?= build
 CC        ?= gcc
+LD        ?= ld
+OBJCOPY   ?= objcopy
 SAN       ?=
 CFLAGS    ?= -O2 -g
 FUZZ_SECONDS ?= 60
@@ -79,6 +81,7 @@ OBJ_CLI := $(CLI_SRC:%.c=$(BUILD)/%.o)
 OBJ_DAEMON := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
 
 STATIC  := $(BUILD)/libshmbus.a
+INTERNAL := $(BUILD)/libshmbus-internal.a
 SHARED  := $(BUILD)/libshmbus.so.$(VERSION)
 CLI     := $(BUILD)/shmbus
 DAEMON  := $(BUILD)/shmbusd
@@ -92,7 +95,7 @@ OBJ_TESTLIB := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 .PHONY: all test asan tsan fuzz run bench install uninstall clean deps check-deps
 .SECONDARY:
 
-all: $(STATIC) $(SHARED) $(CLI) $(DAEMON)
+all: $(STATIC) $(INTERNAL) $(SHARED) $(CLI) $(DAEMON)
 
 # --- dependencies ----------------------------------------------------------
 
@@ -129,7 +132,20 @@ $(BUILD)/%.o: %.c $(DEPSOK)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(STATIC): $(OBJ_SHM) $(OBJ_LIB)
+# The installed static library: one relocatable object in which only the
+# symbols lib/libshmbus.map exports stay global, so that an application's
+# own crc32c, murmur2 or cache_get cannot clash with ours.
+$(STATIC): $(OBJ_SHM) $(OBJ_LIB) lib/libshmbus.map
+	$(call say,AR,$@)
+	$(Q)sed -n 's/^[[:space:]]*\(shmbus_[a-z0-9_]*\);.*/\1/p' lib/libshmbus.map > $(BUILD)/libshmbus.syms
+	$(Q)$(LD) -r -o $(BUILD)/libshmbus.o $(OBJ_SHM) $(OBJ_LIB)
+	$(Q)$(OBJCOPY) --keep-global-symbols=$(BUILD)/libshmbus.syms $(BUILD)/libshmbus.o
+	$(Q)rm -f $@ && ar rcs $@ $(BUILD)/libshmbus.o
+
+# What the programs of this tree link (shmbus, shmbusd, the tests): every
+# object, internal symbols global (lib/shmbus_private.h, and the shm/ and
+# lib/ internals the tests drive).  Never installed.
+$(INTERNAL): $(OBJ_SHM) $(OBJ_LIB)
 	$(call say,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
@@ -140,18 +156,18 @@ $(SHARED): $(OBJ_SHM) $(OBJ_LIB) lib/libshmbus.map
 	$(Q)ln -sf libshmbus.so.$(VERSION) $(BUILD)/libshmbus.so.$(SOVERSION)
 	$(Q)ln -sf libshmbus.so.$(SOVERSION) $(BUILD)/libshmbus.so
 
-$(CLI): $(OBJ_CLI) $(STATIC)
+$(CLI): $(OBJ_CLI) $(INTERNAL)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(OBJ_CLI) $(STATIC) $(LDLIBS) -lm
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(OBJ_CLI) $(INTERNAL) $(LDLIBS) -lm
 
 $(BUILD)/daemon/%.o: daemon/%.c $(DEPSOK)
 	@mkdir -p $(@D)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(ALL_CFLAGS) $(DAEMON_CFLAGS) -MMD -MP -c $< -o $@
 
-$(DAEMON): $(OBJ_DAEMON) $(STATIC)
+$(DAEMON): $(OBJ_DAEMON) $(INTERNAL)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(OBJ_DAEMON) $(STATIC) $(LDLIBS) $(DAEMON_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(OBJ_DAEMON) $(INTERNAL) $(LDLIBS) $(DAEMON_LIBS)
 
 # --- tests -----------------------------------------------------------------
 
@@ -165,7 +181,13 @@ $(BUILD)/tests/lib/%.o: tests/lib/%.c $(DEPSOK)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests -MMD -MP -c $< -o $@
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(OBJ_TESTLIB) $(STATIC)
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(OBJ_TESTLIB) $(INTERNAL)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(OBJ_TESTLIB) $(INTERNAL) $(LDLIBS) $(TEST_LIBS) -lm
+
+# test_abi is an application: it links the installed static library and
+# defines functions named like our internal ones
+$(BUILD)/tests/test_abi: $(BUILD)/tests/test_abi.o $(OBJ_TESTLIB) $(STATIC)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(OBJ_TESTLIB) $(STATIC) $(LDLIBS) $(TEST_LIBS) -lm
 

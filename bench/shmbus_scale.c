@@ -86,7 +86,7 @@ static int prod_worker(int role, void *arg)
 static int run_prod(void *arg, double *out)
 {
 	const struct prod *pr = arg;
-	struct shmbus_partition_info info;
+	SHMBUS_OPTS(shmbus_partition_info, info);
 	int64_t t0, t1;
 	int rc;
 
@@ -186,7 +186,7 @@ static int fan_reader(int role, const struct fan *f, shmbus *wb)
 {
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .name = "bench-reader");
 	struct shmbus_message msgs[256];
-	struct shmbus_consumer_stats st;
+	SHMBUS_OPTS(shmbus_consumer_stats, st);
 	shmbus_consumer *c = NULL;
 	int rc = 0, got = 1;
 

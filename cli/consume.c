@@ -167,7 +167,7 @@ static int parse_options(struct cli *cli, struct consume_run *cr, int argc, char
 /* Where partition p starts, as an offset for shmbus_consumer_assign(). */
 static int start_offset(shmbus *bus, const struct consume_run *cr, uint32_t p, int64_t *ret)
 {
-	struct shmbus_partition_info pi;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
 	int rc;
 
 	switch (cr->start) {
@@ -212,7 +212,7 @@ static int assign_one(shmbus *bus, struct consume_run *cr, uint32_t p)
 
 static int assign(shmbus *bus, struct consume_run *cr)
 {
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 	uint32_t first = 0, last;
 	int rc = shmbus_topic_describe(bus, cr->topic, &ti);
 

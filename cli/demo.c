@@ -262,7 +262,7 @@ static int ensure_topic(struct cli *cli, struct demo *d, char *root, size_t root
 	SHMBUS_OPTS(shmbus_topic_opts, to, .partitions = 4, .capacity = 16ULL << 20,
 		    .policy = SHMBUS_POLICY_BACKPRESSURE);
 	_cleanup_(bus_closep) shmbus *bus = NULL;
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 	char cap[32];
 	int rc;
 

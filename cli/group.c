@@ -79,7 +79,7 @@ static int by_topic_partition(const void *a, const void *b)
 
 static void offset_cells(shmbus *bus, struct table *t, const struct offset_row *r)
 {
-	struct shmbus_partition_info pi;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
 	char when[64];
 
 	table_cell(t, "%s", r->topic);

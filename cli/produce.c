@@ -235,7 +235,7 @@ static int parse_options(struct cli *cli, struct producer_run *pr, int argc, cha
 static int open_producer(struct producer_run *pr, shmbus *bus)
 {
 	SHMBUS_OPTS(shmbus_producer_opts, po, .block = true);
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 	int rc = shmbus_topic_describe(bus, pr->topic, &ti);
 
 	if (rc < 0)

@@ -67,7 +67,7 @@ static void print_report(const char *topic, uint32_t p, const struct shmbus_reco
 
 static int recover(shmbus *bus, const char *topic, int32_t partition)
 {
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 	uint32_t first = 0, last;
 	int rc = shmbus_topic_describe(bus, topic, &ti);
 
@@ -83,7 +83,7 @@ static int recover(shmbus *bus, const char *topic, int32_t partition)
 		first = last = (uint32_t)partition;
 	}
 	for (uint32_t p = first; p <= last; p++) {
-		struct shmbus_recovery r;
+		SHMBUS_OPTS(shmbus_recovery, r);
 
 		rc = shmbus_partition_recover(bus, topic, p, &r);
 		if (rc < 0)

@@ -162,8 +162,10 @@ static int topic_stats(shmbus *bus, const struct shmbus_topic_info *ti, const st
 	if (!pi)
 		return cli_fail(-ENOMEM, "stats");
 	for (uint32_t p = 0; p < ti->partitions; p++) {
-		int rc = shmbus_partition_info(bus, ti->name, p, &pi[p]);
+		int rc;
 
+		pi[p].sz = sizeof pi[p];
+		rc = shmbus_partition_info(bus, ti->name, p, &pi[p]);
 		if (rc < 0)
 			return cli_fail(rc, "cannot read a partition");
 		partition_row(&t, p, &pi[p]);
@@ -194,6 +196,7 @@ static int topics_of(shmbus *bus, const char *topic, struct shmbus_topic_info **
 		cli_fail(-ENOMEM, "stats");
 		return -1;
 	}
+	(*ret)[0].sz = sizeof **ret;
 	rc = topic ? shmbus_topic_describe(bus, topic, *ret) : shmbus_topic_list(bus, *ret, (size_t)n);
 	if (rc < 0) {
 		cli_fail(rc, topic ? "cannot find the topic" : "cannot list topics");

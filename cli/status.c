@@ -74,7 +74,7 @@ static bool print_daemon(const char *root, const struct shmbus_daemon_counters *
 		       c->version[0] ? c->version : "(version unknown)", (int)c->pid,
 		       c->started_ns ? up : "?", since);
 		printf(LABEL "%s ago (a tick every %lld ms; %llu ticks)\n", "heartbeat", beat,
-		       (long long)(c->tick_ns / 1000000), (unsigned long long)c->ticks);
+		       (long long)(c->tick_ns / 1000000), (unsigned long long)c->stats.ticks);
 		return true;
 	case SHMBUS_DAEMON_STALLED:
 		printf(LABEL "stalled: shmbusd pid %d runs but has not ticked for %s (heartbeat "
@@ -98,6 +98,7 @@ static bool print_daemon(const char *root, const struct shmbus_daemon_counters *
 
 static void print_health(const struct shmbus_daemon_counters *c, bool fresh)
 {
+	const struct shmbus_daemon_stats *s = &c->stats;
 	bool gone = c->state == SHMBUS_DAEMON_STOPPED || c->state == SHMBUS_DAEMON_DIED;
 	const char *stale = fresh ? "" : " (stale)";
 
@@ -112,21 +113,21 @@ static void print_health(const struct shmbus_daemon_counters *c, bool fresh)
 		return;
 	printf(LABEL "%s: %llu flush error%s, %llu stalled claim%s unblocked (%llu offsets), "
 	       "%llu control request%s (%llu refused)%s\n", "health",
-	       c->flush_errors || c->recovery.failed ? "trouble" : "ok",
-	       (unsigned long long)c->flush_errors, c->flush_errors == 1 ? "" : "s",
-	       (unsigned long long)c->unblocked, c->unblocked == 1 ? "" : "s",
-	       (unsigned long long)c->unblocked_offsets, (unsigned long long)c->control_requests,
-	       c->control_requests == 1 ? "" : "s", (unsigned long long)c->control_errors, stale);
+	       s->flush_errors || s->recovery.failed ? "trouble" : "ok",
+	       (unsigned long long)s->flush_errors, s->flush_errors == 1 ? "" : "s",
+	       (unsigned long long)s->unblocked, s->unblocked == 1 ? "" : "s",
+	       (unsigned long long)s->unblocked_offsets, (unsigned long long)s->control_requests,
+	       s->control_requests == 1 ? "" : "s", (unsigned long long)s->control_errors, stale);
 	printf(LABEL "%llu registered, %llu gone%s\n", "clients", (unsigned long long)c->clients,
-	       (unsigned long long)c->clients_gone, stale);
+	       (unsigned long long)s->clients_gone, stale);
 	printf(LABEL "%llu partition%s at start-up: %llu recovered, %llu in use, %llu failed; "
 	       "%llu records checked, %llu dead claims aborted, %llu offsets (%llu bytes) cut, "
-	       "%llu rebuilt\n", "recovery", (unsigned long long)c->recovery.partitions,
-	       c->recovery.partitions == 1 ? "" : "s", (unsigned long long)c->recovery.recovered,
-	       (unsigned long long)c->recovery.in_use, (unsigned long long)c->recovery.failed,
-	       (unsigned long long)c->recovery.frames, (unsigned long long)c->recovery.aborted,
-	       (unsigned long long)c->recovery.cut, (unsigned long long)c->recovery.cut_bytes,
-	       (unsigned long long)c->recovery.rebuilt);
+	       "%llu rebuilt\n", "recovery", (unsigned long long)s->recovery.partitions,
+	       s->recovery.partitions == 1 ? "" : "s", (unsigned long long)s->recovery.recovered,
+	       (unsigned long long)s->recovery.in_use, (unsigned long long)s->recovery.failed,
+	       (unsigned long long)s->recovery.frames, (unsigned long long)s->recovery.aborted,
+	       (unsigned long long)s->recovery.cut, (unsigned long long)s->recovery.cut_bytes,
+	       (unsigned long long)s->recovery.rebuilt);
 }
 
 static int print_topics(shmbus *bus, const struct shmbus_daemon_counters *c, bool fresh)
@@ -144,6 +145,7 @@ static int print_topics(shmbus *bus, const struct shmbus_daemon_counters *c, boo
 	tis = calloc(n ? (size_t)n : 1, sizeof *tis);
 	if (!tis)
 		return cli_fail(-ENOMEM, "status");
+	tis[0].sz = sizeof *tis;
 	n = shmbus_topic_list(bus, tis, (size_t)n);
 	if (n < 0)
 		return cli_fail(n, "cannot list topics");

@@ -114,7 +114,7 @@ static int topic_create(struct cli *cli, int argc, char **argv)
 	};
 	SHMBUS_OPTS(shmbus_topic_opts, o, .partitions = 1);
 	_cleanup_(bus_closep) shmbus *bus = NULL;
-	struct shmbus_topic_info info;
+	SHMBUS_OPTS(shmbus_topic_info, info);
 	const char *name;
 	char cap[32];
 	int c, rc;
@@ -162,6 +162,7 @@ static int topic_list(struct cli *cli)
 	all = calloc((size_t)n, sizeof *all);
 	if (!all)
 		return cli_fail(-ENOMEM, "cannot list topics");
+	all[0].sz = sizeof *all;
 	rc = shmbus_topic_list(bus, all, (size_t)n);
 	if (rc < 0)
 		return cli_fail(rc, "cannot list topics");
@@ -197,7 +198,7 @@ static void print_partitions(shmbus *bus, const struct shmbus_topic_info *ti)
 
 	table_init(&t, 5, heads);
 	for (uint32_t p = 0; p < ti->partitions; p++) {
-		struct shmbus_partition_info pi;
+		SHMBUS_OPTS(shmbus_partition_info, pi);
 		int rc = shmbus_partition_info(bus, ti->name, p, &pi);
 
 		table_cell(&t, "%u", p);
@@ -218,7 +219,7 @@ static void print_partitions(shmbus *bus, const struct shmbus_topic_info *ti)
 static int topic_describe(struct cli *cli, const char *name)
 {
 	_cleanup_(bus_closep) shmbus *bus = NULL;
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 	char buf[64];
 	int rc = describe(cli, name, &bus, &ti);
 

@@ -38,6 +38,7 @@
 
 #include "../shm/clock.h"
 #include "../shm/ctlproto.h"
+#include "../shm/error.h"
 #include "../shm/shareddir.h"
 
 #ifndef SO_PEERGROUPS
@@ -407,30 +408,11 @@ void control_answer(struct daemon *d, uint64_t conn, uint32_t seq, uint16_t type
 
 static void put_counters(struct daemon *d, struct ctl_out *o)
 {
-	const struct dstats *s = &d->st;
-	const struct recovery_totals *r = &s->recovery;
+	const struct shmbus_daemon_stats *s = &d->st;
 
-	ctl_put_u64(o, CTL_A_TICKS, s->ticks);
-	ctl_put_u64(o, CTL_A_UNBLOCKED, s->unblocked);
-	ctl_put_u64(o, CTL_A_UNBLOCKED_OFFSETS, s->unblocked_offsets);
-	ctl_put_u64(o, CTL_A_CLIENTS_GONE, s->clients_gone);
-	ctl_put_u64(o, CTL_A_RETENTION_MOVES, s->retention_moves);
-	ctl_put_u64(o, CTL_A_RETIRED, s->retired);
-	ctl_put_u64(o, CTL_A_FLUSHES, s->flushes);
-	ctl_put_u64(o, CTL_A_FLUSH_ERRORS, s->flush_errors);
-	ctl_put_u64(o, CTL_A_CONTROL_REQUESTS, s->control_requests);
-	ctl_put_u64(o, CTL_A_CONTROL_ERRORS, s->control_errors);
-	ctl_put_u64(o, CTL_A_TOPICS_CREATED, s->topics_created);
-	ctl_put_u64(o, CTL_A_TOPICS_DELETED, s->topics_deleted);
-	ctl_put_u64(o, CTL_A_RECOVERY_PARTITIONS, r->partitions);
-	ctl_put_u64(o, CTL_A_RECOVERY_RECOVERED, r->recovered);
-	ctl_put_u64(o, CTL_A_RECOVERY_IN_USE, r->in_use);
-	ctl_put_u64(o, CTL_A_RECOVERY_FAILED, r->failed);
-	ctl_put_u64(o, CTL_A_RECOVERY_FRAMES, r->frames);
-	ctl_put_u64(o, CTL_A_RECOVERY_ABORTED, r->aborted);
-	ctl_put_u64(o, CTL_A_RECOVERY_CUT, r->cut);
-	ctl_put_u64(o, CTL_A_RECOVERY_CUT_BYTES, r->cut_bytes);
-	ctl_put_u64(o, CTL_A_RECOVERY_REBUILT, r->rebuilt);
+#define PUT(field, attr, word) ctl_put_u64(o, CTL_A_##attr, s->field);
+	DAEMON_STATS(PUT)
+#undef PUT
 }
 
 static int do_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
@@ -449,14 +431,14 @@ static int do_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 	ctl_put_str(&o, CTL_A_CONTROL_SOCKET, c->path);
 	ctl_put_str(&o, CTL_A_METRICS, d->cfg.metrics);
 	ctl_put_str(&o, CTL_A_ADMIN_GROUP, d->cfg.has_admin_gid ? d->cfg.admin_group : "");
-	ctl_put_i64(&o, CTL_A_STARTED_NS, d->st.started_ns);
-	ctl_put_u64(&o, CTL_A_UPTIME_MS, now > d->st.started_ns
-				       ? (uint64_t)(now - d->st.started_ns) / 1000000 : 0);
-	ctl_put_i64(&o, CTL_A_HEARTBEAT_NS, load_relaxed(&d->bus->dir.hdr->daemon_heartbeat_ns));
+	ctl_put_i64(&o, CTL_A_STARTED_NS, d->started_ns);
+	ctl_put_u64(&o, CTL_A_UPTIME_MS, now > d->started_ns
+				       ? (uint64_t)(now - d->started_ns) / 1000000 : 0);
+	ctl_put_i64(&o, CTL_A_HEARTBEAT_NS, load_relaxed(&d->dir.hdr->daemon_heartbeat_ns));
 	ctl_put_i64(&o, CTL_A_UNBLOCK_TIMEOUT_MS, d->cfg.unblock_timeout_ms);
 	ctl_put_i64(&o, CTL_A_TICK_MS, d->cfg.tick_ms);
 	ctl_put_u32(&o, CTL_A_ON_TMPFS, d->on_tmpfs);
-	ctl_put_u64(&o, CTL_A_TOPICS, (uint64_t)dir_list(&d->bus->dir, NULL, 0));
+	ctl_put_u64(&o, CTL_A_TOPICS, (uint64_t)dir_list(&d->dir, NULL, 0));
 	ctl_put_u64(&o, CTL_A_PARTITION_COUNT, d->table ? d->table->n : 0);
 	ctl_put_u64(&o, CTL_A_CLIENTS, clients_count(d));
 	put_counters(d, &o);
@@ -697,12 +679,12 @@ static void group_topics(struct daemon *d)
 {
 	struct stat root, st;
 
-	if (fstat(d->bus->rootfd, &root) < 0 || fstat(d->bus->topicsfd, &st) < 0)
+	if (fstat(d->rootfd, &root) < 0 || fstat(d->topicsfd, &st) < 0)
 		return;
-	if (st.st_gid != root.st_gid && fchown(d->bus->topicsfd, (uid_t)-1, root.st_gid) < 0)
+	if (st.st_gid != root.st_gid && fchown(d->topicsfd, (uid_t)-1, root.st_gid) < 0)
 		log_warn("%s/topics: cannot give it the root's group (gid %u): %s", d->cfg.root,
 			 (unsigned)root.st_gid, strerror(errno));
-	if (!(st.st_mode & S_ISGID) && fchmod(d->bus->topicsfd, (st.st_mode & 07777) | S_ISGID) < 0)
+	if (!(st.st_mode & S_ISGID) && fchmod(d->topicsfd, (st.st_mode & 07777) | S_ISGID) < 0)
 		log_warn("%s/topics: cannot make it setgid: %s; topics created through shmbusd "
 			 "get the root's group afterwards", d->cfg.root, strerror(errno));
 }
@@ -712,18 +694,15 @@ static void on_heartbeat(struct daemon *d, uint32_t events, void *arg)
 	(void)events;
 	(void)arg;
 	/* clients trust a heartbeat younger than 5 s (protocol.md §1), whatever tick_ms is */
-	store_relaxed(&d->bus->dir.hdr->daemon_heartbeat_ns, real_ns());
+	store_relaxed(&d->dir.hdr->daemon_heartbeat_ns, real_ns());
 }
 
 int control_init(struct daemon *d)
 {
-	struct bus_header *h = d->bus->dir.hdr;
+	struct bus_header *h = d->dir.hdr;
 	struct control *c;
 	int rc;
 
-	/* the daemon administers through its own bus, never through itself */
-	d->bus->no_daemon = true;
-	daemon_link_close(d->bus);
 	h->control_socket[0] = '\0';
 	if (d->cfg.control_socket[0] != '/') {
 		log_err("control_socket \"%s\" is not an absolute path; write e.g. "
@@ -763,7 +742,7 @@ void control_fini(struct daemon *d)
 
 	if (!c)
 		return;
-	store_release(&d->bus->dir.hdr->control_socket[0], '\0');
+	store_release(&d->dir.hdr->control_socket[0], '\0');
 	while (c->conns)
 		conn_close(d, c->conns);
 	if (c->fd >= 0) {

@@ -21,6 +21,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../shm/ctlproto.h"
+
 /* Remove a socket nobody listens on; 0, or -errno (logged) if the path
  * is in use or is not a socket. */
 static int clear_stale(const char *path)
@@ -83,7 +85,7 @@ static void set_access(struct daemon *d, const char *path, const struct ctlsock 
 			 "meanwhile?); its group and mode are left as they are", path);
 		return;
 	}
-	if (fstat(d->bus->rootfd, &root) < 0)
+	if (fstat(d->rootfd, &root) < 0)
 		return;
 	if (root.st_mode & S_IXGRP)
 		mode |= 0060;

@@ -9,7 +9,7 @@
  * (copied out, so the read-side section stays short), partition headers
  * and group files with atomic loads, and the daemon's own counters and
  * rates from the seqlocked counters file (format.md §12), never from
- * struct dstats or struct dpart, which the main thread writes plainly.
+ * d->st or struct dpart, which the main thread writes plainly.
  * Label values are escaped as the format says.
  */
 #include "shmbusd.h"
@@ -25,6 +25,7 @@
 
 #include "../shm/clock.h"
 #include "../shm/counters.h"
+#include "../shm/groups.h"
 #include "../shm/read.h"
 
 /* ------------------------------------------------------------------ */
@@ -162,7 +163,7 @@ static int by_name(const void *a, const void *b)
 
 static void copy_part(struct psnap *s, const struct dpart *dp)
 {
-	struct part *p = &dp->m->part;
+	struct part *p = dp->part;
 	struct part_header *h = p->hdr;
 
 	snprintf(s->topic, sizeof s->topic, "%s", dp->topic);
@@ -197,7 +198,7 @@ static int snapshot_parts(struct scrape *sc)
 		if (!sc->parts)
 			rc = -ENOMEM;
 		for (size_t i = 0; sc->parts && i < t->n; i++)
-			if (!part_deleted(&t->parts[i]->m->part))
+			if (!part_deleted(t->parts[i]->part))
 				copy_part(&sc->parts[sc->nparts++], t->parts[i]);
 	}
 	rcu_read_unlock();
@@ -274,7 +275,7 @@ static int visit_group(void *ctx, const char *group)
 	int rc;
 
 	/* a group file being made, or damaged: leave it out of this scrape */
-	if (group_open(sc->d->bus->groupsfd, group, false, &g) < 0)
+	if (group_open(sc->d->groupsfd, group, false, &g) < 0)
 		return 0;
 	sc->group = group;
 	rc = group_foreach(&g, add_commit, sc);
@@ -455,6 +456,8 @@ static const struct family daemon_families[] = {
 	   "Bytes cut from damaged tails by start-up recovery."),
 	DF("recovery_rebuilt_total", "counter", rec_rebuilt,
 	   "Partitions whose index and claim word recovery rebuilt from the data."),
+	DF("recovery_status_repaired_total", "counter", rec_status_repaired,
+	   "Partitions whose status word start-up recovery set right from the bus directory."),
 	DF("rate_entries_missing", "gauge", rates_full,
 	   "Partitions with no rate: the counters file's table is full."),
 };
@@ -478,7 +481,7 @@ static void render_daemon(struct buf *b, const struct scrape *sc)
 	put(b, "shmbus_daemon_info{version=\"%llu.%llu.%llu\",",
 	    (unsigned long long)(v->version >> 16), (unsigned long long)(v->version >> 8 & 0xff),
 	    (unsigned long long)(v->version & 0xff));
-	put_label(b, "root", sc->d->bus->root);
+	put_label(b, "root", shmbus_root(sc->d->bus));
 	put(b, "} 1\n");
 	put_gauge(b, "shmbus_daemon_start_time_seconds", "When the daemon started (Unix time).",
 		  (double)v->started_ns / 1e9);

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "../shm/clock.h"
+#include "../shm/ctlproto.h"
 #include "../shm/proc.h"
 #include "../shm/shareddir.h"
 
@@ -121,8 +122,7 @@ static int apply_flags(struct config *c, const struct args *a, char *err, size_t
 		return -1;
 	}
 	if (!c->control_socket[0] &&
-	    (size_t)snprintf(c->control_socket, sizeof c->control_socket, "%.*s/control",
-			     (int)(sizeof c->control_socket - 9), c->root) >= sizeof c->control_socket) {
+	    ctl_default_path(c->root, c->control_socket, sizeof c->control_socket) < 0) {
 		snprintf(err, len, "the root path is too long for a control socket; set control_socket");
 		return -1;
 	}
@@ -153,16 +153,53 @@ static int configure(struct daemon *d, const struct args *a)
 	return 0;
 }
 
+/* The root's directories and its bus file, the daemon's own: the bus
+ * handle keeps its own, private to libshmbus.  0, or -1 (logged). */
+static int open_root(struct daemon *d)
+{
+	const char *sub[] = { "topics", "groups" };
+	int *fd[] = { &d->topicsfd, &d->groupsfd };
+
+	d->rootfd = open(d->cfg.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->rootfd < 0) {
+		log_err("cannot open the bus root %s: %s", d->cfg.root, strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < 2; i++) {
+		*fd[i] = openat(d->rootfd, sub[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (*fd[i] < 0) {
+			log_err("cannot open %s/%s: %s", d->cfg.root, sub[i], strerror(errno));
+			return -1;
+		}
+	}
+	if (dir_open(d->rootfd, false, &d->dir) < 0) {
+		log_err("%s: %s", d->cfg.root, shmbus_errmsg());
+		return -1;
+	}
+	return 0;
+}
+
+static void close_root(struct daemon *d)
+{
+	if (d->dir.hdr)
+		dir_close(&d->dir);
+	if (d->groupsfd >= 0)
+		close(d->groupsfd);
+	if (d->topicsfd >= 0)
+		close(d->topicsfd);
+	if (d->rootfd >= 0)
+		close(d->rootfd);
+}
+
 /* One daemon per root: a lock held for our whole life. */
 static int claim_root(struct daemon *d)
 {
-	struct bus_header *h = d->bus->dir.hdr;
+	struct bus_header *h = d->dir.hdr;
 	struct statfs sf;
 	uint64_t start;
 
 	/* O_NOFOLLOW: a link planted there would have us create or lock any file */
-	d->lockfd = openat(d->bus->rootfd, "shmbusd.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-			   0660);
+	d->lockfd = openat(d->rootfd, "shmbusd.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0660);
 	if (d->lockfd < 0) {
 		log_err("cannot open %s/shmbusd.lock: %s", d->cfg.root, sdir_why(errno));
 		return -1;
@@ -176,7 +213,7 @@ static int claim_root(struct daemon *d)
 			log_err("the running shmbusd is pid %u", pid);
 		return -1;
 	}
-	d->on_tmpfs = fstatfs(d->bus->rootfd, &sf) == 0 &&
+	d->on_tmpfs = fstatfs(d->rootfd, &sf) == 0 &&
 		      (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
 	/* the daemon block of the bus file: how clients find us */
 	h->daemon_flags = 0;
@@ -195,7 +232,7 @@ static int claim_root(struct daemon *d)
 static void release_root(struct daemon *d)
 {
 	if (d->bus && d->lockfd >= 0) {
-		store_release(&d->bus->dir.hdr->daemon_pid, 0u);
+		store_release(&d->dir.hdr->daemon_pid, 0u);
 		close(d->lockfd);
 		d->lockfd = -1;
 	}
@@ -223,7 +260,7 @@ static void on_tick(struct daemon *d, uint32_t events, void *arg)
 	(void)events;
 	(void)arg;
 	d->st.ticks++;
-	store_relaxed(&d->bus->dir.hdr->daemon_heartbeat_ns, real_ns());
+	store_relaxed(&d->dir.hdr->daemon_heartbeat_ns, real_ns());
 	supervise_refresh(d);
 	supervise_tick(d);
 	metrics_tick(d);
@@ -319,8 +356,8 @@ static void banner(const struct daemon *d)
 	if (!isatty(STDOUT_FILENO))
 		return;
 	printf("shmbusd is running on the bus root %s\n", d->cfg.root);
-	printf("  control socket  %s\n", d->bus->dir.hdr->control_socket[0]
-					       ? d->bus->dir.hdr->control_socket : "(none)");
+	printf("  control socket  %s\n", d->dir.hdr->control_socket[0]
+					       ? d->dir.hdr->control_socket : "(none)");
 	printf("  metrics         %s\n", d->cfg.metrics[0] ? d->cfg.metrics : "(off; --metrics ADDR:PORT)");
 	printf("From another terminal:\n");
 	printf("  export SHMBUS_ROOT=%s\n", d->cfg.root);
@@ -369,7 +406,8 @@ static int serve(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-	static struct daemon d = { .lockfd = -1, .usagefd = -1, .tick_fd = -1, .watchdog_fd = -1 };
+	static struct daemon d = { .rootfd = -1, .topicsfd = -1, .groupsfd = -1, .lockfd = -1,
+				   .tick_fd = -1, .watchdog_fd = -1 };
 	struct args a = { 0 };
 	int rc = parse_args(argc, argv, &a);
 
@@ -386,15 +424,17 @@ int main(int argc, char **argv)
 	}
 	log_init(d.cfg.log_level);
 	{
-		SHMBUS_OPTS(shmbus_open_opts, o, .root = d.cfg.root);
+		/* the daemon administers through its own bus, never through itself */
+		SHMBUS_OPTS(shmbus_open_opts, o, .root = d.cfg.root, .no_daemon = true);
 
 		if (shmbus_open(&o, &d.bus) < 0) {
 			log_err("%s", shmbus_errmsg());
 			return 1;
 		}
 	}
-	d.st.started_ns = real_ns();
-	rc = serve(&d);
+	d.started_ns = real_ns();
+	rc = open_root(&d) < 0 ? 1 : serve(&d);
+	close_root(&d);
 	config_free(&d.cfg);
 	shmbus_close(d.bus);
 	return rc;

@@ -64,7 +64,6 @@ static uint64_t version_word(void)
 static void daemon_block(struct metrics *m, uint64_t state, struct ctr_daemon *v)
 {
 	struct daemon *d = m->d;
-	const struct recovery_totals *r = &d->st.recovery;
 	uint64_t start;
 
 	memset(v, 0, sizeof *v);
@@ -72,32 +71,14 @@ static void daemon_block(struct metrics *m, uint64_t state, struct ctr_daemon *v
 	v->start_time = start;
 	v->state = state;
 	v->version = version_word();
-	v->started_ns = d->st.started_ns;
+	v->started_ns = d->started_ns;
 	v->heartbeat_ns = real_ns();
 	v->tick_ns = d->cfg.tick_ms * 1000000;
-	v->ticks = d->st.ticks;
 	v->partitions = d->table ? d->table->n : 0;
 	v->clients = clients_count(d);
-	v->clients_gone = d->st.clients_gone;
-	v->unblocked = d->st.unblocked;
-	v->unblocked_offsets = d->st.unblocked_offsets;
-	v->retention_moves = d->st.retention_moves;
-	v->retired = d->st.retired;
-	v->flushes = d->st.flushes;
-	v->flush_errors = d->st.flush_errors;
-	v->control_requests = d->st.control_requests;
-	v->control_errors = d->st.control_errors;
-	v->topics_created = d->st.topics_created;
-	v->topics_deleted = d->st.topics_deleted;
-	v->rec_partitions = r->partitions;
-	v->rec_recovered = r->recovered;
-	v->rec_in_use = r->in_use;
-	v->rec_failed = r->failed;
-	v->rec_frames = r->frames;
-	v->rec_aborted = r->aborted;
-	v->rec_cut = r->cut;
-	v->rec_cut_bytes = r->cut_bytes;
-	v->rec_rebuilt = r->rebuilt;
+#define SET(field, attr, word) v->word = d->st.field;
+	DAEMON_STATS(SET)
+#undef SET
 	v->rates_full = m->rates_full;
 }
 
@@ -121,7 +102,7 @@ static int ctr_private(struct metrics *m)
 static int counters_open(struct metrics *m)
 {
 	struct daemon *d = m->d;
-	int rc = ctr_create(d->bus->rootfd, m->addr, &m->ctr);
+	int rc = ctr_create(d->rootfd, m->addr, &m->ctr);
 
 	if (rc == 0)
 		return 0;
@@ -148,7 +129,7 @@ static void write_rates(struct metrics *m)
 			.bytes_per_s = dp->rate_bytes,
 		};
 
-		if (part_deleted(&dp->m->part))
+		if (part_deleted(dp->part))
 			continue;
 		if (ctr_part_write(&m->ctr, dp->topic_id, dp->partition, &r) == -ENOSPC)
 			full++;
@@ -168,7 +149,7 @@ static void write_rates(struct metrics *m)
 static void send_status(struct metrics *m)
 {
 	struct daemon *d = m->d;
-	const struct recovery_totals *r = &d->st.recovery;
+	const struct shmbus_daemon_recovery *r = &d->st.recovery;
 	char line[sizeof m->status];
 	size_t n = d->table ? d->table->n : 0, c = clients_count(d);
 

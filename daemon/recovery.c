@@ -15,11 +15,10 @@
 #include <errno.h>
 
 #include "../shm/recover.h"
-#include "../shm/usage.h"
 
 static void report(struct daemon *d, const struct dpart *dp, const struct part_recovery *r)
 {
-	struct recovery_totals *t = &d->st.recovery;
+	struct shmbus_daemon_recovery *t = &d->st.recovery;
 
 	t->recovered++;
 	t->frames += r->frames;
@@ -59,7 +58,7 @@ static void check_status(struct daemon *d, struct dpart *dp)
 	}
 	if (!repaired)
 		return;
-	d->st.recovery.status_repaired++;
+	d->st.status_repaired++;
 	status_repair_text(what, sizeof what, dp->topic, repaired, true);
 	log_warn("partition %s/%u: %s: repaired (a damaged status word; readers and producers "
 		 "work again)", dp->topic, dp->partition, what);
@@ -68,22 +67,19 @@ static void check_status(struct daemon *d, struct dpart *dp)
 void recovery_run(struct daemon *d, struct dpart *dp)
 {
 	struct part_recovery r;
-	int fd = d->bus->usagefd, rc;
+	int rc;
 
 	d->st.recovery.partitions++;
-	if (dp->m->part.readonly)
+	if (dp->part->readonly)
 		return;
 	check_status(d, dp);
-	rc = usage_try_exclusive(fd, dp->topic_id, dp->partition);
+	rc = pmap_recover(d->bus, dp->m, &r);
 	if (rc == -EBUSY) {
 		d->st.recovery.in_use++;
 		log_info("partition %s/%u is in use by running processes: not recovered (stalled "
 			 "claims are aborted by the unblocker)", dp->topic, dp->partition);
 		return;
 	}
-	if (rc == 0)
-		rc = part_recover(&dp->m->part, &r);
-	usage_share(fd, dp->topic_id, dp->partition);
 	if (rc < 0) {
 		d->st.recovery.failed++;
 		log_err("partition %s/%u: recovery failed: %s", dp->topic, dp->partition,

@@ -20,7 +20,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../lib/internal.h"
+#include <urcu-bp.h>
+
+#include "shmbus.h"
+#include "../lib/shmbus_private.h"
+#include "../shm/directory.h"
+#include "../shm/partition.h"
 #include "config.h"
 #include "log.h"
 
@@ -65,6 +70,7 @@ struct dpart {
 	uint32_t partition;
 	int64_t retention_ms;
 	struct pmap *m;              /* mapped through the bus's cache */
+	struct part *part;           /* pmap_part(m) */
 	/* sampled each tick, for rates (metrics) */
 	uint64_t last_next, last_tail;
 	int64_t last_ns;
@@ -102,12 +108,6 @@ void supervise_fini(struct daemon *d);
 
 /* ------------------------------------------------------------------ */
 /* Start-up recovery (recovery.c)                                      */
-
-struct recovery_totals {
-	uint64_t partitions, recovered, in_use, failed;
-	uint64_t frames, aborted, cut, cut_bytes, rebuilt;
-	uint64_t status_repaired;    /* status words the directory contradicted */
-};
 
 /* Recover one partition if no other process has it mapped (format.md
  * §8 and §11); logs what it found and cut. */
@@ -213,36 +213,21 @@ int64_t notify_watchdog_ns(void);
 /* ------------------------------------------------------------------ */
 /* The daemon                                                          */
 
-/* Counters of the daemon itself (exported by metrics.c). */
-struct dstats {
-	int64_t started_ns;          /* CLOCK_REALTIME */
-	uint64_t ticks;
-	uint64_t unblocked;          /* claims aborted by the unblocker */
-	uint64_t unblocked_offsets;
-	uint64_t clients_gone;       /* registered clients whose exit was handled */
-	uint64_t retention_moves;
-	uint64_t retired;            /* offsets retired by time retention */
-	uint64_t flushes;
-	uint64_t flush_errors;
-	uint64_t control_requests;
-	uint64_t control_errors;     /* malformed or refused requests */
-	uint64_t topics_created, topics_deleted;
-	struct recovery_totals recovery;
-};
-
 struct daemon {
 	struct config cfg;
 	const char *config_path;     /* NULL: built-in defaults */
-	shmbus *bus;
+	shmbus *bus;                 /* opened with no_daemon: administers the root itself */
+	int rootfd, topicsfd, groupsfd; /* the root and its topics/ and groups/ */
+	struct bus_dir dir;          /* the bus file: topic table and daemon block */
 	int lockfd;                  /* <root>/shmbusd.lock, held for our life */
-	int usagefd;                 /* <root>/usage: OFD locks (format.md §11) */
 	bool on_tmpfs;
 	int epfd;
 	bool stopping;
 	int tick_fd;                 /* the supervision timer */
 	int watchdog_fd;
 	struct dtable *table;        /* RCU-published */
-	struct dstats st;
+	int64_t started_ns;          /* CLOCK_REALTIME */
+	struct shmbus_daemon_stats st; /* its own counters (exported by metrics.c) */
 	void *control;               /* control.c's state */
 	void *clients;               /* clients.c's state */
 	void *metrics;               /* metrics.c's state */

@@ -94,7 +94,8 @@ static struct dpart *dpart_new(struct daemon *d, const struct bus_topic *t, uint
 	snprintf(dp->topic, sizeof dp->topic, "%s", t->name);
 	dp->topic_id = t->id;
 	dp->partition = i;
-	dp->flushed_tail = load_acquire(&dp->m->part.hdr->claim.lo);
+	dp->part = pmap_part(dp->m);
+	dp->flushed_tail = load_acquire(&dp->part->hdr->claim.lo);
 	dp->flushed_ns = mono_ns();
 	return dp;
 }
@@ -128,7 +129,7 @@ static size_t count_partitions(const struct bus_topic *topics, int n)
  * their exit releases what they hold at once. */
 static void adopt(struct daemon *d, struct dpart *dp)
 {
-	struct part_header *h = dp->m->part.hdr;
+	struct part_header *h = dp->part->hdr;
 	uint64_t mask = load_acquire(&h->writer_mask);
 
 	while (mask) {
@@ -170,7 +171,7 @@ static void fill(struct daemon *d, struct dtable *nt, const struct bus_topic *to
 
 int supervise_refresh(struct daemon *d)
 {
-	uint64_t gen = dir_generation(&d->bus->dir);
+	uint64_t gen = dir_generation(&d->dir);
 	bool first = d->table == NULL;
 	struct bus_topic *topics;
 	struct dtable *nt;
@@ -184,7 +185,7 @@ int supervise_refresh(struct daemon *d)
 	topics = malloc(sizeof *topics * BUS_MAX_TOPICS);
 	if (!topics)
 		return -ENOMEM;
-	n = dir_list(&d->bus->dir, topics, BUS_MAX_TOPICS);
+	n = dir_list(&d->dir, topics, BUS_MAX_TOPICS);
 	nt = calloc(1, sizeof *nt + count_partitions(topics, n) * sizeof nt->parts[0]);
 	if (!nt) {
 		free(topics);
@@ -230,7 +231,7 @@ void supervise_fini(struct daemon *d)
  */
 static uint64_t abort_claim(struct daemon *d, struct dpart *dp, uint64_t off, uint64_t pos)
 {
-	struct part *p = &dp->m->part;
+	struct part *p = dp->part;
 	pair128 snap = load_pair(&p->hdr->claim);
 	uint64_t end, end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end), done = 0;
 
@@ -264,7 +265,7 @@ static uint64_t abort_claim(struct daemon *d, struct dpart *dp, uint64_t off, ui
 
 static void unstick(struct daemon *d, struct dpart *dp, int64_t now)
 {
-	struct part_header *h = dp->m->part.hdr;
+	struct part_header *h = dp->part->hdr;
 	uint64_t mask = load_acquire(&h->writer_mask);
 
 	while (mask) {
@@ -302,7 +303,7 @@ void supervise_client_gone(struct daemon *d, pid_t pid)
 
 	for (size_t k = 0; t && k < t->n; k++) {
 		struct dpart *dp = t->parts[k];
-		struct part *p = &dp->m->part;
+		struct part *p = dp->part;
 		uint64_t mask = load_acquire(&p->hdr->writer_mask);
 
 		while (mask) {
@@ -336,7 +337,7 @@ void supervise_client_gone(struct daemon *d, pid_t pid)
 
 static void retire(struct daemon *d, struct dpart *dp)
 {
-	struct part *p = &dp->m->part;
+	struct part *p = dp->part;
 	struct part_cursor c;
 	uint64_t start;
 
@@ -387,7 +388,7 @@ static uint64_t oldest_open_claim(struct part *p, uint64_t tail)
  * after this one (their commit word, their payload). */
 static void flush(struct daemon *d, struct dpart *dp, int64_t now)
 {
-	struct part *p = &dp->m->part;
+	struct part *p = dp->part;
 	pair128 snap = load_pair(&p->hdr->claim);
 	uint64_t keep = oldest_open_claim(p, snap.lo);   /* before the msync */
 	bool by_time = d->cfg.flush_interval_ms &&
@@ -421,7 +422,7 @@ static void flush(struct daemon *d, struct dpart *dp, int64_t now)
 
 static void sample(struct dpart *dp, int64_t now)
 {
-	pair128 snap = load_pair(&dp->m->part.hdr->claim);
+	pair128 snap = load_pair(&dp->part->hdr->claim);
 
 	if (dp->last_ns && now > dp->last_ns) {
 		double secs = (double)(now - dp->last_ns) / 1e9;
@@ -442,7 +443,7 @@ void supervise_tick(struct daemon *d)
 	for (size_t i = 0; t && i < t->n; i++) {
 		struct dpart *dp = t->parts[i];
 
-		if (part_deleted(&dp->m->part))
+		if (part_deleted(dp->part))
 			continue;
 		sample(dp, now);
 		unstick(d, dp, now);

@@ -90,11 +90,11 @@ static void swept(void *ctx, const char *name, uint64_t files, uint64_t bytes)
  * is setgid (control.c), so this only repairs what did not inherit. */
 static void regroup_topic(struct daemon *d, const char *name, uint32_t partitions)
 {
-	_cleanup_close_ int dfd = sdir_open(d->bus->topicsfd, name, O_RDONLY | O_DIRECTORY);
+	_cleanup_close_ int dfd = sdir_open(d->topicsfd, name, O_RDONLY | O_DIRECTORY);
 	struct stat root, st;
 	char file[24];
 
-	if (dfd < 0 || fstat(d->bus->rootfd, &root) < 0)
+	if (dfd < 0 || fstat(d->rootfd, &root) < 0)
 		return;
 	for (int64_t i = -1; i < (int64_t)partitions; i++) {
 		snprintf(file, sizeof file, "%lld", (long long)i);
@@ -117,7 +117,7 @@ static void premap(struct daemon *d, struct topics *t, const char *name)
 	struct bus_topic bt;
 	struct pmap *m;
 
-	if (dir_lookup(&d->bus->dir, name, &bt) < 0)
+	if (dir_lookup(&d->dir, name, &bt) < 0)
 		return;
 	for (uint32_t i = 0; i < bt.partitions && !__atomic_load_n(&t->stop, __ATOMIC_RELAXED); i++)
 		if (cache_get(d->bus, &bt, i, &m) == 0)
@@ -302,7 +302,7 @@ void topics_declare(struct daemon *d)
 		struct bus_topic bt;
 		struct job *j;
 
-		if (dir_lookup(&d->bus->dir, c->name, &bt) == 0)
+		if (dir_lookup(&d->dir, c->name, &bt) == 0)
 			continue;
 		j = new_job(true, NULL, c->name);
 		if (!j) {

@@ -15,6 +15,16 @@
  *  - Options structs begin with `size_t sz`; fill them with SHMBUS_OPTS
  *    so the library reads only the fields your build knows.  A NULL
  *    options pointer means all defaults.  Zero means default everywhere.
+ *    A struct from a newer shmbus.h that sets a field this library does
+ *    not know is refused with -EINVAL (the message names the struct and
+ *    its size) rather than half-honoured; one whose new fields are zero
+ *    is accepted.  An sz smaller than sz itself is refused too.
+ *  - Structs the library fills begin with `size_t sz` too: set it (declare
+ *    them with SHMBUS_OPTS) and the library writes at most sz bytes, the
+ *    fields it knows, and sets sz to the bytes it wrote: a struct of an
+ *    older header gets the fields it knows, one of a newer header sees
+ *    which fields this library filled.  -EINVAL, naming the struct, if
+ *    sz is 0 or smaller than sz itself.
  *  - Destructors accept NULL.
  *  - The library never logs and never aborts the process.
  *  - Each function states its thread and process safety.
@@ -36,7 +46,10 @@ extern "C" {
 #define SHMBUS_VERSION_MINOR 0
 #define SHMBUS_VERSION_PATCH 0
 
-/* Declare and fill an options struct: SHMBUS_OPTS(shmbus_consumer_opts, o, .group = "billing"); */
+/* Declare a struct with its sz set: an options struct, filled in
+ *   SHMBUS_OPTS(shmbus_consumer_opts, o, .group = "billing");
+ * or one for the library to fill
+ *   SHMBUS_OPTS(shmbus_partition_info, info); */
 #define SHMBUS_OPTS(TYPE, NAME, ...) \
 	struct TYPE NAME = { .sz = sizeof(struct TYPE), __VA_ARGS__ }
 
@@ -122,6 +135,33 @@ SHMBUS_API const char *shmbus_root(const shmbus *bus);
 /* ------------------------------------------------------------------ */
 /* The daemon                                                          */
 
+/*
+ * What shmbusd counts of its own work since it started, as both
+ * shmbus_daemon_status() (asked of the running daemon) and
+ * shmbus_daemon_counters() (read from its counters file) report it.
+ * Embedded in both, it keeps its size: a counter added later takes a
+ * reserved word (zero from a library that does not know it).
+ */
+struct shmbus_daemon_stats {
+	uint64_t ticks;             /* supervision ticks */
+	uint64_t clients_gone;      /* registered clients whose exit it handled */
+	uint64_t unblocked;         /* stalled claims it aborted */
+	uint64_t unblocked_offsets;
+	uint64_t retention_moves;
+	uint64_t retired;           /* offsets retired by time retention */
+	uint64_t flushes, flush_errors;
+	uint64_t control_requests;
+	uint64_t control_errors;    /* malformed or refused requests */
+	uint64_t topics_created, topics_deleted;
+	struct shmbus_daemon_recovery {
+		uint64_t partitions, recovered, in_use, failed;
+		uint64_t frames, aborted, cut, cut_bytes, rebuilt;
+	} recovery;                 /* start-up recovery */
+	uint64_t status_repaired;   /* partitions' status words the bus directory
+				     * contradicted, set right at start-up */
+	uint64_t reserved[10];
+};
+
 /* What shmbusd says of itself (`shmbus status`).  An output struct that
  * grows: set sz (SHMBUS_OPTS does) and only that many bytes are written. */
 struct shmbus_daemon_status {
@@ -143,20 +183,7 @@ struct shmbus_daemon_status {
 	uint64_t topics;
 	uint64_t partitions;        /* under supervision */
 	uint64_t clients;           /* registered processes it watches */
-	uint64_t ticks;
-	uint64_t unblocked;         /* stalled claims it aborted */
-	uint64_t unblocked_offsets;
-	uint64_t clients_gone;      /* registered clients whose exit it handled */
-	uint64_t retention_moves;
-	uint64_t retired;           /* offsets retired by time retention */
-	uint64_t flushes, flush_errors;
-	uint64_t control_requests;
-	uint64_t control_errors;    /* malformed or refused requests */
-	uint64_t topics_created, topics_deleted;
-	struct {
-		uint64_t partitions, recovered, in_use, failed;
-		uint64_t frames, aborted, cut, cut_bytes, rebuilt;
-	} recovery;                 /* start-up recovery */
+	struct shmbus_daemon_stats stats;
 };
 
 /*
@@ -208,7 +235,9 @@ SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,
  * left; half-made topics of other names are removed too. */
 SHMBUS_API int shmbus_topic_delete(shmbus *bus, const char *name);
 
+/* A topic, as described and listed.  Filled by the library: set sz. */
 struct shmbus_topic_info {
+	size_t sz;
 	char name[256];
 	uint64_t id;
 	uint32_t partitions;
@@ -222,15 +251,21 @@ struct shmbus_topic_info {
 				     * (each header takes 6 bytes + name + value) */
 };
 
-/* Describe a topic.  Lock-free; safe from any thread. */
+/* Describe a topic into ret (ret->sz set).  Lock-free; safe from any
+ * thread. */
 SHMBUS_API int shmbus_topic_describe(shmbus *bus, const char *name,
 				     struct shmbus_topic_info *ret);
 
 /* Copy up to max topics into out; returns the number of topics (which
- * may exceed max).  Lock-free; safe from any thread. */
+ * may exceed max).  out is an array of max structs of out[0].sz bytes
+ * each: set sz in the first (SHMBUS_OPTS or out[0].sz = sizeof out[0]);
+ * the library sets it in the others.  out may be NULL when max is 0.
+ * Lock-free; safe from any thread. */
 SHMBUS_API int shmbus_topic_list(shmbus *bus, struct shmbus_topic_info *out, size_t max);
 
+/* Filled by the library: set sz. */
 struct shmbus_partition_info {
+	size_t sz;
 	uint64_t low;               /* lowest readable offset */
 	uint64_t high;              /* end offset: the next to be appended */
 	uint64_t tail;              /* bytes ever appended (absolute position) */
@@ -252,7 +287,9 @@ struct shmbus_partition_info {
 SHMBUS_API int shmbus_partition_info(shmbus *bus, const char *topic, uint32_t partition,
 				     struct shmbus_partition_info *ret);
 
+/* Filled by the library: set sz. */
 struct shmbus_recovery {
+	size_t sz;
 	uint64_t first_offset;      /* lowest readable offset after the scan */
 	uint64_t end_offset;        /* the end offset after the scan */
 	uint64_t frames;            /* committed records checked */
@@ -262,9 +299,7 @@ struct shmbus_recovery {
 	bool rebuilt;               /* index and claim word rebuilt from the data */
 	char reason[200];           /* why the tail was cut ("" if not) */
 	uint32_t repaired;          /* SHMBUS_REPAIRED_*: marks of the partition's status
-				     * word the bus directory contradicts, set right
-				     * (in the struct's former padding: its size is
-				     * unchanged) */
+				     * word the bus directory contradicts, set right */
 };
 
 #define SHMBUS_REPAIRED_DELETED  (1u << 0) /* marked deleted, but its topic exists: unmarked */
@@ -505,7 +540,9 @@ SHMBUS_API int shmbus_consumer_commit_offset(shmbus_consumer *c, const char *top
 SHMBUS_API int shmbus_consumer_committed(shmbus_consumer *c, const char *topic,
 					 int32_t partition, uint64_t *ret);
 
+/* Filled by the library: set sz. */
 struct shmbus_consumer_stats {
+	size_t sz;
 	uint64_t delivered;         /* records returned by poll */
 	uint64_t laps;              /* times an offset was lost to a lap or retention */
 	uint64_t lost;              /* offsets skipped because of those */
@@ -562,22 +599,9 @@ struct shmbus_daemon_counters {
 	int64_t heartbeat_ns;       /* its last supervision tick (CLOCK_REALTIME) */
 	int64_t tick_ns;            /* its supervision period */
 	bool has_counters;          /* the counters file was read (else what follows is 0) */
-	uint64_t ticks;
 	uint64_t partitions;        /* under supervision */
 	uint64_t clients;           /* registered processes it watches */
-	uint64_t clients_gone;      /* registered clients whose exit it handled */
-	uint64_t unblocked;         /* stalled claims it aborted */
-	uint64_t unblocked_offsets;
-	uint64_t retention_moves;
-	uint64_t retired;           /* offsets retired by time retention */
-	uint64_t flushes, flush_errors;
-	uint64_t control_requests;
-	uint64_t control_errors;    /* malformed or refused requests */
-	uint64_t topics_created, topics_deleted;
-	struct {
-		uint64_t partitions, recovered, in_use, failed;
-		uint64_t frames, aborted, cut, cut_bytes, rebuilt;
-	} recovery;                 /* start-up recovery */
+	struct shmbus_daemon_stats stats;
 };
 
 /*

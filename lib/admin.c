@@ -42,25 +42,40 @@ static void topic_info(const struct bus_topic *t, struct shmbus_topic_info *ret)
 
 SHMBUS_API int shmbus_topic_describe(shmbus *bus, const char *name, struct shmbus_topic_info *ret)
 {
+	struct shmbus_topic_info info;
 	struct bus_topic t;
-	int rc = topic_lookup(bus, name, &t);
+	int rc = OUT_CHECK(shmbus_topic_info, ret);
 
+	if (rc == 0)
+		rc = topic_lookup(bus, name, &t);
 	if (rc)
 		return rc;
-	topic_info(&t, ret);
+	topic_info(&t, &info);
+	OUT_STORE(ret, info);
 	return 0;
 }
 
 SHMBUS_API int shmbus_topic_list(shmbus *bus, struct shmbus_topic_info *out, size_t max)
 {
-	struct bus_topic *all = malloc(sizeof *all * BUS_MAX_TOPICS);
+	struct bus_topic *all;
+	struct shmbus_topic_info info;
+	size_t stride = 0;
 	int n;
 
+	if (max) {
+		n = OUT_CHECK(shmbus_topic_info, out);
+		if (n < 0)
+			return n;
+		stride = out->sz; /* the caller's struct, maybe not ours */
+	}
+	all = malloc(sizeof *all * BUS_MAX_TOPICS);
 	if (!all)
 		return lib_err(-ENOMEM, "out of memory");
 	n = dir_list(&bus->dir, all, BUS_MAX_TOPICS);
-	for (int i = 0; i < n && (size_t)i < max; i++)
-		topic_info(&all[i], &out[i]);
+	for (int i = 0; i < n && (size_t)i < max; i++) {
+		topic_info(&all[i], &info);
+		out_store((char *)out + (size_t)i * stride, stride, &info, sizeof info);
+	}
 	free(all);
 	return n;
 }
@@ -79,13 +94,16 @@ static int get_partition(shmbus *bus, const char *topic, int32_t partition, stru
 }
 
 SHMBUS_API int shmbus_partition_info(shmbus *bus, const char *topic, uint32_t partition,
-				     struct shmbus_partition_info *ret)
+				     struct shmbus_partition_info *out)
 {
+	struct shmbus_partition_info info, *ret = &info; /* copied to out up to its sz */
 	struct part_header *h;
 	struct pmap *m;
 	uint64_t low, high, min_pos = UINT64_MAX;
-	int rc = get_partition(bus, topic, (int32_t)partition, &m);
+	int rc = OUT_CHECK(shmbus_partition_info, out);
 
+	if (rc == 0)
+		rc = get_partition(bus, topic, (int32_t)partition, &m);
 	if (rc)
 		return rc;
 	h = m->part.hdr;
@@ -118,15 +136,12 @@ SHMBUS_API int shmbus_partition_info(shmbus *bus, const char *topic, uint32_t pa
 	if (ret->registered_consumers)
 		ret->min_consumer_lag = min_pos > UINT32_MAX ? UINT32_MAX : (uint32_t)min_pos;
 	cache_put(m);
+	OUT_STORE(out, info);
 	return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* Recovery                                                            */
-
-_Static_assert(sizeof(struct shmbus_recovery) == 256 &&
-	       offsetof(struct shmbus_recovery, repaired) == 252,
-	       "repaired sits in what was padding: the struct's size is its ABI");
 
 /* What was wrong with a status word found as `old` (format.md §8). */
 static uint32_t status_faults(bool live, uint64_t want, uint64_t old)
@@ -223,25 +238,23 @@ static int recover_locked(shmbus *bus, const char *topic, uint32_t partition, st
 
 	if (rc)
 		return rc;
-	/* only while no other process has it mapped (format.md §11) */
-	rc = usage_try_exclusive(bus->usagefd, m->topic_id, m->partition);
+	rc = pmap_recover(bus, m, r); /* only while no other process maps it */
 	if (rc == -EBUSY)
 		return in_use(topic, partition, *repaired, live);
-	if (rc)
-		return rc;
-	rc = part_recover(&m->part, r);
-	usage_share(bus->usagefd, m->topic_id, m->partition);
 	return rc;
 }
 
 SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t partition,
-					struct shmbus_recovery *ret)
+					struct shmbus_recovery *out)
 {
+	struct shmbus_recovery rec, *ret = &rec; /* copied to out up to its sz */
 	struct part_recovery r;
 	uint32_t repaired = 0;
 	struct pmap *m;
-	int rc = get_partition(bus, topic, (int32_t)partition, &m);
+	int rc = OUT_CHECK(shmbus_recovery, out);
 
+	if (rc == 0)
+		rc = get_partition(bus, topic, (int32_t)partition, &m);
 	if (rc)
 		return rc;
 	rc = admin_lock(bus);
@@ -262,6 +275,7 @@ SHMBUS_API int shmbus_partition_recover(shmbus *bus, const char *topic, uint32_t
 	ret->rebuilt = r.rebuilt;
 	ret->repaired = repaired;
 	snprintf(ret->reason, sizeof ret->reason, "%s", r.reason);
+	OUT_STORE(out, rec);
 	return 0;
 }
 

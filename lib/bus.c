@@ -184,7 +184,9 @@ SHMBUS_API int shmbus_open(const struct shmbus_open_opts *opts, shmbus **ret)
 	shmbus *bus;
 	int rc;
 
-	OPTS_COPY(o, opts);
+	rc = OPTS_LOAD(shmbus_open_opts, o, opts);
+	if (rc < 0)
+		return rc;
 	bus = calloc(1, sizeof *bus);
 	if (!bus)
 		return lib_err(-ENOMEM, "out of memory");

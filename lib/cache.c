@@ -17,6 +17,7 @@
 
 #include <urcu/call-rcu.h>
 
+#include "../shm/recover.h"
 #include "../shm/usage.h"
 
 struct key {
@@ -63,6 +64,23 @@ void cache_put(struct pmap *m)
 {
 	if (m)
 		urcu_ref_put(&m->ref, release);
+}
+
+struct part *pmap_part(struct pmap *m)
+{
+	return &m->part;
+}
+
+int pmap_recover(shmbus *bus, struct pmap *m, struct part_recovery *ret)
+{
+	/* the exclusive lock only while no other process has it mapped (format.md §11) */
+	int rc = usage_try_exclusive(bus->usagefd, m->topic_id, m->partition);
+
+	if (rc < 0)
+		return rc;
+	rc = part_recover(&m->part, ret);
+	usage_share(bus->usagefd, m->topic_id, m->partition);
+	return rc;
 }
 
 static struct pmap *lookup(shmbus *bus, const struct key *k, unsigned long hash)

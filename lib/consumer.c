@@ -59,7 +59,9 @@ SHMBUS_API int shmbus_consumer_new(shmbus *bus, const struct shmbus_consumer_opt
 	shmbus_consumer *c;
 	int rc;
 
-	OPTS_COPY(o, opts);
+	rc = OPTS_LOAD(shmbus_consumer_opts, o, opts);
+	if (rc < 0)
+		return rc;
 	if (o.reset > SHMBUS_RESET_ERROR)
 		return lib_err(-EINVAL, "unknown reset policy %d", (int)o.reset);
 	if (o.group && !dir_name_valid(o.group))
@@ -763,6 +765,9 @@ SHMBUS_API int shmbus_consumer_committed(shmbus_consumer *c, const char *topic, 
 
 SHMBUS_API int shmbus_consumer_stats(const shmbus_consumer *c, struct shmbus_consumer_stats *ret)
 {
-	*ret = c->st;
-	return 0;
+	int rc = OUT_CHECK(shmbus_consumer_stats, ret);
+
+	if (rc == 0)
+		OUT_STORE(ret, c->st);
+	return rc;
 }

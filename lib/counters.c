@@ -15,6 +15,12 @@
 #include "../shm/counters.h"
 #include "../shm/proc.h"
 
+/* DAEMON_STATS names every counter (the reserved words excepted). */
+#define SIZE_OF(field, attr, word) +sizeof(((struct shmbus_daemon_stats *)0)->field)
+_Static_assert(0 DAEMON_STATS(SIZE_OF) == offsetof(struct shmbus_daemon_stats, reserved),
+	       "DAEMON_STATS misses a field of struct shmbus_daemon_stats");
+#undef SIZE_OF
+
 /* What the two files say of the daemon. */
 struct seen {
 	uint32_t pid;               /* the serving daemon's, else the last one's */
@@ -89,34 +95,16 @@ static void fill_counters(const struct seen *s, struct shmbus_daemon_counters *r
 	const struct ctr_daemon *v = &s->v;
 
 	r->has_counters = true;
+	r->partitions = v->partitions;
+	r->clients = v->clients;
+#define GET(field, attr, word) r->stats.field = v->word;
+	DAEMON_STATS(GET)
+#undef GET
 	snprintf(r->version, sizeof r->version, "%u.%u.%u", (unsigned)(v->version >> 16),
 		 (unsigned)(v->version >> 8 & 0xff), (unsigned)(v->version & 0xff));
 	snprintf(r->metrics, sizeof r->metrics, "%s", s->endpoint);
 	r->started_ns = v->started_ns;
 	r->tick_ns = v->tick_ns;
-	r->ticks = v->ticks;
-	r->partitions = v->partitions;
-	r->clients = v->clients;
-	r->clients_gone = v->clients_gone;
-	r->unblocked = v->unblocked;
-	r->unblocked_offsets = v->unblocked_offsets;
-	r->retention_moves = v->retention_moves;
-	r->retired = v->retired;
-	r->flushes = v->flushes;
-	r->flush_errors = v->flush_errors;
-	r->control_requests = v->control_requests;
-	r->control_errors = v->control_errors;
-	r->topics_created = v->topics_created;
-	r->topics_deleted = v->topics_deleted;
-	r->recovery.partitions = v->rec_partitions;
-	r->recovery.recovered = v->rec_recovered;
-	r->recovery.in_use = v->rec_in_use;
-	r->recovery.failed = v->rec_failed;
-	r->recovery.frames = v->rec_frames;
-	r->recovery.aborted = v->rec_aborted;
-	r->recovery.cut = v->rec_cut;
-	r->recovery.cut_bytes = v->rec_cut_bytes;
-	r->recovery.rebuilt = v->rec_rebuilt;
 }
 
 SHMBUS_API int shmbus_daemon_counters(shmbus *bus, struct shmbus_daemon_counters *ret)
@@ -125,18 +113,17 @@ SHMBUS_API int shmbus_daemon_counters(shmbus *bus, struct shmbus_daemon_counters
 	struct seen s;
 	int rc;
 
-	if (!ret || !ret->sz)
-		return lib_err(-EINVAL, "struct shmbus_daemon_counters: set sz (SHMBUS_OPTS does)");
-	rc = observe(bus, &s, &r.state);
+	rc = OUT_CHECK(shmbus_daemon_counters, ret);
+	if (rc == 0)
+		rc = observe(bus, &s, &r.state);
 	if (rc < 0)
 		return rc;
-	r.sz = ret->sz;
 	r.pid = (int32_t)s.pid;
 	r.heartbeat_ns = s.heartbeat_ns;
 	snprintf(r.control_socket, sizeof r.control_socket, "%s", s.control_socket);
 	if (s.has_block)
 		fill_counters(&s, &r);
-	memcpy(ret, &r, ret->sz < sizeof r ? ret->sz : sizeof r);
+	OUT_STORE(ret, r);
 	return 0;
 }
 
@@ -151,9 +138,9 @@ SHMBUS_API int shmbus_partition_rate(shmbus *bus, const char *topic, uint32_t pa
 	struct seen s;
 	int rc;
 
-	if (!ret || !ret->sz)
-		return lib_err(-EINVAL, "struct shmbus_partition_rate: set sz (SHMBUS_OPTS does)");
-	rc = topic_lookup(bus, topic, &t);
+	rc = OUT_CHECK(shmbus_partition_rate, ret);
+	if (rc == 0)
+		rc = topic_lookup(bus, topic, &t);
 	if (rc == 0)
 		rc = check_partition(topic, t.partitions, (int32_t)partition);
 	if (rc < 0)
@@ -172,10 +159,9 @@ SHMBUS_API int shmbus_partition_rate(shmbus *bus, const char *topic, uint32_t pa
 	if (rc < 0)
 		return lib_err(-ENOENT, "partition %s/%u has no rate yet: shmbusd samples it each "
 			       "tick", topic, partition);
-	r.sz = ret->sz;
 	r.records_per_s = v.records_per_s;
 	r.bytes_per_s = v.bytes_per_s;
 	r.sampled_ns = v.sampled_ns;
-	memcpy(ret, &r, ret->sz < sizeof r ? ret->sz : sizeof r);
+	OUT_STORE(ret, r);
 	return 0;
 }

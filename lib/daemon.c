@@ -50,34 +50,6 @@ struct served {
 /* A request being built: its type and what goes in it. */
 typedef void (*build_fn)(struct ctl_out *o, const void *arg);
 
-int ctl_sockaddr(const char *path, struct sockaddr_un *sa, int *dirfd)
-{
-	const char *base = strrchr(path, '/');
-	char dir[PATH_MAX];
-	size_t len = strlen(path);
-
-	memset(sa, 0, sizeof *sa);
-	sa->sun_family = AF_UNIX;
-	*dirfd = -1;
-	if (len < sizeof sa->sun_path) {
-		memcpy(sa->sun_path, path, len + 1);
-		return 0;
-	}
-	if (!base || base == path || (size_t)(base - path) >= sizeof dir)
-		return -ENAMETOOLONG;
-	snprintf(dir, sizeof dir, "%.*s", (int)(base - path), path);
-	*dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (*dirfd < 0)
-		return -errno;
-	if ((size_t)snprintf(sa->sun_path, sizeof sa->sun_path, "/proc/self/fd/%d/%s", *dirfd,
-			     base + 1) >= sizeof sa->sun_path) {
-		close(*dirfd);
-		*dirfd = -1;
-		return -ENAMETOOLONG;
-	}
-	return 0;
-}
-
 /* Does a daemon serve the root?  0, or -ENOENT with why it does not. */
 static int served_by(shmbus *bus, struct served *ret)
 {
@@ -472,27 +444,9 @@ static void read_status(const struct ctl_msg *rep, void *out)
 	s->topics = n[CTL_A_TOPICS];
 	s->partitions = n[CTL_A_PARTITION_COUNT];
 	s->clients = n[CTL_A_CLIENTS];
-	s->ticks = n[CTL_A_TICKS];
-	s->unblocked = n[CTL_A_UNBLOCKED];
-	s->unblocked_offsets = n[CTL_A_UNBLOCKED_OFFSETS];
-	s->clients_gone = n[CTL_A_CLIENTS_GONE];
-	s->retention_moves = n[CTL_A_RETENTION_MOVES];
-	s->retired = n[CTL_A_RETIRED];
-	s->flushes = n[CTL_A_FLUSHES];
-	s->flush_errors = n[CTL_A_FLUSH_ERRORS];
-	s->control_requests = n[CTL_A_CONTROL_REQUESTS];
-	s->control_errors = n[CTL_A_CONTROL_ERRORS];
-	s->topics_created = n[CTL_A_TOPICS_CREATED];
-	s->topics_deleted = n[CTL_A_TOPICS_DELETED];
-	s->recovery.partitions = n[CTL_A_RECOVERY_PARTITIONS];
-	s->recovery.recovered = n[CTL_A_RECOVERY_RECOVERED];
-	s->recovery.in_use = n[CTL_A_RECOVERY_IN_USE];
-	s->recovery.failed = n[CTL_A_RECOVERY_FAILED];
-	s->recovery.frames = n[CTL_A_RECOVERY_FRAMES];
-	s->recovery.aborted = n[CTL_A_RECOVERY_ABORTED];
-	s->recovery.cut = n[CTL_A_RECOVERY_CUT];
-	s->recovery.cut_bytes = n[CTL_A_RECOVERY_CUT_BYTES];
-	s->recovery.rebuilt = n[CTL_A_RECOVERY_REBUILT];
+#define GET(field, attr, word) s->stats.field = n[CTL_A_##attr];
+	DAEMON_STATS(GET)
+#undef GET
 }
 
 /* -ENOENT for a status without a daemon, with why there is none. */
@@ -513,12 +467,10 @@ static int no_daemon(shmbus *bus)
 SHMBUS_API int shmbus_daemon_status(shmbus *bus, struct shmbus_daemon_status *ret)
 {
 	struct shmbus_daemon_status *s;
-	size_t n;
-	int rc;
+	int rc = OUT_CHECK(shmbus_daemon_status, ret);
 
-	if (!ret || ret->sz == 0)
-		return lib_err(-EINVAL, "shmbus_daemon_status: set ret->sz (declare the struct with "
-			       "SHMBUS_OPTS)");
+	if (rc < 0)
+		return rc;
 	s = calloc(1, sizeof *s);
 	if (!s)
 		return lib_err(-ENOMEM, "out of memory");
@@ -526,11 +478,8 @@ SHMBUS_API int shmbus_daemon_status(shmbus *bus, struct shmbus_daemon_status *re
 			    : run(bus, CTL_STATUS, NULL, NULL, STATUS_TIMEOUT_MS, read_status, s);
 	if (rc == DAEMON_NONE)
 		rc = no_daemon(bus);
-	if (rc == 0) {
-		n = ret->sz < sizeof *s ? ret->sz : sizeof *s;
-		s->sz = ret->sz;
-		memcpy(ret, s, n);
-	}
+	if (rc == 0)
+		OUT_STORE(ret, *s);
 	free(s);
 	return rc;
 }

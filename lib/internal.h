@@ -1,6 +1,7 @@
 /*
  * internal.h - what the files of libshmbus share: the bus handle, the
- * per-process cache of mapped partitions, and error helpers.
+ * per-process cache of mapped partitions, and error helpers.  Private to
+ * lib/ (and tests): what shmbusd may use is in shmbus_private.h.
  */
 #ifndef SHMBUS_LIB_INTERNAL_H
 #define SHMBUS_LIB_INTERNAL_H
@@ -16,21 +17,53 @@
 #include <urcu/ref.h>
 
 #include "shmbus.h"
+#include "shmbus_private.h"
 #include "../shm/directory.h"
 #include "../shm/error.h"
 #include "../shm/groups.h"
 #include "../shm/partition.h"
 
-/* Copy the caller's options struct: only the fields its `sz` covers. */
-#define OPTS_COPY(dst, src)                                                      \
-	do {                                                                     \
-		memset(&(dst), 0, sizeof(dst));                                  \
-		if (src) {                                                       \
-			size_t n_ = (src)->sz < sizeof(dst) ? (src)->sz : sizeof(dst); \
-			memcpy(&(dst), (src), n_);                               \
-		}                                                                \
-		(dst).sz = sizeof(dst);                                          \
-	} while (0)
+/*
+ * Load the caller's options struct src (NULL: every default) into dst, a
+ * struct TYPE of this library (lib/opts.c): the fields src's sz covers,
+ * zero (the defaults) for the rest, and dst's sz set to our size.
+ * -EINVAL, with a message naming the struct and its size, if sz cannot
+ * be a size or if src sets a byte past the fields this library knows
+ * (libbpf's OPTS_VALID).  Every function taking an options struct
+ * starts with it.
+ */
+int opts_load(void *dst, size_t size, const void *src, const char *type);
+#define OPTS_LOAD(TYPE, dst, src)                                                     \
+	({                                                                            \
+		_Static_assert(__builtin_types_compatible_p(__typeof__(dst), struct TYPE) && \
+			       __builtin_types_compatible_p(__typeof__(*(src)), struct TYPE), \
+			       "OPTS_LOAD: not a struct " #TYPE);                     \
+		opts_load(&(dst), sizeof(struct TYPE), (src), "struct " #TYPE);      \
+	})
+
+/*
+ * A struct the library fills (lib/opts.c): OUT_CHECK first, before any
+ * work, gives -EINVAL naming the struct when ret is NULL or its sz
+ * cannot hold the mandatory prefix (sz itself); OUT_STORE then copies the
+ * library's src into it, the bytes that fit in ret->sz, and sets ret->sz
+ * to the number written.  Any prefix of the struct is served: a caller
+ * built against an older header gets the fields it knows, one built
+ * against a newer header learns from sz which fields were filled.
+ */
+int out_check(const void *ret, const char *type);
+void out_store(void *ret, size_t sz, const void *src, size_t size);
+#define OUT_CHECK(TYPE, ret)                                                          \
+	({                                                                            \
+		_Static_assert(__builtin_types_compatible_p(__typeof__(*(ret)), struct TYPE), \
+			       "OUT_CHECK: not a struct " #TYPE);                     \
+		out_check((ret), "struct " #TYPE);                                    \
+	})
+#define OUT_STORE(ret, src)                                                           \
+	({                                                                            \
+		_Static_assert(__builtin_types_compatible_p(__typeof__(*(ret)), __typeof__(src)), \
+			       "OUT_STORE: src and ret differ");                      \
+		out_store((ret), (ret)->sz, &(src), sizeof(src));                     \
+	})
 
 struct shmbus {
 	char root[PATH_MAX];
@@ -70,9 +103,7 @@ struct pmap {
 	int usagefd;                /* holds the usage lock, or -1 */
 };
 
-/* Map (or find mapped) partition `partition` of topic `t`. */
-int cache_get(shmbus *bus, const struct bus_topic *t, uint32_t partition, struct pmap **ret);
-void cache_put(struct pmap *m);
+/* cache_get, cache_put, pmap_part and pmap_recover: shmbus_private.h */
 
 /* Drop cached partitions of topics no longer in the directory. */
 void cache_sweep(shmbus *bus);
@@ -88,42 +119,8 @@ int make_shared_dir(int parentfd, const char *name);
 int admin_lock(shmbus *bus);
 void admin_unlock(shmbus *bus);
 
-/* What shmbusd gives the admin calls below (NULL: nothing). */
-struct admin_hooks {
-	const int *stop;        /* non-zero: give up with -ECANCELED, removing what was
-				 * made (checked between partitions and while waiting
-				 * for the lock) */
-	/* a half-made topic was removed (left by an interrupted create) */
-	void (*swept)(void *ctx, const char *name, uint64_t files, uint64_t bytes);
-	void *ctx;
-};
-
-/*
- * Create or delete a topic here, under the admin lock: what
- * shmbus_topic_create/delete do when no daemon serves the root, and what
- * shmbusd's worker does for its clients (topics.c).  Both first remove
- * every half-made topic; create checks the filesystem has room for all
- * its files before it makes one; delete of a half-made topic's name
- * removes it and returns 0.
- */
-int admin_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *o,
-		       const struct admin_hooks *h);
-int admin_topic_delete(shmbus *bus, const char *name, const struct admin_hooks *h);
-
-/* Remove the half-made topics (shmbusd at start); how many, or -errno. */
-int admin_sweep(shmbus *bus, const struct admin_hooks *h);
-
-/*
- * Check the status word of partition m of topic `topic` against the bus
- * directory (format.md §2, §8), under the root's admin lock, and set it
- * right: *ret_repaired gets the SHMBUS_REPAIRED_* bits of what was wrong.
- * 0, or -errno (-EROFS: mapped read-only).
- */
-int topic_status_repair(shmbus *bus, const char *topic, struct pmap *m, uint32_t *ret_repaired);
-
-/* What SHMBUS_REPAIRED_* bits `repaired` say was wrong, in words; `live`:
- * the topic exists (else it was deleted). */
-void status_repair_text(char *buf, size_t len, const char *topic, uint32_t repaired, bool live);
+/* admin_topic_create/delete, admin_sweep, topic_status_repair and
+ * status_repair_text: shmbus_private.h */
 
 /* Look a topic up, with an error message naming it and the fix. */
 int topic_lookup(shmbus *bus, const char *name, struct bus_topic *ret);
@@ -147,12 +144,6 @@ void daemon_link_open(shmbus *bus);
 void daemon_link_close(shmbus *bus);
 int daemon_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *o);
 int daemon_topic_delete(shmbus *bus, const char *name);
-
-/* The address of a control socket at path; paths longer than sun_path go
- * through /proc/self/fd/N of their directory, opened into *dirfd (close
- * it after bind or connect; -1 if unused).  0 or -errno. */
-struct sockaddr_un;
-int ctl_sockaddr(const char *path, struct sockaddr_un *sa, int *dirfd);
 
 /* Record an error message and return err. */
 #define lib_err(err, ...) shm_err((err), __VA_ARGS__)

@@ -40,7 +40,9 @@ SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
 	shmbus_producer *p;
 	int rc;
 
-	OPTS_COPY(o, opts);
+	rc = OPTS_LOAD(shmbus_producer_opts, o, opts);
+	if (rc < 0)
+		return rc;
 	p = calloc(1, sizeof *p);
 	if (!p)
 		return lib_err(-ENOMEM, "out of memory");

@@ -337,8 +337,9 @@ int admin_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_
 	struct bus_topic t, old;
 	int rc;
 
-	OPTS_COPY(o, opts);
-	rc = topic_params(name, &o, &t);
+	rc = OPTS_LOAD(shmbus_topic_opts, o, opts);
+	if (rc == 0)
+		rc = topic_params(name, &o, &t);
 	if (rc == 0)
 		rc = lock_unless_stopped(bus, name, h);
 	if (rc)
@@ -366,8 +367,9 @@ SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,
 	struct bus_topic t;
 	int rc;
 
-	OPTS_COPY(o, opts);
-	rc = topic_params(name, &o, &t); /* a clear error before asking anyone */
+	rc = OPTS_LOAD(shmbus_topic_opts, o, opts);
+	if (rc == 0)
+		rc = topic_params(name, &o, &t); /* a clear error before asking anyone */
 	if (rc)
 		return rc;
 	rc = daemon_topic_create(bus, name, &o); /* shmbusd does it, if one serves */

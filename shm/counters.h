@@ -83,7 +83,8 @@ struct ctr_daemon {
 	uint64_t rec_cut_bytes;
 	uint64_t rec_rebuilt;
 	uint64_t rates_full;         /* partitions left out: the entry table was full */
-	uint64_t reserved[32];
+	uint64_t rec_status_repaired; /* status words set right from the directory */
+	uint64_t reserved[31];
 };
 _Static_assert(sizeof(struct ctr_daemon) == 512, "daemon block is 512 bytes");
 
@@ -94,7 +95,7 @@ _Static_assert(sizeof(struct ctr_daemon) == 512, "daemon block is 512 bytes");
 	X(flushes) X(flush_errors) X(control_requests) X(control_errors)         \
 	X(topics_created) X(topics_deleted) X(rec_partitions) X(rec_recovered)   \
 	X(rec_in_use) X(rec_failed) X(rec_frames) X(rec_aborted) X(rec_cut)      \
-	X(rec_cut_bytes) X(rec_rebuilt) X(rates_full)
+	X(rec_cut_bytes) X(rec_rebuilt) X(rates_full) X(rec_status_repaired)
 
 struct ctr_header {
 	/* [0, 128): identity, written once at creation */

@@ -7,12 +7,21 @@
  * writes to the buffer and never keeps a pointer past its end: strings
  * are accepted only when their last byte is their only NUL, so they can
  * be used in place.
+ *
+ * At the end, the socket's address, shared by the daemon (bind) and the
+ * library (connect).
  */
 #include "ctlproto.h"
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "error.h"
 
@@ -37,7 +46,7 @@ static const struct attr_desc attrs[CTL_A_COUNT] = {
 	A(TOPICS_DELETED, U64), A(RECOVERY_PARTITIONS, U64), A(RECOVERY_RECOVERED, U64),
 	A(RECOVERY_IN_USE, U64), A(RECOVERY_FAILED, U64), A(RECOVERY_FRAMES, U64),
 	A(RECOVERY_ABORTED, U64), A(RECOVERY_CUT, U64), A(RECOVERY_CUT_BYTES, U64),
-	A(RECOVERY_REBUILT, U64),
+	A(RECOVERY_REBUILT, U64), A(RECOVERY_STATUS_REPAIRED, U64),
 };
 #undef A
 
@@ -349,4 +358,42 @@ int ctl_encode(const struct ctl_msg *m, void *buf, size_t cap)
 			ctl_put_num(&o, a, m->num[a]);
 	}
 	return ctl_finish(&o);
+}
+
+/* ------------------------------------------------------------------ */
+/* The socket's address                                                */
+
+int ctl_default_path(const char *root, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s", root, CTL_SOCKET_NAME);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int ctl_sockaddr(const char *path, struct sockaddr_un *sa, int *dirfd)
+{
+	const char *base = strrchr(path, '/');
+	char dir[PATH_MAX];
+	size_t len = strlen(path);
+
+	memset(sa, 0, sizeof *sa);
+	sa->sun_family = AF_UNIX;
+	*dirfd = -1;
+	if (len < sizeof sa->sun_path) {
+		memcpy(sa->sun_path, path, len + 1);
+		return 0;
+	}
+	if (!base || base == path || (size_t)(base - path) >= sizeof dir)
+		return -ENAMETOOLONG;
+	snprintf(dir, sizeof dir, "%.*s", (int)(base - path), path);
+	*dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (*dirfd < 0)
+		return -errno;
+	if ((size_t)snprintf(sa->sun_path, sizeof sa->sun_path, "/proc/self/fd/%d/%s", *dirfd,
+			     base + 1) >= sizeof sa->sun_path) {
+		close(*dirfd);
+		*dirfd = -1;
+		return -ENAMETOOLONG;
+	}
+	return 0;
 }

@@ -7,6 +7,10 @@
  * untrusted and checked before use; a decoded message never points
  * outside the buffer it was decoded from.  Attributes of types this side
  * does not know are skipped, which is what lets the protocol grow.
+ *
+ * Beside the codec, the socket's address (protocol.md §1), so that both
+ * ends reach a path the same way: the default path the daemon derives
+ * from its root, and the sockaddr for a path, long ones included.
  */
 #ifndef SHMBUS_SHM_CTLPROTO_H
 #define SHMBUS_SHM_CTLPROTO_H
@@ -20,6 +24,7 @@
 #define CTL_HDR_SIZE  16u
 #define CTL_ATTR_HDR  4u
 #define CTL_MSG_MAX   65536u      /* the largest message, header included */
+#define CTL_SOCKET_NAME "control" /* the default socket: <root>/control */
 
 /* Message types (protocol.md §3). */
 enum ctl_type {
@@ -88,9 +93,10 @@ enum ctl_attr {
 	CTL_A_RECOVERY_CUT = 51,         /* u64 */
 	CTL_A_RECOVERY_CUT_BYTES = 52,   /* u64 */
 	CTL_A_RECOVERY_REBUILT = 53,     /* u64 */
+	CTL_A_RECOVERY_STATUS_REPAIRED = 54, /* u64 */
 	CTL_A_COUNT                   /* one past the last known type */
 };
-_Static_assert(CTL_A_COUNT == 54, "attribute numbers are an ABI: append, never renumber");
+_Static_assert(CTL_A_COUNT == 55, "attribute numbers are an ABI: append, never renumber");
 
 /* What an attribute's value is. */
 enum ctl_kind {
@@ -171,5 +177,21 @@ int ctl_finish(struct ctl_out *o);
 /* Encode every attribute a decoded message has, in type order, with its
  * header's type and seq: the length, or -EMSGSIZE. */
 int ctl_encode(const struct ctl_msg *m, void *buf, size_t cap);
+
+/* The socket's address (protocol.md §1) */
+
+/* The default socket path of a root, <root>/control, into buf: 0, or
+ * -ENAMETOOLONG if it does not fit in len bytes. */
+int ctl_default_path(const char *root, char *buf, size_t len);
+
+/*
+ * The address of the control socket at path, for bind (the daemon) or
+ * connect (libshmbus).  A path longer than sun_path is reached through
+ * /proc/self/fd/N/<name> of its directory, opened (O_PATH) into *dirfd:
+ * close it after the bind or connect; -1 if unused.  0 or -errno
+ * (-ENAMETOOLONG when even that does not fit).
+ */
+struct sockaddr_un;
+int ctl_sockaddr(const char *path, struct sockaddr_un *sa, int *dirfd);
 
 #endif

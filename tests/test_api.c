@@ -137,7 +137,7 @@ static void nested_root_is_created_and_reopened(void **state)
 	struct env *e = *state;
 	char root[512];
 	shmbus *b1, *b2;
-	struct shmbus_topic_info info;
+	SHMBUS_OPTS(shmbus_topic_info, info);
 
 	snprintf(root, sizeof root, "%s/a/b/c", e->root);
 	b1 = tu_open(root);
@@ -211,8 +211,10 @@ static void topic_is_created_described_listed_and_deleted(void **state)
 	struct env *e = *state;
 	SHMBUS_OPTS(shmbus_topic_opts, o, .partitions = 3, .capacity = 65536,
 		    .policy = SHMBUS_POLICY_BACKPRESSURE, .retention_ms = 5000);
-	struct shmbus_topic_info info, list[4];
-	struct shmbus_partition_info pi[3];
+	SHMBUS_OPTS(shmbus_topic_info, info);
+	struct shmbus_topic_info list[4] = { { .sz = sizeof list[0] } };
+	struct shmbus_partition_info pi[3] = { { .sz = sizeof pi[0] }, { .sz = sizeof pi[0] },
+					       { .sz = sizeof pi[0] } };
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -257,7 +259,7 @@ static void topic_errors_name_the_topic(void **state)
 	SHMBUS_OPTS(shmbus_topic_opts, bad_ret, .capacity = 4096, .retention_ms = -1);
 	SHMBUS_OPTS(shmbus_topic_opts, too_many, .capacity = 4096, .partitions = 1000000);
 	SHMBUS_OPTS(shmbus_topic_opts, bad_policy, .capacity = 4096, .policy = 7);
-	struct shmbus_topic_info info;
+	SHMBUS_OPTS(shmbus_topic_info, info);
 	shmbus_producer *p = NULL;
 
 	assert_int_equal(shmbus_topic_create(e->bus, "bad/name", NULL), -EINVAL);
@@ -839,8 +841,8 @@ static void lapped_consumer_resets_to_the_earliest_record(void **state)
 		    .ctx = &l);
 	shmbus_consumer *c = consumer(e->bus, &o);
 	shmbus_producer *p;
-	struct shmbus_partition_info pi;
-	struct shmbus_consumer_stats st;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
+	SHMBUS_OPTS(shmbus_consumer_stats, st);
 	struct shmbus_message m[8];
 
 	make_topic(e->bus, "t", 1, 4096, SHMBUS_POLICY_OVERWRITE);
@@ -908,8 +910,8 @@ static void overwritten_padding_before_a_held_record_is_no_lap(void **state)
 		    .ctx = &l);
 	shmbus_consumer *c = consumer(e->bus, &o);
 	shmbus_producer *p;
-	struct shmbus_partition_info pi;
-	struct shmbus_consumer_stats st;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
+	SHMBUS_OPTS(shmbus_consumer_stats, st);
 	struct shmbus_message m[8];
 	static uint8_t v[1000];
 	struct shmbus_record big = { .value = v, .value_len = 1000 }; /* 1048-byte frames */
@@ -1110,7 +1112,7 @@ static void backpressure_holds_the_producer_behind_a_registered_consumer(void **
 	SHMBUS_OPTS(shmbus_consumer_opts, free_o, .no_register = true);
 	shmbus_consumer *free_c = consumer(e->bus, &free_o);
 	shmbus_producer *p;
-	struct shmbus_partition_info pi;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
 	struct shmbus_message m[128];
 	uint64_t n = 0;
 	int rc, got = 0;
@@ -1183,7 +1185,7 @@ static void deleted_topic_gives_eidrm_to_producers_and_consumers(void **state)
 	shmbus_consumer *c = consumer(e->bus, NULL);
 	shmbus_producer *p;
 	struct shmbus_message m[4];
-	struct shmbus_partition_info pi;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
 
 	make_topic(e->bus, "doomed", 2, 4096, SHMBUS_POLICY_OVERWRITE);
 	p = producer(e->bus, "doomed");
@@ -1207,7 +1209,8 @@ static void recreated_topic_is_new_and_old_handles_stay_refused(void **state)
 	struct env *e = *state;
 	shmbus_consumer *old_c = consumer(e->bus, NULL), *new_c = consumer(e->bus, NULL);
 	shmbus_producer *old_p, *new_p;
-	struct shmbus_topic_info before, after;
+	SHMBUS_OPTS(shmbus_topic_info, before);
+	SHMBUS_OPTS(shmbus_topic_info, after);
 	struct shmbus_message m[8];
 	uint64_t off;
 
@@ -1243,8 +1246,8 @@ static void partition_info_counts_what_happened(void **state)
 {
 	struct env *e = *state;
 	shmbus_producer *p;
-	struct shmbus_partition_info pi;
-	struct shmbus_recovery r;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
+	SHMBUS_OPTS(shmbus_recovery, r);
 
 	make_topic(e->bus, "t", 1, 1 << 16, SHMBUS_POLICY_OVERWRITE);
 	p = producer(e->bus, "t");
@@ -1279,7 +1282,7 @@ static void check_crc_refuses_a_damaged_record_and_moves_past_it(void **state)
 	shmbus_consumer *c = consumer(e->bus, &o);
 	shmbus_producer *p;
 	struct shmbus_message m[8];
-	struct shmbus_consumer_stats st;
+	SHMBUS_OPTS(shmbus_consumer_stats, st);
 	char path[512];
 	uint8_t byte;
 	int fd, n;
@@ -1324,7 +1327,7 @@ static void consumers_wait_for_a_live_producers_claim(void **state)
 	struct shmbus_record meta = { 0 };
 	struct shmbus_claim cl;
 	struct shmbus_message m[4];
-	struct shmbus_consumer_stats st;
+	SHMBUS_OPTS(shmbus_consumer_stats, st);
 
 	make_topic(e->bus, "t", 1, 4096, SHMBUS_POLICY_OVERWRITE);
 	p = producer(e->bus, "t");
@@ -1375,7 +1378,7 @@ static void dead_producers_later_claims_are_aborted_after_one_timeout(void **sta
 	shmbus_consumer *c = consumer(e->bus, &o);
 	shmbus_producer *p;
 	struct shmbus_message m[4];
-	struct shmbus_consumer_stats st;
+	SHMBUS_OPTS(shmbus_consumer_stats, st);
 	int64_t t0, ms;
 	int n = 0;
 
@@ -1433,7 +1436,7 @@ static void options_from_an_older_caller_are_read_up_to_their_size(void **state)
 	struct shmbus_consumer_opts co = { .sz = offsetof(struct shmbus_consumer_opts, reset),
 					   .group = "old", .reset = 99, .spin_us = 1 };
 	struct shmbus_open_opts oo = { .sz = sizeof(size_t), .root = "/nonexistent/never" };
-	struct shmbus_topic_info info;
+	SHMBUS_OPTS(shmbus_topic_info, info);
 	shmbus_consumer *c = NULL;
 	shmbus *bus = NULL;
 	char saved[512] = "", *env = getenv("SHMBUS_ROOT");

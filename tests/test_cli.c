@@ -1031,7 +1031,7 @@ static void test_group_commit_on_signal(void **state)
 static void test_stats(void **state)
 {
 	const char *root = *state;
-	struct shmbus_partition_info pi;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
 	char row[256];
 	shmbus *bus;
 	struct run r;

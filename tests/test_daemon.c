@@ -143,6 +143,7 @@ static void test_second_daemon_refused(void **state)
 	struct env *env = *state;
 	struct tu_daemon *first = &env->d[0], *second = &env->d[1];
 	char log[400], needle[400];
+	shmbus *bus;
 	int st;
 
 	start_or_fail(first, env->root, NULL, NULL);
@@ -158,10 +159,13 @@ static void test_second_daemon_refused(void **state)
 	snprintf(needle, sizeof needle, "pid %d", (int)first->pid);
 	expect_log(second, needle, 0);
 	assert_false(tu_daemon_notified(second, "READY=1", NULL, 0, 0));
-	/* the first is untouched and still serves */
+	/* the first is untouched and still serves: a client that registers
+	 * shows in its status (the second daemon never became one) */
 	assert_int_equal(kill(first->pid, 0), 0);
 	tu_daemon_notes_clear(first);
-	assert_true(tu_daemon_notified(first, "STATUS=", NULL, 0, 2000));
+	bus = tu_open(env->root);
+	assert_true(tu_daemon_notified(first, "STATUS=0 partitions, 1 client,", NULL, 0, 2000));
+	shmbus_close(bus);
 	stop_ok(first);
 }
 

@@ -169,7 +169,7 @@ static inline void send_str(shmbus_producer *p, int32_t part, const char *s, uin
 
 static inline uint64_t low_offset(shmbus *bus, const char *topic, uint32_t part)
 {
-	struct shmbus_partition_info pi;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
 
 	assert_ok(shmbus_partition_info(bus, topic, part, &pi));
 	return pi.low;

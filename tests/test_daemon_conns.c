@@ -141,7 +141,7 @@ static void library_refused(const struct user *u, const char *needle)
 	SHMBUS_OPTS(shmbus_open_opts, oo, .root = u->root, .no_create = true);
 	SHMBUS_OPTS(shmbus_topic_opts, to, .capacity = 65536);
 	struct shmbus_daemon_status s = { .sz = sizeof s };
-	struct shmbus_topic_info ti;
+	struct shmbus_topic_info ti = { .sz = sizeof ti };
 	shmbus *bus;
 
 	CHILD_CHECK(shmbus_open(&oo, &bus) == 0, "shmbus_open");

@@ -252,7 +252,7 @@ static void test_create_delete_through_daemon(void **state)
 	SHMBUS_OPTS(shmbus_topic_opts, o, .partitions = 3, .capacity = 65536);
 	SHMBUS_OPTS(shmbus_topic_opts, narrow, .capacity = 65536, .mode = 0600);
 	struct shmbus_daemon_status *s;
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 	gid_t gid = geteuid() == 0 ? NOBODY : getegid();
 	char line[200];
 	struct stat st;
@@ -303,8 +303,8 @@ static void test_create_delete_through_daemon(void **state)
 		assert_int_equal(access(path, F_OK), -1);
 	}
 	s = status_of(e->bus);
-	assert_int_equal(s->topics_created, 2);
-	assert_int_equal(s->topics_deleted, 1);
+	assert_int_equal(s->stats.topics_created, 2);
+	assert_int_equal(s->stats.topics_deleted, 1);
 	assert_int_equal(s->topics, 1);
 }
 
@@ -336,9 +336,9 @@ static void test_status(void **state)
 	assert_int_equal(s->topics, 1);
 	assert_int_equal(s->partitions, 2);
 	assert_true(s->clients >= 1);          /* this process registered */
-	assert_true(s->control_requests >= 3); /* HELLO, TOPIC_CREATE, STATUS */
-	assert_int_equal(s->control_errors, 0);
-	assert_int_equal(s->topics_created, 1);
+	assert_true(s->stats.control_requests >= 3); /* HELLO, TOPIC_CREATE, STATUS */
+	assert_int_equal(s->stats.control_errors, 0);
+	assert_int_equal(s->stats.topics_created, 1);
 
 	/* an older caller's smaller struct: nothing past its sz is written */
 	memset(&part, 0xab, sizeof part);
@@ -440,8 +440,8 @@ static void test_registered_client_claim_aborted_at_once(void **state)
 	assert_log_has(e, line);
 	snprintf(line, sizeof line, "client pid %d exited: 1 claimed offset aborted", (int)child);
 	assert_log_has(e, line);
-	assert_true(status_of(e->bus)->unblocked >= 1);
-	assert_true(status_of(e->bus)->clients_gone >= 1);
+	assert_true(status_of(e->bus)->stats.unblocked >= 1);
+	assert_true(status_of(e->bus)->stats.clients_gone >= 1);
 	shmbus_consumer_free(c);
 	shmbus_producer_free(p);
 }
@@ -551,7 +551,7 @@ static void test_refused_peer(void **state)
 	SHMBUS_OPTS(shmbus_topic_opts, o, .capacity = 65536);
 	struct peer pr = { .root = e->root, .gid = NOBODY, .create = "forbidden",
 			   .expect = -EACCES, .needle = "set admin_group", .del = "kept" };
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 
 	if (geteuid() != 0)
 		tu_skip("changing to uid %d needs root", NOBODY);
@@ -565,7 +565,7 @@ static void test_refused_peer(void **state)
 	assert_ok(shmbus_topic_describe(e->bus, "kept", &ti));
 	assert_log_has(e, "refused to create topic \"forbidden\" for uid 65534");
 	assert_log_has(e, "refused to delete topic \"kept\" for uid 65534");
-	assert_true(status_of(e->bus)->control_errors >= 2);
+	assert_true(status_of(e->bus)->stats.control_errors >= 2);
 }
 
 static void test_admin_group(void **state)
@@ -655,7 +655,7 @@ static void test_malformed_framing(void **state)
 	expect_closed(fd);
 	close(fd);
 	e->bus = tu_open(e->root);
-	assert_true(status_of(e->bus)->control_errors >= 4);
+	assert_true(status_of(e->bus)->stats.control_errors >= 4);
 }
 
 static void test_malformed_attributes(void **state)
@@ -724,7 +724,7 @@ static void test_malformed_attributes(void **state)
 	close(fd);
 	assert_int_equal(kill(e->d.pid, 0), 0);
 	e->bus = tu_open(e->root);
-	assert_true(status_of(e->bus)->control_errors >= 10);
+	assert_true(status_of(e->bus)->stats.control_errors >= 10);
 	assert_log_has(e, "malformed TOPIC_DELETE request");
 }
 
@@ -851,7 +851,7 @@ static void test_fallback_without_daemon(void **state)
 {
 	struct env *e = *state;
 	SHMBUS_OPTS(shmbus_topic_opts, o, .capacity = 65536);
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 
 	e->bus = tu_open(e->root);
 	assert_ok(shmbus_topic_create(e->bus, "alone", &o));
@@ -865,7 +865,7 @@ static void test_fallback_when_daemon_killed(void **state)
 	struct env *e = *state;
 	SHMBUS_OPTS(shmbus_topic_opts, o, .capacity = 65536);
 	struct shmbus_daemon_status s = { .sz = sizeof s };
-	struct shmbus_topic_info ti;
+	SHMBUS_OPTS(shmbus_topic_info, ti);
 
 	start(e, NULL);
 	e->bus = tu_open(e->root);

@@ -449,7 +449,7 @@ static void commit(shmbus *bus, const char *group, int32_t partition, uint64_t o
 static void test_values(void **state)
 {
 	struct env *e = *state;
-	struct shmbus_partition_info pi;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
 	char info[512];
 	struct expo x;
 

@@ -30,8 +30,8 @@ static void test_unblock_dead_producer(void **state)
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .copy = true, .check_crc = true,
 		    .unblock_timeout_ms = 60000, .reset = SHMBUS_RESET_ERROR);
 	struct shmbus_message msgs[8];
-	struct shmbus_consumer_stats cs;
-	struct shmbus_partition_info pi;
+	SHMBUS_OPTS(shmbus_consumer_stats, cs);
+	SHMBUS_OPTS(shmbus_partition_info, pi);
 	shmbus *bus = tu_open(env->root);
 	shmbus_producer *p = NULL;
 	shmbus_consumer *c = NULL;
@@ -231,7 +231,7 @@ static void test_kill9_under_load(void **state)
 	uint64_t aborted = 0;
 	pid_t pid;
 	pid_t pids[K9_PROD + K9_CONS];
-	struct shmbus_partition_info pi;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
 	uint64_t sent_at_kill, got_at_kill, high = 0;
 	shmbus *bus = tu_open(env->root);
 
@@ -324,7 +324,7 @@ static void test_disk_recovery(void **state)
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .copy = true, .check_crc = true,
 		    .reset = SHMBUS_RESET_ERROR);
 	struct shmbus_message msgs[64];
-	struct shmbus_partition_info pi;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
 	shmbus_producer *p = NULL;
 	shmbus_consumer *c = NULL;
 	char file[400], v[64];
@@ -499,7 +499,7 @@ static void test_disk_flush(void **state)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		const char *f = conf(env, "flush.conf", cases[i].conf);
 		const char *args[] = { "--config", f, "--log-level", "debug", NULL };
-		struct shmbus_partition_info pi;
+		SHMBUS_OPTS(shmbus_partition_info, pi);
 		shmbus_producer *p = NULL;
 		char topic[16];
 		uint64_t from;
@@ -554,7 +554,7 @@ static void test_disk_flush_open_claim(void **state)
 			     "[flush]\ninterval_ms = 50\n");
 	const char *args[] = { "--config", f, NULL };
 	struct shmbus_record meta = { .key = "big", .key_len = 3 };
-	struct shmbus_partition_info pi;
+	SHMBUS_OPTS(shmbus_partition_info, pi);
 	shmbus_producer *slow = NULL, *fast = NULL;
 	struct shmbus_claim c;
 	uint64_t from, after;

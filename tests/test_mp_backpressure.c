@@ -51,7 +51,7 @@ static void make_bp_topic(struct mp_env *env)
 
 static struct shmbus_partition_info info_of(shmbus *bus)
 {
-	struct shmbus_partition_info info;
+	SHMBUS_OPTS(shmbus_partition_info, info);
 
 	CHILD_CHECK(shmbus_partition_info(bus, "bp", 0, &info) == 0, "partition_info");
 	return info;
@@ -105,7 +105,7 @@ static int consumer_main(void *argp)
 	const struct bp_arg *a = argp;
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .reset = SHMBUS_RESET_ERROR);
 	static struct shmbus_message msgs[4];
-	struct shmbus_consumer_stats st;
+	SHMBUS_OPTS(shmbus_consumer_stats, st);
 	shmbus_consumer *c = NULL;
 	int64_t end = tu_ms() + 20000;
 	uint64_t next = 0, polls = 0;
@@ -182,7 +182,7 @@ static int idle_consumer_main(void *argp)
 static void wait_registered(struct mp_env *env, uint32_t n)
 {
 	int64_t end = tu_ms() + 10000;
-	struct shmbus_partition_info info;
+	SHMBUS_OPTS(shmbus_partition_info, info);
 
 	do {
 		assert_true(tu_ms() < end);
@@ -196,7 +196,7 @@ static void run_slow_consumer(struct mp_env *env, bool block)
 	struct bp_arg a = { .root = env->root, .sh = mp_shared(sizeof(struct shared)),
 			    .block = block, .pause_first = true };
 	struct bp_arg ca = a;
-	struct shmbus_partition_info info;
+	SHMBUS_OPTS(shmbus_partition_info, info);
 	pid_t pids[2];
 
 	make_bp_topic(env);
@@ -242,7 +242,7 @@ static void test_bp_killed_consumer_releases_producer(void **state)
 	struct bp_arg a = { .root = env->root, .sh = mp_shared(sizeof(struct shared)),
 			    .block = true };
 	struct bp_arg ca = a;
-	struct shmbus_partition_info info;
+	SHMBUS_OPTS(shmbus_partition_info, info);
 	pid_t idle, pids[2];
 	int64_t end;
 

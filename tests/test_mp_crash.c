@@ -173,7 +173,7 @@ static int consumer_main(void *argp)
 		    .unblock_timeout_ms = a->unblock_ms);
 	static struct shmbus_message msgs[64];
 	static uint64_t next_seq[MAXPROD];
-	struct shmbus_consumer_stats st;
+	SHMBUS_OPTS(shmbus_consumer_stats, st);
 	shmbus_consumer *c = NULL;
 	int64_t t0 = tu_ms(), last_ms = t0, max_gap = 0, past_hole_ms = 0;
 	int64_t last_off = -1;
@@ -303,7 +303,7 @@ static void run_dead_claims(struct mp_env *env, uint32_t nclaims, bool reap, int
 	if (!reap)
 		assert_int_equal(mp_reap(vpid, 5000), 128 + SIGKILL);
 	{
-		struct shmbus_partition_info info;
+		SHMBUS_OPTS(shmbus_partition_info, info);
 
 		assert_ok(shmbus_partition_info(env->bus, "crash", 0, &info));
 		assert_true(info.aborted_claims >= nclaims);
@@ -354,7 +354,7 @@ static void test_crash_mid_batch(void **state)
 	struct crash_arg batcher[MAXPROD], cons[2];
 	SHMBUS_OPTS(shmbus_topic_opts, o, .capacity = 1 << 20,
 		    .policy = SHMBUS_POLICY_BACKPRESSURE);
-	struct shmbus_partition_info info;
+	SHMBUS_OPTS(shmbus_partition_info, info);
 	uint64_t rng = 2024;
 	const int iterations = 10;
 	pid_t pids[3];

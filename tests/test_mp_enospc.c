@@ -175,7 +175,7 @@ static int topics_main(void *argp)
 	SHMBUS_OPTS(shmbus_topic_opts, multi, .partitions = 4, .capacity = 256 << 10);
 	SHMBUS_OPTS(shmbus_topic_opts, two, .partitions = 2, .capacity = 256 << 10);
 	SHMBUS_OPTS(shmbus_consumer_opts, grouped, .group = "g");
-	struct shmbus_topic_info info;
+	SHMBUS_OPTS(shmbus_topic_info, info);
 	char topics[512], names[4096] = "";
 	shmbus_consumer *c = NULL;
 	shmbus *bus = NULL;

@@ -159,7 +159,7 @@ static void account(struct reader *r, const struct shmbus_message *msgs, int n, 
 
 static uint64_t tail_of(shmbus *bus)
 {
-	struct shmbus_partition_info info;
+	SHMBUS_OPTS(shmbus_partition_info, info);
 
 	CHILD_CHECK(shmbus_partition_info(bus, "lap", 0, &info) == 0, "partition_info");
 	return info.tail;
@@ -172,7 +172,7 @@ static int reader_main(void *argp)
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .copy = a->copy, .reset = a->reset,
 		    .on_lapped = on_lapped, .ctx = &r);
 	static struct shmbus_message msgs[8];
-	struct shmbus_consumer_stats st;
+	SHMBUS_OPTS(shmbus_consumer_stats, st);
 	shmbus_consumer *c = NULL;
 	int64_t t0 = tu_ms(), end = t0 + READ_MS;
 	uint64_t polls = 0, forced = 0, pos, first;

@@ -278,7 +278,7 @@ static int consumer_main(void *argp)
 	static struct seen sn;
 	static struct shmbus_message msgs[64];
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .copy = a->copy, .reset = SHMBUS_RESET_ERROR);
-	struct shmbus_consumer_stats st;
+	SHMBUS_OPTS(shmbus_consumer_stats, st);
 	shmbus_producer *keys = NULL;
 	shmbus_consumer *c = NULL;
 	uint64_t total = (uint64_t)a->nprod * a->per_prod, got = 0;
@@ -367,7 +367,7 @@ static void run_prod_cons(struct mp_env *s, const char *topic, bool keyed, bool 
 static void test_one_partition_3x2(void **state)
 {
 	struct mp_env *s = *state;
-	struct shmbus_partition_info info;
+	SHMBUS_OPTS(shmbus_partition_info, info);
 
 	make_topic(s->bus, "one", 1, 64 << 20);
 	run_prod_cons(s, "one", false, false);
@@ -387,7 +387,7 @@ static void test_keyed_4_partitions(void **state)
 	make_topic(s->bus, "keyed", NPARTS, 32 << 20);
 	run_prod_cons(s, "keyed", true, false);
 	for (uint32_t p = 0; p < NPARTS; p++) {
-		struct shmbus_partition_info info;
+		SHMBUS_OPTS(shmbus_partition_info, info);
 
 		assert_ok(shmbus_partition_info(s->bus, "keyed", p, &info));
 		assert_true(info.high > 0); /* 32 keys spread over all partitions */
@@ -404,7 +404,7 @@ static void test_one_partition_backpressure(void **state)
 	struct mp_env *s = *state;
 	SHMBUS_OPTS(shmbus_topic_opts, o, .capacity = 64 << 10,
 		    .policy = SHMBUS_POLICY_BACKPRESSURE);
-	struct shmbus_partition_info info;
+	SHMBUS_OPTS(shmbus_partition_info, info);
 
 	assert_ok(shmbus_topic_create(s->bus, "bp", &o));
 	run_prod_cons(s, "bp", false, true);

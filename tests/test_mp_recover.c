@@ -149,7 +149,7 @@ static int reader_main(void *argp)
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .copy = true, .check_crc = true,
 		    .reset = SHMBUS_RESET_ERROR, .unblock_timeout_ms = 50);
 	static struct shmbus_message msgs[64];
-	struct shmbus_consumer_stats st;
+	SHMBUS_OPTS(shmbus_consumer_stats, st);
 	shmbus_consumer *c = NULL;
 	int64_t t0 = tu_ms();
 	uint64_t pos = a->start, delivered = 0;
@@ -206,8 +206,9 @@ static int reader_main(void *argp)
 static void recover_and_check(struct mp_env *env, struct shared *sh, const char *topic,
 			      uint64_t first, struct shmbus_recovery *ret)
 {
-	struct shmbus_partition_info before, after;
-	struct shmbus_recovery r;
+	SHMBUS_OPTS(shmbus_partition_info, before);
+	SHMBUS_OPTS(shmbus_partition_info, after);
+	SHMBUS_OPTS(shmbus_recovery, r);
 	struct rec_arg ra = { .root = env->root, .topic = topic, .sh = sh, .start = first };
 	uint64_t maxseen = 0, nseen = 0;
 	pid_t pid;
@@ -255,7 +256,7 @@ static void test_recover_after_killed_writer(void **state)
 		struct rec_arg wa = { .root = env->root, .topic = "rec", .sh = sh, .round = round,
 				      .start = next, .cpu = 0 };
 		struct rec_arg ca = wa;
-		struct shmbus_recovery r;
+		SHMBUS_OPTS(shmbus_recovery, r);
 		pid_t w, c;
 
 		ca.cpu = 1;
@@ -314,7 +315,7 @@ static void test_recover_dead_claims(void **state)
 	SHMBUS_OPTS(shmbus_topic_opts, o, .capacity = 1 << 20);
 	struct shared *sh = mp_shared(sizeof *sh);
 	struct rec_arg a = { .root = env->root, .topic = "claims", .sh = sh, .round = 1 };
-	struct shmbus_recovery r;
+	SHMBUS_OPTS(shmbus_recovery, r);
 	pid_t pid;
 
 	assert_ok(shmbus_topic_create(env->bus, "claims", &o));
@@ -332,7 +333,7 @@ static void test_recover_dead_claims(void **state)
 	pid = mp_spawn(writer_main, &a);
 	mp_wait_ok(&pid, 1, 10000, "writer after recovery");
 	{
-		struct shmbus_partition_info info;
+		SHMBUS_OPTS(shmbus_partition_info, info);
 
 		assert_ok(shmbus_partition_info(env->bus, "claims", 0, &info));
 		assert_true(info.high >= 102 + 1000);
@@ -439,7 +440,7 @@ static void guard_next_map(size_t len)
 static int damaged_reader_main(void *argp)
 {
 	const struct dmg_arg *a = argp;
-	struct shmbus_recovery r;
+	SHMBUS_OPTS(shmbus_recovery, r);
 	shmbus_producer *p = NULL;
 	uint64_t high = 0;
 	shmbus *bus = mp_open(a->root);
@@ -451,7 +452,7 @@ static int damaged_reader_main(void *argp)
 	CHILD_CHECK(stat(path, &st) == 0, "stat %s", path);
 	guard_next_map((size_t)st.st_size);
 	if (!a->recover) {
-		struct shmbus_partition_info info;
+		SHMBUS_OPTS(shmbus_partition_info, info);
 
 		read_all(bus, a, false,
 			 shmbus_partition_info(bus, a->topic, 0, &info) == 0 ? info.high : 0);

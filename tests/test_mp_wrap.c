@@ -233,7 +233,7 @@ static int consumer_main(void *argp)
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .copy = a->copy, .check_crc = a->check_crc,
 		    .reset = SHMBUS_RESET_LATEST);
 	static struct shmbus_message msgs[16];
-	struct shmbus_consumer_stats st;
+	SHMBUS_OPTS(shmbus_consumer_stats, st);
 	shmbus_consumer *c = NULL;
 	int64_t end = tu_ms() + 20000;
 	uint64_t pos = 0, delivered = 0;
@@ -299,7 +299,7 @@ static int consumer_main(void *argp)
 static void run(struct mp_env *env, struct wrap_arg *a, enum shmbus_policy policy)
 {
 	SHMBUS_OPTS(shmbus_topic_opts, o, .capacity = CAP, .policy = policy);
-	struct shmbus_partition_info info;
+	SHMBUS_OPTS(shmbus_partition_info, info);
 	pid_t pids[2];
 	int ready[2];
 	char ch;

@@ -161,7 +161,7 @@ static void deleted_mark_on_a_live_topic_is_repaired(void **state)
 	shmbus *bus = open_bus(e->root);
 	shmbus_producer *p = NULL;
 	shmbus_consumer *c;
-	struct shmbus_recovery r;
+	struct shmbus_recovery r = { .sz = sizeof r };
 
 	make_topic(bus, "t");
 	assert_ok(shmbus_producer_new(bus, "t", NULL, &p));
@@ -199,7 +199,7 @@ static void readonly_mark_on_a_live_topic_is_repaired(void **state)
 	shmbus *bus = open_bus(e->root);
 	shmbus_producer *p = NULL;
 	shmbus_consumer *c;
-	struct shmbus_recovery r;
+	struct shmbus_recovery r = { .sz = sizeof r };
 
 	make_topic(bus, "t");
 	assert_ok(shmbus_producer_new(bus, "t", NULL, &p));
@@ -232,7 +232,7 @@ static void really_deleted_topic_stays_deleted(void **state)
 	shmbus *a = open_bus(e->root), *b = open_bus(e->root);
 	shmbus_producer *p = NULL;
 	struct bus_topic old;
-	struct shmbus_recovery r;
+	struct shmbus_recovery r = { .sz = sizeof r };
 	struct pmap *m;
 	uint32_t repaired = 99;
 

@@ -352,7 +352,7 @@ static void status_and_watchdog_are_served_during_a_large_create(void **state)
 	tu_daemon_notes_clear(&e->d);
 	while (waitpid(e->child, &st, WNOHANG) == 0) {
 		SHMBUS_OPTS(shmbus_daemon_status, s);
-		struct shmbus_topic_info ti;
+		struct shmbus_topic_info ti = { .sz = sizeof ti };
 		int64_t t0 = tu_ms();
 
 		assert_ok(shmbus_daemon_status(bus, &s));
@@ -406,7 +406,7 @@ static void sigterm_during_a_large_create_stops_cleanly(void **state)
 	assert_int_equal(files_of(e->root, "many"), -1);
 	bus = open_bus(e->root);
 	{
-		struct shmbus_topic_info ti;
+		struct shmbus_topic_info ti = { .sz = sizeof ti };
 
 		assert_int_equal(shmbus_topic_describe(bus, "many", &ti), -ENOENT);
 	}

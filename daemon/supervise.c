@@ -224,25 +224,35 @@ void supervise_fini(struct daemon *d)
 /*
  * Abort every frame of the claim that starts at (off, pos): up to the next
  * claim boundary, CLAIMED frames and unmarked holes alike (forced: the
- * producer is stuck or gone).  Returns the offsets aborted.
+ * producer is stuck or gone).  Nothing from shared memory bounds the walk
+ * but the ring: a claim ends within a lap of its start, and each step
+ * passes at least 8 bytes.  Returns the offsets aborted, or -EBADMSG if
+ * the partition is damaged there (shm_errmsg() says how).
  */
-static uint64_t abort_claim(struct daemon *d, struct dpart *dp, uint64_t off, uint64_t pos)
+static int64_t abort_claim(struct daemon *d, struct dpart *dp, uint64_t off, uint64_t pos)
 {
 	struct part *p = &dp->m->part;
 	pair128 snap = load_pair(&p->hdr->claim);
 	uint64_t end, end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end), done = 0;
 
 	(void)d;
+	if (end > pos + p->cap)
+		end = pos + p->cap;
 	while (pos < end && off < end_off) {
 		uint64_t w, len, e;
+		int rc = part_unblock(p, off, pos, PART_UNBLOCK_FORCE, snap.lo, NULL);
 
-		if (part_unblock(p, off, pos, PART_UNBLOCK_FORCE, snap.lo, NULL) == 1)
+		if (rc == 1)
 			done++;
+		else if (rc == -EBADMSG)
+			return done ? (int64_t)done : rc;
 		w = load_acquire(part_commit_word(p, pos));
 		len = cw_len(w);
 		if (!part_cw_for(w, off) || len == 0)
 			break;
 		if (cw_state(w) == FRAME_PADDING) {
+			if (!(pos & p->mask) || (pos & p->mask) + len != p->cap)
+				break; /* not a padding any claim writes */
 			pos += len;
 			continue;
 		}
@@ -257,7 +267,7 @@ static uint64_t abort_claim(struct daemon *d, struct dpart *dp, uint64_t off, ui
 		}
 		pos += len;
 	}
-	return done;
+	return (int64_t)done;
 }
 
 static void unstick(struct daemon *d, struct dpart *dp, int64_t now)
@@ -269,7 +279,8 @@ static void unstick(struct daemon *d, struct dpart *dp, int64_t now)
 		int i = __builtin_ctzll(mask);
 		struct part_writer_slot *s = &h->writers[i];
 		struct slot_watch *sw = &priv(dp)->slots[i];
-		uint64_t seq = load_acquire(&s->seq), n;
+		uint64_t seq = load_acquire(&s->seq);
+		int64_t n;
 
 		mask &= mask - 1;
 		if (!(load_acquire(&s->flags) & WRITER_BUSY) || seq != sw->seq || !sw->since) {
@@ -281,7 +292,13 @@ static void unstick(struct daemon *d, struct dpart *dp, int64_t now)
 			continue;
 		sw->since = now; /* one attempt per timeout */
 		n = abort_claim(d, dp, load_relaxed(&s->off), load_relaxed(&s->pos));
-		if (n) {
+		if (n < 0) {
+			log_err("cannot abort the claim pid %u has held for over %lld ms: %s "
+				"(`shmbus recover %s -p %u`, once its producers and consumers "
+				"are stopped)", load_relaxed(&s->pid),
+				(long long)d->cfg.unblock_timeout_ms, shm_errmsg(), dp->topic,
+				dp->partition);
+		} else if (n) {
 			d->st.unblocked++;
 			d->st.unblocked_offsets += n;
 			log_warn("partition %s/%u: aborted %llu offset%s of a claim pid %u has held for "
@@ -306,12 +323,20 @@ void supervise_client_gone(struct daemon *d, pid_t pid)
 		while (mask) {
 			int i = __builtin_ctzll(mask);
 			struct part_writer_slot *s = &p->hdr->writers[i];
+			int64_t n;
 
 			mask &= mask - 1;
 			if (load_relaxed(&s->pid) != (uint32_t)pid)
 				continue;
-			if (load_acquire(&s->flags) & WRITER_BUSY)
-				aborted += abort_claim(d, dp, load_relaxed(&s->off), load_relaxed(&s->pos));
+			n = (load_acquire(&s->flags) & WRITER_BUSY)
+				    ? abort_claim(d, dp, load_relaxed(&s->off), load_relaxed(&s->pos))
+				    : 0;
+			if (n < 0)
+				log_err("cannot abort the claim of exited pid %d: %s (`shmbus "
+					"recover %s -p %u`, once its producers and consumers are "
+					"stopped)", (int)pid, shm_errmsg(), dp->topic, dp->partition);
+			else
+				aborted += (uint64_t)n;
 			slots += part_writer_slot_free(p, s, (uint32_t)pid);
 		}
 		slots += (uint64_t)part_bp_reap(p);

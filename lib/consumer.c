@@ -448,34 +448,36 @@ static bool claimed_by_dead(const shmbus_consumer *c, const struct assignment *a
 
 /* Abort the claim holding this partition's frontier once it has stalled
  * for the unblock timeout, or at once if its producer is one we already
- * found dead (the rest of a dead producer's batch).  True if the frontier
- * moved. */
-static bool unblock(shmbus_consumer *c, struct assignment *a)
+ * found dead (the rest of a dead producer's batch).  1 if the frontier
+ * moved, 0 if not, -EBADMSG if the partition is damaged there. */
+static int unblock(shmbus_consumer *c, struct assignment *a)
 {
 	pid_t pid = 0;
 	int rc;
 
 	if (!a->cur.stalled || a->p->readonly)
-		return false;
+		return 0;
 	/* A frontier is usually "stalled" only for the nanoseconds between a
 	 * claim and its commit: look at the clock once it has lasted a while
 	 * (then every 256 polls, and after each sleep). */
 	if (!c->woke && ++a->stall_polls % 256 != 64 && !claimed_by_dead(c, a))
-		return false;
+		return 0;
 	if (mono_ns() - part_stall_clock(&a->cur) < c->unblock_ns && !claimed_by_dead(c, a))
-		return false;
+		return 0;
 	rc = part_unblock(a->p, a->cur.off, a->cur.stall_pos, 0, a->cur.stall_tail, &pid);
 	if (rc == 1) {
 		c->st.unblocked++;
 		if (pid > 0)
 			c->dead_pid = pid;
-		return true;
+		return 1;
 	}
 	if (rc == 0)
-		return true;
+		return 1;
+	if (rc == -EBADMSG)
+		return rc; /* part_unblock() said what and where */
 	/* the claimant lives (-EBUSY): check again after another timeout */
 	a->cur.stall_ns = mono_ns();
-	return false;
+	return 0;
 }
 
 /* Read ready records of one partition into msgs[*n..max). */
@@ -496,7 +498,7 @@ static int gather_one(shmbus_consumer *c, struct assignment *a, struct shmbus_me
 			to_message(a, &v, &msgs[(*n)++]);
 			continue;
 		}
-		if (rc == 0 && unblock(c, a))
+		if (rc == 0 && (rc = unblock(c, a)) > 0)
 			continue;
 		/* a reset lands on a held offset; twice in one call means the
 		 * partition moves faster than we follow: try at the next poll */

@@ -69,6 +69,9 @@ static int not_ready(struct part *p, struct part_cursor *c)
 {
 	if (lapped(p, c))
 		return -ERANGE;
+	if (unlikely(c->off < c->next_seen &&
+		     !part_end_plausible(c->off, c->pos, c->tail_seen, c->next_seen)))
+		return part_end_damaged(p, c->tail_seen, c->next_seen);
 	return stall(c);
 }
 
@@ -94,8 +97,13 @@ static uint64_t start_of(const struct part *p, uint64_t next)
  * offset (stored just after the aborting CAS). */
 static int skip_aborted(struct part *p, struct part_cursor *c, uint64_t len)
 {
-	uint64_t end = part_abort_end(p, c->off, c->pos, len, c->tail_seen, c->next_seen);
+	uint64_t end;
 
+	/* a range to skip is trusted only where nothing can have lapped it:
+	 * this bounds a chain of ranges by a lap, whatever the words say */
+	if (c->tail_seen >= c->pos + p->cap)
+		return -ERANGE;
+	end = part_abort_end(p, c->off, c->pos, len, c->tail_seen, c->next_seen);
 	if (!end) {
 		refresh(p, c);
 		if (len < FRAME_ABORT_MIN || c->pos + len > c->tail_seen)
@@ -159,6 +167,10 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 				c->stalled = false;
 				return 0;
 			}
+			/* offsets the ring cannot hold: every loop bounded by
+			 * the claim word would run for ever */
+			if (unlikely(!part_end_plausible(c->off, c->pos, c->tail_seen, c->next_seen)))
+				return part_end_damaged(p, c->tail_seen, c->next_seen);
 		}
 		/* pairs with the CAS/store_release of the commit word in append.c */
 		w = load_acquire(part_commit_word(p, c->pos));
@@ -180,8 +192,11 @@ have_word:
 				continue;
 			return 1;
 		case FRAME_PADDING:
-			if ((c->pos & p->mask) + len != p->cap)
-				return damaged(p, c, "padding does not end at the ring's end");
+			/* no claim pads from a lap's start: a padding that
+			 * long would lead back to itself a lap later */
+			if ((c->pos & p->mask) + len != p->cap || !(c->pos & p->mask))
+				return damaged(p, c, "padding does not end at the ring's end, "
+					       "or fills a whole lap");
 			c->pos += len;
 			continue;
 		case FRAME_ABORTED:

@@ -1,8 +1,10 @@
 /*
  * supervise.c - the partitions under supervision, and what a tick does
  * to each: sample rates, abort claims stuck longer than the unblock
- * timeout, retire records older than the topic's retention, flush a disk
- * root.
+ * timeout, flush a disk root.  Records older than their topic's retention
+ * are retired on a timer of their own, whose period follows the shortest
+ * retention rather than the tick (a 5 s tick must not keep 200 ms records
+ * for 5 s).
  *
  * The table of partitions is rebuilt when the bus directory's generation
  * changes and published with rcu_assign_pointer, so the metrics thread
@@ -197,6 +199,7 @@ int supervise_refresh(struct daemon *d)
 		call_rcu(&g->rcu, bury);
 	if (first)
 		log_info("supervising %zu partition%s", nt->n, nt->n == 1 ? "" : "s");
+	supervise_retention_timer(d);
 	return 0;
 }
 
@@ -381,6 +384,54 @@ static void retire(struct daemon *d, struct dpart *dp)
 	}
 }
 
+#define RETENTION_STEPS 8                /* passes per shortest retention */
+#define RETENTION_PERIOD_MIN_NS 5000000  /* and at most one per 5 ms */
+
+/* How often to retire: every min(tick, shortest retention / 8), so a
+ * record goes at most that long after it ages out; 0 without time
+ * retention. */
+static int64_t retention_period_ns(const struct daemon *d, const struct dtable *t)
+{
+	int64_t shortest = 0, period;
+
+	for (size_t i = 0; t && i < t->n; i++) {
+		int64_t ms = t->parts[i]->retention_ms;
+
+		if (ms > 0 && (!shortest || ms < shortest))
+			shortest = ms;
+	}
+	if (!shortest)
+		return 0;
+	period = shortest * 1000000 / RETENTION_STEPS;
+	if (period > d->cfg.tick_ms * 1000000)
+		period = d->cfg.tick_ms * 1000000;
+	return period < RETENTION_PERIOD_MIN_NS ? RETENTION_PERIOD_MIN_NS : period;
+}
+
+void supervise_retention_timer(struct daemon *d)
+{
+	int64_t period = retention_period_ns(d, d->table);
+
+	if (d->retention_fd < 0 || period == d->retention_period_ns)
+		return;
+	if (loop_timer_set(d->retention_fd, period) < 0) {
+		log_err("cannot set the retention timer: %s; records are retired each tick",
+			strerror(errno));
+		return;
+	}
+	d->retention_period_ns = period;
+	log_debug("time retention every %lld ms", (long long)(period / 1000000));
+}
+
+void supervise_retire(struct daemon *d)
+{
+	struct dtable *t = d->table;
+
+	for (size_t i = 0; t && i < t->n; i++)
+		if (!part_deleted(&t->parts[i]->m->part))
+			retire(d, t->parts[i]);
+}
+
 static int sync_range(void *base, uint64_t from, uint64_t len)
 {
 	uintptr_t a = (uintptr_t)base + from, page = a & ~(uintptr_t)4095;
@@ -469,7 +520,8 @@ void supervise_tick(struct daemon *d)
 			continue;
 		sample(dp, now);
 		unstick(d, dp, now);
-		retire(d, dp);
+		if (d->retention_period_ns <= 0)
+			retire(d, dp); /* the retention timer could not be set */
 		flush(d, dp, now);
 	}
 }

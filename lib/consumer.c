@@ -524,17 +524,17 @@ static size_t first_bad_crc(const struct shmbus_message *msgs, size_t first, siz
 }
 
 /* The first of msgs[first..n) that may have been overwritten while we
- * read or copied it (format.md §6, step 3), else n: one tail load, after
- * the reads, checks the whole run. */
-static size_t first_lapped(const struct assignment *a, const struct shmbus_message *msgs,
-			   size_t first, size_t n)
+ * read or copied it, or was retired meanwhile (format.md §6, step 3),
+ * else n: one load of the tail and of start, after the reads, checks the
+ * whole run. */
+static size_t first_lost(const struct assignment *a, const struct shmbus_message *msgs,
+			 size_t first, size_t n)
 {
-	uint64_t tail;
+	uint64_t tail, start;
 
-	fence_acquire();
-	tail = load_acquire(&a->p->hdr->claim.lo);
+	part_after_read(a->p, &tail, &start);
 	for (size_t i = first; i < n; i++)
-		if (tail >= msgs[i].priv[1] + a->p->cap)
+		if (tail >= msgs[i].priv[1] + a->p->cap || msgs[i].offset < start)
 			return i;
 	return n;
 }
@@ -543,7 +543,8 @@ static size_t first_lapped(const struct assignment *a, const struct shmbus_messa
  * Keep of msgs[first..*n) what may be handed out.  The lap is checked
  * first: a record overwritten while read fails its CRC too, and is a lap
  * (reported exactly, by the reset policy), not damage.  Only a record
- * intact by position whose CRC fails is damaged.
+ * intact by position whose CRC fails is damaged.  A record retired while
+ * we read it is lost like a lapped one: none below start is handed out.
  */
 static int check_run(shmbus_consumer *c, struct assignment *a, struct shmbus_message *msgs,
 		     size_t first, size_t *n, size_t *copied, int rc)
@@ -552,7 +553,7 @@ static int check_run(shmbus_consumer *c, struct assignment *a, struct shmbus_mes
 
 	if (c->o.copy && *n > first && copy_out(c, msgs, first, *n, copied) < 0)
 		return lib_err(-ENOMEM, "out of memory");
-	lost = first_lapped(a, msgs, first, *n);
+	lost = first_lost(a, msgs, first, *n);
 	if (bad < lost) {
 		c->st.crc_errors++;
 		*n = bad;

@@ -93,6 +93,22 @@ static uint64_t start_of(const struct part *p, uint64_t next)
 	return start <= next ? start : next;
 }
 
+/* Has c->off been retired (by retention or recovery)?  `start` itself,
+ * one load of a read-mostly line, not clamped to the end this cursor last
+ * saw: a start moved past that end while the cursor stood at it retires
+ * what came meanwhile.  Only a start past that end needs the end again
+ * (loaded then), to tell it from a damaged one. */
+static bool retired(struct part *p, struct part_cursor *c)
+{
+	uint64_t start = load_acquire(&p->hdr->start);
+
+	if (likely(c->off >= start))
+		return false;
+	if (start > c->next_seen)
+		refresh(p, c);
+	return c->off < start_of(p, c->next_seen);
+}
+
 /* An ABORTED frame for c->off: pass over its range, or wait for its end
  * offset (stored just after the aborting CAS). */
 static int skip_aborted(struct part *p, struct part_cursor *c, uint64_t len)
@@ -126,10 +142,10 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 
 	if (unlikely(status & PART_STATUS_DELETED))
 		return -EIDRM;
-	/* against the end this cursor last saw, not the claim word: that
-	 * line is the producers', and a load of it per record would pull it
-	 * away from them each time (checked again after each load) */
-	if (unlikely(c->off < start_of(p, c->next_seen)))
+	/* before every record, including one found at the end of what was
+	 * read without loading the claim word (checked again after the
+	 * read, with the tail: part_after_read()) */
+	if (unlikely(retired(p, c)))
 		return -ERANGE;
 	for (;;) {
 		uint64_t w, len;

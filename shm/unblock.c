@@ -69,7 +69,7 @@ static bool read_slot(const struct part_writer_slot *s, uint64_t *pos, uint64_t 
 uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t tail,
 			    uint64_t next, uint64_t *ret_pos)
 {
-	uint64_t best_pos = tail, best_off = next, last;
+	uint64_t best_pos = tail, best_off = next, span, last;
 
 	/* announcements first: a claim announced before its CAS is seen here
 	 * if the CAS is inside {tail, next} (format.md §7) */
@@ -83,10 +83,13 @@ uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t
 		}
 	}
 	/* then frames marked for their offsets, in case a writer's slot was
-	 * reused since.  The claim after a dead one starts at most a batch
-	 * (64 offsets) after it, and the index holds icap >= 64 offsets:
-	 * look that far, never as far as a damaged `next` says */
-	last = best_off > off && best_off - off > p->icap ? off + p->icap : best_off;
+	 * reused since.  A frame at q < best_pos is at most (q - pos) / 48
+	 * offsets after off (format.md §6 step 4): look no further than the
+	 * bytes there allow, within a lap, never as far as a damaged `next`
+	 * says */
+	span = best_pos <= pos ? 0 : best_pos - pos < p->cap ? best_pos - pos : p->cap;
+	last = best_off > off && best_off - off > span / FRAME_ALIGN ? off + 1 + span / FRAME_ALIGN
+								 : best_off;
 	for (uint64_t o = off + 1; o < last; o++) {
 		uint64_t q = load_acquire(&p->index[o & p->imask]), w;
 

@@ -78,9 +78,9 @@ void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off);
 
 /*
  * The first claim boundary after `pos` (offset `off`) that is known: a
- * boundary a writer announced, or a frame marked for its offset within
- * the index's reach (icap offsets), or the end {tail, next}.  *ret_pos
- * gets its position; returns its offset.
+ * boundary a writer announced, or a frame marked for its offset (among
+ * the offsets the bytes up to the tail, at most a lap, can hold), or the
+ * end {tail, next}.  *ret_pos gets its position; returns its offset.
  */
 uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t tail,
 			    uint64_t next, uint64_t *ret_pos);

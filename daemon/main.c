@@ -266,6 +266,14 @@ static void on_tick(struct daemon *d, uint32_t events, void *arg)
 	metrics_tick(d);
 }
 
+static void on_retention(struct daemon *d, uint32_t events, void *arg)
+{
+	(void)events;
+	(void)arg;
+	supervise_refresh(d); /* a topic created without us is seen here too */
+	supervise_retire(d);
+}
+
 static void on_watchdog(struct daemon *d, uint32_t events, void *arg)
 {
 	(void)events;
@@ -290,6 +298,10 @@ static int start_timers(struct daemon *d, int *sigfd)
 	d->tick_fd = loop_timer(d, d->cfg.tick_ms * 1000000, on_tick, NULL);
 	if (d->tick_fd < 0)
 		return d->tick_fd;
+	/* armed by supervise_retention_timer() once topics are known */
+	d->retention_fd = loop_timer(d, 0, on_retention, NULL);
+	if (d->retention_fd < 0)
+		return d->retention_fd;
 	if (wd) {
 		d->watchdog_fd = loop_timer(d, wd / 2, on_watchdog, NULL);
 		if (d->watchdog_fd < 0)
@@ -323,6 +335,7 @@ void daemon_reload(struct daemon *d)
 	config_free(&next);
 	log_set_level(d->cfg.log_level);
 	loop_timer_set(d->tick_fd, d->cfg.tick_ms * 1000000);
+	supervise_retention_timer(d); /* its period is at most a tick */
 	topics_declare(d); /* through the worker: the loop goes on */
 	log_notice("SIGHUP: reloaded %s (%d change%s applied)%s%s%s", d->config_path, applied,
 		   applied == 1 ? "" : "s", cannot[0] ? "; needs a restart to change: " : "",
@@ -407,7 +420,7 @@ static int serve(struct daemon *d)
 int main(int argc, char **argv)
 {
 	static struct daemon d = { .rootfd = -1, .topicsfd = -1, .groupsfd = -1, .lockfd = -1,
-				   .tick_fd = -1, .watchdog_fd = -1 };
+				   .tick_fd = -1, .retention_fd = -1, .watchdog_fd = -1 };
 	struct args a = { 0 };
 	int rc = parse_args(argc, argv, &a);
 

@@ -97,8 +97,13 @@ struct dtable {
  * partitions it finds for the first time (recovery.c). */
 int supervise_refresh(struct daemon *d);
 
-/* One supervision tick: stalled claims, retention, flush, rates. */
+/* One supervision tick: stalled claims, flush, rates. */
 void supervise_tick(struct daemon *d);
+
+/* One time-retention pass over every partition; and (re)arm its timer,
+ * whose period follows the shortest retention (supervise.c). */
+void supervise_retire(struct daemon *d);
+void supervise_retention_timer(struct daemon *d);
 
 /* A registered client's process exited: abort its claims and free its
  * writer and consumer slots at once. */
@@ -224,6 +229,8 @@ struct daemon {
 	int epfd;
 	bool stopping;
 	int tick_fd;                 /* the supervision timer */
+	int retention_fd;            /* the time-retention timer */
+	int64_t retention_period_ns; /* its period (0: disarmed) */
 	int watchdog_fd;
 	struct dtable *table;        /* RCU-published */
 	int64_t started_ns;          /* CLOCK_REALTIME */

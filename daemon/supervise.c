@@ -1,8 +1,10 @@
 /*
  * supervise.c - the partitions under supervision, and what a tick does
  * to each: sample rates, abort claims stuck longer than the unblock
- * timeout, retire records older than the topic's retention, flush a disk
- * root.
+ * timeout, flush a disk root.  Records older than their topic's retention
+ * are retired on a timer of their own, whose period follows the shortest
+ * retention rather than the tick (a 5 s tick must not keep 200 ms records
+ * for 5 s).
  *
  * The table of partitions is rebuilt when the bus directory's generation
  * changes and published with rcu_assign_pointer, so the metrics thread
@@ -29,6 +31,7 @@
 
 #include "../shm/append.h"
 #include "../shm/clock.h"
+#include "../shm/error.h"
 #include "../shm/proc.h"
 #include "../shm/read.h"
 #include "../shm/unblock.h"
@@ -200,6 +203,7 @@ int supervise_refresh(struct daemon *d)
 		call_rcu(&g->rcu, bury);
 	if (first)
 		log_info("supervising %zu partition%s", nt->n, nt->n == 1 ? "" : "s");
+	supervise_retention_timer(d);
 	return 0;
 }
 
@@ -227,25 +231,35 @@ void supervise_fini(struct daemon *d)
 /*
  * Abort every frame of the claim that starts at (off, pos): up to the next
  * claim boundary, CLAIMED frames and unmarked holes alike (forced: the
- * producer is stuck or gone).  Returns the offsets aborted.
+ * producer is stuck or gone).  Nothing from shared memory bounds the walk
+ * but the ring: a claim ends within a lap of its start, and each step
+ * passes at least 8 bytes.  Returns the offsets aborted, or -EBADMSG if
+ * the partition is damaged there (shm_errmsg() says how).
  */
-static uint64_t abort_claim(struct daemon *d, struct dpart *dp, uint64_t off, uint64_t pos)
+static int64_t abort_claim(struct daemon *d, struct dpart *dp, uint64_t off, uint64_t pos)
 {
 	struct part *p = dp->part;
 	pair128 snap = load_pair(&p->hdr->claim);
 	uint64_t end, end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end), done = 0;
 
 	(void)d;
+	if (end > pos + p->cap)
+		end = pos + p->cap;
 	while (pos < end && off < end_off) {
 		uint64_t w, len, e;
+		int rc = part_unblock(p, off, pos, PART_UNBLOCK_FORCE, snap.lo, NULL);
 
-		if (part_unblock(p, off, pos, PART_UNBLOCK_FORCE, snap.lo, NULL) == 1)
+		if (rc == 1)
 			done++;
+		else if (rc == -EBADMSG)
+			return done ? (int64_t)done : rc;
 		w = load_acquire(part_commit_word(p, pos));
 		len = cw_len(w);
 		if (!part_cw_for(w, off) || len == 0)
 			break;
 		if (cw_state(w) == FRAME_PADDING) {
+			if (!(pos & p->mask) || (pos & p->mask) + len != p->cap)
+				break; /* not a padding any claim writes */
 			pos += len;
 			continue;
 		}
@@ -260,7 +274,7 @@ static uint64_t abort_claim(struct daemon *d, struct dpart *dp, uint64_t off, ui
 		}
 		pos += len;
 	}
-	return done;
+	return (int64_t)done;
 }
 
 static void unstick(struct daemon *d, struct dpart *dp, int64_t now)
@@ -272,7 +286,8 @@ static void unstick(struct daemon *d, struct dpart *dp, int64_t now)
 		int i = __builtin_ctzll(mask);
 		struct part_writer_slot *s = &h->writers[i];
 		struct slot_watch *sw = &priv(dp)->slots[i];
-		uint64_t seq = load_acquire(&s->seq), n;
+		uint64_t seq = load_acquire(&s->seq);
+		int64_t n;
 
 		mask &= mask - 1;
 		if (!(load_acquire(&s->flags) & WRITER_BUSY) || seq != sw->seq || !sw->since) {
@@ -284,7 +299,13 @@ static void unstick(struct daemon *d, struct dpart *dp, int64_t now)
 			continue;
 		sw->since = now; /* one attempt per timeout */
 		n = abort_claim(d, dp, load_relaxed(&s->off), load_relaxed(&s->pos));
-		if (n) {
+		if (n < 0) {
+			log_err("cannot abort the claim pid %u has held for over %lld ms: %s "
+				"(`shmbus recover %s -p %u`, once its producers and consumers "
+				"are stopped)", load_relaxed(&s->pid),
+				(long long)d->cfg.unblock_timeout_ms, shm_errmsg(), dp->topic,
+				dp->partition);
+		} else if (n) {
 			d->st.unblocked++;
 			d->st.unblocked_offsets += n;
 			log_warn("partition %s/%u: aborted %llu offset%s of a claim pid %u has held for "
@@ -309,12 +330,20 @@ void supervise_client_gone(struct daemon *d, pid_t pid)
 		while (mask) {
 			int i = __builtin_ctzll(mask);
 			struct part_writer_slot *s = &p->hdr->writers[i];
+			int64_t n;
 
 			mask &= mask - 1;
 			if (load_relaxed(&s->pid) != (uint32_t)pid)
 				continue;
-			if (load_acquire(&s->flags) & WRITER_BUSY)
-				aborted += abort_claim(d, dp, load_relaxed(&s->off), load_relaxed(&s->pos));
+			n = (load_acquire(&s->flags) & WRITER_BUSY)
+				    ? abort_claim(d, dp, load_relaxed(&s->off), load_relaxed(&s->pos))
+				    : 0;
+			if (n < 0)
+				log_err("cannot abort the claim of exited pid %d: %s (`shmbus "
+					"recover %s -p %u`, once its producers and consumers are "
+					"stopped)", (int)pid, shm_errmsg(), dp->topic, dp->partition);
+			else
+				aborted += (uint64_t)n;
 			slots += part_writer_slot_free(p, s, (uint32_t)pid);
 		}
 		slots += (uint64_t)part_bp_reap(p);
@@ -357,6 +386,54 @@ static void retire(struct daemon *d, struct dpart *dp)
 			break;
 		}
 	}
+}
+
+#define RETENTION_STEPS 8                /* passes per shortest retention */
+#define RETENTION_PERIOD_MIN_NS 5000000  /* and at most one per 5 ms */
+
+/* How often to retire: every min(tick, shortest retention / 8), so a
+ * record goes at most that long after it ages out; 0 without time
+ * retention. */
+static int64_t retention_period_ns(const struct daemon *d, const struct dtable *t)
+{
+	int64_t shortest = 0, period;
+
+	for (size_t i = 0; t && i < t->n; i++) {
+		int64_t ms = t->parts[i]->retention_ms;
+
+		if (ms > 0 && (!shortest || ms < shortest))
+			shortest = ms;
+	}
+	if (!shortest)
+		return 0;
+	period = shortest * 1000000 / RETENTION_STEPS;
+	if (period > d->cfg.tick_ms * 1000000)
+		period = d->cfg.tick_ms * 1000000;
+	return period < RETENTION_PERIOD_MIN_NS ? RETENTION_PERIOD_MIN_NS : period;
+}
+
+void supervise_retention_timer(struct daemon *d)
+{
+	int64_t period = retention_period_ns(d, d->table);
+
+	if (d->retention_fd < 0 || period == d->retention_period_ns)
+		return;
+	if (loop_timer_set(d->retention_fd, period) < 0) {
+		log_err("cannot set the retention timer: %s; records are retired each tick",
+			strerror(errno));
+		return;
+	}
+	d->retention_period_ns = period;
+	log_debug("time retention every %lld ms", (long long)(period / 1000000));
+}
+
+void supervise_retire(struct daemon *d)
+{
+	struct dtable *t = d->table;
+
+	for (size_t i = 0; t && i < t->n; i++)
+		if (!part_deleted(t->parts[i]->part))
+			retire(d, t->parts[i]);
 }
 
 static int sync_range(void *base, uint64_t from, uint64_t len)
@@ -447,7 +524,8 @@ void supervise_tick(struct daemon *d)
 			continue;
 		sample(dp, now);
 		unstick(d, dp, now);
-		retire(d, dp);
+		if (d->retention_period_ns <= 0)
+			retire(d, dp); /* the retention timer could not be set */
 		flush(d, dp, now);
 	}
 }

@@ -450,55 +450,54 @@ static bool claimed_by_dead(const shmbus_consumer *c, const struct assignment *a
 
 /* Abort the claim holding this partition's frontier once it has stalled
  * for the unblock timeout, or at once if its producer is one we already
- * found dead (the rest of a dead producer's batch).  True if the frontier
- * moved. */
-static bool unblock(shmbus_consumer *c, struct assignment *a)
+ * found dead (the rest of a dead producer's batch).  1 if the frontier
+ * moved, 0 if not, -EBADMSG if the partition is damaged there. */
+static int unblock(shmbus_consumer *c, struct assignment *a)
 {
 	pid_t pid = 0;
 	int rc;
 
 	if (!a->cur.stalled || a->p->readonly)
-		return false;
+		return 0;
 	/* A frontier is usually "stalled" only for the nanoseconds between a
 	 * claim and its commit: look at the clock once it has lasted a while
 	 * (then every 256 polls, and after each sleep). */
 	if (!c->woke && ++a->stall_polls % 256 != 64 && !claimed_by_dead(c, a))
-		return false;
+		return 0;
 	if (mono_ns() - part_stall_clock(&a->cur) < c->unblock_ns && !claimed_by_dead(c, a))
-		return false;
+		return 0;
 	rc = part_unblock(a->p, a->cur.off, a->cur.stall_pos, 0, a->cur.stall_tail, &pid);
 	if (rc == 1) {
 		c->st.unblocked++;
 		if (pid > 0)
 			c->dead_pid = pid;
-		return true;
+		return 1;
 	}
 	if (rc == 0)
-		return true;
+		return 1;
+	if (rc == -EBADMSG)
+		return rc; /* part_unblock() said what and where */
 	/* the claimant lives (-EBUSY): check again after another timeout */
 	a->cur.stall_ns = mono_ns();
-	return false;
+	return 0;
 }
 
-/* Read ready records of one partition into msgs[*n..max). */
-static int gather_one(shmbus_consumer *c, struct assignment *a, struct shmbus_message *msgs,
-		      size_t max, size_t *n, size_t *copied)
+/* Read ready records of one partition into msgs[*n..max): 0 or what
+ * stopped the run (-ERANGE with records read: the cursor is at the loss). */
+static int read_run(shmbus_consumer *c, struct assignment *a, struct shmbus_message *msgs,
+		    size_t max, size_t *n)
 {
 	size_t first = *n;
-	uint64_t skipped = a->cur.skipped;
 	struct frame_view v;
-	int rc = 0;
+	int rc = 0, resets = 0;
 
-	int resets = 0;
-
-	bp_follow(a); /* views of the previous poll are released */
 	while (*n < max) {
 		rc = part_read(a->p, &a->cur, &v);
 		if (rc == 1) {
 			to_message(a, &v, &msgs[(*n)++]);
 			continue;
 		}
-		if (rc == 0 && unblock(c, a))
+		if (rc == 0 && (rc = unblock(c, a)) > 0)
 			continue;
 		/* a reset lands on a held offset; twice in one call means the
 		 * partition moves faster than we follow: try at the next poll */
@@ -513,43 +512,83 @@ static int gather_one(shmbus_consumer *c, struct assignment *a, struct shmbus_me
 		}
 		break;
 	}
-	c->st.aborted_skipped += a->cur.skipped - skipped;
-	if (c->o.check_crc) {
-		for (size_t i = first; i < *n; i++) {
-			if (!crc_ok(&msgs[i])) {
-				c->st.crc_errors++;
-				*n = i;
-				rc = lib_err(-EBADMSG, "partition %s/%d: record at offset %llu fails its "
-					     "CRC32C check; it was damaged in shared memory",
-					     a->topic, a->partition, (unsigned long long)msgs[i].offset);
-				part_seek(a->p, &a->cur, msgs[i].offset + 1);
-				break;
-			}
-		}
-	}
+	return rc;
+}
+
+/* The first of msgs[first..n) that fails its CRC, else n.  Over the
+ * shared bytes, before the check that tells whether they were intact. */
+static size_t first_bad_crc(const struct shmbus_message *msgs, size_t first, size_t n)
+{
+	for (size_t i = first; i < n; i++)
+		if (!crc_ok(&msgs[i]))
+			return i;
+	return n;
+}
+
+/* The first of msgs[first..n) that may have been overwritten while we
+ * read or copied it, or was retired meanwhile (format.md §6, step 3),
+ * else n: one load of the tail and of start, after the reads, checks the
+ * whole run. */
+static size_t first_lost(const struct assignment *a, const struct shmbus_message *msgs,
+			 size_t first, size_t n)
+{
+	uint64_t tail, start;
+
+	part_after_read(a->p, &tail, &start);
+	for (size_t i = first; i < n; i++)
+		if (tail >= msgs[i].priv[1] + a->p->cap || msgs[i].offset < start)
+			return i;
+	return n;
+}
+
+/*
+ * Keep of msgs[first..*n) what may be handed out.  The lap is checked
+ * first: a record overwritten while read fails its CRC too, and is a lap
+ * (reported exactly, by the reset policy), not damage.  Only a record
+ * intact by position whose CRC fails is damaged.  A record retired while
+ * we read it is lost like a lapped one: none below start is handed out.
+ */
+static int check_run(shmbus_consumer *c, struct assignment *a, struct shmbus_message *msgs,
+		     size_t first, size_t *n, size_t *copied, int rc)
+{
+	size_t bad = c->o.check_crc ? first_bad_crc(msgs, first, *n) : *n, lost;
+
 	if (c->o.copy && *n > first && copy_out(c, msgs, first, *n, copied) < 0)
 		return lib_err(-ENOMEM, "out of memory");
-	/* Never hand out a record overwritten while we read or copied it
-	 * (format.md §6, step 3): one tail load checks the whole run. */
-	if (*n > first) {
-		uint64_t tail;
-
-		fence_acquire();
-		tail = load_acquire(&a->p->hdr->claim.lo);
-		for (size_t i = first; i < *n; i++) {
-			if (tail >= msgs[i].priv[1] + a->p->cap) {
-				uint64_t lost = msgs[i].offset;
-
-				/* back to the lost record, so ERROR policy reports it
-				 * again until the application seeks */
-				a->cur = (struct part_cursor){ .off = lost, .pos = msgs[i].priv[1],
-							       .skip_until = lost };
-				*n = i;
-				rc = reset(c, a, lost);
-				break;
-			}
-		}
+	lost = first_lost(a, msgs, first, *n);
+	if (bad < lost) {
+		c->st.crc_errors++;
+		*n = bad;
+		part_seek(a->p, &a->cur, msgs[bad].offset + 1);
+		return lib_err(-EBADMSG, "partition %s/%d: record at offset %llu fails its CRC32C "
+			       "check; it was damaged in shared memory", a->topic, a->partition,
+			       (unsigned long long)msgs[bad].offset);
 	}
+	if (lost < *n) {
+		uint64_t off = msgs[lost].offset;
+
+		/* back to the lost record, so ERROR policy reports it again
+		 * until the application seeks */
+		a->cur = (struct part_cursor){ .off = off, .pos = msgs[lost].priv[1],
+					       .skip_until = off };
+		*n = lost;
+		rc = reset(c, a, off);
+	}
+	return rc;
+}
+
+static int gather_one(shmbus_consumer *c, struct assignment *a, struct shmbus_message *msgs,
+		      size_t max, size_t *n, size_t *copied)
+{
+	size_t first = *n;
+	uint64_t skipped = a->cur.skipped;
+	int rc;
+
+	bp_follow(a); /* views of the previous poll are released */
+	rc = read_run(c, a, msgs, max, n);
+	c->st.aborted_skipped += a->cur.skipped - skipped;
+	if (*n > first)
+		rc = check_run(c, a, msgs, first, n, copied, rc);
 	if (c->o.copy)
 		for (size_t i = first; i < *n; i++)
 			msgs[i].priv[0] = 0;

@@ -6,8 +6,10 @@
  *    next lap's start.
  * 2. Backpressure policy: refuse (or wait) if the claim would overwrite
  *    a registered consumer's unread bytes.
- * 3. Announce the claim word about to be CAS'd in this writer's slot, then
- *    CAS {tail, next} -> {tail + bytes, next + k} as one 16-byte word.
+ * 3. Announce the claim word about to be CAS'd in this writer's slot,
+ *    marked busy, then CAS {tail, next} -> {tail + bytes, next + k} as one
+ *    16-byte word.  A failed CAS clears the mark before anything else: a
+ *    writer is marked only while it makes or holds a claim.
  * 4. Write CLAIMED into each frame's commit word (the claim's first word
  *    with a CAS, which fails if an unblocker already aborted this claim),
  *    the index slots, and zero the commit word just past the claim, so the
@@ -80,8 +82,11 @@ static inline void announce(struct part_writer *w, pair128 cur)
 	store_release(&s->seq, seq + 2);
 }
 
-/* Our frames are published: others may lap them from now on.  Pairs with
- * load_acquire of flags in lap_room(): our writes are done before theirs. */
+/* No claim of ours is being written: our frames are published, or our
+ * claim CAS failed, so others may lap our announced position (format.md
+ * §4 steps 3 and 6).  Only the mark is cleared: pos and off stay, a real
+ * claim boundary for read_slot() in unblock.c.  Pairs with load_acquire of
+ * flags in lap_room(): our writes are done before theirs. */
 static inline void idle(struct part_writer *w)
 {
 	if (w->slot)
@@ -377,14 +382,21 @@ static int claim(struct part_writer *w, uint64_t *lens, size_t n, unsigned flags
 				w->seen = (pair128){ .lo = pl->end, .hi = cur.hi + pl->k };
 				if (pl->grow)
 					lens[pl->k - 1] += FRAME_ALIGN;
+				/* waits holding the claim: it keeps its mark */
 				if (p->policy == PART_POLICY_BACKPRESSURE)
 					bp_settle(w, pl->end);
 				return 0;
 			}
-			continue; /* cur holds the word that beat us */
+			/* cur holds the word that beat us: no claim is ours,
+			 * so our mark must not hold other writers back while
+			 * we re-plan, wait for room or give up */
+			idle(w);
+			continue;
 		}
-		if (rc)
+		if (rc) {
+			w->seen = cur; /* the next call starts from a fresher guess */
 			return rc;
+		}
 		cur = load_pair(&p->hdr->claim);
 	}
 }

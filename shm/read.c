@@ -69,6 +69,9 @@ static int not_ready(struct part *p, struct part_cursor *c)
 {
 	if (lapped(p, c))
 		return -ERANGE;
+	if (unlikely(c->off < c->next_seen &&
+		     !part_end_plausible(c->off, c->pos, c->tail_seen, c->next_seen)))
+		return part_end_damaged(p, c->tail_seen, c->next_seen);
 	return stall(c);
 }
 
@@ -90,12 +93,33 @@ static uint64_t start_of(const struct part *p, uint64_t next)
 	return start <= next ? start : next;
 }
 
+/* Has c->off been retired (by retention or recovery)?  `start` itself,
+ * one load of a read-mostly line, not clamped to the end this cursor last
+ * saw: a start moved past that end while the cursor stood at it retires
+ * what came meanwhile.  Only a start past that end needs the end again
+ * (loaded then), to tell it from a damaged one. */
+static bool retired(struct part *p, struct part_cursor *c)
+{
+	uint64_t start = load_acquire(&p->hdr->start);
+
+	if (likely(c->off >= start))
+		return false;
+	if (start > c->next_seen)
+		refresh(p, c);
+	return c->off < start_of(p, c->next_seen);
+}
+
 /* An ABORTED frame for c->off: pass over its range, or wait for its end
  * offset (stored just after the aborting CAS). */
 static int skip_aborted(struct part *p, struct part_cursor *c, uint64_t len)
 {
-	uint64_t end = part_abort_end(p, c->off, c->pos, len, c->tail_seen, c->next_seen);
+	uint64_t end;
 
+	/* a range to skip is trusted only where nothing can have lapped it:
+	 * this bounds a chain of ranges by a lap, whatever the words say */
+	if (c->tail_seen >= c->pos + p->cap)
+		return -ERANGE;
+	end = part_abort_end(p, c->off, c->pos, len, c->tail_seen, c->next_seen);
 	if (!end) {
 		refresh(p, c);
 		if (len < FRAME_ABORT_MIN || c->pos + len > c->tail_seen)
@@ -118,10 +142,10 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 
 	if (unlikely(status & PART_STATUS_DELETED))
 		return -EIDRM;
-	/* against the end this cursor last saw, not the claim word: that
-	 * line is the producers', and a load of it per record would pull it
-	 * away from them each time (checked again after each load) */
-	if (unlikely(c->off < start_of(p, c->next_seen)))
+	/* before every record, including one found at the end of what was
+	 * read without loading the claim word (checked again after the
+	 * read, with the tail: part_after_read()) */
+	if (unlikely(retired(p, c)))
 		return -ERANGE;
 	for (;;) {
 		uint64_t w, len;
@@ -159,6 +183,10 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 				c->stalled = false;
 				return 0;
 			}
+			/* offsets the ring cannot hold: every loop bounded by
+			 * the claim word would run for ever */
+			if (unlikely(!part_end_plausible(c->off, c->pos, c->tail_seen, c->next_seen)))
+				return part_end_damaged(p, c->tail_seen, c->next_seen);
 		}
 		/* pairs with the CAS/store_release of the commit word in append.c */
 		w = load_acquire(part_commit_word(p, c->pos));
@@ -180,8 +208,11 @@ have_word:
 				continue;
 			return 1;
 		case FRAME_PADDING:
-			if ((c->pos & p->mask) + len != p->cap)
-				return damaged(p, c, "padding does not end at the ring's end");
+			/* no claim pads from a lap's start: a padding that
+			 * long would lead back to itself a lap later */
+			if ((c->pos & p->mask) + len != p->cap || !(c->pos & p->mask))
+				return damaged(p, c, "padding does not end at the ring's end, "
+					       "or fills a whole lap");
 			c->pos += len;
 			continue;
 		case FRAME_ABORTED:

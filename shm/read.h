@@ -58,6 +58,20 @@ static inline bool part_intact(const struct part *p, uint64_t pos)
 	return load_acquire(&p->hdr->claim.lo) < pos + p->cap;
 }
 
+/*
+ * After reading (or copying) frames: the tail and `start`, loaded after
+ * an acquire fence that orders those reads before them.  A frame read at
+ * `pos` for offset `o` may be handed out only if tail < pos + capacity
+ * (not overwritten) and o >= start (not retired) (format.md §6 step 3).
+ */
+static inline void part_after_read(const struct part *p, uint64_t *ret_tail,
+				   uint64_t *ret_start)
+{
+	fence_acquire();
+	*ret_tail = load_acquire(&p->hdr->claim.lo);
+	*ret_start = load_acquire(&p->hdr->start);
+}
+
 /* When the frontier was first found stalled (CLOCK_MONOTONIC; taken now
  * if not yet), or 0 if it is not stalled.  Call before sleeping and when
  * deciding to unblock. */

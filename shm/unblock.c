@@ -35,6 +35,14 @@ uint64_t part_abort_end(const struct part *p, uint64_t off, uint64_t pos, uint64
 	return end > off && end <= next ? end : 0;
 }
 
+int part_end_damaged(const struct part *p, uint64_t tail, uint64_t next)
+{
+	return shm_err(-EBADMSG, "partition %s/%u: its claim word is damaged (tail %llu, next "
+		       "%llu: more offsets than the ring can hold); run recovery on it",
+		       p->hdr->topic, p->partition, (unsigned long long)tail,
+		       (unsigned long long)next);
+}
+
 void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off)
 {
 	uint64_t *cw = part_commit_word(p, pos);
@@ -61,7 +69,7 @@ static bool read_slot(const struct part_writer_slot *s, uint64_t *pos, uint64_t 
 uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t tail,
 			    uint64_t next, uint64_t *ret_pos)
 {
-	uint64_t best_pos = tail, best_off = next;
+	uint64_t best_pos = tail, best_off = next, span, last;
 
 	/* announcements first: a claim announced before its CAS is seen here
 	 * if the CAS is inside {tail, next} (format.md §7) */
@@ -75,8 +83,14 @@ uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t
 		}
 	}
 	/* then frames marked for their offsets, in case a writer's slot was
-	 * reused since */
-	for (uint64_t o = off + 1; o < best_off; o++) {
+	 * reused since.  A frame at q < best_pos is at most (q - pos) / 48
+	 * offsets after off (format.md §6 step 4): look no further than the
+	 * bytes there allow, within a lap, never as far as a damaged `next`
+	 * says */
+	span = best_pos <= pos ? 0 : best_pos - pos < p->cap ? best_pos - pos : p->cap;
+	last = best_off > off && best_off - off > span / FRAME_ALIGN ? off + 1 + span / FRAME_ALIGN
+								 : best_off;
+	for (uint64_t o = off + 1; o < last; o++) {
 		uint64_t q = load_acquire(&p->index[o & p->imask]), w;
 
 		if ((q & (FRAME_ALIGN - 1)) || q <= pos || q >= best_pos)
@@ -169,6 +183,8 @@ int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uin
 			       (unsigned long long)snap.lo);
 	if (snap.lo >= pos + p->cap)
 		return -ERANGE;
+	if (!part_end_plausible(off, pos, snap.lo, snap.hi))
+		return part_end_damaged(p, snap.lo, snap.hi);
 	w = load_acquire(cw);
 	if (part_cw_for(w, off)) {
 		switch (cw_state(w)) {

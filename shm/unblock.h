@@ -45,6 +45,22 @@ static inline bool part_cw_for(uint64_t w, uint64_t off)
 }
 
 /*
+ * Can the end {tail, next} follow a frame boundary (off, pos)?  Every
+ * offset between them takes at least one 8-byte word of the ring (a frame
+ * takes 48; an aborted range keeps the bytes of the claims it covers), and
+ * the tail is never behind a boundary.  A claim word that says otherwise
+ * is damaged, and loops bounded by it would run for ever (format.md §6).
+ */
+static inline bool part_end_plausible(uint64_t off, uint64_t pos, uint64_t tail, uint64_t next)
+{
+	return pos <= tail && off <= next && next - off <= (tail - pos) / FRAME_ALIGN;
+}
+
+/* -EBADMSG, with a message naming the partition, its claim word and the
+ * fix. */
+int part_end_damaged(const struct part *p, uint64_t tail, uint64_t next);
+
+/*
  * The offset after the aborted range of `off` at `pos` (len bytes), as
  * stored at frame + 8, if it is one: off < end <= next and the range ends
  * by `tail`.  0 if it is not (yet) there.
@@ -62,7 +78,8 @@ void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off);
 
 /*
  * The first claim boundary after `pos` (offset `off`) that is known: a
- * boundary a writer announced, or a frame marked for its offset, or the
+ * boundary a writer announced, or a frame marked for its offset (among
+ * the offsets the bytes up to the tail, at most a lap, can hold), or the
  * end {tail, next}.  *ret_pos gets its position; returns its offset.
  */
 uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t tail,

@@ -623,7 +623,9 @@ static void test_retention_by_time(void **state)
 		snprintf(v, sizeof v, "old-%d", i);
 		send_str(p, 0, v, NULL);
 	}
-	while (low_offset(bus, "r", 0) == 0 && tu_ms() - t0 < 3000)
+	/* retention passes run every min(tick, 300 / 8 ms): a pass between
+	 * two of the sends (a descheduled test) retires them in two moves */
+	while (low_offset(bus, "r", 0) < 20 && tu_ms() - t0 < 3000)
 		mp_sleep_us(5000);
 	moved = tu_ms() - t0;
 	if (low_offset(bus, "r", 0) != 20) {
@@ -633,7 +635,8 @@ static void test_retention_by_time(void **state)
 	}
 	if (moved < 290 || moved > 300 + 2 * 20 + 400)
 		fail_msg("records of retention 300 ms retired after %lld ms", (long long)moved);
-	expect_log(d, "partition r/0: retention retired offsets 0..19", 1000);
+	expect_log(d, "partition r/0: retention retired offsets 0..", 1000);
+	expect_log(d, "..19", 0);
 
 	/* a consumer from the beginning starts past them */
 	send_str(p, 0, "new", NULL);

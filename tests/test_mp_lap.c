@@ -12,7 +12,9 @@
  *
  * The reader is made slow deterministically: every few polls it waits
  * until the writer's tail has moved two rings past it, so it is lapped
- * at least once per wait, whatever the speed of the machine.
+ * at least once per wait, whatever the speed of the machine.  With
+ * check_crc on, the same holds: a record overwritten while read is a lap,
+ * not damage.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -41,6 +43,7 @@ struct lap_arg {
 	struct shared *sh;
 	bool var_sizes;
 	bool copy;
+	bool check_crc;
 	enum shmbus_reset reset;
 };
 
@@ -170,7 +173,7 @@ static int reader_main(void *argp)
 	const struct lap_arg *a = argp;
 	static struct reader r;
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .copy = a->copy, .reset = a->reset,
-		    .on_lapped = on_lapped, .ctx = &r);
+		    .check_crc = a->check_crc, .on_lapped = on_lapped, .ctx = &r);
 	static struct shmbus_message msgs[8];
 	SHMBUS_OPTS(shmbus_consumer_stats, st);
 	shmbus_consumer *c = NULL;
@@ -248,11 +251,13 @@ static int reader_main(void *argp)
 /* ------------------------------------------------------------------ */
 /* Tests                                                               */
 
-static void run(struct mp_env *env, bool var_sizes, bool copy, enum shmbus_reset reset)
+static void run_crc(struct mp_env *env, bool var_sizes, bool copy, bool check_crc,
+		    enum shmbus_reset reset)
 {
 	SHMBUS_OPTS(shmbus_topic_opts, o, .capacity = CAP);
 	struct lap_arg a = { .root = env->root, .sh = mp_shared(sizeof(struct shared)),
-			     .var_sizes = var_sizes, .copy = copy, .reset = reset };
+			     .var_sizes = var_sizes, .copy = copy, .check_crc = check_crc,
+			     .reset = reset };
 	pid_t pids[2];
 
 	assert_ok(shmbus_topic_create(env->bus, "lap", &o));
@@ -260,6 +265,11 @@ static void run(struct mp_env *env, bool var_sizes, bool copy, enum shmbus_reset
 	pids[1] = mp_spawn(writer_main, &a);
 	mp_wait_ok(pids, 2, 25000, "reader and writer");
 	munmap(a.sh, sizeof(struct shared));
+}
+
+static void run(struct mp_env *env, bool var_sizes, bool copy, enum shmbus_reset reset)
+{
+	run_crc(env, var_sizes, copy, false, reset);
 }
 
 /* Frames of one size that tiles the ring: no padding. */
@@ -283,6 +293,21 @@ static void test_lap_var_sizes_views(void **state)
 static void test_lap_var_sizes_copies(void **state)
 {
 	run(*state, true, true, SHMBUS_RESET_LATEST);
+}
+
+/* With check_crc, a record overwritten while it was read fails its CRC
+ * too: it must be reported as lapped (the lap is checked first), never
+ * as damaged, and no offset may be skipped without a lap report.  Before
+ * the fix such a poll returned -EBADMSG ("fails its CRC32C check") and
+ * the consumer went on past the record. */
+static void test_lap_var_sizes_views_crc(void **state)
+{
+	run_crc(*state, true, false, true, SHMBUS_RESET_EARLIEST);
+}
+
+static void test_lap_var_sizes_copies_crc(void **state)
+{
+	run_crc(*state, true, true, true, SHMBUS_RESET_EARLIEST);
 }
 
 /* ------------------------------------------------------------------ */
@@ -440,6 +465,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lap_fixed_frames_copies, mp_setup, mp_teardown),
 		cmocka_unit_test_setup_teardown(test_lap_var_sizes_views, mp_setup, mp_teardown),
 		cmocka_unit_test_setup_teardown(test_lap_var_sizes_copies, mp_setup, mp_teardown),
+		cmocka_unit_test_setup_teardown(test_lap_var_sizes_views_crc, mp_setup, mp_teardown),
+		cmocka_unit_test_setup_teardown(test_lap_var_sizes_copies_crc, mp_setup, mp_teardown),
 		cmocka_unit_test_setup_teardown(test_lap_over_held_claim, mp_setup, mp_teardown),
 	};
 

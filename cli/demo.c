@@ -405,7 +405,7 @@ int cmd_demo(struct cli *cli, int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":n:h", longopts, NULL)) != -1) {
 		if (c == 'n') {
-			if (parse_u64("-n", optarg, UINT32_MAX, &d.records) < 0)
+			if (parse_u64("-n", optarg, 1, UINT32_MAX, &d.records) < 0)
 				return CLI_EXIT_USAGE;
 			continue;
 		}

@@ -44,7 +44,7 @@ static void test_usage(void **state)
 		{ ARGS("consume", "a", "b"), 2, NULL, "one topic at a time" },
 		{ ARGS("consume", "t", "-o", "middle"), 2, NULL, "not \"middle\"" },
 		{ ARGS("consume", "t", "-o", "-x"), 2, NULL, "-o -N wants a whole number" },
-		{ ARGS("consume", "t", "-c", "0"), 2, NULL, "-c wants at least 1" },
+		{ ARGS("consume", "t", "-c", "0"), 2, NULL, "-c wants a whole number of at least 1" },
 		{ ARGS("consume", "t", "-f", "%Q"), 2, NULL, "unknown token" },
 		{ ARGS("consume", "t", "-f", "\\q"), 2, NULL, "unknown escape" },
 		{ ARGS("produce", "t", "-H", "novalue"), 2, NULL, "NAME=VALUE" },

@@ -436,6 +436,12 @@ static void test_tmpfiles(void **state)
 	snprintf(cmd, sizeof cmd, "mkdir -p %s/dev/shm %s/var/lib && "
 		 "systemd-tmpfiles --root=%s --create %s", root, root, root, source("shmbus.conf"));
 	rc = run(cmd, &out);
+	/* the roots belong to user shmbus: giving them needs CAP_CHOWN */
+	if (rc != 0 && strstr(out, "fchownat") && strstr(out, "Operation not permitted")) {
+		free(out);
+		tu_skip("systemd-tmpfiles gives the roots to user shmbus, and changing a file's "
+			"owner needs root (CAP_CHOWN; running as uid %u)", (unsigned)geteuid());
+	}
 	if (rc != 0)
 		fail_msg("%s: exit %d:\n%s", cmd, rc, out);
 	free(out);

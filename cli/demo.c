@@ -1,5 +1,6 @@
 /*
- * demo.c - `shmbus demo` (what `make run` runs): two processes, one bus.
+ * demo.c - `shmbus demo` (one of the commands `make run` suggests): two
+ * processes, one bus.
  *
  * The parent makes sure topic "demo" exists (4 partitions of 16 MiB,
  * backpressure, so that the count is exact), forks a consumer, waits

@@ -319,8 +319,8 @@ static void test_group_commit_on_epipe(void **state)
 	int pipe_size, lines;
 
 	assert_non_null(in);
-	for (int i = 0; i < EPIPE_RECORDS; i++)
-		snprintf(in + i * EPIPE_LINE, EPIPE_LINE + 1, "rec-%07d\n", i);
+	for (unsigned i = 0; i < EPIPE_RECORDS; i++)
+		snprintf(in + i * EPIPE_LINE, EPIPE_LINE + 1, "rec-%07u\n", i % 10000000);
 	make_topic(root, "many", "1", "16M");
 	produce(root, "many", in, NULL);
 	free(in);

@@ -219,6 +219,9 @@ int output_open(struct output *o, int fd, uint32_t nparts);
 /* After printing m to o->f: note where it ends.  0 or -ENOMEM. */
 int output_record(struct output *o, const struct shmbus_message *m);
 
+/* Records whose last byte write(2) took are delivered: note them. */
+void output_settle(struct output *o);
+
 /* fflush; 0, or -errno of the write that failed (-EPIPE: the reader went). */
 int output_flush(struct output *o);
 

@@ -271,6 +271,7 @@ static int output_failed(struct consume_run *cr, int err)
 {
 	int rc = 0;
 
+	output_settle(&cr->out);
 	for (uint32_t p = 0; cr->group && p < cr->nparts; p++)
 		if (cr->out.delivered[p] && rc == 0)
 			rc = shmbus_consumer_commit_offset(cr->c, cr->topic, (int32_t)p,

@@ -58,8 +58,7 @@ int output_open(struct output *o, int fd, uint32_t nparts)
 	return 0;
 }
 
-/* Records whose last byte was written are delivered. */
-static void settle(struct output *o)
+void output_settle(struct output *o)
 {
 	while (o->len && o->q[o->head].end <= o->written) {
 		const struct output_rec *r = &o->q[o->head];
@@ -90,7 +89,7 @@ int output_record(struct output *o, const struct shmbus_message *m)
 {
 	if (!o->nparts || m->partition < 0 || (uint32_t)m->partition >= o->nparts)
 		return 0;
-	settle(o);
+	output_settle(o);
 	if (o->len == o->cap && grow(o) < 0)
 		return -ENOMEM;
 	o->q[(o->head + o->len) % o->cap] = (struct output_rec){
@@ -98,7 +97,7 @@ int output_record(struct output *o, const struct shmbus_message *m)
 		.end = o->written + __fpending(o->f),
 	};
 	o->len++;
-	settle(o);
+	output_settle(o);
 	return 0;
 }
 
@@ -106,8 +105,7 @@ int output_flush(struct output *o)
 {
 	int rc = fflush(o->f) == 0 && !ferror(o->f) ? 0 : -(o->err ? o->err : EIO);
 
-	if (o->nparts)
-		settle(o);
+	output_settle(o);
 	return rc;
 }
 

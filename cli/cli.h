@@ -202,6 +202,7 @@ struct output_rec {
 
 struct output {
 	FILE *f;                   /* print here */
+	char *buf;                 /* its buffer */
 	int fd;
 	int err;                   /* errno of the write that failed, else 0 */
 	uint64_t written;          /* bytes write(2) took */

@@ -49,12 +49,14 @@ int output_open(struct output *o, int fd, uint32_t nparts)
 	o->fd = fd;
 	o->nparts = nparts;
 	o->delivered = nparts ? calloc(nparts, sizeof *o->delivered) : NULL;
+	o->buf = malloc(OUT_BUF); /* glibc sizes a buffer it allocates itself as it likes */
 	o->f = fopencookie(o, "w", io);
-	if (!o->f || (nparts && !o->delivered)) {
+	if (!o->f || !o->buf || (nparts && !o->delivered)) {
 		output_close(o);
 		return -ENOMEM;
 	}
-	setvbuf(o->f, NULL, _IOFBF, OUT_BUF);
+	setvbuf(o->f, o->buf, _IOFBF, OUT_BUF);
+	__fsetlocking(o->f, FSETLOCKING_BYCALLER); /* one thread prints: no lock per putc */
 	return 0;
 }
 
@@ -119,6 +121,7 @@ void output_close(struct output *o)
 {
 	if (o->f)
 		fclose(o->f); /* after a failure, what is left is dropped */
+	free(o->buf);
 	free(o->q);
 	free(o->delivered);
 	memset(o, 0, sizeof *o);

@@ -538,23 +538,18 @@ static char *commands_of(const char *out, const char *cli)
 	return script;
 }
 
-static void test_make_run(void **state)
+/* Start `make -s run` on root in its own process group (env->group),
+ * its stdout and stderr into the returned pipe. */
+static int start_make_run(struct env *env, const char *root)
 {
-	struct env *env = *state;
-	char root[PATH_MAX], want[PATH_MAX * 3], cli[PATH_MAX * 2], *out = calloc(1, 1 << 16);
-	int fds[2], status = -1;
-	size_t len = 0;
-	int64_t deadline = tu_ms() + 60000;
+	int fds[2];
 	pid_t pid;
 
-	if (!have("make"))
-		tu_skip("make is not installed");
-	snprintf(root, sizeof root, "%s/run-root", env->dir);
 	assert_int_equal(pipe(fds), 0);
 	fflush(NULL);
 	pid = fork();
 	assert_true(pid >= 0);
-	if (pid == 0) {   /* its own process group: stopped as a whole below */
+	if (pid == 0) {
 		setpgid(0, 0);
 		dup2(fds[1], 1);
 		dup2(fds[1], 2);
@@ -572,8 +567,16 @@ static void test_make_run(void **state)
 	env->group = pid;
 	close(fds[1]);
 	fcntl(fds[0], F_SETFL, O_NONBLOCK);
-	while (!strstr(out, "Ctrl-C") && tu_ms() < deadline && len + 1 < (1 << 16)) {
-		ssize_t n = read(fds[0], out + len, (1 << 16) - 1 - len);
+	return fds[0];
+}
+
+/* Read fd into out (cap bytes) until it holds needle, EOF or the deadline. */
+static void read_until(int fd, char *out, size_t cap, const char *needle, int64_t deadline)
+{
+	size_t len = strlen(out);
+
+	while (!strstr(out, needle) && tu_ms() < deadline && len + 1 < cap) {
+		ssize_t n = read(fd, out + len, cap - 1 - len);
 
 		if (n > 0)
 			len += (size_t)n;
@@ -581,10 +584,24 @@ static void test_make_run(void **state)
 			break;
 		else
 			usleep(20000);
+		out[len] = '\0';
 	}
-	if (!strstr(out, "Ctrl-C")) {
+}
+
+static void test_make_run(void **state)
+{
+	struct env *env = *state;
+	char root[PATH_MAX], want[PATH_MAX * 3], cli[PATH_MAX * 2], *out = calloc(1, 1 << 16);
+	char *script, *res;
+	int fd, status;
+
+	if (!have("make"))
+		tu_skip("make is not installed");
+	snprintf(root, sizeof root, "%s/run-root", env->dir);
+	fd = start_make_run(env, root);
+	read_until(fd, out, 1 << 16, "Ctrl-C", tu_ms() + 60000);
+	if (!strstr(out, "Ctrl-C"))
 		fail_msg("make run did not say how to use the bus (no \"Ctrl-C\") in 60 s:\n%s", out);
-	}
 	/* the root, the control socket and the commands, ready to paste */
 	expect_has(out, root, "make run names the root");
 	snprintf(want, sizeof want, "%s/control", root);
@@ -597,20 +614,17 @@ static void test_make_run(void **state)
 	expect_has(out, want, "make run shows how to produce");
 	snprintf(want, sizeof want, "%s consume", cli);
 	expect_has(out, want, "make run shows how to consume");
-	{
-		char *script = commands_of(out, cli), *res;
-
-		res = run_ok(script);
-		expect_has(res, "created topic", "the printed commands create a topic");
-		expect_has(res, "\n1\n2\n3\n", "the printed commands produce and consume");
-		free(res);
-		free(script);
-	}
-	kill(-pid, SIGINT);     /* Ctrl-C: make and the daemon stop */
-	status = tu_wait(pid, 20000);
-	kill(-pid, SIGKILL);    /* whatever is left of the group */
+	script = commands_of(out, cli);
+	res = run_ok(script);
+	expect_has(res, "created topic", "the printed commands create a topic");
+	expect_has(res, "\n1\n2\n3\n", "the printed commands produce and consume");
+	free(res);
+	free(script);
+	kill(-env->group, SIGINT);    /* Ctrl-C: make and the daemon stop */
+	status = tu_wait(env->group, 20000);
+	kill(-env->group, SIGKILL);   /* whatever is left of the group */
 	env->group = 0;
-	close(fds[0]);
+	close(fd);
 	free(out);
 	assert_true(status >= 0);
 }

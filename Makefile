@@ -4,9 +4,10 @@
 #   make test            build and run every test; ends with "N passed, N failed, N skipped"
 #   make asan | tsan     the same tests under AddressSanitizer+UBSan / ThreadSanitizer
 #   make fuzz            run the libFuzzer targets longer (FUZZ_SECONDS each)
-#   make run             shmbusd in the foreground on the default bus root
+#   make run             shmbusd in the foreground on the default bus root (built-in
+#                        configuration), after the commands to try from another terminal
 #   make bench           shmbus vs machine limits and peers (bench/README.md); QUICK=1 quick mode
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR=    (and make uninstall, the same way)
 #
 # Dependencies are found with pkg-config.  If one is missing, the build
 # installs it with apt-get when run as root, else prints the exact line.
@@ -15,7 +16,15 @@ VERSION   := 1.0.0
 SOVERSION := 1
 PREFIX    ?= /usr/local
 DESTDIR   ?=
+# The configuration's directory as autotools lays it out: /etc for the
+# system's own PREFIX=/usr, else under the prefix (/usr/local/etc,
+# $HOME/.local/etc), so an install never writes outside DESTDIR+PREFIX
+ifeq ($(patsubst %/,%,$(PREFIX)),/usr)
 SYSCONFDIR ?= /etc
+else
+SYSCONFDIR ?= $(PREFIX)/etc
+endif
+MANDIR    ?= $(PREFIX)/share/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
@@ -222,10 +231,27 @@ fuzz: $(FUZZERS)
 
 # --- run, bench, install ---------------------------------------------------
 
+# The root is the one shmbus and shmbusd default to (shmbus --help says
+# which); the daemon's own banner would repeat this, so its stdout is dropped
+# (its log is on stderr).
 run: all
-	@$(DAEMON)
+	@root=$$($(CLI) --help | sed -n 's/^The default root here is \(.*\)\.$$/\1/p'); \
+	if [ -z "$$root" ]; then echo "make run: no default bus root here; set SHMBUS_ROOT"; exit 1; fi; \
+	echo "Starting shmbusd in the foreground with the built-in configuration (no --config):"; \
+	echo "  bus root        $$root"; \
+	echo "  control socket  $$root/control"; \
+	echo "In another terminal, from this directory ($(CLI) is the command until make install):"; \
+	echo "  $(CLI) --root $$root topic create orders"; \
+	echo "  seq 1 3 | $(CLI) --root $$root produce orders"; \
+	echo "  $(CLI) --root $$root consume orders -e"; \
+	echo "  $(CLI) --root $$root status"; \
+	echo "  $(CLI) --root $$root demo      # 2,000,000 records through the bus, and the rate"; \
+	echo "Stop the daemon with Ctrl-C."; \
+	exec $(DAEMON) --root "$$root" >/dev/null
 
 include bench/Makefile.inc
+
+MAN_PAGES := docs/man/shmbus.1 docs/man/libshmbus.3 docs/man/shmbusd.conf.5 docs/man/shmbusd.8
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \
@@ -252,13 +278,26 @@ install: all
 	test -e $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf || install -m 0644 \
 		systemd/shmbusd.conf.example $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf
 	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/
+	for m in $(MAN_PAGES); do \
+		s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s && \
+		install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/ || exit 1; \
+	done
 
+# A shmbusd.conf the administrator changed stays (as dpkg keeps a changed
+# conffile); one still equal to the example goes with it.
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libshmbus.* $(DESTDIR)$(PREFIX)/include/shmbus.h \
 		$(DESTDIR)$(PREFIX)/bin/shmbus $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc \
 		$(DESTDIR)$(PREFIX)/sbin/shmbusd $(DESTDIR)$(SYSTEMDUNITDIR)/shmbusd.service \
-		$(DESTDIR)$(TMPFILESDIR)/shmbus.conf $(DESTDIR)$(SYSUSERSDIR)/shmbus.conf \
-		$(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf.example
+		$(DESTDIR)$(TMPFILESDIR)/shmbus.conf $(DESTDIR)$(SYSUSERSDIR)/shmbus.conf
+	for m in $(MAN_PAGES); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}; done
+	if cmp -s systemd/shmbusd.conf.example $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf; then \
+		rm -f $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf; \
+	elif [ -e $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf: it differs from the example"; \
+	fi
+	rm -f $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf.example
+	rmdir $(DESTDIR)$(SYSCONFDIR)/shmbus 2>/dev/null || true
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:

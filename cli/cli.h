@@ -84,9 +84,22 @@ int cli_fail(int rc, const char *what);
  * failure that sets none (-ENOMEM) does not print this one. */
 void cli_err_forget(void);
 
-/* Open the bus of cli->root.  create=false fails with -ENOENT (and no
- * message) if there is no bus there yet; other failures are reported. */
+/* The root the command works on (cli->root, else the library's default)
+ * into buf; *origin says where it came from ("given with --root", "from
+ * $SHMBUS_ROOT", "the default root").  Returns buf. */
+const char *cli_root(const struct cli *cli, char *buf, size_t len, const char **origin);
+
+/*
+ * Open the bus of cli->root.  create=false fails with -ENOENT (and no
+ * message) if there is no bus there yet; create=true makes the root and
+ * the bus and says so on stdout.  Other failures are reported, naming the
+ * root (and the fix, when the user cannot write there).
+ */
 int cli_open(const struct cli *cli, bool create, shmbus **ret);
+
+/* After cli_open() found no bus: say on stderr why (the root is missing,
+ * or holds no bus yet) and how to make one. */
+void cli_no_bus_note(const struct cli *cli);
 
 /* Report that `topic` does not exist because no bus exists yet; returns 1. */
 int cli_no_bus(const struct cli *cli, const char *topic);
@@ -94,8 +107,9 @@ int cli_no_bus(const struct cli *cli, const char *topic);
 /* ------------------------------------------------------------------ */
 /* Parsing numbers and sizes                                           */
 
-/* A decimal integer in [0, max]; reports "<what>: ..." and returns -EINVAL. */
-int parse_u64(const char *what, const char *s, uint64_t max, uint64_t *ret);
+/* A decimal integer in [min, max]; reports "<what> wants ..." and returns
+ * -EINVAL.  The message states the range, so the help should too. */
+int parse_u64(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 
 /* A byte count with an optional K, M or G suffix (powers of 1024). */
 int parse_size(const char *what, const char *s, uint64_t *ret);
@@ -157,6 +171,18 @@ struct fmt {
 	bool value_newline;        /* exactly "%s\n": the fast path */
 };
 
+/*
+ * C escapes, as kcat reads them in -f and -K: \n \r \t \0 \\ \xHH.
+ * escape_at() reads the one at s (s[0] == '\\') into *ret and returns the
+ * characters it takes, or -EINVAL (unknown) or -ERANGE (\x without two
+ * hex digits); escape_error() names such an error.  unescape() resolves
+ * every escape of `in` into a malloc'd *ret of *ret_len bytes (NUL bytes
+ * included), or reports "<what>: ..." and returns -EINVAL.
+ */
+int escape_at(const char *s, char *ret);
+const char *escape_error(const char *s, int rc);
+int unescape(const char *what, const char *in, char **ret, size_t *ret_len);
+
 /* Compile a format; on error reports it and returns -EINVAL. */
 int fmt_compile(const char *spec, struct fmt *ret);
 
@@ -164,5 +190,45 @@ int fmt_compile(const char *spec, struct fmt *ret);
 int fmt_write(const struct fmt *f, const struct shmbus_message *m, FILE *out);
 
 void fmt_free(struct fmt *f);
+
+/* ------------------------------------------------------------------ */
+/* consume's output, which knows which records reached it (output.c)    */
+
+struct output_rec {
+	uint32_t partition;
+	uint64_t next;             /* the offset after the record */
+	uint64_t end;              /* bytes handed to the stream up to its end */
+};
+
+struct output {
+	FILE *f;                   /* print here */
+	char *buf;                 /* its buffer */
+	int fd;
+	int err;                   /* errno of the write that failed, else 0 */
+	uint64_t written;          /* bytes write(2) took */
+	struct output_rec *q;      /* printed, not yet written: a ring */
+	size_t head, len, cap;
+	uint64_t *delivered;       /* per partition: the offset after the last record
+				    * written since output_forget(); 0: none */
+	uint32_t nparts;           /* 0: no tracking */
+};
+
+/* A buffered stream on fd; with nparts > 0, tracking which records of a
+ * topic of nparts partitions have been written.  0 or -ENOMEM. */
+int output_open(struct output *o, int fd, uint32_t nparts);
+
+/* After printing m to o->f: note where it ends.  0 or -ENOMEM. */
+int output_record(struct output *o, const struct shmbus_message *m);
+
+/* Records whose last byte write(2) took are delivered: note them. */
+void output_settle(struct output *o);
+
+/* fflush; 0, or -errno of the write that failed (-EPIPE: the reader went). */
+int output_flush(struct output *o);
+
+/* What was delivered has been committed: start counting afresh. */
+void output_forget(struct output *o);
+
+void output_close(struct output *o);
 
 #endif

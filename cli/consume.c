@@ -14,7 +14,9 @@
  * returns nothing; SIGINT or SIGTERM, seen within a poll timeout.  With
  * -g the positions are committed once what was printed has reached
  * stdout: whenever the consumer catches up, at least every second while
- * it does not, and at exit.
+ * it does not, and at exit.  If stdout's reader goes away meanwhile
+ * (`consume -g G | head -1`), the records write(2) took are committed
+ * (output.c), and the rest are left for the group's next consumer.
  */
 #include "cli.h"
 
@@ -22,6 +24,7 @@
 #include <signal.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char usage[] =
 	"Usage: shmbus consume TOPIC [-p PARTITION] [-o START] [-e] [-c COUNT] [-g GROUP]\n"
@@ -40,7 +43,7 @@ static const char usage[] =
 	"                default: the group's committed offset with -g (else the oldest\n"
 	"                record), and beginning without -g\n"
 	"  -e            exit once every partition read is at its end\n"
-	"  -c COUNT      exit after COUNT records\n"
+	"  -c COUNT      exit after COUNT records (at least 1)\n"
 	"  -g GROUP      commit positions to consumer group GROUP (every second and at\n"
 	"                exit, including on SIGINT and SIGTERM)\n"
 	"  -f FORMAT     output format, as kcat's (default \"%s\\n\"):\n"
@@ -65,6 +68,8 @@ struct consume_run {
 	const char *group;
 	struct fmt fmt;
 	shmbus_consumer *c;
+	uint32_t nparts;            /* of the topic */
+	struct output out;          /* stdout, knowing which records reached it */
 	uint64_t printed;
 	bool uncommitted;           /* printed records not committed yet */
 	int64_t committed_ms;       /* when positions were last committed */
@@ -93,15 +98,15 @@ static int parse_start(struct consume_run *cr, const char *s)
 		cr->start = START_END;
 	} else if (s[0] == '@') {
 		cr->start = START_TIME;
-		if (parse_u64("-o @TIMESTAMP_MS", s + 1, INT64_MAX / 1000000, &cr->start_arg) < 0)
+		if (parse_u64("-o @TIMESTAMP_MS", s + 1, 0, INT64_MAX / 1000000, &cr->start_arg) < 0)
 			return CLI_EXIT_USAGE;
 	} else if (s[0] == '-') {
 		cr->start = START_BEFORE_END;
-		if (parse_u64("-o -N", s + 1, INT64_MAX, &cr->start_arg) < 0)
+		if (parse_u64("-o -N", s + 1, 0, INT64_MAX, &cr->start_arg) < 0)
 			return CLI_EXIT_USAGE;
 	} else if (s[0] >= '0' && s[0] <= '9') {
 		cr->start = START_OFFSET;
-		if (parse_u64("-o", s, INT64_MAX, &cr->start_arg) < 0)
+		if (parse_u64("-o", s, 0, INT64_MAX, &cr->start_arg) < 0)
 			return CLI_EXIT_USAGE;
 	} else {
 		return cli_usage_err(usage, "-o is beginning, end, OFFSET, -N or @TIMESTAMP_MS, "
@@ -117,7 +122,7 @@ static int one_option(struct cli *cli, struct consume_run *cr, int c, char **arg
 
 	switch (c) {
 	case 'p':
-		if (parse_u64("-p", optarg, INT32_MAX, &v) < 0)
+		if (parse_u64("-p", optarg, 0, INT32_MAX, &v) < 0)
 			return CLI_EXIT_USAGE;
 		cr->partition = (int32_t)v;
 		return -1;
@@ -127,9 +132,9 @@ static int one_option(struct cli *cli, struct consume_run *cr, int c, char **arg
 		cr->exit_at_end = true;
 		return -1;
 	case 'c':
-		if (parse_u64("-c", optarg, UINT64_MAX, &cr->count) < 0)
+		if (parse_u64("-c", optarg, 1, UINT64_MAX, &cr->count) < 0)
 			return CLI_EXIT_USAGE;
-		return cr->count ? -1 : cli_usage_err(usage, "-c wants at least 1");
+		return -1;
 	case 'g':
 		cr->group = optarg;
 		return -1;
@@ -219,6 +224,7 @@ static int assign(shmbus *bus, struct consume_run *cr)
 	if (rc < 0)
 		return cli_fail(rc, "cannot find the topic");
 	last = ti.partitions - 1;
+	cr->nparts = ti.partitions;
 	if (cr->partition != SHMBUS_PARTITION_ANY) {
 		if ((uint32_t)cr->partition >= ti.partitions) {
 			cli_err("topic \"%s\" has %u partition%s (0..%u), not %d", cr->topic,
@@ -259,26 +265,42 @@ static int make_consumer(shmbus *bus, struct consume_run *cr)
 	return assign(bus, cr);
 }
 
+/* The output failed: commit the records that reached it (output.c), then
+ * return -EPIPE if its reader has gone (a normal end), else report. */
+static int output_failed(struct consume_run *cr, int err)
+{
+	int rc = 0;
+
+	output_settle(&cr->out);
+	for (uint32_t p = 0; cr->group && p < cr->nparts; p++)
+		if (cr->out.delivered[p] && rc == 0)
+			rc = shmbus_consumer_commit_offset(cr->c, cr->topic, (int32_t)p,
+							   cr->out.delivered[p]);
+	if (rc < 0)
+		cli_fail(rc, "cannot commit the group's offsets");
+	if (err == -EPIPE)
+		return rc < 0 ? CLI_EXIT_FAIL : -EPIPE;
+	cli_err("cannot write to stdout: %s", strerror(-err));
+	return CLI_EXIT_FAIL;
+}
+
 /*
- * Flush stdout, then commit the positions if a group is in use.  Returns
- * 0, 1 after a reported failure, or -EPIPE when stdout's reader has gone
- * (nothing more to do, and nothing to commit that it did not read).
+ * Flush the output, then commit the positions if a group is in use.
+ * Returns 0, 1 after a reported failure, or -EPIPE when the output's
+ * reader has gone (nothing more to do; what it took is committed).
  */
 static int flush_and_commit(struct consume_run *cr)
 {
-	int rc;
+	int rc = output_flush(&cr->out);
 
-	if (fflush(stdout) != 0 || ferror(stdout)) {
-		if (errno == EPIPE)
-			return -EPIPE;
-		cli_err("cannot write to stdout: %s", strerror(errno));
-		return CLI_EXIT_FAIL;
-	}
+	if (rc < 0)
+		return output_failed(cr, rc);
 	if (!cr->group || !cr->uncommitted)
 		return 0;
 	rc = shmbus_consumer_commit(cr->c);
 	if (rc < 0)
 		return cli_fail(rc, "cannot commit the group's offsets");
+	output_forget(&cr->out);
 	cr->uncommitted = false;
 	cr->committed_ms = now_ms();
 	return 0;
@@ -295,12 +317,10 @@ static bool at_end(struct consume_run *cr)
 static int print_messages(struct consume_run *cr, const struct shmbus_message *msgs, int n)
 {
 	for (int i = 0; i < n; i++) {
-		if (fmt_write(&cr->fmt, &msgs[i], stdout) < 0) {
-			if (errno == EPIPE)
-				return -EPIPE;
-			cli_err("cannot write to stdout: %s", strerror(errno));
-			return CLI_EXIT_FAIL;
-		}
+		if (fmt_write(&cr->fmt, &msgs[i], cr->out.f) < 0)
+			return output_failed(cr, -(cr->out.err ? cr->out.err : EIO));
+		if (output_record(&cr->out, &msgs[i]) < 0)
+			return cli_fail(-ENOMEM, "cannot print");
 	}
 	cr->printed += (uint64_t)n;
 	cr->uncommitted |= n > 0;
@@ -367,10 +387,9 @@ int cmd_consume(struct cli *cli, int argc, char **argv)
 		rc = make_consumer(bus, &cr);
 	else
 		rc = CLI_EXIT_FAIL;
+	if (rc == 0 && output_open(&cr.out, STDOUT_FILENO, cr.group ? cr.nparts : 0) < 0)
+		rc = cli_fail(-ENOMEM, "cannot print");
 	if (rc == 0) {
-		static char outbuf[1 << 16];
-
-		setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
 		catch_signals();
 		cr.committed_ms = now_ms();
 		rc = consume_loop(&cr);
@@ -379,6 +398,7 @@ int cmd_consume(struct cli *cli, int argc, char **argv)
 		if (rc == -EPIPE)
 			rc = 0; /* the reader of stdout is gone: a normal end */
 	}
+	output_close(&cr.out);
 	shmbus_consumer_free(cr.c);
 	fmt_free(&cr.fmt);
 	return rc;

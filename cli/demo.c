@@ -1,5 +1,6 @@
 /*
- * demo.c - `shmbus demo` (what `make run` runs): two processes, one bus.
+ * demo.c - `shmbus demo` (one of the commands `make run` suggests): two
+ * processes, one bus.
  *
  * The parent makes sure topic "demo" exists (4 partitions of 16 MiB,
  * backpressure, so that the count is exact), forks a consumer, waits
@@ -405,7 +406,7 @@ int cmd_demo(struct cli *cli, int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":n:h", longopts, NULL)) != -1) {
 		if (c == 'n') {
-			if (parse_u64("-n", optarg, UINT32_MAX, &d.records) < 0)
+			if (parse_u64("-n", optarg, 1, UINT32_MAX, &d.records) < 0)
 				return CLI_EXIT_USAGE;
 			continue;
 		}

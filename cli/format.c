@@ -6,7 +6,8 @@
  * Tokens, as kcat's: %t topic, %p partition, %o offset, %k key, %s value,
  * %T timestamp (ms since the epoch), %h headers (name=value,...), %S value
  * size, %K key size (-1 for a null value or key), %% a percent sign; and
- * the escapes \n \r \t \0 \\.  A null key or value prints as nothing.
+ * the escapes \n \r \t \0 \\ \xHH (also read in produce's -K, as kcat
+ * does).  A null key or value prints as nothing.
  */
 #include "cli.h"
 
@@ -30,16 +31,73 @@ static int field_of(char ch, enum fmt_op *ret)
 	return -EINVAL;
 }
 
-static int escape_of(char ch, char *ret)
+static int hex_digit(char ch)
 {
-	switch (ch) {
-	case 'n': *ret = '\n'; return 0;
-	case 'r': *ret = '\r'; return 0;
-	case 't': *ret = '\t'; return 0;
-	case '0': *ret = '\0'; return 0;
-	case '\\': *ret = '\\'; return 0;
-	default: return -EINVAL;
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+int escape_at(const char *s, char *ret)
+{
+	int hi, lo;
+
+	switch (s[1]) {
+	case 'n': *ret = '\n'; return 2;
+	case 'r': *ret = '\r'; return 2;
+	case 't': *ret = '\t'; return 2;
+	case '0': *ret = '\0'; return 2;
+	case '\\': *ret = '\\'; return 2;
+	case 'x':
+		hi = hex_digit(s[2]);
+		lo = hi < 0 ? -1 : hex_digit(s[3]);
+		if (lo < 0)
+			return -ERANGE;
+		*ret = (char)(hi << 4 | lo);
+		return 4;
+	default:
+		return -EINVAL;
 	}
+}
+
+const char *escape_error(const char *s, int rc)
+{
+	if (!s[1])
+		return "a lone \\ at the end (write \\\\ for a backslash)";
+	return rc == -ERANGE ? "\\x wants two hex digits" : "unknown escape";
+}
+
+int unescape(const char *what, const char *in, char **ret, size_t *ret_len)
+{
+	char *out = malloc(strlen(in) + 1);
+	size_t len = 0;
+
+	if (!out) {
+		cli_err("%s: out of memory", what);
+		return -ENOMEM;
+	}
+	for (const char *s = in; *s;) {
+		int n = *s == '\\' ? escape_at(s, &out[len]) : 1;
+
+		if (n < 0) {
+			cli_err("%s: %s \"%.*s\" in \"%s\"; the escapes are \\t \\n \\r \\0 "
+				"\\\\ and \\xHH", what, escape_error(s, n),
+				(int)strnlen(s, n == -ERANGE ? 4 : 2), s, in);
+			free(out);
+			return -EINVAL;
+		}
+		if (n == 1)
+			out[len] = *s;
+		len++;
+		s += n;
+	}
+	*ret = out;
+	*ret_len = len;
+	return 0;
 }
 
 /* Append one literal byte, extending the last item if it is a literal. */
@@ -58,7 +116,7 @@ static void add_literal(struct fmt *f, size_t *lit_len, char ch)
 static int bad_format(const char *spec, const char *at, const char *what)
 {
 	cli_err("-f \"%s\": %s at \"%s\"; the tokens are %%t %%p %%o %%k %%s %%T %%h %%S %%K %%%% "
-		"and the escapes \\n \\r \\t \\0 \\\\", spec, what, at);
+		"and the escapes \\n \\r \\t \\0 \\\\ \\xHH", spec, what, at);
 	return -EINVAL;
 }
 
@@ -78,10 +136,12 @@ static int compile(const char *spec, struct fmt *f)
 				return bad_format(spec, s, s[1] ? "unknown token" : "a lone %");
 			s++;
 		} else if (*s == '\\') {
-			if (escape_of(s[1], &ch) < 0)
-				return bad_format(spec, s, s[1] ? "unknown escape" : "a lone \\");
+			int n = escape_at(s, &ch);
+
+			if (n < 0)
+				return bad_format(spec, s, escape_error(s, n));
 			add_literal(f, &lit_len, ch);
-			s++;
+			s += n - 1;
 		} else {
 			add_literal(f, &lit_len, *s);
 		}

@@ -169,11 +169,11 @@ int cmd_group(struct cli *cli, int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	rc = cli_open(cli, false, &bus);
-	if (rc == -ENOENT) {
-		if (!group)
-			return 0; /* no bus yet: no groups */
-		cli_err("group \"%s\" does not exist: there is no bus in this root yet", group);
-		return CLI_EXIT_FAIL;
+	if (rc == -ENOENT) { /* no bus yet: no groups */
+		if (group)
+			cli_err("group \"%s\" does not exist:", group);
+		cli_no_bus_note(cli);
+		return group ? CLI_EXIT_FAIL : 0;
 	}
 	if (rc < 0)
 		return CLI_EXIT_FAIL;

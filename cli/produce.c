@@ -8,7 +8,12 @@
  * line may be as long as the partition's largest record; the trailing
  * newline is stripped, and a last line without one is still a record.
  * With -K DELIM a line splits at the first DELIM into key and value; a
- * line without DELIM is all value, with a null key (as kcat does).
+ * line without DELIM is all value, with a null key, and DELIM's C escapes
+ * (\t, \xHH, ...) are resolved first (as kcat does).
+ *
+ * On a backpressure topic the producer waits for room as long as it
+ * takes; after a second without room it says once, on stderr, which
+ * consumer (name and pid) it waits for.
  */
 #include "cli.h"
 
@@ -24,18 +29,20 @@ static const char usage[] =
 	"  -p PARTITION   the partition (default: by key with Kafka's murmur2\n"
 	"                 partitioner, round-robin for records without a key)\n"
 	"  -K DELIM       split each line at the first DELIM into KEY DELIM VALUE;\n"
-	"                 a line without DELIM is all value, with no key\n"
+	"                 a line without DELIM is all value, with no key.  DELIM\n"
+	"                 may hold the escapes \\t \\n \\r \\0 \\\\ and \\xHH (-K '\\t': a tab)\n"
 	"  -H NAME=VALUE  add a header to every record (repeatable)\n"
 	"  -v             report the number of records sent on stderr\n";
 
 #define BATCH 1024
+#define WAIT_SAY_MS 1000 /* backpressure: after this long without room, say why */
 #define BUF_START (256u << 10)
 
 struct producer_run {
 	shmbus_producer *prod;
 	const char *topic;
 	int32_t partition;             /* or SHMBUS_PARTITION_ANY */
-	const char *delim;             /* -K, or NULL */
+	char *delim;                   /* -K, escapes resolved, or NULL */
 	size_t delim_len;
 	struct shmbus_header *headers; /* -H */
 	size_t nheaders;
@@ -46,6 +53,7 @@ struct producer_run {
 	size_t nrecs;
 	uint64_t first_line;           /* line number of recs[0] */
 	bool verbose;
+	bool said_waiting;             /* backpressure: who we wait for, said once */
 };
 
 /* Send the pending records; a failure is reported with its line number. */
@@ -62,6 +70,15 @@ static int flush_records(struct producer_run *pr)
 			rc = rc < 0 ? rc : 1;
 		} else {
 			rc = shmbus_producer_send_batch(pr->prod, pr->partition, &pr->recs[done], left);
+		}
+		if (rc == -EAGAIN) { /* waited WAIT_SAY_MS for room: say once for whom */
+			if (!pr->said_waiting)
+				cli_err("line %llu of stdin waits for room, and goes on waiting "
+					"(Ctrl-C gives up): %s",
+					(unsigned long long)(pr->first_line + done), shmbus_errmsg());
+			pr->said_waiting = true;
+			cli_err_forget();
+			continue;
 		}
 		if (rc <= 0) {
 			char what[64];
@@ -204,14 +221,16 @@ static int parse_options(struct cli *cli, struct producer_run *pr, int argc, cha
 	while ((c = getopt_long(argc, argv, ":p:K:H:vh", longopts, NULL)) != -1) {
 		rc = -1;
 		if (c == 'p') {
-			if (parse_u64("-p", optarg, INT32_MAX, &v) < 0)
+			if (parse_u64("-p", optarg, 0, INT32_MAX, &v) < 0)
 				return CLI_EXIT_USAGE;
 			pr->partition = (int32_t)v;
 		} else if (c == 'K') {
-			if (!*optarg)
+			free(pr->delim);
+			pr->delim = NULL;
+			if (unescape("-K", optarg, &pr->delim, &pr->delim_len) < 0)
+				return CLI_EXIT_USAGE;
+			if (!pr->delim_len)
 				return cli_usage_err(usage, "-K wants a delimiter of at least one byte");
-			pr->delim = optarg;
-			pr->delim_len = strlen(optarg);
 		} else if (c == 'H') {
 			rc = add_header(pr, optarg);
 		} else if (c == 'v') {
@@ -234,7 +253,7 @@ static int parse_options(struct cli *cli, struct producer_run *pr, int argc, cha
 /* Open the producer; -1 to go on, else the exit status. */
 static int open_producer(struct producer_run *pr, shmbus *bus)
 {
-	SHMBUS_OPTS(shmbus_producer_opts, po, .block = true);
+	SHMBUS_OPTS(shmbus_producer_opts, po, .block = true, .block_timeout_ms = WAIT_SAY_MS);
 	SHMBUS_OPTS(shmbus_topic_info, ti);
 	int rc = shmbus_topic_describe(bus, pr->topic, &ti);
 
@@ -274,5 +293,6 @@ int cmd_produce(struct cli *cli, int argc, char **argv)
 			(unsigned long long)pr->sent, pr->sent == 1 ? "" : "s", pr->topic);
 	shmbus_producer_free(pr->prod);
 	free(pr->headers);
+	free(pr->delim);
 	return rc;
 }

@@ -104,7 +104,7 @@ int cmd_recover(struct cli *cli, int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":p:h", longopts, NULL)) != -1) {
 		if (c == 'p') {
-			if (parse_u64("-p", optarg, INT32_MAX, &v) < 0)
+			if (parse_u64("-p", optarg, 0, INT32_MAX, &v) < 0)
 				return CLI_EXIT_USAGE;
 			partition = (int32_t)v;
 			continue;

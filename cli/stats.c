@@ -260,8 +260,12 @@ int cmd_stats(struct cli *cli, int argc, char **argv)
 	if (optind < argc)
 		topic = argv[optind];
 	rc = cli_open(cli, false, &bus);
-	if (rc == -ENOENT)
-		return topic ? cli_no_bus(cli, topic) : 0;
+	if (rc == -ENOENT && topic)
+		return cli_no_bus(cli, topic);
+	if (rc == -ENOENT) {
+		cli_no_bus_note(cli);
+		return 0;
+	}
 	if (rc < 0)
 		return CLI_EXIT_FAIL;
 	return show(bus, topic);

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static const char usage[] =
@@ -193,12 +194,12 @@ static int show(shmbus *bus)
 static int show_empty(const struct cli *cli)
 {
 	char root[PATH_MAX];
+	const char *origin;
+	struct stat st;
 
-	if (cli->root)
-		snprintf(root, sizeof root, "%s", cli->root);
-	else if (shmbus_default_root(root, sizeof root) < 0)
-		snprintf(root, sizeof root, "(the default root)");
-	printf(LABEL "%s (no bus yet: `shmbus topic create NAME` makes one)\n", "root", root);
+	cli_root(cli, root, sizeof root, &origin);
+	printf(LABEL "%s (%s; `shmbus topic create NAME` makes it)\n", "root", root,
+	       stat(root, &st) < 0 && errno == ENOENT ? "does not exist" : "no bus yet");
 	no_daemon_line(root);
 	printf(LABEL "0 topics, 0 partitions\n", "topics");
 	return 0;

@@ -19,14 +19,15 @@ static const char usage[] =
 	"       shmbus topic describe NAME\n"
 	"       shmbus topic delete NAME\n"
 	"\n"
-	"  -p, --partitions N     partitions (default 1)\n"
+	"  -p, --partitions N     partitions, at least 1 (default 1)\n"
 	"  -c, --capacity SIZE    ring bytes per partition: a power of two from 4K to 4G,\n"
 	"                         K, M or G suffixes (powers of 1024); default 16M.\n"
 	"                         The largest record is half of it, less 48 bytes.\n"
 	"      --policy P         overwrite: the oldest records are overwritten (default);\n"
 	"                         backpressure: producers wait for registered consumers\n"
 	"      --numa NODE        bind the partitions' memory to a NUMA node\n"
-	"      --index-capacity N offset index slots, a power of two (default capacity/64)\n"
+	"      --index-capacity N offset index slots, a power of two, at least 64\n"
+	"                         (default capacity/64)\n"
 	"      --retention-ms MS  age limit, enforced by shmbusd (default: the ring only)\n";
 
 enum { OPT_POLICY = OPT_FIRST_PRIVATE, OPT_NUMA, OPT_ICAP, OPT_RETENTION };
@@ -62,10 +63,8 @@ static int create_option(int c, struct shmbus_topic_opts *o)
 
 	switch (c) {
 	case 'p':
-		if (parse_u64("--partitions", optarg, UINT32_MAX, &v) < 0)
+		if (parse_u64("--partitions", optarg, 1, UINT32_MAX, &v) < 0)
 			return CLI_EXIT_USAGE;
-		if (v == 0)
-			return cli_usage_err(usage, "--partitions wants at least 1");
 		o->partitions = (uint32_t)v;
 		return -1;
 	case 'c':
@@ -76,22 +75,20 @@ static int create_option(int c, struct shmbus_topic_opts *o)
 		o->capacity = v;
 		return -1;
 	case OPT_ICAP:
-		if (parse_u64("--index-capacity", optarg, UINT32_MAX, &v) < 0)
+		if (parse_u64("--index-capacity", optarg, 64, UINT32_MAX, &v) < 0)
 			return CLI_EXIT_USAGE;
-		if (v == 0)
-			return cli_usage_err(usage, "--index-capacity wants at least 64");
 		o->index_capacity = v;
 		return -1;
 	case OPT_POLICY:
 		return parse_policy(optarg, &o->policy);
 	case OPT_NUMA:
-		if (parse_u64("--numa", optarg, 1023, &v) < 0)
+		if (parse_u64("--numa", optarg, 0, 1023, &v) < 0)
 			return CLI_EXIT_USAGE;
 		o->numa_bind = true;
 		o->numa_node = (int)v;
 		return -1;
 	case OPT_RETENTION:
-		if (parse_u64("--retention-ms", optarg, INT64_MAX, &v) < 0)
+		if (parse_u64("--retention-ms", optarg, 0, INT64_MAX, &v) < 0)
 			return CLI_EXIT_USAGE;
 		o->retention_ms = (int64_t)v;
 		return -1;
@@ -152,8 +149,10 @@ static int topic_list(struct cli *cli)
 	int n, rc = cli_open(cli, false, &bus);
 
 	table_init(&t, 5, heads);
-	if (rc == -ENOENT)
-		return 0; /* no bus yet: no topics */
+	if (rc == -ENOENT) { /* no bus yet: no topics, and why */
+		cli_no_bus_note(cli);
+		return 0;
+	}
 	if (rc < 0)
 		return CLI_EXIT_FAIL;
 	n = shmbus_topic_list(bus, NULL, 0);

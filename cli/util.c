@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* ------------------------------------------------------------------ */
@@ -86,30 +87,103 @@ int cli_common_option(struct cli *cli, int c, const char *cmd, char **argv, cons
 	}
 }
 
+const char *cli_root(const struct cli *cli, char *buf, size_t len, const char **origin)
+{
+	const char *env = getenv("SHMBUS_ROOT");
+
+	*origin = cli->root ? "given with --root" : env && *env ? "from $SHMBUS_ROOT"
+							: "the default root";
+	if (cli->root)
+		snprintf(buf, len, "%s", cli->root);
+	else if (shmbus_default_root(buf, len) < 0)
+		snprintf(buf, len, "(the default root: its path is too long)");
+	return buf;
+}
+
+/* "shmbus --root ROOT" when the root came from --root, else "shmbus". */
+static const char *command_for(const struct cli *cli, char *buf, size_t len)
+{
+	snprintf(buf, len, "shmbus%s%s", cli->root ? " --root " : "", cli->root ? cli->root : "");
+	return buf;
+}
+
+/* The library's message, with the root named and the fix when the user
+ * cannot write there. */
+static void open_failed(const struct cli *cli, int rc)
+{
+	char root[PATH_MAX];
+	const char *origin, *msg = shmbus_errmsg();
+
+	cli_root(cli, root, sizeof root, &origin);
+	if (!msg[0] || !strcmp(msg, forgotten))
+		msg = shmbus_strerror(rc);
+	cli_err("%s%s%s%s", strstr(msg, root) ? "" : "bus root ", strstr(msg, root) ? "" : root,
+		strstr(msg, root) ? "" : ": ", msg);
+	if ((rc == -EACCES || rc == -EPERM || rc == -EROFS) && !strstr(msg, "--root"))
+		cli_err("you may not use the bus root %s (%s): choose another with --root DIR "
+			"or SHMBUS_ROOT, or ask its owner (`ls -ld %s`) to add you to its group",
+			root, origin, root);
+	cli_err_forget();
+}
+
 int cli_open(const struct cli *cli, bool create, shmbus **ret)
 {
-	SHMBUS_OPTS(shmbus_open_opts, o, .root = cli->root, .no_create = !create);
+	SHMBUS_OPTS(shmbus_open_opts, o, .root = cli->root, .no_create = true);
+	char root[PATH_MAX], cmd[PATH_MAX + 16];
+	const char *origin;
 	int rc = shmbus_open(&o, ret);
 
-	if (rc == -ENOENT && !create) {
+	if (rc == -ENOENT) {
+		struct stat st;
+		bool had_dir;
+
 		cli_err_forget();
-		return rc;
+		if (!create)
+			return rc;
+		/* only an explicit create makes a bus, and it says so */
+		cli_root(cli, root, sizeof root, &origin);
+		had_dir = stat(root, &st) == 0;
+		o.no_create = false;
+		rc = shmbus_open(&o, ret);
+		if (rc == 0)
+			printf("created %s %s (%s; `%s topic list` lists its topics)\n",
+			       had_dir ? "a bus in" : "the bus root", root, origin,
+			       command_for(cli, cmd, sizeof cmd));
 	}
 	if (rc < 0)
-		cli_fail(rc, "cannot open the bus root");
+		open_failed(cli, rc);
 	return rc;
+}
+
+/* Why there is no bus: the root is missing, or holds none yet. */
+static const char *why_no_bus(const struct cli *cli, char *buf, size_t len)
+{
+	char root[PATH_MAX];
+	const char *origin;
+	struct stat st;
+
+	cli_root(cli, root, sizeof root, &origin);
+	if (stat(root, &st) < 0 && errno == ENOENT)
+		snprintf(buf, len, "the bus root %s (%s) does not exist", root, origin);
+	else
+		snprintf(buf, len, "there is no bus in %s (%s) yet", root, origin);
+	return buf;
+}
+
+void cli_no_bus_note(const struct cli *cli)
+{
+	char why[PATH_MAX + 64], cmd[PATH_MAX + 16];
+
+	cli_err("%s; `%s topic create NAME` makes one", why_no_bus(cli, why, sizeof why),
+		command_for(cli, cmd, sizeof cmd));
 }
 
 int cli_no_bus(const struct cli *cli, const char *topic)
 {
-	char root[PATH_MAX];
+	char why[PATH_MAX + 64], cmd[PATH_MAX + 16];
 
-	if (cli->root)
-		snprintf(root, sizeof root, "%s", cli->root);
-	else if (shmbus_default_root(root, sizeof root) < 0)
-		snprintf(root, sizeof root, "the default root");
-	cli_err("topic \"%s\" does not exist: there is no bus in %s yet; create the topic with "
-		"`shmbus topic create %s`", topic, root, topic);
+	cli_err("topic \"%s\" does not exist: %s; create the topic with `%s topic create %s`",
+		topic, why_no_bus(cli, why, sizeof why), command_for(cli, cmd, sizeof cmd), topic);
 	return CLI_EXIT_FAIL;
 }
 
@@ -135,14 +209,25 @@ static int parse_digits(const char *s, uint64_t *ret, const char **end)
 	return 0;
 }
 
-int parse_u64(const char *what, const char *s, uint64_t max, uint64_t *ret)
+int parse_u64(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 {
 	const char *end;
 	uint64_t v;
+	int rc = parse_digits(s, &v, &end);
 
-	if (parse_digits(s, &v, &end) < 0 || *end || v > max) {
-		cli_err("%s wants a whole number from 0 to %llu, not \"%s\"", what,
-			(unsigned long long)max, s);
+	if (rc == 0 && !*end && v > max) {
+		cli_err("%s: %s is too large; at most %llu", what, s, (unsigned long long)max);
+		return -EINVAL;
+	}
+	if (rc < 0 || *end || v < min) {
+		if (max < INT32_MAX)
+			cli_err("%s wants a whole number from %llu to %llu, not \"%s\"", what,
+				(unsigned long long)min, (unsigned long long)max, s);
+		else if (min)
+			cli_err("%s wants a whole number of at least %llu, not \"%s\"", what,
+				(unsigned long long)min, s);
+		else
+			cli_err("%s wants a whole number, not \"%s\"", what, s);
 		return -EINVAL;
 	}
 	*ret = v;

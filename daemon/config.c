@@ -15,9 +15,12 @@
 #include <errno.h>
 #include <grp.h>
 #include <ini.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "../shm/directory.h"
@@ -106,6 +109,51 @@ static bool size(const char *v, uint64_t *ret)
 	return true;
 }
 
+int config_metrics_split(const char *spec, char *host, size_t hlen, char *port, size_t plen)
+{
+	const char *colon = strrchr(spec, ':');
+	size_t n;
+
+	if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    strlen(colon + 1) >= plen || atoi(colon + 1) > 65535)
+		return -EINVAL;
+	n = (size_t)(colon - spec);
+	if (n >= 2 && spec[0] == '[' && spec[n - 1] == ']') {
+		spec++;
+		n -= 2;
+	}
+	if (n >= hlen)
+		return -EINVAL;
+	memcpy(host, spec, n);
+	host[n] = '\0';
+	snprintf(port, plen, "%s", colon + 1);
+	return 0;
+}
+
+int config_metrics_check(const char *spec, char *why, size_t len)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV | AI_PASSIVE }, *ai;
+	char host[128], port[8];
+	int rc;
+
+	if (!*spec)
+		return 0; /* no metrics endpoint */
+	if (config_metrics_split(spec, host, sizeof host, port, sizeof port) < 0) {
+		snprintf(why, len, "\"%s\" is not ADDR:PORT (a port from 0 to 65535); write e.g. "
+			 "127.0.0.1:9465, or leave it empty for none", spec);
+		return -EINVAL;
+	}
+	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+	if (rc) {
+		snprintf(why, len, "cannot resolve \"%s\": %s; write an address this host has, "
+			 "e.g. 127.0.0.1:%s", host, gai_strerror(rc), port);
+		return -EINVAL;
+	}
+	freeaddrinfo(ai);
+	return 0;
+}
+
 static int daemon_key(struct parse *ps, const char *k, const char *v)
 {
 	struct config *c = ps->c;
@@ -147,9 +195,10 @@ static int daemon_key(struct parse *ps, const char *k, const char *v)
 					"60000; write e.g. 100", v);
 		c->tick_ms = n;
 	} else if (!strcmp(k, "metrics")) {
-		if (*v && !strrchr(v, ':'))
-			return complain(ps, k, "\"%s\" is not ADDR:PORT; write e.g. 127.0.0.1:9465, "
-					"or leave it empty for none", v);
+		char why[200];
+
+		if (config_metrics_check(v, why, sizeof why) < 0)
+			return complain(ps, k, "%s", why);
 		snprintf(c->metrics, sizeof c->metrics, "%s", v);
 	} else if (!strcmp(k, "file_mode")) {
 		char *end;
@@ -285,6 +334,7 @@ static char *read_line(char *str, int num, void *stream)
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
 	struct parse ps = { .c = c };
+	struct stat st;
 	int line;
 
 	ps.f = fopen(path, "r");
@@ -294,7 +344,20 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: cannot read the configuration: %s", path, strerror(e));
 		return -e;
 	}
+	if (fstat(fileno(ps.f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fclose(ps.f);
+		snprintf(err, errlen, "%s: is a directory, not a configuration file; give the file, "
+			 "e.g. %s/shmbusd.conf", path, path);
+		return -EISDIR;
+	}
 	line = ini_parse_stream(read_line, &ps, handler, &ps);
+	if (ferror(ps.f)) {  /* a read error is not an end of file */
+		int e = errno;
+
+		fclose(ps.f);
+		snprintf(err, errlen, "%s: cannot read the configuration: %s", path, strerror(e));
+		return -e;
+	}
 	fclose(ps.f);
 	if (line > 0) {
 		snprintf(err, errlen, "%s:%d: %s", path, line,

@@ -59,6 +59,14 @@ void config_defaults(struct config *c);
  */
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
 
+/* Split "HOST:PORT", "[V6]:PORT" or ":PORT" (every address) of the
+ * metrics endpoint; -EINVAL if it is not of that form. */
+int config_metrics_split(const char *spec, char *host, size_t hlen, char *port, size_t plen);
+
+/* Is spec ("" for none) an address the metrics endpoint can listen on
+ * (its form, and that it resolves)?  0, or -EINVAL with why written. */
+int config_metrics_check(const char *spec, char *why, size_t len);
+
 /* Check the values together (after flags are applied); same messages. */
 int config_check(const struct config *c, char *err, size_t errlen);
 

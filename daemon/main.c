@@ -105,8 +105,15 @@ static int apply_flags(struct config *c, const struct args *a, char *err, size_t
 {
 	if (a->root)
 		snprintf(c->root, sizeof c->root, "%s", a->root);
-	if (a->metrics)
+	if (a->metrics) {
+		char why[200];
+
+		if (config_metrics_check(a->metrics, why, sizeof why) < 0) {
+			snprintf(err, len, "--metrics: %s", why);
+			return -1;
+		}
 		snprintf(c->metrics, sizeof c->metrics, "%s", a->metrics);
+	}
 	if (a->log_level) {
 		int lvl = log_level_parse(a->log_level);
 

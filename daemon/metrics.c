@@ -231,28 +231,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warn("metrics endpoint: %s", line);
 }
 
-/* Split "HOST:PORT", "[V6]:PORT" or ":PORT" (every address). */
-static int split_addr(const char *spec, char *host, size_t hlen, char *port, size_t plen)
-{
-	const char *colon = strrchr(spec, ':');
-	size_t n;
-
-	if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-	    strlen(colon + 1) >= plen || atoi(colon + 1) > 65535)
-		return -EINVAL;
-	n = (size_t)(colon - spec);
-	if (n >= 2 && spec[0] == '[' && spec[n - 1] == ']') {
-		spec++;
-		n -= 2;
-	}
-	if (n >= hlen)
-		return -EINVAL;
-	memcpy(host, spec, n);
-	host[n] = '\0';
-	snprintf(port, plen, "%s", colon + 1);
-	return 0;
-}
-
 static const char *bind_hint(int err)
 {
 	switch (err) {
@@ -292,7 +270,7 @@ static int listen_on(struct metrics *m, const char *spec)
 	char host[128], port[8];
 	int fd, rc, one = 1;
 
-	if (split_addr(spec, host, sizeof host, port, sizeof port) < 0) {
+	if (config_metrics_split(spec, host, sizeof host, port, sizeof port) < 0) {
 		log_err("--metrics \"%s\" is not ADDR:PORT; write e.g. 127.0.0.1:9465", spec);
 		return -1;
 	}

@@ -195,10 +195,17 @@ static int place(shmbus_consumer *c, struct assignment *a, int64_t offset)
 			return lib_err(-EINVAL, "bad offset %lld", (long long)offset);
 		rc = part_seek(a->p, &a->cur, (uint64_t)offset);
 		if (rc) {
-			part_bounds(a->p, &low, &high);
+			part_bounds(a->p, &low, &high); /* high: the next offset, not held yet */
+			if (low >= high)
+				return lib_err(rc, "offset %lld of %s/%d is not held: the partition "
+					       "holds no records (the next appended gets offset %llu)",
+					       (long long)offset, a->topic, a->partition,
+					       (unsigned long long)high);
 			return lib_err(rc, "offset %lld of %s/%d is not held: the partition holds "
-				       "offsets %llu..%llu", (long long)offset, a->topic, a->partition,
-				       (unsigned long long)low, (unsigned long long)high);
+				       "offsets %llu..%llu (the next appended gets %llu)",
+				       (long long)offset, a->topic, a->partition,
+				       (unsigned long long)low, (unsigned long long)high - 1,
+				       (unsigned long long)high);
 		}
 		return 0;
 	}

@@ -158,6 +158,22 @@ static int convert(shmbus_producer *p, const struct shmbus_record *r, uint8_t *h
 	return 0;
 }
 
+/* Backpressure: name the consumer that holds the partition back. */
+static int full_error(shmbus_producer *p, uint32_t part)
+{
+	const char *fix = p->flags & PART_APPEND_BLOCK ? "is it stopped, or too slow?"
+						       : "retry later, or set opts.block to wait";
+	struct part_bp_holder h;
+
+	if (part_bp_holder(&p->parts[part].m->part, &h) < 0)
+		return lib_err(-EAGAIN, "partition %s/%u is full: a registered consumer has not "
+			       "read the oldest records (backpressure); %s", p->topic.name, part,
+			       fix);
+	return lib_err(-EAGAIN, "partition %s/%u is full: consumer \"%s\" (pid %u) has not read "
+		       "offset %llu yet, and producers may not overwrite it (backpressure); %s",
+		       p->topic.name, part, h.name, h.pid, (unsigned long long)h.offset, fix);
+}
+
 static int append_error(shmbus_producer *p, uint32_t part, int rc)
 {
 	const struct part *pt = &p->parts[part].m->part;
@@ -167,9 +183,7 @@ static int append_error(shmbus_producer *p, uint32_t part, int rc)
 		return lib_err(rc, "topic \"%s\" was deleted; make a new producer once it is "
 			       "recreated", p->topic.name);
 	case -EAGAIN:
-		return lib_err(rc, "partition %s/%u is full: a registered consumer has not read "
-			       "the oldest records (backpressure); retry later, or set "
-			       "opts.block to wait", p->topic.name, part);
+		return full_error(p, part);
 	case -EMSGSIZE:
 		return lib_err(rc, "record is larger than half the ring of %s/%u (%llu bytes); "
 			       "recreate the topic with a larger --capacity", p->topic.name, part,

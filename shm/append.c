@@ -235,6 +235,34 @@ int part_bp_reap(struct part *p)
 	return reaped;
 }
 
+int part_bp_holder(struct part *p, struct part_bp_holder *ret)
+{
+	uint64_t min = UINT64_MAX;
+	int at = -1;
+
+	for (int i = 0; i < PART_MAX_CONSUMERS; i++) {
+		struct part_consumer_slot *s = &p->hdr->consumers[i];
+		uint64_t pos;
+
+		/* pairs with store_release of flags in part_bp_register() */
+		if ((load_acquire(&s->flags) & 1u) && (pos = load_acquire(&s->pos)) < min) {
+			min = pos;
+			at = i;
+		}
+	}
+	if (at < 0)
+		return -ENOENT;
+	ret->pid = load_relaxed(&p->hdr->consumers[at].pid);
+	ret->offset = load_relaxed(&p->hdr->consumers[at].offset);
+	/* another process's bytes: copied, cut at the first NUL, made printable */
+	memcpy(ret->name, p->hdr->consumers[at].name, sizeof ret->name);
+	ret->name[sizeof ret->name - 1] = '\0';
+	for (char *c = ret->name; *c; c++)
+		if (*c < 0x20 || *c > 0x7e || *c == '"')
+			*c = '?';
+	return 0;
+}
+
 #define REAP_EVERY_NS 10000000 /* consumers' liveness, at most this often */
 
 /* Room for a claim ending at `end`?  Rescans, reaps dead consumers (at

@@ -107,4 +107,15 @@ void part_bp_unregister(struct part *p, int slot);
 /* Free the slots of consumers whose processes are gone; returns how many. */
 int part_bp_reap(struct part *p);
 
+/* Who holds producers back: the registered consumer at the oldest position. */
+struct part_bp_holder {
+	uint32_t pid;
+	uint64_t offset;       /* the next offset it reads */
+	char name[24];         /* its label, NUL-terminated, printable */
+};
+
+/* Copy the registered consumer with the oldest position into *ret; -ENOENT
+ * if none is registered.  For messages only: its slot may change meanwhile. */
+int part_bp_holder(struct part *p, struct part_bp_holder *ret);
+
 #endif

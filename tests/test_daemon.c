@@ -417,6 +417,65 @@ static void test_check_config_errors(void **state)
 	}
 }
 
+/* shmbusd ARGS... --check-config; its exit status, output in *out. */
+static int check_args(struct env *env, const char *const *args, char **out)
+{
+	struct tu_daemon *d = &env->d[2];
+	char log[400];
+	int st;
+
+	snprintf(log, sizeof log, "%s/check-args.log", env->scratch);
+	assert_int_equal(tu_daemon_spawn(d, env->root, log, args, NULL), 0);
+	st = tu_daemon_wait(d, STOP_MS);
+	*out = slurp(log);
+	return st;
+}
+
+/* A directory is not a configuration; --metrics is checked as the file's
+ * metrics = is. */
+static void test_check_config_dir_and_metrics(void **state)
+{
+	struct env *env = *state;
+	const char *good = conf(env, "plain.conf", "[daemon]\ntick_ms = 100\n");
+	static const struct { const char *flag, *expect; } metrics[] = {
+		{ "nonsense", "--metrics: \"nonsense\" is not ADDR:PORT" },
+		{ "127.0.0.1:", "--metrics: \"127.0.0.1:\" is not ADDR:PORT" },
+		{ "127.0.0.1:99999", "--metrics: \"127.0.0.1:99999\" is not ADDR:PORT" },
+		{ "127.0.0.1:http", "--metrics: \"127.0.0.1:http\" is not ADDR:PORT" },
+		{ "300.1.2.3:9465", "--metrics: cannot resolve \"300.1.2.3\"" },
+	};
+	char want[600], *out;
+	int st;
+
+	st = check_args(env, (const char *const[]){ "--config", env->scratch, "--check-config",
+						    NULL }, &out);
+	snprintf(want, sizeof want, "%s: is a directory, not a configuration file", env->scratch);
+	if (st != 2 || !strstr(out, want))
+		fail_msg("--config DIR --check-config: exit %d, says\n  %s\nnot\n  %s", st, out, want);
+	free(out);
+
+	for (size_t i = 0; i < sizeof metrics / sizeof metrics[0]; i++) {
+		st = check_args(env, (const char *const[]){ "--config", good, "--metrics",
+							    metrics[i].flag, "--check-config",
+							    NULL }, &out);
+		if (st != 2 || !strstr(out, metrics[i].expect))
+			fail_msg("--metrics %s --check-config: exit %d, says\n  %s\nnot\n  %s",
+				 metrics[i].flag, st, out, metrics[i].expect);
+		free(out);
+	}
+	st = check_args(env, (const char *const[]){ "--metrics", "127.0.0.1:0", "--check-config",
+						    NULL }, &out);
+	if (st != 0)
+		fail_msg("--metrics 127.0.0.1:0 --check-config: exit %d: %s", st, out);
+	free(out);
+	/* the file's key gets the same check, with its line */
+	st = check_config(env, conf(env, "metrics.conf", "[daemon]\nmetrics = host:port\n"), &out);
+	snprintf(want, sizeof want, "metrics.conf:2: metrics: \"host:port\" is not ADDR:PORT");
+	if (st != 2 || !strstr(out, want))
+		fail_msg("metrics = host:port: exit %d, says\n  %s\nnot\n  %s", st, out, want);
+	free(out);
+}
+
 /* With two errors, the line and the message are the first error's. */
 static void test_check_config_first_error(void **state)
 {
@@ -585,6 +644,7 @@ int main(void)
 		TEST(test_check_config_errors),
 		TEST(test_check_config_first_error),
 		TEST(test_check_config_cross_key_error),
+		TEST(test_check_config_dir_and_metrics),
 		TEST(test_reload),
 		TEST(test_reload_unchanged_default_socket),
 		TEST(test_reload_unchanged_flags),

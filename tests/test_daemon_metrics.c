@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #define START_MS   10000
@@ -773,8 +774,9 @@ static void test_bind_failure(void **state)
 	tu_daemon_kill(&e->d);
 	close(fd);
 
+	/* not an address at all: a configuration error (exit 2), found before start */
 	assert_int_equal(tu_daemon_spawn(&e->d, e->root, log, bad, NULL), 0);
-	assert_int_equal(tu_daemon_wait(&e->d, START_MS), 1);
+	assert_int_equal(tu_daemon_wait(&e->d, START_MS), 2);
 	assert_true(tu_daemon_log_has(&e->d, "\"nonsense\" is not ADDR:PORT", 0));
 }
 
@@ -894,11 +896,16 @@ static void test_status_without_daemon(void **state)
 	assert_null(strstr(out, "stale"));
 	assert_null(strstr(out, "health"));
 
-	/* a root with no bus at all */
+	/* a root that does not exist, then one with no bus at all */
 	snprintf(empty, sizeof empty, "%s/none", e->root);
+	assert_int_equal(run_cli(empty, status, out, sizeof out), 0);
+	expect_has(out, "does not exist", "status of a missing root");
+	expect_has(out, "no daemon serves", "status of a missing root");
+	assert_int_equal(mkdir(empty, 0700), 0);
 	assert_int_equal(run_cli(empty, status, out, sizeof out), 0);
 	expect_has(out, "no bus yet", "status of an empty root");
 	expect_has(out, "no daemon serves", "status of an empty root");
+	rmdir(empty);
 }
 
 /* Without --metrics the counters file is written all the same. */

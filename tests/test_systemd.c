@@ -190,7 +190,7 @@ static const char *render_unit(struct env *env, const char *name, const char *fr
 
 	sbindir(sbin, sizeof sbin);
 	replace_all(&text, "@SBINDIR@", sbin);
-	replace_all(&text, "@SYSCONFDIR@", "/etc");
+	replace_all(&text, "@SYSCONFDIR@", "/usr/local/etc"); /* PREFIX=/usr/local's */
 	replace_all(&text, "@DOCDIR@", "/usr/local/share/doc/shmbus");
 	for (const char *a = text; (a = strchr(a, '@')); a++) {
 		size_t caps = strspn(a + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_");
@@ -270,10 +270,11 @@ static void test_unit_verify_installed(void **state)
 	/* what make install PREFIX=/usr/local writes, plus what the unit uses */
 	snprintf(cmd, sizeof cmd,
 		 "set -e; R=%s; mkdir -p $R/usr/local/lib/systemd/system $R/usr/local/sbin $R/bin "
-		 "$R/usr/lib/systemd $R/etc/shmbus; "
+		 "$R/usr/lib/systemd $R/usr/local/etc/shmbus; "
 		 "sed 's|%s/shmbusd|/usr/local/sbin/shmbusd|g' %s > $R/usr/local/lib/systemd/system/"
 		 "shmbusd.service; cp %s $R/usr/local/sbin/shmbusd; cp /bin/kill $R/bin/kill; "
-		 "cp %s $R/etc/shmbus/shmbusd.conf; cp -a /usr/lib/systemd/system $R/usr/lib/systemd/",
+		 "cp %s $R/usr/local/etc/shmbus/shmbusd.conf; "
+		 "cp -a /usr/lib/systemd/system $R/usr/lib/systemd/",
 		 root, dir, unit, real, source("shmbusd.conf.example"));
 	st = run(cmd, &out);
 	if (st != 0)
@@ -285,8 +286,8 @@ static void test_unit_verify_installed(void **state)
 		fail_msg("%s: exit %d:\n%s", cmd, st, out);
 	free(out);
 	/* the installed configuration is the example: valid as it is */
-	snprintf(cmd, sizeof cmd, "%s/usr/local/sbin/shmbusd --config %s/etc/shmbus/shmbusd.conf "
-		 "--check-config", root, root);
+	snprintf(cmd, sizeof cmd, "%s/usr/local/sbin/shmbusd --config "
+		 "%s/usr/local/etc/shmbus/shmbusd.conf --check-config", root, root);
 	st = run(cmd, &out);
 	if (st != 0)
 		fail_msg("%s: exit %d:\n%s", cmd, st, out);
@@ -436,6 +437,12 @@ static void test_tmpfiles(void **state)
 	snprintf(cmd, sizeof cmd, "mkdir -p %s/dev/shm %s/var/lib && "
 		 "systemd-tmpfiles --root=%s --create %s", root, root, root, source("shmbus.conf"));
 	rc = run(cmd, &out);
+	/* the roots belong to user shmbus: giving them needs CAP_CHOWN */
+	if (rc != 0 && strstr(out, "fchownat") && strstr(out, "Operation not permitted")) {
+		free(out);
+		tu_skip("systemd-tmpfiles gives the roots to user shmbus, and changing a file's "
+			"owner needs root (CAP_CHOWN; running as uid %u)", (unsigned)geteuid());
+	}
 	if (rc != 0)
 		fail_msg("%s: exit %d:\n%s", cmd, rc, out);
 	free(out);

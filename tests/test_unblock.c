@@ -12,6 +12,7 @@
  * offset), the end offset at frame + 8, the index of each aborted offset.
  */
 #include "lib/testutil.h"
+#include "lib/partfixture.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,68 +27,12 @@
 #include "../shm/read.h"
 #include "../shm/unblock.h"
 
-struct env {
-	char *dir;
-	int dirfd;
-};
-
-static int setup(void **state)
-{
-	struct env *e = calloc(1, sizeof *e);
-
-	e->dir = tu_tmpdir("unblock");
-	e->dirfd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	*state = e;
-	return e->dirfd < 0 ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	struct env *e = *state;
-
-	close(e->dirfd);
-	tu_rmrf(e->dir);
-	free(e->dir);
-	free(e);
-	return 0;
-}
-
 static void make_part(struct env *e, uint64_t cap, struct part *p)
 {
 	struct part_params prm = { .topic = "t", .topic_id = 1, .capacity = cap, .numa_node = -1,
 				   .mode = 0600 };
-	int rc = part_create(e->dirfd, "0", &prm, p);
 
-	if (rc)
-		fail_msg("part_create = %d: %s", rc, shm_errmsg());
-}
-
-/* 64-byte records whose value names their offset. */
-static void append64(struct part_writer *w, uint64_t n)
-{
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t o = w->p->hdr->claim.hi, val[2] = { o, ~o }, off;
-		struct part_rec r = { .value = val, .value_len = 16 };
-		int rc = part_append(w, &r, 1, 0, 0, &off);
-
-		if (rc != 1)
-			fail_msg("append of offset %llu = %d (%s)", (unsigned long long)o, rc,
-				 strerror(-rc));
-	}
-}
-
-static void read_expect(struct part *p, struct part_cursor *c, uint64_t off)
-{
-	struct frame_view v;
-	uint64_t val[2];
-	int rc = part_read(p, c, &v);
-
-	if (rc != 1)
-		fail_msg("reading offset %llu: part_read = %d %s", (unsigned long long)off, rc,
-			 shm_errmsg());
-	assert_int_equal(v.offset, off);
-	memcpy(val, v.value, 16);
-	assert_int_equal(val[0], off);
+	env_part_create(e, "0", &prm, p);
 }
 
 static void read_nothing(struct part *p, struct part_cursor *c)
@@ -95,31 +40,6 @@ static void read_nothing(struct part *p, struct part_cursor *c)
 	struct frame_view v;
 
 	assert_int_equal(part_read(p, c, &v), 0);
-}
-
-/* The claim word alone moves, as after a producer that died right after
- * its CAS; the word past it is zeroed as a claim does. */
-static uint64_t raw_claim(struct part *p, uint64_t bytes, uint64_t n)
-{
-	pair128 cur = p->hdr->claim;
-
-	assert_true(cas128(&p->hdr->claim, &cur, (pair128){ .lo = cur.lo + bytes, .hi = cur.hi + n }));
-	*part_commit_word(p, cur.lo + bytes) = 0;
-	return cur.lo;
-}
-
-/* The tail now: the stall_tail to pass to part_unblock() when no cursor
- * timed the stall (format.md §7). */
-static uint64_t tail_now(const struct part *p)
-{
-	return load_acquire(&p->hdr->claim.lo);
-}
-
-/* The offset after the aborted range at pos: the u64 at frame + 8
- * (format.md §3). */
-static uint64_t end_at(const struct part *p, uint64_t pos)
-{
-	return load_acquire((const uint64_t *)(const void *)part_at(p, pos + 8));
 }
 
 /* The word at pos is ABORTED(len, first), its range ends at offset `end`,
@@ -196,7 +116,7 @@ static bool mark_fill_commit(struct part *p, uint64_t pos, uint64_t off)
 	h->offset = off;
 	p->index[off & p->imask] = pos;
 	part_zero_ahead(p, pos + 64, off + 1);
-	h->timestamp_ns = 0;
+	h->timestamp_ns = ts_of(off);
 	h->key_len = 0;
 	h->headers_len = 0;
 	h->header_count = 0;
@@ -898,34 +818,6 @@ static void no_claim_starts_8_bytes_before_the_ring_end(void **state)
 /* ------------------------------------------------------------------ */
 /* Hostile bytes                                                       */
 
-struct guarded {
-	struct part p;
-	size_t len;
-};
-
-static void map_guarded(struct env *e, struct guarded *g)
-{
-	int fd = openat(e->dirfd, "0", O_RDWR | O_CLOEXEC);
-	struct part_header *h;
-	struct stat st;
-	uint8_t *base;
-
-	assert_true(fd >= 0 && fstat(fd, &st) == 0);
-	g->len = (size_t)st.st_size;
-	base = mmap(NULL, g->len + 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(base != MAP_FAILED);
-	assert_true(mmap(base, g->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == base);
-	close(fd);
-	h = (struct part_header *)(void *)base;
-	g->p = (struct part){ .hdr = h, .index = (uint64_t *)(void *)(base + h->index_offset),
-			      .data = base + h->data_offset, .cap = h->data_capacity,
-			      .mask = h->data_capacity - 1, .icap = h->index_capacity,
-			      .imask = h->index_capacity - 1, .max_frame = h->max_frame,
-			      .policy = h->policy, .epoch = h->epoch, .topic_id = h->topic_id,
-			      .partition = h->partition, .map_len = g->len, .on_tmpfs = true };
-	assert_ptr_equal(g->p.data + g->p.cap, base + g->len);
-}
-
 static int unblock_last_word(void *arg)
 {
 	struct part *p = arg;
@@ -955,12 +847,12 @@ static void claimed_word_at_the_ring_end_is_checked_before_its_pid_is_read(void 
 	if (st != 0)
 		fail_msg("part_unblock read past the data ring: the child died with status %d (signal %d)",
 			 st, st > 128 ? st - 128 : 0);
-	munmap(g.p.hdr, g.len + 4096);
+	unmap_guarded(&g);
 }
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 	const struct CMUnitTest tests[] = {
 		T(claim_of_a_living_producer_is_ebusy),
 		T(claim_of_a_dead_producer_is_aborted_and_readers_go_on),

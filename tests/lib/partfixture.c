@@ -44,6 +44,15 @@ void env_part_create(struct env *e, const char *name, const struct part_params *
 		fail_msg("part_create(%s) = %d: %s", name, rc, shm_errmsg());
 }
 
+void env_part_default(struct env *e, uint64_t cap, struct part *p)
+{
+	struct part_params prm = { .topic = "t", .topic_id = 1, .capacity = cap, .numa_node = -1,
+				   .mode = 0600 };
+
+	unlinkat(e->dirfd, "0", 0);
+	env_part_create(e, "0", &prm, p);
+}
+
 void map_guarded(struct env *e, struct guarded *g)
 {
 	int fd = openat(e->dirfd, "0", O_RDWR | O_CLOEXEC);
@@ -117,6 +126,25 @@ void read_expect(struct part *p, struct part_cursor *c, uint64_t off)
 	expect64(&v, off);
 }
 
+void read_nothing(struct part *p, struct part_cursor *c)
+{
+	struct frame_view v;
+
+	assert_int_equal(part_read(p, c, &v), 0);
+}
+
+void never_read(struct part *p, uint64_t off)
+{
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+
+	assert_int_equal(part_seek_begin(p, &c), 0);
+	while (part_read(p, &c, &v) == 1)
+		if (v.offset == off)
+			fail_msg("offset %llu, whose claim was aborted, was read",
+				 (unsigned long long)off);
+}
+
 uint64_t raw_claim(struct part *p, uint64_t bytes, uint64_t n)
 {
 	pair128 cur = p->hdr->claim;
@@ -134,4 +162,72 @@ uint64_t tail_now(const struct part *p)
 uint64_t end_at(const struct part *p, uint64_t pos)
 {
 	return load_acquire((const uint64_t *)(const void *)part_at(p, pos + 8));
+}
+
+void expect_abort_at(const struct part *p, uint64_t pos, uint64_t len, uint64_t first,
+		     uint64_t end, int line)
+{
+	uint64_t w = load_acquire(part_commit_word(p, pos));
+
+	if (w != cw_make(FRAME_ABORTED, len, first) || end_at(p, pos) != end)
+		fail_msg("line %d: at position %llu: word %#llx (state %d, %llu bytes, offset bits "
+			 "%u), end offset %llu; expected ABORTED of %llu bytes for offset %llu, "
+			 "ending at offset %llu", line, (unsigned long long)pos,
+			 (unsigned long long)w, (int)cw_state(w), (unsigned long long)cw_len(w),
+			 cw_off(w), (unsigned long long)end_at(p, pos), (unsigned long long)len,
+			 (unsigned long long)first, (unsigned long long)end);
+	for (uint64_t o = first; o < end; o++)
+		if (p->index[o & p->imask] != pos)
+			fail_msg("line %d: the index of aborted offset %llu holds %llu, not the "
+				 "range at %llu", line, (unsigned long long)o,
+				 (unsigned long long)p->index[o & p->imask], (unsigned long long)pos);
+}
+
+int produce(void *arg)
+{
+	struct prod *pr = arg;
+	struct part_writer own, *w = pr->w ? pr->w : &own;
+	uint8_t val[PROD_MAX][512];
+	struct part_rec r[PROD_MAX];
+	uint64_t o = load_acquire(&pr->p->hdr->claim.hi);
+
+	if (pr->n > PROD_MAX || (!pr->w && part_writer_init(&own, pr->p) < 0))
+		return 1;
+	for (size_t i = 0; i < pr->n; i++) {
+		uint64_t head[2] = { o + i, ~(o + i) };
+
+		memset(val[i], 0, sizeof val[i]);
+		memcpy(val[i], head, sizeof head);
+		r[i] = (struct part_rec){ .value = val[i], .value_len = pr->vlen[i] ? pr->vlen[i] : 16,
+					  .timestamp_ns = ts_of(o + i) };
+	}
+	pr->rc = part_append(w, r, pr->n, 0, 0, &pr->off);
+	pr->stopped_by = w->stopped_by;
+	if (!pr->w)
+		part_writer_fini(&own);
+	return 0;
+}
+
+uint64_t killed_at(struct part *p, const char *point, size_t n, const uint32_t *vlen,
+		   pid_t *ret_pid)
+{
+	struct prod pr = { .p = p, .n = n };
+	uint64_t pos = tail_now(p);
+	pid_t pid;
+
+	if (vlen)
+		memcpy(pr.vlen, vlen, n * sizeof *vlen);
+	pid = tp_die_at(point, 1, produce, &pr);
+	if (ret_pid)
+		*ret_pid = pid;
+	return pos;
+}
+
+uint64_t stopped_at(struct tp_stop *s, struct prod *pr, const char *point, unsigned hit)
+{
+	uint64_t pos = tail_now(pr->p);
+
+	pr->off = 77;
+	tp_stop_at(s, point, hit, produce, pr);
+	return pos;
 }

@@ -2,6 +2,7 @@
 #
 #   make                 libshmbus.so/.a and the shmbus command, in build/
 #   make test            build and run every test; ends with "N passed, N failed, N skipped"
+#                        (the tests link build/tp/, shm/ and lib/ with test points compiled in)
 #   make asan | tsan     the same tests under AddressSanitizer+UBSan / ThreadSanitizer
 #   make fuzz            run the libFuzzer targets longer (FUZZ_SECONDS each)
 #   make run             shmbusd in the foreground on the default bus root

@@ -27,7 +27,9 @@
 
 #ifdef SHMBUS_TESTPOINTS
 /* Called with the point's name at each point the process passes; NULL
- * (the default) makes the points do nothing.  Set by tests only. */
+ * (the default) makes the points do nothing.  Set by tests only: the
+ * point's load_acquire pairs with the store_release of the hook in
+ * tests/lib/testpoints.c. */
 extern void (*shm_testpoint_hook)(const char *name);
 
 #define SHM_TESTPOINT(name)                                                            \

@@ -2,6 +2,7 @@
 #
 #   make                 libshmbus.so/.a and the shmbus command, in build/
 #   make test            build and run every test; ends with "N passed, N failed, N skipped"
+#                        (the tests link build/tp/, shm/ and lib/ with test points compiled in)
 #   make asan | tsan     the same tests under AddressSanitizer+UBSan / ThreadSanitizer
 #   make fuzz            run the libFuzzer targets longer (FUZZ_SECONDS each)
 #   make run             shmbusd in the foreground on the default bus root (built-in
@@ -96,12 +97,20 @@ CLI     := $(BUILD)/shmbus
 DAEMON  := $(BUILD)/shmbusd
 DEPSOK  := $(BUILD)/.deps-ok
 
+# The tests link a second build of shm/ and lib/ with the test points of
+# shm/testpoint.h compiled in (-DSHMBUS_TESTPOINTS); the shipped library
+# and commands are built without them, and `make test` checks that.
+TP       := $(BUILD)/tp
+OBJ_TP   := $(SHM_SRC:%.c=$(TP)/%.o) $(LIB_SRC:%.c=$(TP)/%.o)
+STATIC_TP := $(TP)/libshmbus-tp.a
+
 TEST_SRC := $(wildcard tests/test_*.c)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 OBJ_TESTLIB := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all test asan tsan fuzz run bench install uninstall clean deps check-deps
+.PHONY: all test asan tsan fuzz run bench install uninstall clean deps check-deps \
+	check-testpoints
 .SECONDARY:
 
 all: $(STATIC) $(INTERNAL) $(SHARED) $(CLI) $(DAEMON)
@@ -180,25 +189,45 @@ $(DAEMON): $(OBJ_DAEMON) $(INTERNAL)
 
 # --- tests -----------------------------------------------------------------
 
+$(TP)/%.o: %.c $(DEPSOK)
+	@mkdir -p $(@D)
+	$(call say,CC-TP,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) -DSHMBUS_TESTPOINTS -MMD -MP -c $< -o $@
+
+$(STATIC_TP): $(OBJ_TP)
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
 $(BUILD)/tests/%.o: tests/%.c $(DEPSOK)
 	@mkdir -p $(@D)
 	$(call say,CC,$<)
-	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -DSHMBUS_TESTPOINTS -Itests -MMD -MP -c $< -o $@
 
 $(BUILD)/tests/lib/%.o: tests/lib/%.c $(DEPSOK)
 	@mkdir -p $(@D)
 	$(call say,CC,$<)
-	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -DSHMBUS_TESTPOINTS -Itests -MMD -MP -c $< -o $@
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(OBJ_TESTLIB) $(INTERNAL)
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(OBJ_TESTLIB) $(STATIC_TP)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(OBJ_TESTLIB) $(INTERNAL) $(LDLIBS) $(TEST_LIBS) -lm
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(OBJ_TESTLIB) $(STATIC_TP) $(LDLIBS) $(TEST_LIBS) -lm
 
-# test_abi is an application: it links the installed static library and
-# defines functions named like our internal ones
-$(BUILD)/tests/test_abi: $(BUILD)/tests/test_abi.o $(OBJ_TESTLIB) $(STATIC)
+# test_abi is an application: it links the installed static library (and
+# the one test helper that uses only the public API), and defines
+# functions named like our internal ones
+$(BUILD)/tests/test_abi: $(BUILD)/tests/test_abi.o $(BUILD)/tests/lib/testutil.o $(STATIC)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(OBJ_TESTLIB) $(STATIC) $(LDLIBS) $(TEST_LIBS) -lm
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/tests/lib/testutil.o $(STATIC) $(LDLIBS) $(TEST_LIBS) -lm
+
+# The shipped library and commands hold no test point (no hook symbol);
+# the tests' build does, so the check cannot pass by looking at nothing.
+check-testpoints: $(STATIC) $(SHARED) $(CLI) $(DAEMON) $(STATIC_TP)
+	$(call say,CHECK,"no test points in $(notdir $(STATIC) $(SHARED) $(CLI) $(DAEMON))")
+	$(Q)if nm -A $(STATIC) $(SHARED) $(CLI) $(DAEMON) 2>/dev/null | grep -w shm_testpoint_hook; \
+	then echo "shmbus: a shipped binary has test points (above): build it without -DSHMBUS_TESTPOINTS"; \
+		exit 1; fi
+	$(Q)nm $(STATIC_TP) | grep -qw shm_testpoint_hook || \
+		{ echo "shmbus: $(STATIC_TP) has no test points: is -DSHMBUS_TESTPOINTS lost?"; exit 1; }
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
@@ -210,7 +239,7 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(SHM_SRC) $(DEPSOK)
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(SHM_SRC) $(LDLIBS)
 
-test: all $(TESTS) $(FUZZERS)
+test: all check-testpoints $(TESTS) $(FUZZERS)
 	@BUILD=$(BUILD) SHMBUS_CLI=$(abspath $(CLI)) SHMBUSD=$(abspath $(DAEMON)) tests/run-tests.sh $(TESTS) -- $(FUZZERS)
 
 asan:

@@ -33,6 +33,7 @@
 #include "crc32c.h"
 #include "futex.h"
 #include "proc.h"
+#include "testpoint.h"
 #include "unblock.h"
 
 #define RUN_MAX 64 /* records claimed by one CAS */
@@ -407,6 +408,7 @@ static int claim(struct part_writer *w, uint64_t *lens, size_t n, unsigned flags
 			announce(w, cur);
 			if (cas128(&p->hdr->claim, &cur,
 				   (pair128){ .lo = pl->end, .hi = cur.hi + pl->k })) {
+				SHM_TESTPOINT(claim_after_cas);
 				w->seen = (pair128){ .lo = pl->end, .hi = cur.hi + pl->k };
 				if (pl->grow)
 					lens[pl->k - 1] += FRAME_ALIGN;
@@ -467,11 +469,13 @@ static bool mark_claimed(struct part *p, const struct plan *pl, const uint64_t *
 			 * the padding, which is not ours yet: no abort here */
 			if (!take_word(p, fpos, pl->pad ? NULL : &aborted, cw))
 				return false;
+			SHM_TESTPOINT(mark_first_frame);
 			if (pl->pad && !take_word(p, pl->pos, &aborted,
 						  cw_make(FRAME_PADDING, pl->pad, pl->off))) {
 				abort_own(p, fpos, pl->off, lens[0]);
 				return false;
 			}
+			SHM_TESTPOINT(mark_first_word);
 		} else {
 			/* pairs with load_acquire of the commit word in part_read() */
 			store_release(&h->commit, cw);
@@ -481,6 +485,7 @@ static bool mark_claimed(struct part *p, const struct plan *pl, const uint64_t *
 		fpos += lens[i];
 	}
 	part_zero_ahead(p, pl->end, pl->off + pl->k);
+	SHM_TESTPOINT(mark_done);
 	return true;
 }
 
@@ -583,10 +588,12 @@ static size_t publish(struct part *p, const struct plan *pl, const struct part_r
 		fill(frame_at(p, fpos), &recs[i]);
 		fpos += lens[i];
 	}
+	SHM_TESTPOINT(fill_done);
 	fpos = pl->start;
 	for (i = 0; i < pl->k; i++) {
 		if (!commit_frame(p, fpos, pl->off + i, lens[i]))
 			break;
+		SHM_TESTPOINT(publish_after_frame);
 		fpos += lens[i];
 	}
 	for (size_t j = i; j < pl->k; j++) {

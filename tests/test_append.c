@@ -11,6 +11,7 @@
  * offset, so a frame found at the wrong place cannot pass.
  */
 #include "lib/testutil.h"
+#include "lib/partfixture.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,41 +26,13 @@
 #include "../shm/read.h"
 #include "../shm/unblock.h"
 
-struct env {
-	char *dir;
-	int dirfd;
-};
-
-static int setup(void **state)
-{
-	struct env *e = calloc(1, sizeof *e);
-
-	e->dir = tu_tmpdir("append");
-	e->dirfd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	*state = e;
-	return e->dirfd < 0 ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	struct env *e = *state;
-
-	close(e->dirfd);
-	tu_rmrf(e->dir);
-	free(e->dir);
-	free(e);
-	return 0;
-}
-
 static void make_part(struct env *e, const char *name, uint64_t cap, uint32_t policy,
 		      struct part *p)
 {
 	struct part_params prm = { .topic = "t", .topic_id = 1, .capacity = cap, .policy = policy,
 				   .numa_node = -1, .mode = 0600 };
-	int rc = part_create(e->dirfd, name, &prm, p);
 
-	if (rc)
-		fail_msg("part_create = %d: %s", rc, shm_errmsg());
+	env_part_create(e, name, &prm, p);
 }
 
 static uint64_t rng_state = 0xb5ad4eceda1ce2a9ULL;
@@ -128,13 +101,6 @@ static void expect_rec(const struct part *p, const struct frame_view *v, uint64_
 	assert_int_equal(v->crc, frame_crc((const struct frame_hdr *)(const void *)part_at(p, v->pos),
 					   frame_payload_len(v)));
 	assert_true(part_intact(p, v->pos));
-}
-
-/* The offset after the aborted range at pos: the u64 at frame + 8
- * (format.md §3). */
-static uint64_t end_at(const struct part *p, uint64_t pos)
-{
-	return load_acquire((const uint64_t *)(const void *)part_at(p, pos + 8));
 }
 
 /* part_append (or append1) returned `want`; else say what it returned. */
@@ -1269,7 +1235,7 @@ static void producers_wake_only_announced_waiters(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 	const struct CMUnitTest tests[] = {
 		T(record_with_key_value_and_headers_round_trips),
 		T(null_key_empty_key_and_tombstone_round_trip),

@@ -8,6 +8,7 @@
  * header was changed with pwrite.
  */
 #include "lib/testutil.h"
+#include "lib/partfixture.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -21,45 +22,11 @@
 #include "../shm/partition.h"
 #include "../shm/read.h"
 
-struct env {
-	char *dir;
-	int dirfd;
-};
-
-static int setup(void **state)
-{
-	struct env *e = calloc(1, sizeof *e);
-
-	e->dir = tu_tmpdir("partition");
-	e->dirfd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	*state = e;
-	return e->dirfd < 0 ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	struct env *e = *state;
-
-	close(e->dirfd);
-	tu_rmrf(e->dir);
-	free(e->dir);
-	free(e);
-	return 0;
-}
-
 static struct part_params params(uint64_t cap)
 {
 	return (struct part_params){ .topic = "orders", .topic_id = 7, .partition = 3,
 				     .capacity = cap, .policy = PART_POLICY_OVERWRITE,
 				     .numa_node = -1, .mode = 0600 };
-}
-
-static void create(struct env *e, const char *name, const struct part_params *prm, struct part *p)
-{
-	int rc = part_create(e->dirfd, name, prm, p);
-
-	if (rc)
-		fail_msg("part_create(%s) = %d: %s", name, rc, shm_errmsg());
 }
 
 static uint64_t page_up(uint64_t v)
@@ -77,7 +44,7 @@ static void create_then_open_round_trips_identity_and_geometry(void **state)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	before = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-	create(e, "3", &prm, &p);
+	env_part_create(e, "3", &prm, &p);
 	assert_int_equal(p.cap, 65536);
 	assert_int_equal(p.mask, 65535);
 	assert_int_equal(p.icap, 65536 / 64);
@@ -140,7 +107,7 @@ static void explicit_index_capacity_and_backpressure_policy_are_kept(void **stat
 
 	prm.index_capacity = 4096;
 	prm.policy = PART_POLICY_BACKPRESSURE;
-	create(e, "0", &prm, &p);
+	env_part_create(e, "0", &prm, &p);
 	assert_int_equal(p.icap, 4096);
 	assert_int_equal(p.policy, PART_POLICY_BACKPRESSURE);
 	assert_int_equal(p.map_len, 12288 + 4096 * 8 + 4096);
@@ -166,8 +133,8 @@ static void each_creation_draws_a_new_epoch(void **state)
 	struct part_params prm = params(4096);
 	struct part a, b;
 
-	create(e, "a", &prm, &a);
-	create(e, "b", &prm, &b);
+	env_part_create(e, "a", &prm, &a);
+	env_part_create(e, "b", &prm, &b);
 	assert_int_not_equal(a.epoch, b.epoch);
 	part_unmap(&a);
 	part_unmap(&b);
@@ -183,7 +150,7 @@ static void file_is_fully_allocated_and_no_temporary_is_left(void **state)
 	DIR *dir;
 	int n = 0;
 
-	create(e, "0", &prm, &p);
+	env_part_create(e, "0", &prm, &p);
 	assert_int_equal(fstatat(e->dirfd, "0", &st, 0), 0);
 	assert_int_equal((uint64_t)st.st_size, p.map_len);
 	if ((uint64_t)st.st_blocks * 512 < (uint64_t)st.st_size)
@@ -271,7 +238,7 @@ static void creating_an_existing_name_fails_with_eexist_and_keeps_the_file(void 
 	uint64_t off;
 	int rc;
 
-	create(e, "0", &prm, &p);
+	env_part_create(e, "0", &prm, &p);
 	part_writer_init(&w, &p);
 	assert_int_equal(part_append(&w, &rec, 1, 0, 0, &off), 1);
 	rc = part_create(e->dirfd, "0", &prm, &again);
@@ -311,7 +278,7 @@ static uint64_t fresh(struct env *e, const char *name)
 	uint64_t size;
 
 	unlinkat(e->dirfd, name, 0);
-	create(e, name, &prm, &p);
+	env_part_create(e, name, &prm, &p);
 	size = p.map_len;
 	part_unmap(&p);
 	return size;
@@ -466,7 +433,7 @@ static void header_check_accepts_exactly_the_created_header(void **state)
 	struct part p;
 	struct part_header h;
 
-	create(e, "0", &prm, &p);
+	env_part_create(e, "0", &prm, &p);
 	memcpy(&h, p.hdr, sizeof h);
 	assert_int_equal(part_header_check(&h, p.map_len, "x"), 0);
 	/* a longer file is fine, a shorter one is not */
@@ -493,7 +460,7 @@ static void deleted_partition_refuses_appends_claims_and_reads(void **state)
 	uint64_t off;
 	uint32_t notify;
 
-	create(e, "0", &prm, &p);
+	env_part_create(e, "0", &prm, &p);
 	assert_ok(part_open(e->dirfd, "0", false, "0", &other));
 	part_writer_init(&w, &p);
 	assert_int_equal(part_append(&w, &rec, 1, 0, 0, &off), 1);
@@ -524,7 +491,7 @@ static void readonly_mapping_and_replica_refuse_appends_but_read(void **state)
 	struct frame_view v;
 	uint64_t off;
 
-	create(e, "0", &prm, &p);
+	env_part_create(e, "0", &prm, &p);
 	part_writer_init(&w, &p);
 	assert_int_equal(part_append(&w, &rec, 1, 0, 0, &off), 1);
 	assert_ok(part_open(e->dirfd, "0", true, "0", &ro));
@@ -545,7 +512,7 @@ static void unmap_is_idempotent(void **state)
 	struct part_params prm = params(4096);
 	struct part p;
 
-	create(e, "0", &prm, &p);
+	env_part_create(e, "0", &prm, &p);
 	part_unmap(&p);
 	assert_null(p.hdr);
 	part_unmap(&p);
@@ -554,7 +521,7 @@ static void unmap_is_idempotent(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 	const struct CMUnitTest tests[] = {
 		T(create_then_open_round_trips_identity_and_geometry),
 		T(explicit_index_capacity_and_backpressure_policy_are_kept),

@@ -12,6 +12,7 @@
  * test.
  */
 #include "lib/testutil.h"
+#include "lib/partfixture.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,144 +27,16 @@
 #include "../shm/read.h"
 #include "../shm/unblock.h"
 
-struct env {
-	char *dir;
-	int dirfd;
-};
-
-static int setup(void **state)
-{
-	struct env *e = calloc(1, sizeof *e);
-
-	e->dir = tu_tmpdir("read");
-	e->dirfd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	*state = e;
-	return e->dirfd < 0 ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	struct env *e = *state;
-
-	close(e->dirfd);
-	tu_rmrf(e->dir);
-	free(e->dir);
-	free(e);
-	return 0;
-}
-
 static void make_part(struct env *e, uint64_t cap, uint64_t icap, struct part *p)
 {
 	struct part_params prm = { .topic = "orders", .topic_id = 1, .partition = 0, .capacity = cap,
 				   .index_capacity = icap, .numa_node = -1, .mode = 0600 };
-	int rc = part_create(e->dirfd, "0", &prm, p);
 
-	if (rc)
-		fail_msg("part_create = %d: %s", rc, shm_errmsg());
-}
-
-static int64_t ts_of(uint64_t off)
-{
-	return 1000000 + (int64_t)off * 10;
-}
-
-/* Append n records of exactly 64 bytes (16-byte values naming their
- * offset), timestamps ts_of(offset). */
-static void append64(struct part_writer *w, uint64_t n)
-{
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t o = w->p->hdr->claim.hi, val[2] = { o, ~o }, off;
-		struct part_rec r = { .value = val, .value_len = 16, .timestamp_ns = ts_of(o) };
-		int rc = part_append(w, &r, 1, 0, 0, &off);
-
-		if (rc != 1)
-			fail_msg("append of offset %llu = %d (%s)", (unsigned long long)o, rc,
-				 strerror(-rc));
-		assert_int_equal(off, o);
-	}
-}
-
-static void expect64(const struct frame_view *v, uint64_t off)
-{
-	uint64_t val[2];
-
-	if (v->offset != off)
-		fail_msg("read offset %llu, expected %llu", (unsigned long long)v->offset,
-			 (unsigned long long)off);
-	assert_int_equal(v->value_len, 16);
-	memcpy(val, v->value, 16);
-	assert_int_equal(val[0], off);
-	assert_int_equal(val[1], ~off);
-	assert_int_equal(v->timestamp_ns, ts_of(off));
-}
-
-/* Read one record, expecting offset `off`. */
-static void read_expect(struct part *p, struct part_cursor *c, uint64_t off)
-{
-	struct frame_view v;
-	int rc = part_read(p, c, &v);
-
-	if (rc != 1)
-		fail_msg("reading offset %llu: part_read = %d (%s) %s", (unsigned long long)off, rc,
-			 strerror(rc < 0 ? -rc : 0), shm_errmsg());
-	expect64(&v, off);
-}
-
-/* Claim `n` offsets over `bytes` bytes by the claim word alone, as a
- * producer that dies right after its CAS leaves them; returns the
- * position.  The word past the claim is zeroed as a claim does. */
-static uint64_t raw_claim(struct part *p, uint64_t bytes, uint64_t n)
-{
-	pair128 cur = p->hdr->claim;
-
-	assert_true(cas128(&p->hdr->claim, &cur, (pair128){ .lo = cur.lo + bytes, .hi = cur.hi + n }));
-	*part_commit_word(p, cur.lo + bytes) = 0;
-	return cur.lo;
-}
-
-/* The tail now: the stall_tail to pass to part_unblock() when no cursor
- * timed the stall (format.md §7). */
-static uint64_t tail_now(const struct part *p)
-{
-	return load_acquire(&p->hdr->claim.lo);
+	env_part_create(e, "0", &prm, p);
 }
 
 /* ------------------------------------------------------------------ */
 /* Guarded mappings for hostile bytes                                  */
-
-struct guarded {
-	struct part p;
-	size_t len;
-};
-
-static void map_guarded(struct env *e, struct guarded *g)
-{
-	int fd = openat(e->dirfd, "0", O_RDWR | O_CLOEXEC);
-	struct part_header *h;
-	struct stat st;
-	uint8_t *base;
-
-	assert_true(fd >= 0 && fstat(fd, &st) == 0);
-	g->len = (size_t)st.st_size;
-	base = mmap(NULL, g->len + 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(base != MAP_FAILED);
-	assert_true(mmap(base, g->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == base);
-	close(fd);
-	h = (struct part_header *)(void *)base;
-	g->p = (struct part){ .hdr = h, .index = (uint64_t *)(void *)(base + h->index_offset),
-			      .data = base + h->data_offset, .cap = h->data_capacity,
-			      .mask = h->data_capacity - 1, .icap = h->index_capacity,
-			      .imask = h->index_capacity - 1, .max_frame = h->max_frame,
-			      .policy = h->policy, .epoch = h->epoch, .topic_id = h->topic_id,
-			      .partition = h->partition, .map_len = g->len, .on_tmpfs = true };
-	/* the data ring is the end of the file: the next page is the guard */
-	assert_ptr_equal(g->p.data + g->p.cap, base + g->len);
-}
-
-static void unmap_guarded(struct guarded *g)
-{
-	munmap(g->p.hdr, g->len + 4096);
-}
 
 struct child {
 	int (*fn)(void *);
@@ -1085,7 +958,7 @@ static void reader_never_reads_past_the_ring_on_hostile_words(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 	const struct CMUnitTest tests[] = {
 		T(empty_partition_reads_nothing_and_keeps_the_cursor),
 		T(reader_stops_at_a_claim_and_notes_the_stall),

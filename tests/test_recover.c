@@ -13,6 +13,7 @@
  * test_append.c); the scan itself sees the same frames either way.
  */
 #include "lib/testutil.h"
+#include "lib/partfixture.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,42 +30,13 @@
 #include "../shm/recover.h"
 #include "../shm/unblock.h"
 
-struct env {
-	char *dir;
-	int dirfd;
-};
-
-static int setup(void **state)
-{
-	struct env *e = calloc(1, sizeof *e);
-
-	e->dir = tu_tmpdir("recover");
-	e->dirfd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	*state = e;
-	return e->dirfd < 0 ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	struct env *e = *state;
-
-	close(e->dirfd);
-	tu_rmrf(e->dir);
-	free(e->dir);
-	free(e);
-	return 0;
-}
-
 static void make_part(struct env *e, uint64_t cap, uint64_t icap, struct part *p)
 {
 	struct part_params prm = { .topic = "t", .topic_id = 1, .capacity = cap,
 				   .index_capacity = icap, .numa_node = -1, .mode = 0600 };
-	int rc;
 
 	unlinkat(e->dirfd, "0", 0);
-	rc = part_create(e->dirfd, "0", &prm, p);
-	if (rc)
-		fail_msg("part_create = %d: %s", rc, shm_errmsg());
+	env_part_create(e, "0", &prm, p);
 }
 
 static uint64_t rng_state = 0x13198a2e03707344ULL;
@@ -140,13 +112,6 @@ static void recover(struct part *p, struct part_recovery *r)
 
 	if (rc)
 		fail_msg("part_recover = %d: %s", rc, shm_errmsg());
-}
-
-/* The offset after the aborted range at pos: the u64 at frame + 8
- * (format.md §3). */
-static uint64_t end_at(const struct part *p, uint64_t pos)
-{
-	return *(const uint64_t *)(const void *)part_at(p, pos + 8);
 }
 
 /* ------------------------------------------------------------------ */
@@ -636,39 +601,6 @@ static void recovery_through_a_readonly_mapping_is_erofs(void **state)
 /* ------------------------------------------------------------------ */
 /* Guarded mappings: a page after the data ring that faults            */
 
-struct guarded {
-	struct part p;
-	size_t len;
-};
-
-static void map_guarded(struct env *e, struct guarded *g)
-{
-	int fd = openat(e->dirfd, "0", O_RDWR | O_CLOEXEC);
-	struct part_header *h;
-	struct stat st;
-	uint8_t *base;
-
-	assert_true(fd >= 0 && fstat(fd, &st) == 0);
-	g->len = (size_t)st.st_size;
-	base = mmap(NULL, g->len + 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(base != MAP_FAILED);
-	assert_true(mmap(base, g->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == base);
-	close(fd);
-	h = (struct part_header *)(void *)base;
-	g->p = (struct part){ .hdr = h, .index = (uint64_t *)(void *)(base + h->index_offset),
-			      .data = base + h->data_offset, .cap = h->data_capacity,
-			      .mask = h->data_capacity - 1, .icap = h->index_capacity,
-			      .imask = h->index_capacity - 1, .max_frame = h->max_frame,
-			      .policy = h->policy, .epoch = h->epoch, .topic_id = h->topic_id,
-			      .partition = h->partition, .map_len = g->len, .on_tmpfs = true };
-	assert_ptr_equal(g->p.data + g->p.cap, base + g->len);
-}
-
-static void unmap_guarded(struct guarded *g)
-{
-	munmap(g->p.hdr, g->len + 4096);
-}
-
 static int recover_in_child(void *arg)
 {
 	struct part *p = arg;
@@ -865,7 +797,7 @@ static void random_damage_never_crashes_and_leaves_a_readable_log(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 	const struct CMUnitTest tests[] = {
 		T(clean_log_is_kept_whole_and_counted),
 		T(clean_wrapped_log_is_kept),

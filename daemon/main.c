@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -424,6 +425,36 @@ static int serve(struct daemon *d)
 	return rc < 0 ? 1 : 0;
 }
 
+/*
+ * Each control connection holds a socket, each registered client a pidfd
+ * too: 1024 connections need over 2048 descriptors, more than the usual
+ * soft limit of 1024.  Raise the soft limit to the hard one (epoll, not
+ * select, so a high limit costs nothing), and say so if that is short.
+ */
+static void raise_nofile(void)
+{
+	const rlim_t want = 2 * CONFIG_MAX_CONNS + 256;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			log_debug("open files: soft limit raised from %llu to %llu",
+				  (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+		else
+			rl.rlim_cur = was;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+		log_warn("open files are limited to %llu: fewer than the %llu that %d control "
+			 "connections and their pidfds may need; raise it (LimitNOFILE= in "
+			 "shmbusd.service, or ulimit -n)", (unsigned long long)rl.rlim_cur,
+			 (unsigned long long)want, CONFIG_MAX_CONNS);
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d = { .rootfd = -1, .topicsfd = -1, .groupsfd = -1, .lockfd = -1,
@@ -443,6 +474,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_init(d.cfg.log_level);
+	raise_nofile();
 	{
 		/* the daemon administers through its own bus, never through itself */
 		SHMBUS_OPTS(shmbus_open_opts, o, .root = d.cfg.root, .no_daemon = true);

@@ -119,13 +119,6 @@ static struct shmbus_daemon_status *status_of(shmbus *bus)
 	return &s;
 }
 
-#define assert_errmsg_has(word)                                                          \
-	do {                                                                             \
-		if (!strstr(shmbus_errmsg(), (word)))                                   \
-			fail_msg("the message does not mention \"%s\": \"%s\"", (word),  \
-				 shmbus_errmsg());                                       \
-	} while (0)
-
 #define assert_log_has(e, needle)                                                        \
 	do {                                                                             \
 		if (!tu_daemon_log_has(&(e)->d, (needle), 3000)) {                       \

@@ -795,6 +795,11 @@ void part_bp_update(struct part *p, int slot, uint64_t pos, uint64_t off)
 	futex_word_wake(&p->hdr->space);
 }
 
+uint32_t part_bp_pid(const struct part *p, int i)
+{
+	return load_relaxed(&p->hdr->consumers[i].pid);
+}
+
 void part_bp_unregister(struct part *p, int slot)
 {
 	struct part_consumer_slot *s;

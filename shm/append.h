@@ -107,6 +107,9 @@ void part_bp_unregister(struct part *p, int slot);
 /* Free the slots of consumers whose processes are gone; returns how many. */
 int part_bp_reap(struct part *p);
 
+/* The process registered in consumer slot i, or 0. */
+uint32_t part_bp_pid(const struct part *p, int i);
+
 /* Who holds producers back: the registered consumer at the oldest position. */
 struct part_bp_holder {
 	uint32_t pid;

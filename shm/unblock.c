@@ -268,3 +268,80 @@ void part_writer_slot_give(struct part *p, struct part_writer_slot *s)
 		return;
 	part_writer_slot_free(p, s, load_relaxed(&s->pid));
 }
+
+uint64_t part_writers_taken(const struct part *p)
+{
+	return load_acquire(&p->hdr->writer_mask);
+}
+
+bool part_writer_read(const struct part *p, int i, struct part_writer_ann *ret)
+{
+	const struct part_writer_slot *s = &p->hdr->writers[i];
+
+	ret->pid = load_relaxed(&s->pid);
+	ret->seq = load_acquire(&s->seq);
+	ret->busy = load_acquire(&s->flags) & WRITER_BUSY;
+	ret->pos = load_relaxed(&s->pos);
+	ret->off = load_relaxed(&s->off);
+	return ret->pid != 0;
+}
+
+bool part_writer_reap(struct part *p, int i, uint32_t pid)
+{
+	return part_writer_slot_free(p, &p->hdr->writers[i], pid);
+}
+
+uint64_t part_oldest_open_claim(const struct part *p, uint64_t tail)
+{
+	uint64_t mask = part_writers_taken(p), low = tail;
+
+	while (mask) {
+		struct part_writer_ann a;
+
+		if (part_writer_read(p, __builtin_ctzll(mask), &a) && a.busy && a.pos < low)
+			low = a.pos;
+		mask &= mask - 1;
+	}
+	return low;
+}
+
+/* Nothing from shared memory bounds the walk but the ring: a claim ends
+ * within a lap of its start, and each step passes at least 8 bytes. */
+int64_t part_abort_claim(struct part *p, uint64_t off, uint64_t pos)
+{
+	pair128 snap = load_pair(&p->hdr->claim);
+	uint64_t end, end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end), done = 0;
+
+	if (end > pos + p->cap)
+		end = pos + p->cap;
+	while (pos < end && off < end_off) {
+		uint64_t w, len, e;
+		int rc = part_unblock(p, off, pos, PART_UNBLOCK_FORCE, snap.lo, NULL);
+
+		if (rc == 1)
+			done++;
+		else if (rc == -EBADMSG)
+			return done ? (int64_t)done : rc;
+		w = load_acquire(part_commit_word(p, pos));
+		len = cw_len(w);
+		if (!part_cw_for(w, off) || len == 0)
+			break;
+		if (cw_state(w) == FRAME_PADDING) {
+			if (!(pos & p->mask) || (pos & p->mask) + len != p->cap)
+				break; /* not a padding any claim writes */
+			pos += len;
+			continue;
+		}
+		if (cw_state(w) == FRAME_ABORTED) {
+			e = part_abort_end(p, off, pos, len, snap.lo, snap.hi);
+			if (!e)
+				break;
+			done += e - off - 1;
+			off = e;
+		} else {
+			off++;
+		}
+		pos += len;
+	}
+	return (int64_t)done;
+}

@@ -101,4 +101,34 @@ void part_writer_slot_give(struct part *p, struct part_writer_slot *s);
  * is gone); false if someone else took it meanwhile. */
 bool part_writer_slot_free(struct part *p, struct part_writer_slot *s, uint32_t pid);
 
+/* What a supervisor sees of writer slot i. */
+struct part_writer_ann {
+	uint32_t pid;          /* 0: free */
+	bool busy;             /* WRITER_BUSY: a claim is being made or written */
+	uint64_t seq;          /* the announcement's sequence number */
+	uint64_t pos, off;     /* the claim boundary announced (format.md §4 step 3) */
+};
+
+/* The writer slots taken (bit i: slot i), for part_writer_read(). */
+uint64_t part_writers_taken(const struct part *p);
+
+/* Slot i's announcement.  False if the slot is free. */
+bool part_writer_read(const struct part *p, int i, struct part_writer_ann *ret);
+
+/* Free writer slot i if `pid` still holds it: part_writer_slot_free(). */
+bool part_writer_reap(struct part *p, int i, uint32_t pid);
+
+/*
+ * Abort every frame of the claim that starts at (off, pos), a boundary a
+ * writer announced: up to the next claim boundary, CLAIMED frames and
+ * unmarked holes alike (forced: the producer is stuck or gone).  Returns
+ * the offsets aborted, or -EBADMSG if the partition is damaged there
+ * (shm_errmsg() says how).
+ */
+int64_t part_abort_claim(struct part *p, uint64_t off, uint64_t pos);
+
+/* The position of the oldest claim still being written (a busy writer's
+ * announcement), or `tail` if none is. */
+uint64_t part_oldest_open_claim(const struct part *p, uint64_t tail);
+
 #endif

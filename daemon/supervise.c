@@ -136,9 +136,11 @@ static void adopt(struct daemon *d, struct dpart *dp)
 	struct part *p = dp->part;
 	struct part_writer_ann a;
 
-	for (uint64_t mask = part_writers_taken(p); mask; mask &= mask - 1)
-		if (part_writer_read(p, __builtin_ctzll(mask), &a) && (pid_t)a.pid != getpid())
+	for (uint64_t mask = part_writers_taken(p); mask; mask &= mask - 1) {
+		(void)part_writer_read(p, __builtin_ctzll(mask), &a); /* a.pid either way */
+		if (a.pid && (pid_t)a.pid != getpid())
 			(void)clients_watch(d, (pid_t)a.pid);
+	}
 	for (int i = 0; i < PART_MAX_CONSUMERS; i++) {
 		uint32_t pid = part_bp_pid(p, i);
 
@@ -272,11 +274,13 @@ void supervise_client_gone(struct daemon *d, pid_t pid)
 		for (uint64_t mask = part_writers_taken(p); mask; mask &= mask - 1) {
 			int i = __builtin_ctzll(mask);
 			struct part_writer_ann a;
+			bool ok = part_writer_read(p, i, &a);
 			int64_t n;
 
-			if (!part_writer_read(p, i, &a) || a.pid != (uint32_t)pid)
+			if (a.pid != (uint32_t)pid)
 				continue;
-			n = a.busy ? part_abort_claim(p, a.off, a.pos) : 0;
+			/* a writer killed inside an announcement had no claim */
+			n = ok && a.busy ? part_abort_claim(p, a.off, a.pos) : 0;
 			if (n < 0)
 				log_err("cannot abort the claim of exited pid %d: %s (`shmbus "
 					"recover %s -p %u`, once its producers and consumers are "

@@ -21,6 +21,7 @@
 #include "error.h"
 #include "frame.h"
 #include "proc.h"
+#include "testpoint.h"
 
 uint64_t part_abort_end(const struct part *p, uint64_t off, uint64_t pos, uint64_t len,
 			uint64_t tail, uint64_t next)
@@ -52,16 +53,23 @@ void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off)
 		(void)cas(cw, &w, 0);
 }
 
-/* A writer slot's announcement, if consistent (seqlock read). */
-static bool read_slot(const struct part_writer_slot *s, uint64_t *pos, uint64_t *off)
+/* A writer slot's announcement, if consistent: a seqlock read, which
+ * pairs with the release stores of seq in announce() (append.c).  pos and
+ * off are one announcement only if seq, even, did not change meanwhile:
+ * a writer moving on between the two loads would give the pos of one
+ * claim with the off of the next, a pair that is no claim boundary. */
+static bool read_slot(const struct part_writer_slot *s, struct part_writer_ann *a)
 {
 	uint64_t s1 = load_acquire(&s->seq);
 
-	if (!load_relaxed(&s->pid) || (s1 & 1))
+	a->pid = load_relaxed(&s->pid);
+	a->seq = s1;
+	if (!a->pid || (s1 & 1))
 		return false;
-	*pos = load_relaxed(&s->pos);
-	*off = load_relaxed(&s->off);
-	/* pairs with the release stores of seq in announce() */
+	a->busy = load_acquire(&s->flags) & WRITER_BUSY;
+	a->pos = load_relaxed(&s->pos);
+	SHM_TESTPOINT(writer_read_pos);
+	a->off = load_relaxed(&s->off);
 	fence_acquire();
 	return load_relaxed(&s->seq) == s1;
 }
@@ -74,12 +82,12 @@ uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t
 	/* announcements first: a claim announced before its CAS is seen here
 	 * if the CAS is inside {tail, next} (format.md §7) */
 	for (int i = 0; i < PART_MAX_WRITERS; i++) {
-		uint64_t bp, bo;
+		struct part_writer_ann a;
 
-		if (read_slot(&p->hdr->writers[i], &bp, &bo) && bp > pos && bp < best_pos &&
-		    bo > off && bo < best_off && !(bp & (FRAME_ALIGN - 1))) {
-			best_pos = bp;
-			best_off = bo;
+		if (read_slot(&p->hdr->writers[i], &a) && a.pos > pos && a.pos < best_pos &&
+		    a.off > off && a.off < best_off && !(a.pos & (FRAME_ALIGN - 1))) {
+			best_pos = a.pos;
+			best_off = a.off;
 		}
 	}
 	/* then frames marked for their offsets, in case a writer's slot was
@@ -274,16 +282,17 @@ uint64_t part_writers_taken(const struct part *p)
 	return load_acquire(&p->hdr->writer_mask);
 }
 
+#define READ_SLOT_TRIES 4 /* an announcement is a few stores */
+
 bool part_writer_read(const struct part *p, int i, struct part_writer_ann *ret)
 {
-	const struct part_writer_slot *s = &p->hdr->writers[i];
-
-	ret->pid = load_relaxed(&s->pid);
-	ret->seq = load_acquire(&s->seq);
-	ret->busy = load_acquire(&s->flags) & WRITER_BUSY;
-	ret->pos = load_relaxed(&s->pos);
-	ret->off = load_relaxed(&s->off);
-	return ret->pid != 0;
+	for (int t = 0; t < READ_SLOT_TRIES; t++) {
+		if (read_slot(&p->hdr->writers[i], ret))
+			return true;
+		if (!ret->pid)
+			return false;
+	}
+	return false;
 }
 
 bool part_writer_reap(struct part *p, int i, uint32_t pid)

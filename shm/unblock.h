@@ -112,7 +112,9 @@ struct part_writer_ann {
 /* The writer slots taken (bit i: slot i), for part_writer_read(). */
 uint64_t part_writers_taken(const struct part *p);
 
-/* Slot i's announcement.  False if the slot is free. */
+/* Slot i's announcement, read through its seqlock: true if *ret holds
+ * one announcement, pos and off of the same claim; false if the slot is
+ * free or its writer is announcing (ret->pid is set either way). */
 bool part_writer_read(const struct part *p, int i, struct part_writer_ann *ret);
 
 /* Free writer slot i if `pid` still holds it: part_writer_slot_free(). */

@@ -666,7 +666,7 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 		for (size_t i = 0; i < k; i++) {
 			struct assignment *a = c->as[i];
 
-			words[i] = &a->p->hdr->notify;
+			words[i] = part_wait_word(a->p);
 			expected[i] = part_wait_prepare(a->p);
 			part_cursor_recheck(&a->cur); /* a stalled claim times the sleep */
 			poll_soon |= a->p->readonly;

@@ -388,3 +388,13 @@ uint32_t ctr_part_sweep(struct ctr_file *c, uint64_t tick)
 	free_dead(c);
 	return live;
 }
+
+void ctr_endpoint(const struct ctr_file *c, char *buf, size_t len)
+{
+	size_t n = sizeof c->hdr->endpoint < len ? sizeof c->hdr->endpoint : len;
+
+	if (!len)
+		return;
+	memcpy(buf, c->hdr->endpoint, n);
+	buf[n - 1] = '\0';
+}

@@ -181,6 +181,10 @@ int ctr_open(int dirfd, bool writable, struct ctr_file *ret);
 /* Unmap; NULL or an unmapped file is a no-op. */
 void ctr_close(struct ctr_file *c);
 
+/* The daemon's metrics endpoint the file names ("" if none), written
+ * once at creation; NUL-terminated into buf of len bytes. */
+void ctr_endpoint(const struct ctr_file *c, char *buf, size_t len);
+
 /* The daemon: publish its block (every field but seq, from *v). */
 void ctr_daemon_write(struct ctr_file *c, const struct ctr_daemon *v);
 

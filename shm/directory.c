@@ -319,3 +319,71 @@ int dir_remove(struct bus_dir *d, const char *name)
 	}
 	return shm_err(-ENOENT, "topic \"%s\" does not exist", name);
 }
+
+/* ------------------------------------------------------------------ */
+/* The daemon block                                                    */
+
+void dir_daemon_read(const struct bus_dir *d, struct dir_daemon *ret)
+{
+	const struct bus_header *h = d->hdr;
+
+	/* pairs with the store_release of daemon_pid in dir_daemon_take() */
+	ret->pid = load_acquire(&h->daemon_pid);
+	ret->start_time = load_relaxed(&h->daemon_start_time);
+	ret->heartbeat_ns = load_relaxed(&h->daemon_heartbeat_ns);
+	/* the path is written before the pid, and cleared byte 0 first */
+	memcpy(ret->control_socket, h->control_socket, sizeof ret->control_socket);
+	ret->control_socket[sizeof ret->control_socket - 1] = '\0';
+}
+
+uint32_t dir_daemon_pid(const struct bus_dir *d)
+{
+	return load_acquire(&d->hdr->daemon_pid);
+}
+
+int64_t dir_daemon_heartbeat(const struct bus_dir *d)
+{
+	return load_relaxed(&d->hdr->daemon_heartbeat_ns);
+}
+
+int dir_daemon_socket_set(struct bus_dir *d, const char *path)
+{
+	size_t len = strlen(path);
+
+	if (len >= DIR_SOCKET_MAX)
+		return -ENAMETOOLONG;
+	memcpy(d->hdr->control_socket, path, len + 1);
+	return 0;
+}
+
+void dir_daemon_socket_clear(struct bus_dir *d)
+{
+	store_release(&d->hdr->control_socket[0], '\0');
+}
+
+int dir_daemon_take(struct bus_dir *d, const char *control_socket, uint32_t pid,
+		    uint64_t start_time, int64_t now_ns)
+{
+	struct bus_header *h = d->hdr;
+	int rc;
+
+	h->daemon_flags = 0;
+	rc = dir_daemon_socket_set(d, control_socket);
+	if (rc < 0)
+		return rc;
+	store_relaxed(&h->daemon_heartbeat_ns, now_ns);
+	store_relaxed(&h->daemon_start_time, start_time);
+	/* pairs with the load_acquire of daemon_pid in dir_daemon_read() */
+	store_release(&h->daemon_pid, pid);
+	return 0;
+}
+
+void dir_daemon_beat(struct bus_dir *d, int64_t now_ns)
+{
+	store_relaxed(&d->hdr->daemon_heartbeat_ns, now_ns);
+}
+
+void dir_daemon_leave(struct bus_dir *d)
+{
+	store_release(&d->hdr->daemon_pid, 0u);
+}

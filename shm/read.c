@@ -435,6 +435,11 @@ uint32_t part_wait_prepare(struct part *p)
 	return futex_word_prepare(&p->hdr->notify);
 }
 
+uint32_t *part_wait_word(struct part *p)
+{
+	return &p->hdr->notify;
+}
+
 size_t part_first_lost(const struct part *p, const uint64_t *pos, const uint64_t *off, size_t n,
 		       size_t stride)
 {

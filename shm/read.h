@@ -111,4 +111,8 @@ void part_bounds(struct part *p, uint64_t *ret_low, uint64_t *ret_end);
  */
 uint32_t part_wait_prepare(struct part *p);
 
+/* The futex word part_wait_prepare() announced the waiter in: for
+ * futex_wait_many(), with the value it returned. */
+uint32_t *part_wait_word(struct part *p);
+
 #endif

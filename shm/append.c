@@ -31,7 +31,6 @@
 #include "clock.h"
 #include "error.h"
 #include "crc32c.h"
-#include "futex.h"
 #include "proc.h"
 #include "testpoint.h"
 #include "unblock.h"
@@ -295,16 +294,16 @@ static int bp_room(struct part_writer *w, uint64_t end, unsigned flags, int64_t 
 			return -EAGAIN;
 		if (part_deleted(p))
 			return -EIDRM;
-		/* announce, re-check, sleep: pairs with futex_word_wake() in
+		/* announce, re-check, sleep: pairs with part_space_wake() in
 		 * part_bp_update() */
-		v = futex_word_prepare(&p->hdr->space);
+		v = part_space_prepare(p);
 		w->bp_limit = bp_scan(p, &w->bp_gen);
 		if (end <= w->bp_limit)
 			return 0;
 		until = now + REAP_EVERY_NS;
 		if (deadline_ns && deadline_ns < until)
 			until = deadline_ns;
-		futex_wait_shared(&p->hdr->space, v, until);
+		part_space_wait(p, v, until);
 	}
 }
 
@@ -741,14 +740,7 @@ int part_abort(struct part_writer *w, struct part_claim *c)
 }
 
 /* -------------------------------------------------------------------- */
-/* Notification and the backpressure registry                         */
-
-void part_notify(struct part *p)
-{
-	/* pairs with futex_word_prepare() in part_wait_prepare(): our commit
-	 * CAS is a full barrier before the load in futex_word_wake() */
-	futex_word_wake(&p->hdr->notify);
-}
+/* The backpressure registry                                           */
 
 int part_bp_register(struct part *p, uint64_t pos, uint64_t off, const char *name)
 {
@@ -792,7 +784,7 @@ void part_bp_update(struct part *p, int slot, uint64_t pos, uint64_t off)
 	 * barrier then orders the store before the load of the space word
 	 * (a producer sets its bit, then rescans: one of us sees the other) */
 	store_seq_cst(&s->pos, pos);
-	futex_word_wake(&p->hdr->space);
+	part_space_wake(p);
 }
 
 uint32_t part_bp_pid(const struct part *p, int i)

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "frame.h"
+#include "notify.h"
 #include "partition.h"
 
 /*
@@ -92,8 +93,6 @@ int part_commit(struct part_writer *w, struct part_claim *c, uint32_t value_len)
 /* Give a claim up: readers skip its offset. */
 int part_abort(struct part_writer *w, struct part_claim *c);
 
-/* Wake consumers waiting on the partition, if any registered. */
-void part_notify(struct part *p);
 
 /*
  * Backpressure registry (format.md §5): a consumer registers the oldest

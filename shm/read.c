@@ -12,10 +12,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "append.h"
 #include "clock.h"
 #include "error.h"
-#include "futex.h"
 #include "unblock.h"
 
 static const struct frame_hdr *frame_at(const struct part *p, uint64_t pos)
@@ -425,19 +423,6 @@ int part_seek_time(struct part *p, struct part_cursor *c, int64_t ts_ns)
 	if (part_seek(p, c, lo) == 0)
 		return 0;
 	return part_seek_begin(p, c);
-}
-
-uint32_t part_wait_prepare(struct part *p)
-{
-	if (p->readonly)
-		return load_acquire(&p->hdr->notify);
-	/* pairs with futex_word_wake() in part_notify() */
-	return futex_word_prepare(&p->hdr->notify);
-}
-
-uint32_t *part_wait_word(struct part *p)
-{
-	return &p->hdr->notify;
 }
 
 size_t part_first_lost(const struct part *p, const uint64_t *pos, const uint64_t *off, size_t n,

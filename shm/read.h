@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "frame.h"
+#include "notify.h"
 #include "partition.h"
 
 /* A reader's place in one partition.  Process-local; one thread at a time. */
@@ -103,16 +104,5 @@ int part_seek_time(struct part *p, struct part_cursor *c, int64_t ts_ns);
 
 /* Lowest offset still readable, and the end offset. */
 void part_bounds(struct part *p, uint64_t *ret_low, uint64_t *ret_end);
-
-/*
- * Blocking: prepare a wait by announcing a waiter in the notify word;
- * returns the value to pass to the futex wait.  Re-check for records
- * after this call and before sleeping, or a wake may be missed.
- */
-uint32_t part_wait_prepare(struct part *p);
-
-/* The futex word part_wait_prepare() announced the waiter in: for
- * futex_wait_many(), with the value it returned. */
-uint32_t *part_wait_word(struct part *p);
 
 #endif

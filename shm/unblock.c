@@ -17,9 +17,9 @@
 
 #include <errno.h>
 
-#include "append.h"
 #include "error.h"
 #include "frame.h"
+#include "notify.h"
 #include "proc.h"
 #include "testpoint.h"
 

@@ -62,35 +62,16 @@ void part_writer_fini(struct part_writer *w)
 	w->slot = NULL;
 }
 
-/* Step 3: publish the claim word this writer is about to CAS from, so an
- * unblocker knows the boundary even before the claim is marked (seqlock:
- * pairs with read_slot() in unblock.c; the CAS that follows is a full
- * barrier). */
+/* Step 3 (writers.h): announce the claim word about to be CAS'd; idle
+ * once no claim of ours is being written. */
 static inline void announce(struct part_writer *w, pair128 cur)
 {
-	struct part_writer_slot *s = w->slot;
-	uint64_t seq;
-
-	if (!s)
-		return;
-	seq = load_relaxed(&s->seq);
-	store_relaxed(&s->seq, seq + 1);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	store_relaxed(&s->pos, cur.lo);
-	store_relaxed(&s->off, cur.hi);
-	store_relaxed(&s->flags, WRITER_BUSY);
-	store_release(&s->seq, seq + 2);
+	part_writer_announce(w->slot, cur);
 }
 
-/* No claim of ours is being written: our frames are published, or our
- * claim CAS failed, so others may lap our announced position (format.md
- * §4 steps 3 and 6).  Only the mark is cleared: pos and off stay, a real
- * claim boundary for read_slot() in unblock.c.  Pairs with load_acquire of
- * flags in lap_room(): our writes are done before theirs. */
 static inline void idle(struct part_writer *w)
 {
-	if (w->slot)
-		store_release(&w->slot->flags, 0u);
+	part_writer_idle(w->slot);
 }
 
 static void backoff(unsigned *round)
@@ -129,37 +110,23 @@ static int lap_room(struct part_writer *w, uint64_t end, unsigned flags, int64_t
 
 	for (;;) {
 		uint64_t min = load_seq_cst(&p->hdr->claim.lo);
-		struct part_writer_slot *blocker = NULL;
+		struct part_writer_slot *blocker = part_writer_lowest_busy(p, w->slot, &min);
 
-		for (int i = 0; i < PART_MAX_WRITERS; i++) {
-			struct part_writer_slot *s = &p->hdr->writers[i];
-
-			if (s != w->slot && (load_acquire(&s->flags) & WRITER_BUSY) &&
-			    load_relaxed(&s->pos) < min) {
-				min = load_relaxed(&s->pos);
-				blocker = s;
-			}
-		}
 		w->lap_limit = min < POS_MAX ? min + p->cap - FRAME_ALIGN : POS_MAX;
 		/* no claim in the way: the plan came from a stale claim word, and
 		 * its CAS will fail and re-plan */
 		if (end <= w->lap_limit || !blocker)
 			return 0;
 		/* a claim a whole lap behind is still being written */
-		if (!proc_alive((pid_t)load_relaxed(&blocker->pid), load_relaxed(&blocker->start_time))) {
-			uint32_t f = load_relaxed(&blocker->flags);
-
-			while ((f & WRITER_BUSY) && !cas(&blocker->flags, &f, f & ~WRITER_BUSY))
-				;
+		if (part_writer_unmark_dead(blocker))
 			continue;
-		}
 		if (!give_up)
 			give_up = (flags & PART_APPEND_BLOCK) ? deadline_ns : mono_ns() + LAP_WAIT_NS;
 		if (give_up && mono_ns() >= give_up)
 			return shm_err(-EBUSY, "partition %s/%u: a producer (pid %u) has held a claim "
 				       "for a whole lap of the ring; it must commit or abort it before "
 				       "the ring can be overwritten", p->hdr->topic, p->partition,
-				       load_relaxed(&blocker->pid));
+				       part_writer_pid(blocker));
 		if (part_deleted(p))
 			return -EIDRM;
 		backoff(&round);

@@ -2,7 +2,8 @@
  * unblock.h - aborting a claim whose producer is gone or stuck
  * (format.md §7), and the helpers shared with reading and recovery: which
  * offset a commit word belongs to, the extent of an aborted range, and
- * the claim boundaries writers announce.
+ * the next claim boundary.  The writers' announcements it reads are in
+ * writers.h (included here, for the callers that took them from here).
  */
 #ifndef SHMBUS_SHM_UNBLOCK_H
 #define SHMBUS_SHM_UNBLOCK_H
@@ -12,6 +13,7 @@
 #include <sys/types.h>
 
 #include "partition.h"
+#include "writers.h"
 
 /* Abort even when the claiming process is alive (the daemon does this
  * after the unblock timeout: a stuck producer must not stop everyone). */
@@ -92,34 +94,6 @@ uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t
  */
 void part_abort_finish(struct part *p, uint64_t off, uint64_t pos, uint64_t end_off);
 
-/* Writer announcement slots (format.md §4 step 3): NULL if all 64 are held
- * by live processes (dead holders are reaped first). */
-struct part_writer_slot *part_writer_slot_take(struct part *p);
-void part_writer_slot_give(struct part *p, struct part_writer_slot *s);
-
-/* Free slot s if `pid` still holds it (a supervisor reaping a writer that
- * is gone); false if someone else took it meanwhile. */
-bool part_writer_slot_free(struct part *p, struct part_writer_slot *s, uint32_t pid);
-
-/* What a supervisor sees of writer slot i. */
-struct part_writer_ann {
-	uint32_t pid;          /* 0: free */
-	bool busy;             /* WRITER_BUSY: a claim is being made or written */
-	uint64_t seq;          /* the announcement's sequence number */
-	uint64_t pos, off;     /* the claim boundary announced (format.md §4 step 3) */
-};
-
-/* The writer slots taken (bit i: slot i), for part_writer_read(). */
-uint64_t part_writers_taken(const struct part *p);
-
-/* Slot i's announcement, read through its seqlock: true if *ret holds
- * one announcement, pos and off of the same claim; false if the slot is
- * free or its writer is announcing (ret->pid is set either way). */
-bool part_writer_read(const struct part *p, int i, struct part_writer_ann *ret);
-
-/* Free writer slot i if `pid` still holds it: part_writer_slot_free(). */
-bool part_writer_reap(struct part *p, int i, uint32_t pid);
-
 /*
  * Abort every frame of the claim that starts at (off, pos), a boundary a
  * writer announced: up to the next claim boundary, CLAIMED frames and
@@ -128,9 +102,5 @@ bool part_writer_reap(struct part *p, int i, uint32_t pid);
  * (shm_errmsg() says how).
  */
 int64_t part_abort_claim(struct part *p, uint64_t off, uint64_t pos);
-
-/* The position of the oldest claim still being written (a busy writer's
- * announcement), or `tail` if none is. */
-uint64_t part_oldest_open_claim(const struct part *p, uint64_t tail);
 
 #endif

@@ -124,6 +124,7 @@ struct ctr_header {
 	uint8_t reserved2[CTR_HEADER_SIZE - 1024];
 };
 _Static_assert(sizeof(struct ctr_header) == CTR_HEADER_SIZE, "counters header is a page");
+SHM_IDENT_ASSERT(struct ctr_header);
 _Static_assert(offsetof(struct ctr_header, created_ns) == 48, "created_ns at 48");
 _Static_assert(offsetof(struct ctr_header, endpoint) == 128, "endpoint at 128");
 _Static_assert(offsetof(struct ctr_header, daemon) == 512, "daemon block at 512");

@@ -49,6 +49,10 @@ bool dir_name_valid(const char *name)
 	return true;
 }
 
+static const struct shm_format bus_format = {
+	.magic = BUS_MAGIC, .version = BUS_VERSION, .header_size = BUS_HEADER_SIZE,
+};
+
 static int init_file(int fd)
 {
 	struct bus_header *h;
@@ -63,10 +67,6 @@ static int init_file(int fd)
 	h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (h == MAP_FAILED)
 		return shm_err(-errno, "cannot map the bus file: %s", strerror(errno));
-	h->version = BUS_VERSION;
-	h->header_size = BUS_HEADER_SIZE;
-	h->endian = SHM_ENDIAN_MARK;
-	h->word_size = sizeof(void *);
 	h->max_topics = BUS_MAX_TOPICS;
 	h->file_size = size;
 	h->table_offset[0] = BUS_HEADER_SIZE;
@@ -75,7 +75,7 @@ static int init_file(int fd)
 	h->created_ns = real_ns();
 	h->next_topic_id = 1;
 	h->published = 0;
-	store_release(&h->magic, BUS_MAGIC);
+	shm_ident_write(h, &bus_format); /* the magic last */
 	munmap(h, size);
 	return 0;
 }
@@ -84,15 +84,20 @@ static int check_header(const struct bus_header *h, uint64_t file_size)
 {
 	const char *fix = "move the root aside and let shmbus create a new one";
 
-	if (h->magic != BUS_MAGIC)
+	switch (shm_ident_check(h, &bus_format)) {
+	case SHM_IDENT_MAGIC:
 		return shm_err(-EBADMSG, "the bus file has a bad magic number (damaged, or not a "
 			       "shmbus root); %s", fix);
-	if (h->version != BUS_VERSION)
-		return shm_err(-EPROTO, "the bus file has format version %u; this library reads %u; "
-			       "use a matching shmbus", h->version, BUS_VERSION);
-	if (h->endian != SHM_ENDIAN_MARK || h->word_size != sizeof(void *))
+	case SHM_IDENT_MACHINE:
 		return shm_err(-EPROTO, "the bus file comes from a machine with another byte order or "
 			       "word size");
+	case SHM_IDENT_VERSION:
+		return shm_err(-EPROTO, "the bus file has format version %u; this library reads %u; "
+			       "use a matching shmbus", h->version, BUS_VERSION);
+	case SHM_IDENT_SIZE: /* with the layout, below */
+	case SHM_IDENT_OK:
+		break;
+	}
 	if (h->header_size != BUS_HEADER_SIZE || h->max_topics != BUS_MAX_TOPICS ||
 	    h->table_size != table_size() || h->table_offset[0] != BUS_HEADER_SIZE ||
 	    h->table_offset[1] != BUS_HEADER_SIZE + table_size() ||

@@ -89,6 +89,7 @@ struct bus_header {
 	uint8_t reserved[BUS_HEADER_SIZE - 512];
 };
 _Static_assert(sizeof(struct bus_header) == BUS_HEADER_SIZE, "bus header is a page");
+SHM_IDENT_ASSERT(struct bus_header);
 _Static_assert(offsetof(struct bus_header, published) == 128, "publication word at 128");
 _Static_assert(offsetof(struct bus_header, daemon_pid) == 256, "daemon block at 256");
 

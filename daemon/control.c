@@ -36,10 +36,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../shm/clock.h"
-#include "../shm/ctlproto.h"
-#include "../shm/error.h"
-#include "../shm/shareddir.h"
+#include "../util/clock.h"
+#include "../util/ctlproto.h"
+#include "../util/error.h"
+#include "../util/shareddir.h"
 
 #ifndef SO_PEERGROUPS
 #define SO_PEERGROUPS 59

@@ -23,7 +23,7 @@
 
 #include <urcu-bp.h>
 
-#include "../shm/clock.h"
+#include "../util/clock.h"
 #include "../shm/counters.h"
 #include "../shm/groups.h"
 #include "../shm/read.h"

@@ -26,10 +26,10 @@
 #include <linux/magic.h>
 #include <unistd.h>
 
-#include "../shm/clock.h"
-#include "../shm/ctlproto.h"
-#include "../shm/proc.h"
-#include "../shm/shareddir.h"
+#include "../util/clock.h"
+#include "../util/ctlproto.h"
+#include "../util/proc.h"
+#include "../util/shareddir.h"
 
 static const char usage[] =
 	"Usage: shmbusd [--root DIR] [--config FILE] [--metrics ADDR:PORT]\n"

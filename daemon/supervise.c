@@ -30,9 +30,9 @@
 #include <urcu/call-rcu.h>
 
 #include "../shm/append.h"
-#include "../shm/clock.h"
-#include "../shm/error.h"
-#include "../shm/proc.h"
+#include "../util/clock.h"
+#include "../util/error.h"
+#include "../util/proc.h"
 #include "../shm/read.h"
 #include "../shm/unblock.h"
 

@@ -23,7 +23,7 @@
 #include "../shm/read.h"
 #include "../shm/stats.h"
 #include "../shm/recover.h"
-#include "../shm/shareddir.h"
+#include "../util/shareddir.h"
 #include "../shm/usage.h"
 
 static void topic_info(const struct bus_topic *t, struct shmbus_topic_info *ret)

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 
 #include "../shm/append.h"
-#include "../shm/clock.h"
-#include "../shm/crc32c.h"
-#include "../shm/futex.h"
+#include "../util/clock.h"
+#include "../util/crc32c.h"
+#include "../util/futex.h"
 #include "../shm/read.h"
 #include "../shm/unblock.h"
 

@@ -11,9 +11,9 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "../shm/clock.h"
+#include "../util/clock.h"
 #include "../shm/counters.h"
-#include "../shm/proc.h"
+#include "../util/proc.h"
 
 /* DAEMON_STATS names every counter (the reserved words excepted). */
 #define SIZE_OF(field, attr, word) +sizeof(((struct shmbus_daemon_stats *)0)->field)

@@ -29,9 +29,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../shm/clock.h"
-#include "../shm/ctlproto.h"
-#include "../shm/proc.h"
+#include "../util/clock.h"
+#include "../util/ctlproto.h"
+#include "../util/proc.h"
 
 #define HEARTBEAT_STALE_NS (5LL * 1000000000)
 #define HELLO_TIMEOUT_MS   2000

@@ -122,7 +122,7 @@ void status_repair_text(char *buf, size_t len, const char *topic, uint32_t repai
 
 /*
  * Each counter of struct shmbus_daemon_stats: X(field, attribute, word)
- * with its CTL_A_<attribute> (shm/ctlproto.h) and its word of struct
+ * with its CTL_A_<attribute> (util/ctlproto.h) and its word of struct
  * ctr_daemon (shm/counters.h).  lib/counters.c checks that it names every
  * field.
  */

@@ -29,11 +29,11 @@
 #endif
 
 #include "backpressure.h"
-#include "clock.h"
-#include "crc32c.h"
-#include "error.h"
-#include "proc.h"
-#include "testpoint.h"
+#include "../util/clock.h"
+#include "../util/crc32c.h"
+#include "../util/error.h"
+#include "../util/proc.h"
+#include "../util/testpoint.h"
 #include "unblock.h"
 
 #define RUN_MAX 64 /* records claimed by one CAS */

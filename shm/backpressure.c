@@ -10,9 +10,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "clock.h"
+#include "../util/clock.h"
 #include "notify.h"
-#include "proc.h"
+#include "../util/proc.h"
 
 uint64_t part_bp_scan(struct part *p, uint64_t *gen)
 {

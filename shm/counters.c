@@ -21,9 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error.h"
-#include "shareddir.h"
+#include "../util/clock.h"
+#include "../util/error.h"
+#include "../util/shareddir.h"
 #include "slothash.h"
 
 /* A reader waits this long for an update in progress before it takes the

@@ -19,9 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error.h"
-#include "shareddir.h"
+#include "../util/clock.h"
+#include "../util/error.h"
+#include "../util/shareddir.h"
 
 static uint64_t table_size(void)
 {

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "atomics.h"
+#include "../util/atomics.h"
 #include "ident.h"
 
 #define PART_MAGIC        0x3170747262686d73ULL /* "shmbrtp1" little-endian */

@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "atomics.h"
+#include "../util/atomics.h"
 
 void shm_ident_write(void *hdr, const struct shm_format *f)
 {

@@ -3,7 +3,7 @@
  */
 #include "notify.h"
 
-#include "futex.h"
+#include "../util/futex.h"
 
 void part_notify(struct part *p)
 {

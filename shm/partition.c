@@ -24,10 +24,10 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error.h"
-#include "shareddir.h"
-#include "futex.h"
+#include "../util/clock.h"
+#include "../util/error.h"
+#include "../util/shareddir.h"
+#include "../util/futex.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23

@@ -12,8 +12,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "clock.h"
-#include "error.h"
+#include "../util/clock.h"
+#include "../util/error.h"
 #include "unblock.h"
 
 static const struct frame_hdr *frame_at(const struct part *p, uint64_t pos)

@@ -17,10 +17,10 @@
 
 #include <errno.h>
 
-#include "error.h"
+#include "../util/error.h"
 #include "frame.h"
 #include "notify.h"
-#include "proc.h"
+#include "../util/proc.h"
 
 uint64_t part_abort_end(const struct part *p, uint64_t off, uint64_t pos, uint64_t len,
 			uint64_t tail, uint64_t next)

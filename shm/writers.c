@@ -5,8 +5,8 @@
  */
 #include "writers.h"
 
-#include "proc.h"
-#include "testpoint.h"
+#include "../util/proc.h"
+#include "../util/testpoint.h"
 
 /* A writer slot's announcement, if consistent: a seqlock read, which
  * pairs with the release stores of seq in announce() (append.c).  pos and

@@ -8,7 +8,7 @@
  *
  * The producer is the real part_claim/part_commit; it moves on exactly
  * between the supervisor's loads of pos and off, at the test point
- * writer_read_pos of part_writer_read() (shm/testpoint.h).
+ * writer_read_pos of part_writer_read() (util/testpoint.h).
  */
 #include "lib/testutil.h"
 #include "lib/partfixture.h"
@@ -19,7 +19,7 @@
 #include "../shm/append.h"
 #include "../shm/partition.h"
 #include "../shm/read.h"
-#include "../shm/testpoint.h"
+#include "../util/testpoint.h"
 #include "../shm/unblock.h"
 
 /* The producer's next steps, run at writer_read_pos (once). */

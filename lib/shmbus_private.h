@@ -36,14 +36,16 @@
  *    their attribute and word keeps the four translations in step.
  *
  * The shm/ headers the daemon includes, each for a shared format or
- * protocol it supervises or serves: directory.h (the bus file: its
- * daemon block, the topic table), partition.h, append.h, read.h,
- * unblock.h (partitions: stalled claims, retention, flushing),
- * recover.h (start-up recovery's report), counters.h (the counters file
- * it writes), groups.h (committed offsets it exports), ctlproto.h (the
- * control socket's codec and address); and three helpers: clock.h,
- * proc.h (pids and start times) and error.h (the thread's error message
- * that shmbus_errmsg() returns).
+ * protocol it supervises or serves, whose words it touches only through
+ * their named operations (docs/design-notes.md, "Layers"): directory.h
+ * (the bus file: its daemon block, the topic table), partition.h,
+ * append.h, read.h, unblock.h (partitions: stalled claims through the
+ * writers' slots, retention, flushing), stats.h (the statistics it
+ * exports), recover.h (start-up recovery's report), counters.h (the
+ * counters file it writes), groups.h (committed offsets it exports); and
+ * helpers of util/: ctlproto.h (the control socket's codec and address),
+ * shareddir.h, clock.h, proc.h (pids and start times) and error.h (the
+ * thread's error message that shmbus_errmsg() returns).
  */
 #ifndef SHMBUS_LIB_PRIVATE_H
 #define SHMBUS_LIB_PRIVATE_H

@@ -36,10 +36,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../shm/clock.h"
-#include "../shm/ctlproto.h"
-#include "../shm/error.h"
-#include "../shm/shareddir.h"
+#include "../util/clock.h"
+#include "../util/ctlproto.h"
+#include "../util/error.h"
+#include "../util/shareddir.h"
 
 #ifndef SO_PEERGROUPS
 #define SO_PEERGROUPS 59
@@ -434,7 +434,7 @@ static int do_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 	ctl_put_i64(&o, CTL_A_STARTED_NS, d->started_ns);
 	ctl_put_u64(&o, CTL_A_UPTIME_MS, now > d->started_ns
 				       ? (uint64_t)(now - d->started_ns) / 1000000 : 0);
-	ctl_put_i64(&o, CTL_A_HEARTBEAT_NS, load_relaxed(&d->dir.hdr->daemon_heartbeat_ns));
+	ctl_put_i64(&o, CTL_A_HEARTBEAT_NS, dir_daemon_heartbeat(&d->dir));
 	ctl_put_i64(&o, CTL_A_UNBLOCK_TIMEOUT_MS, d->cfg.unblock_timeout_ms);
 	ctl_put_i64(&o, CTL_A_TICK_MS, d->cfg.tick_ms);
 	ctl_put_u32(&o, CTL_A_ON_TMPFS, d->on_tmpfs);
@@ -694,24 +694,23 @@ static void on_heartbeat(struct daemon *d, uint32_t events, void *arg)
 	(void)events;
 	(void)arg;
 	/* clients trust a heartbeat younger than 5 s (protocol.md §1), whatever tick_ms is */
-	store_relaxed(&d->dir.hdr->daemon_heartbeat_ns, real_ns());
+	dir_daemon_beat(&d->dir, real_ns());
 }
 
 int control_init(struct daemon *d)
 {
-	struct bus_header *h = d->dir.hdr;
 	struct control *c;
 	int rc;
 
-	h->control_socket[0] = '\0';
+	dir_daemon_socket_clear(&d->dir);
 	if (d->cfg.control_socket[0] != '/') {
 		log_err("control_socket \"%s\" is not an absolute path; write e.g. "
 			"/run/shmbus/control", d->cfg.control_socket);
 		return -EINVAL;
 	}
-	if (strlen(d->cfg.control_socket) >= sizeof h->control_socket) {
+	if (strlen(d->cfg.control_socket) >= DIR_SOCKET_MAX) {
 		log_err("control socket path %s is longer than %zu bytes; set a shorter "
-			"control_socket", d->cfg.control_socket, sizeof h->control_socket - 1);
+			"control_socket", d->cfg.control_socket, DIR_SOCKET_MAX - 1);
 		return -ENAMETOOLONG;
 	}
 	c = calloc(1, sizeof *c);
@@ -731,7 +730,7 @@ int control_init(struct daemon *d)
 		return rc;
 	}
 	/* clients find us by this path (protocol.md §1); the pid is already there */
-	memcpy(h->control_socket, c->path, strlen(c->path) + 1); /* fits: checked above */
+	(void)dir_daemon_socket_set(&d->dir, c->path); /* fits: checked above */
 	log_info("control socket %s", c->path);
 	return 0;
 }
@@ -742,7 +741,7 @@ void control_fini(struct daemon *d)
 
 	if (!c)
 		return;
-	store_release(&d->dir.hdr->control_socket[0], '\0');
+	dir_daemon_socket_clear(&d->dir);
 	while (c->conns)
 		conn_close(d, c->conns);
 	if (c->fd >= 0) {

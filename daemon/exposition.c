@@ -23,10 +23,11 @@
 
 #include <urcu-bp.h>
 
-#include "../shm/clock.h"
+#include "../util/clock.h"
 #include "../shm/counters.h"
 #include "../shm/groups.h"
 #include "../shm/read.h"
+#include "../shm/stats.h"
 
 /* ------------------------------------------------------------------ */
 /* The exposition text (HTTP thread)                                   */
@@ -163,25 +164,24 @@ static int by_name(const void *a, const void *b)
 
 static void copy_part(struct psnap *s, const struct dpart *dp)
 {
-	struct part *p = dp->part;
-	struct part_header *h = p->hdr;
+	struct part_stats st;
 
+	part_stats_read(dp->part, &st);
 	snprintf(s->topic, sizeof s->topic, "%s", dp->topic);
 	s->topic_id = dp->topic_id;
 	s->partition = dp->partition;
-	part_bounds(p, &s->start, &s->end);
+	s->start = st.low;
+	s->end = st.end;
 	s->records = s->end - s->start;
-	s->tail = load_acquire(&h->claim.lo);
-	s->capacity = p->cap;
-	s->aborted = load_relaxed(&h->aborted_claims);
-	s->lapped = load_relaxed(&h->lapped_reads);
-	s->bp_blocked = load_relaxed(&h->bp_blocked);
-	s->recoveries = load_relaxed(&h->recoveries);
-	s->cut = load_relaxed(&h->recovered_cut);
-	s->waiters = (load_relaxed(&h->notify) & NOTIFY_WAITERS) ? 1 : 0;
-	for (int i = 0; i < PART_MAX_CONSUMERS; i++)
-		if (load_acquire(&h->consumers[i].flags) & 1u)
-			s->consumers++;
+	s->tail = st.tail;
+	s->capacity = dp->part->cap;
+	s->aborted = st.aborted_claims;
+	s->lapped = st.lapped_reads;
+	s->bp_blocked = st.bp_blocked;
+	s->recoveries = st.recoveries;
+	s->cut = st.recovered_cut;
+	s->waiters = st.waiters;
+	s->consumers = st.consumers;
 }
 
 /* Copy the partitions under rcu_read_lock: the table and the mappings

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 
 #include "../shm/append.h"
-#include "../shm/clock.h"
-#include "../shm/crc32c.h"
-#include "../shm/futex.h"
+#include "../util/clock.h"
+#include "../util/crc32c.h"
+#include "../util/futex.h"
 #include "../shm/read.h"
 #include "../shm/unblock.h"
 
@@ -147,7 +147,7 @@ static int reset(shmbus_consumer *c, struct assignment *a, uint64_t lost_from)
 		bp_follow(a);
 		return 0;
 	}
-	fetch_add_relaxed(&a->p->hdr->lapped_reads, 1);
+	part_count_lapped(a->p);
 	c->st.laps++;
 	if (c->o.reset == SHMBUS_RESET_ERROR) {
 		part_bounds(a->p, &low, &high);
@@ -359,11 +359,12 @@ SHMBUS_API int shmbus_consumer_lag(shmbus_consumer *c, const char *topic, int32_
 
 	for (size_t i = 0; i < c->nas; i++) {
 		struct assignment *a = c->as[i];
-		uint64_t end = load_acquire(&a->p->hdr->claim.hi), pos;
+		uint64_t tail, end, pos;
 
 		if (strcmp(a->topic, topic) ||
 		    (partition != SHMBUS_PARTITION_ANY && a->partition != partition))
 			continue;
+		part_ends(a->p, &tail, &end);
 		pos = a->cur.off < a->cur.skip_until ? a->cur.skip_until : a->cur.off;
 		lag += end > pos ? end - pos : 0;
 		any = true;
@@ -397,10 +398,8 @@ static void to_message(const struct assignment *a, const struct frame_view *v,
  * by the caller afterwards). */
 static bool crc_ok(const struct shmbus_message *m)
 {
-	const struct part *p = (const struct part *)m->priv[0];
-	const struct frame_hdr *h = (const void *)part_at(p, m->priv[1]);
-
-	return frame_crc(h, m->key_len + m->headers_raw_len + m->value_len) == load_relaxed(&h->crc);
+	return part_frame_crc_ok((const struct part *)m->priv[0], m->priv[1],
+				 (size_t)m->key_len + m->headers_raw_len + m->value_len);
 }
 
 /* Copy messages [from, to) into the consumer's buffer. */
@@ -534,18 +533,17 @@ static size_t first_bad_crc(const struct shmbus_message *msgs, size_t first, siz
 
 /* The first of msgs[first..n) that may have been overwritten while we
  * read or copied it, or was retired meanwhile (format.md §6, step 3),
- * else n: one load of the tail and of start, after the reads, checks the
- * whole run. */
+ * else n. */
+_Static_assert(sizeof(((struct shmbus_message *)0)->priv[1]) == sizeof(uint64_t),
+	       "a message's position is a u64 for part_first_lost()");
+
 static size_t first_lost(const struct assignment *a, const struct shmbus_message *msgs,
 			 size_t first, size_t n)
 {
-	uint64_t tail, start;
-
-	part_after_read(a->p, &tail, &start);
-	for (size_t i = first; i < n; i++)
-		if (tail >= msgs[i].priv[1] + a->p->cap || msgs[i].offset < start)
-			return i;
-	return n;
+	if (first >= n)
+		return n;
+	return first + part_first_lost(a->p, &msgs[first].priv[1], &msgs[first].offset, n - first,
+				       sizeof msgs[0]);
 }
 
 /*
@@ -668,7 +666,7 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 		for (size_t i = 0; i < k; i++) {
 			struct assignment *a = c->as[i];
 
-			words[i] = &a->p->hdr->notify;
+			words[i] = part_wait_word(a->p);
 			expected[i] = part_wait_prepare(a->p);
 			part_cursor_recheck(&a->cur); /* a stalled claim times the sleep */
 			poll_soon |= a->p->readonly;

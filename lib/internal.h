@@ -19,7 +19,7 @@
 #include "shmbus.h"
 #include "shmbus_private.h"
 #include "../shm/directory.h"
-#include "../shm/error.h"
+#include "../util/error.h"
 #include "../shm/groups.h"
 #include "../shm/partition.h"
 

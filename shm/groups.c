@@ -16,9 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error.h"
-#include "shareddir.h"
+#include "../util/clock.h"
+#include "../util/error.h"
+#include "../util/shareddir.h"
 #include "slothash.h"
 
 static uint64_t file_size(void)
@@ -30,6 +30,10 @@ static uint64_t key_of(uint64_t topic_id, uint32_t partition)
 {
 	return topic_id << GROUP_PARTITION_BITS | partition;
 }
+
+static const struct shm_format group_format = {
+	.magic = GROUP_MAGIC, .version = GROUP_VERSION, .header_size = GROUP_HEADER_SIZE,
+};
 
 static int init_group(int fd, const char *name)
 {
@@ -43,15 +47,11 @@ static int init_group(int fd, const char *name)
 	h = mmap(NULL, GROUP_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (h == MAP_FAILED)
 		return shm_err(-errno, "cannot map group file %s: %s", name, strerror(errno));
-	h->version = GROUP_VERSION;
-	h->header_size = GROUP_HEADER_SIZE;
-	h->endian = SHM_ENDIAN_MARK;
-	h->word_size = sizeof(void *);
 	h->nslots = GROUP_SLOTS;
 	h->file_size = file_size();
 	h->created_ns = real_ns();
 	snprintf(h->name, sizeof h->name, "%s", name);
-	store_release(&h->magic, GROUP_MAGIC);
+	shm_ident_write(h, &group_format); /* the magic last */
 	munmap(h, GROUP_HEADER_SIZE);
 	return 0;
 }
@@ -95,8 +95,7 @@ int group_open(int dirfd, const char *name, bool create, struct group_file *ret)
 		return fd == -ENOENT ? shm_err(-ENOENT, "group \"%s\" has no committed offsets", name)
 				     : shm_err(fd, "cannot open group file %s: %s", name, sdir_why(fd));
 	if (fstat(fd, &st) < 0 || pread(fd, &snap, sizeof snap, 0) != (ssize_t)sizeof snap ||
-	    snap.magic != GROUP_MAGIC || snap.version != GROUP_VERSION ||
-	    snap.endian != SHM_ENDIAN_MARK || snap.header_size != GROUP_HEADER_SIZE ||
+	    shm_ident_check(&snap, &group_format) != SHM_IDENT_OK ||
 	    snap.nslots != GROUP_SLOTS || snap.file_size != file_size() ||
 	    (uint64_t)st.st_size < snap.file_size) {
 		rc = shm_err(-EBADMSG, "group file %s is damaged or of another version; delete it "

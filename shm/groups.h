@@ -46,6 +46,7 @@ struct group_header {
 	uint8_t reserved[GROUP_HEADER_SIZE - 640];
 };
 _Static_assert(sizeof(struct group_header) == GROUP_HEADER_SIZE, "group header is a page");
+SHM_IDENT_ASSERT(struct group_header);
 _Static_assert(offsetof(struct group_header, generation) == 512, "generation at 512");
 
 struct group_file {

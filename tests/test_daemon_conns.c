@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "test_daemon.h"
-#include "../shm/ctlproto.h"
+#include "../util/ctlproto.h"
 
 #define LIMIT    4
 #define HOG      65534u          /* nobody: the user who holds the connections */

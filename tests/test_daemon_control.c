@@ -33,8 +33,8 @@
 #include "shmbus.h"
 #include "lib/testutil.h"
 #include "lib/daemonutil.h"
-#include "../shm/clock.h"
-#include "../shm/ctlproto.h"
+#include "../util/clock.h"
+#include "../util/ctlproto.h"
 
 #define READY_MS 5000
 #define STOP_MS  5000

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "../shm/error.h"
+#include "../util/error.h"
 #include "../shm/groups.h"
 
 struct env {

@@ -1,6 +1,6 @@
 /*
  * fuzz_control.c - libFuzzer target: the control socket's codec
- * (shm/ctlproto.c, docs/protocol.md) over arbitrary bytes, as shmbusd
+ * (util/ctlproto.c, docs/protocol.md) over arbitrary bytes, as shmbusd
  * receives them from any local process.
  *
  * Decoding must never read past the message (it is an exact-size heap
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../shm/ctlproto.h"
+#include "../../util/ctlproto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -292,6 +292,19 @@ uint64_t group_epoch(const struct group_file *g)
 	return load_acquire(&g->hdr->epoch);
 }
 
+uint64_t group_max_epoch(const struct group_file *g)
+{
+	uint64_t max = load_acquire(&g->hdr->epoch);
+
+	for (uint32_t i = 0; i < g->nslots; i++) {
+		uint64_t e = load_acquire(&g->slots[i].fenced.hi);
+
+		if (e > max)
+			max = e;
+	}
+	return max;
+}
+
 int group_fetch(const struct group_file *g, uint64_t topic_id, uint32_t partition,
 		uint64_t *ret_offset, int64_t *ret_commit_ns)
 {

@@ -96,6 +96,10 @@ uint64_t group_owner(const struct group_file *g, uint64_t topic_id, uint32_t par
 uint32_t *group_wake_word(struct group_file *g);
 uint64_t group_epoch(const struct group_file *g);
 
+/* The largest epoch the file holds (the header's or an owner's): a
+ * coordinator that takes the group over starts above it. */
+uint64_t group_max_epoch(const struct group_file *g);
+
 /* The committed offset, or -ENOENT. */
 int group_fetch(const struct group_file *g, uint64_t topic_id, uint32_t partition,
 		uint64_t *ret_offset, int64_t *ret_commit_ns);

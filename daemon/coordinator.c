@@ -581,6 +581,7 @@ static struct cmember *rejoin(struct cgroup *g, struct cmember *fresh)
 /* The group's settings from a JOIN: the first member's make them. */
 static int group_settings(struct cgroup *g, const struct ctl_msg *msg, char *err, size_t len)
 {
+	int64_t session, max_poll;
 	enum assignor a;
 	int rc;
 
@@ -595,11 +596,15 @@ static int group_settings(struct cgroup *g, const struct ctl_msg *msg, char *err
 			 assignor_name(a));
 		return -EINVAL;
 	}
-	rc = timeout_of(msg, CTL_A_SESSION_TIMEOUT_MS, SESSION_DEFAULT_MS, &g->session_ms, err, len);
+	rc = timeout_of(msg, CTL_A_SESSION_TIMEOUT_MS, SESSION_DEFAULT_MS, &session, err, len);
 	if (rc == 0)
-		rc = timeout_of(msg, CTL_A_MAX_POLL_MS, MAX_POLL_DEFAULT_MS, &g->max_poll_ms, err, len);
-	if (rc == 0 && !g->nmembers)
+		rc = timeout_of(msg, CTL_A_MAX_POLL_MS, MAX_POLL_DEFAULT_MS, &max_poll, err, len);
+	if (rc == 0 && !g->nmembers) {
+		/* per group: its first member's settings hold while it has members */
 		g->assignor = a;
+		g->session_ms = session;
+		g->max_poll_ms = max_poll;
+	}
 	return rc;
 }
 

@@ -152,10 +152,10 @@ static int may_change(struct daemon *d, struct coord_peer *p, const char *name, 
 		return -EACCES;
 	}
 	if (g && g->nmembers) {
-		snprintf(p->msg, sizeof p->msg, "group \"%s\" has %zu member%s (state %s): cannot "
-			 "%s it while it has members; stop its consumers first (`shmbus groups "
-			 "describe %s` lists them)", name, g->nmembers, g->nmembers == 1 ? "" : "s",
-			 coord_state(g), verb, name);
+		snprintf(p->msg, sizeof p->msg, "group \"%s\" has %zu member%s (state %s): shmbusd "
+			 "does not %s a group while it has members; stop its consumers first "
+			 "(`shmbus groups describe %s` lists them)", name, g->nmembers,
+			 g->nmembers == 1 ? "" : "s", coord_state(g), verb, name);
 		return -EBUSY;
 	}
 	return 0;

@@ -29,6 +29,7 @@
 #include "coordinator.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,12 @@ struct coord {
 	uint64_t member_ids;           /* the last member id given */
 	int timer_fd;
 };
+
+/* The metrics thread's copy (coord_stats), refreshed by the timer. */
+#define STATS_MAX 256
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct coord_stat stats[STATS_MAX];
+static size_t nstats;
 
 static struct coord *coord_of(struct daemon *d)
 {
@@ -315,6 +322,7 @@ static void member_ended(struct daemon *d, struct cgroup *g, struct cmember *m, 
 			 (long long)g->session_ms);
 		return;
 	}
+	g->members_lost++;
 	member_remove(d, g, m, why);
 }
 
@@ -355,11 +363,43 @@ static void expire(struct daemon *d, struct cgroup *g, int64_t now)
 			snprintf(why, sizeof why, "no poll for %lld ms (max poll interval %lld ms)",
 				 (long long)((now - m->last_poll) / 1000000), (long long)g->max_poll_ms);
 		if (why[0]) {
+			g->members_lost++;
 			log_notice("group \"%s\": removing member %llu (pid %d): %s", g->name,
 				   (unsigned long long)m->id, (int)m->pid, why);
 			member_remove(d, g, m, why);
 		}
 	}
+}
+
+size_t coord_stats(struct coord_stat *out, size_t max)
+{
+	size_t n;
+
+	pthread_mutex_lock(&stats_lock);
+	n = nstats < max ? nstats : max;
+	memcpy(out, stats, n * sizeof *out);
+	pthread_mutex_unlock(&stats_lock);
+	return n;
+}
+
+static void publish_stats(struct daemon *d)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&stats_lock);
+	for (struct cgroup *g = coord_first(d); g && n < STATS_MAX; g = g->next, n++) {
+		struct coord_stat *s = &stats[n];
+
+		snprintf(s->name, sizeof s->name, "%s", g->name);
+		snprintf(s->state, sizeof s->state, "%s", coord_state(g));
+		snprintf(s->assignor, sizeof s->assignor, "%s", assignor_name(g->assignor));
+		s->members = (uint32_t)g->nmembers;
+		s->epoch = g->epoch;
+		s->rebalances = g->rebalances;
+		s->members_lost = g->members_lost;
+	}
+	nstats = n;
+	pthread_mutex_unlock(&stats_lock);
 }
 
 static void on_timer(struct daemon *d, uint32_t events, void *arg)
@@ -377,6 +417,7 @@ static void on_timer(struct daemon *d, uint32_t events, void *arg)
 		if (g->nmembers == 0)
 			coord_drop(d, g);
 	}
+	publish_stats(d);
 }
 
 /* ------------------------------------------------------------------ */
@@ -744,6 +785,7 @@ void coord_fini(struct daemon *d)
 		return;
 	while (c->groups)
 		coord_drop(d, c->groups);
+	publish_stats(d);
 	loop_del(d, c->timer_fd);
 	close(c->timer_fd);
 	free(c);

@@ -62,6 +62,7 @@ struct cgroup {
 	struct cpart *parts;           /* sorted by topic name, then partition */
 	size_t nparts;
 	uint64_t rebalances;           /* target assignments that moved a partition */
+	uint64_t members_lost;         /* removed by death, timeout or max-poll */
 	uint64_t dir_gen;              /* the bus directory its parts reflect */
 };
 
@@ -91,6 +92,19 @@ int coord_leave(struct daemon *d, struct coord_peer *p, const struct ctl_msg *m)
 void coord_drop(struct daemon *d, struct cgroup *g);
 /* Its partitions and targets again (topics changed). */
 void coord_refresh(struct daemon *d, struct cgroup *g);
+
+/* What the metrics thread shows of each coordinated group: a copy made
+ * in the loop thread (coordinator.c), read under its lock. */
+struct coord_stat {
+	char name[PART_NAME_MAX + 1];
+	char state[16];
+	char assignor[24];
+	uint32_t members;
+	uint64_t epoch, rebalances, members_lost;
+};
+
+/* Copy up to max groups' stats into out (from any thread): how many. */
+size_t coord_stats(struct coord_stat *out, size_t max);
 
 /* groupctl.c: serve any CTL_GROUP_* request. */
 int coord_serve(struct daemon *d, struct coord_peer *p, const struct ctl_msg *m, struct ctl_out *o);

@@ -14,7 +14,11 @@
 
 #include <sys/wait.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include "../shm/clock.h"
+#include "../shm/ctlproto.h"
 
 #define MAXP      64
 #define MAXOFF    4096
@@ -715,6 +719,108 @@ static void reset_offsets_and_describe(void **state)
 	shmbus_close(bus);
 }
 
+/* ------------------------------------------------------------------ */
+/* Malformed group requests on a raw connection                       */
+
+static int raw_connect(const char *root)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s/control", root);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+		fail_msg("connect %s: %s", sa.sun_path, strerror(errno));
+	return fd;
+}
+
+/* Send o, read the RESULT: its status, and its message into msg. */
+static int ask(int fd, struct ctl_out *o, char *msg, size_t len)
+{
+	static uint8_t in[CTL_MSG_MAX];
+	struct ctl_msg r;
+	int n = ctl_finish(o);
+	ssize_t got;
+
+	assert_true(n > 0);
+	assert_int_equal(send(fd, o->buf, (size_t)n, 0), n);
+	got = recv(fd, in, sizeof in, 0);
+	assert_true(got > 0);
+	assert_ok(ctl_decode(in, (size_t)got, &r));
+	snprintf(msg, len, "%s", r.has[CTL_A_MESSAGE] ? r.str[CTL_A_MESSAGE] : "");
+	return (int)ctl_signed(&r, CTL_A_STATUS);
+}
+
+static void malformed_group_requests_get_clear_errors(void **state)
+{
+	struct env *e = *state;
+	int fd = raw_connect(e->root);
+	uint8_t buf[512];
+	struct ctl_out o;
+	char msg[800];
+
+	ctl_init(&o, buf, sizeof buf, CTL_GROUP_HEARTBEAT, 1);
+	ctl_put_str(&o, CTL_A_GROUP, "g");
+	assert_int_equal(ask(fd, &o, msg, sizeof msg), -EINVAL);
+	assert_non_null(strstr(msg, "MEMBER_ID"));
+
+	ctl_init(&o, buf, sizeof buf, CTL_GROUP_HEARTBEAT, 2);
+	ctl_put_str(&o, CTL_A_GROUP, "g");
+	ctl_put_u64(&o, CTL_A_MEMBER_ID, 99);
+	assert_int_equal(ask(fd, &o, msg, sizeof msg), -ENOENT);
+	assert_non_null(strstr(msg, "join again"));
+
+	ctl_init(&o, buf, sizeof buf, CTL_GROUP_JOIN, 3);
+	ctl_put_str(&o, CTL_A_GROUP, "no/slashes");
+	ctl_put_str(&o, CTL_A_TOPIC_LIST, "t");
+	assert_int_equal(ask(fd, &o, msg, sizeof msg), -EINVAL);
+	assert_non_null(strstr(msg, "not a valid group name"));
+
+	ctl_init(&o, buf, sizeof buf, CTL_GROUP_JOIN, 4);
+	ctl_put_str(&o, CTL_A_GROUP, "g");
+	ctl_put_str(&o, CTL_A_TOPIC_LIST, "ok\nbad topic");
+	assert_int_equal(ask(fd, &o, msg, sizeof msg), -EINVAL);
+	assert_non_null(strstr(msg, "not a valid topic name"));
+
+	ctl_init(&o, buf, sizeof buf, CTL_GROUP_JOIN, 5);
+	ctl_put_str(&o, CTL_A_GROUP, "g");
+	ctl_put_str(&o, CTL_A_TOPIC_LIST, "t");
+	ctl_put_str(&o, CTL_A_ASSIGNOR, "fastest");
+	assert_int_equal(ask(fd, &o, msg, sizeof msg), -EINVAL);
+	assert_non_null(strstr(msg, "assignor \"fastest\" is unknown"));
+
+	ctl_init(&o, buf, sizeof buf, CTL_GROUP_JOIN, 6);
+	ctl_put_str(&o, CTL_A_GROUP, "g");
+	ctl_put_str(&o, CTL_A_TOPIC_LIST, "t");
+	ctl_put_i64(&o, CTL_A_SESSION_TIMEOUT_MS, -5);
+	assert_int_equal(ask(fd, &o, msg, sizeof msg), -EINVAL);
+	assert_non_null(strstr(msg, "SESSION_TIMEOUT_MS"));
+
+	/* a ragged OFFSETS attribute (33 bytes): refused, nothing written */
+	{
+		shmbus *bus = open_bus(e);
+		SHMBUS_OPTS(shmbus_consumer_opts, co, .group = "g");
+		shmbus_consumer *c;
+
+		assert_ok(shmbus_consumer_new(bus, &co, &c)); /* makes the group file */
+		ctl_init(&o, buf, sizeof buf, CTL_GROUP_RESET, 7);
+		ctl_put_str(&o, CTL_A_GROUP, "g");
+		ctl_put_bytes(&o, CTL_A_OFFSETS, buf, 33);
+		assert_int_equal(ask(fd, &o, msg, sizeof msg), -EBADMSG);
+		assert_non_null(strstr(msg, "not a multiple of 32"));
+		shmbus_consumer_free(c);
+		shmbus_close(bus);
+	}
+
+	ctl_init(&o, buf, sizeof buf, CTL_GROUP_DESCRIBE, 8);
+	ctl_put_str(&o, CTL_A_GROUP, "nosuch");
+	assert_int_equal(ask(fd, &o, msg, sizeof msg), -ENOENT);
+	assert_non_null(strstr(msg, "unknown group"));
+	/* the daemon is still there, and the connection too */
+	ctl_init(&o, buf, sizeof buf, CTL_GROUP_LIST, 9);
+	assert_int_equal(ask(fd, &o, msg, sizeof msg), 0);
+	close(fd);
+}
+
 int main(void)
 {
 #define C(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -724,6 +830,7 @@ int main(void)
 		C(commit_after_fencing_is_estale),
 		C(errors_name_the_group_and_the_fix),
 		C(reset_offsets_and_describe),
+		C(malformed_group_requests_get_clear_errors),
 		C(join_and_leave_process_every_record_once),
 		C(killed_member_partitions_move_at_once),
 		C(stopped_member_loses_partitions_after_session_timeout),

@@ -419,8 +419,8 @@ static void render_groups(struct buf *b, const struct scrape *sc)
 /* The coordinator's view of each group (coordinator.c's copy). */
 static void render_coordinated(struct buf *b)
 {
-	static struct coord_stat st[256]; /* one scrape at a time: the metrics thread */
-	size_t n = coord_stats(st, 256);
+	struct coord_stat *st = calloc(256, sizeof *st); /* scrapes may run at once */
+	size_t n = st ? coord_stats(st, 256) : 0;
 
 #define GROUP_FAMILY(metric, type, help, expr)                                       \
 	put_family(b, metric, type, help);                                           \
@@ -449,6 +449,7 @@ static void render_coordinated(struct buf *b)
 		put_label(b, "assignor", st[i].assignor);
 		put(b, "} 1\n");
 	}
+	free(st);
 }
 
 #define DF(name, type, field, help) \

@@ -161,17 +161,13 @@ static int may_change(struct daemon *d, struct coord_peer *p, const char *name, 
 	return 0;
 }
 
-/* Does the topic id and partition exist in the bus now? */
-static bool tp_exists(struct daemon *d, uint64_t topic_id, uint32_t partition)
+/* Does the topic id and partition exist among ts[0..n)? */
+static bool tp_exists(const struct bus_topic *ts, int n, uint64_t topic_id, uint32_t partition)
 {
-	struct bus_topic *ts = calloc(BUS_MAX_TOPICS, sizeof *ts);
-	int n = ts ? dir_list(&d->dir, ts, BUS_MAX_TOPICS) : 0;
-	bool found = false;
-
-	for (int i = 0; i < n && !found; i++)
-		found = ts[i].id == topic_id && partition < ts[i].partitions;
-	free(ts);
-	return found;
+	for (int i = 0; i < n; i++)
+		if (ts[i].id == topic_id)
+			return partition < ts[i].partitions;
+	return false;
 }
 
 static int do_reset(struct daemon *d, struct coord_peer *p, const struct ctl_msg *m)
@@ -179,6 +175,8 @@ static int do_reset(struct daemon *d, struct coord_peer *p, const struct ctl_msg
 	const char *name = m->str[CTL_A_GROUP];
 	int n = ctl_tp_count(m, CTL_A_OFFSETS), rc = may_change(d, p, name, "reset the offsets of");
 	struct group_file gf;
+	struct bus_topic *ts;
+	int nt;
 
 	if (rc)
 		return rc;
@@ -186,16 +184,23 @@ static int do_reset(struct daemon *d, struct coord_peer *p, const struct ctl_msg
 		snprintf(p->msg, sizeof p->msg, "%s", shm_errmsg());
 		return n;
 	}
+	ts = malloc(BUS_MAX_TOPICS * sizeof *ts);
+	if (!ts) {
+		snprintf(p->msg, sizeof p->msg, "shmbusd is out of memory");
+		return -ENOMEM;
+	}
+	nt = dir_list(&d->dir, ts, BUS_MAX_TOPICS);
 	rc = group_open(d->groupsfd, name, false, &gf);
 	if (rc < 0) {
 		snprintf(p->msg, sizeof p->msg, "%s", shm_errmsg());
+		free(ts);
 		return rc;
 	}
 	for (int i = 0; i < n && rc == 0; i++) {
 		struct ctl_tp tp;
 
 		ctl_tp_get(m, CTL_A_OFFSETS, (size_t)i, &tp);
-		if (!tp_exists(d, tp.topic_id, tp.partition)) {
+		if (!tp_exists(ts, nt, tp.topic_id, tp.partition)) {
 			snprintf(p->msg, sizeof p->msg, "group \"%s\": partition %u of topic id %llu "
 				 "does not exist (was the topic deleted?)", name, tp.partition,
 				 (unsigned long long)tp.topic_id);
@@ -205,6 +210,7 @@ static int do_reset(struct daemon *d, struct coord_peer *p, const struct ctl_msg
 		}
 	}
 	group_close(&gf);
+	free(ts);
 	if (rc == 0)
 		log_notice("group \"%s\": %d offsets reset by %s", name, n, p->who);
 	return rc;

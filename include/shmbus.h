@@ -626,7 +626,9 @@ struct shmbus_member_opts {
 	void *ctx;
 };
 
-/* Join the group and wait (up to 5 s) for the first assignment. */
+/* Join the group (shmbusd answers within 5 s, else -ETIMEDOUT).  The
+ * partitions other members still hold come in later polls, as they are
+ * released. */
 SHMBUS_API int shmbus_member_subscribe(shmbus *bus, const struct shmbus_member_opts *opts,
 				       shmbus_member **ret);
 

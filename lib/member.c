@@ -426,6 +426,12 @@ static int member_init(shmbus *bus, shmbus_member *m, const struct shmbus_member
 	m->co.group = NULL; /* commits are the member's, fenced */
 	if (rc == 0)
 		rc = group_open(bus->groupsfd, m->group, true, &m->g);
+	if (rc == 0 && m->g.readonly) {
+		group_close(&m->g);
+		rc = lib_err(-EACCES, "group \"%s\": this user may not write its group file "
+			     "(%s/groups/%s), so it cannot commit or be a member; ask for the root's "
+			     "group, or use another group", m->group, bus->root, m->group);
+	}
 	if (rc == 0 && (rc = shmbus_consumer_new(bus, &m->co, &m->c)) < 0)
 		group_close(&m->g);
 	if (rc == 0)

@@ -107,9 +107,12 @@ int group_open(int dirfd, const char *name, bool create, struct group_file *ret)
 			     "(the group's committed offsets are lost) or restore it", name);
 		goto fail;
 	}
+	ret->readonly = false;
 	base = mmap(NULL, snap.file_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
-	if (base == MAP_FAILED)
+	if (base == MAP_FAILED) {
+		ret->readonly = true;
 		base = mmap(NULL, snap.file_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+	}
 	if (base == MAP_FAILED) {
 		rc = shm_err(-errno, "cannot map group file %s: %s", name, strerror(errno));
 		goto fail;

@@ -60,6 +60,7 @@ struct group_file {
 	struct group_slot *slots;
 	uint32_t nslots;
 	size_t map_len;
+	bool readonly;       /* mapped read-only (no write permission) */
 };
 
 /* Open (and with `create`, make) the group file `name` in `dirfd`. */

@@ -623,6 +623,31 @@ static void commit_after_fencing_is_estale(void **state)
 	shmbus_close(b2);
 }
 
+/* A member whose poll loop stopped (it heartbeats only from poll) loses
+ * its partitions after the group's max-poll interval, long before its
+ * session timeout. */
+static void member_that_stops_polling_loses_partitions_after_max_poll(void **state)
+{
+	struct env *e = *state;
+	shmbus *b1 = open_bus(e), *b2 = open_bus(e);
+	const char *topics[1] = { "mp" };
+	SHMBUS_OPTS(shmbus_member_opts, o, .group = "g", .topics = topics, .ntopics = 1,
+		    .session_timeout_ms = 60000, .max_poll_interval_ms = 150);
+	shmbus_member *a, *b;
+	int want = 2;
+
+	create_topic(b1, "mp", 2, 1 << 16, 0);
+	assert_ok(shmbus_member_subscribe(b1, &o, &a));
+	settle(&a, &want, 1);
+	assert_ok(shmbus_member_subscribe(b2, &o, &b));
+	settle(&b, &want, 1); /* only b polls */
+	assert_true(tu_daemon_log_has(&e->d[0], "max poll interval 150 ms", 2000));
+	shmbus_member_free(a);
+	shmbus_member_free(b);
+	shmbus_close(b1);
+	shmbus_close(b2);
+}
+
 struct rows {
 	int n;
 	uint64_t committed[8];
@@ -804,7 +829,7 @@ static void malformed_group_requests_get_clear_errors(void **state)
 		assert_ok(shmbus_consumer_new(bus, &co, &c)); /* makes the group file */
 		ctl_init(&o, buf, sizeof buf, CTL_GROUP_RESET, 7);
 		ctl_put_str(&o, CTL_A_GROUP, "g");
-		ctl_put_bytes(&o, CTL_A_OFFSETS, buf, 33);
+		ctl_put_bytes(&o, CTL_A_OFFSETS, (uint8_t[33]){ 1 }, 33);
 		assert_int_equal(ask(fd, &o, msg, sizeof msg), -EBADMSG);
 		assert_non_null(strstr(msg, "not a multiple of 32"));
 		shmbus_consumer_free(c);
@@ -828,6 +853,7 @@ int main(void)
 		C(assignors_share_as_they_say),
 		C(pattern_follows_topics_created_later),
 		C(commit_after_fencing_is_estale),
+		C(member_that_stops_polling_loses_partitions_after_max_poll),
 		C(errors_name_the_group_and_the_fix),
 		C(reset_offsets_and_describe),
 		C(malformed_group_requests_get_clear_errors),

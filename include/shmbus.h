@@ -586,9 +586,11 @@ SHMBUS_API int shmbus_group_delete(shmbus *bus, const char *group);
  * Commits are fenced: a commit for a partition that moved to another
  * member fails with -ESTALE and never overwrites the new owner's.
  *
- * A member is used by one thread at a time.  It needs shmbusd: without
- * one serving the root, subscribe fails with -ENOTCONN saying how to
- * start it.
+ * A member is used by one thread at a time, and heartbeats only from
+ * poll: poll at least every session timeout (and max-poll interval), or
+ * the coordinator gives its partitions to others.  It needs shmbusd:
+ * without one serving the root, subscribe fails with -ENOTCONN saying how
+ * to start it.
  */
 typedef struct shmbus_member shmbus_member;
 

@@ -765,6 +765,8 @@ int coord_init(struct daemon *d)
 
 	if (!c)
 		return -ENOMEM;
+	/* member ids differ from a previous daemon's: microseconds since the epoch */
+	c->member_ids = (uint64_t)real_ns() / 1000;
 	d->coord = c;
 	c->timer_fd = loop_timer(d, TIMER_NS, on_timer, NULL);
 	if (c->timer_fd < 0) {

@@ -648,6 +648,46 @@ static void member_that_stops_polling_loses_partitions_after_max_poll(void **sta
 	shmbus_close(b2);
 }
 
+/* shmbusd stops: the member reads on with what it has; a new daemon
+ * takes the group over and the member joins it again. */
+static void member_survives_a_daemon_restart(void **state)
+{
+	struct env *e = *state;
+	shmbus *bus = open_bus(e);
+	shmbus_member *m = join_here(bus, "dr", NULL, 0, 0);
+	struct shmbus_message msgs[16];
+	struct shmbus_member_info info = { .sz = sizeof info };
+	uint64_t first_id;
+	int want = 2, got = 0;
+
+	create_topic(bus, "dr", 2, 1 << 16, 0);
+	settle(&m, &want, 1);
+	assert_ok(shmbus_member_info(m, &info));
+	first_id = info.member_id;
+	stop_ok(&e->d[0]);
+	produce(bus, "dr", 2, 3);
+	for (int64_t end = tu_ms() + 5000; got < 6 && tu_ms() < end;) {
+		int n = shmbus_member_poll(m, msgs, 16, 10);
+
+		if (n < 0)
+			fail_msg("poll without a daemon = %d: %s", n, shmbus_errmsg());
+		got += n;
+	}
+	assert_int_equal(got, 6);
+	start_or_fail(&e->d[1], e->root, NULL, NULL);
+	for (int64_t end = tu_ms() + 5000;; mp_sleep_us(2000)) {
+		assert_true(shmbus_member_poll(m, msgs, 16, 0) >= 0);
+		assert_ok(shmbus_member_info(m, &info));
+		if (shmbus_member_assignment(m, NULL, 0) == 2 && info.member_id != first_id)
+			break;
+		if (tu_ms() > end)
+			fail_msg("the member did not join the new daemon");
+	}
+	assert_ok(shmbus_member_commit(m)); /* fenced anew by the new daemon, and valid */
+	shmbus_member_free(m);
+	shmbus_close(bus);
+}
+
 struct rows {
 	int n;
 	uint64_t committed[8];
@@ -853,6 +893,7 @@ int main(void)
 		C(assignors_share_as_they_say),
 		C(pattern_follows_topics_created_later),
 		C(commit_after_fencing_is_estale),
+		C(member_survives_a_daemon_restart),
 		C(member_that_stops_polling_loses_partitions_after_max_poll),
 		C(errors_name_the_group_and_the_fix),
 		C(reset_offsets_and_describe),

@@ -22,6 +22,7 @@
  * the bus file's daemon block while we listen, and removed when we stop.
  */
 #include "shmbusd.h"
+#include "coordinator.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -139,6 +140,7 @@ static void conn_close(struct daemon *d, struct conn *k)
 	if (k->next)
 		k->next->prev = k->prev;
 	c->nconns--;
+	coord_conn_closed(d, k->serial); /* its group members: gone at once */
 	free(k->groups);
 	free(k);
 	if (c->paused && loop_mod(d, c->fd, EPOLLIN) == 0)
@@ -445,6 +447,28 @@ static int do_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 	return send_out(c, k, &o);
 }
 
+/* A consumer-group request (coordinator.h, protocol.md §8). */
+static int serve_group(struct daemon *d, struct conn *k, const struct ctl_msg *m)
+{
+	struct coord_peer p = { .conn = k->serial, .pid = k->cred.pid, .uid = k->cred.uid,
+				.admin = may_admin(d, k) };
+	struct ctl_out o;
+	int rc;
+
+	peer_name(k, p.who, sizeof p.who);
+	result(k->ctl, &o, m->hdr.seq, m->hdr.type, 0, NULL);
+	rc = coord_serve(d, &p, m, &o);
+	if (rc == 0 && o.overflow) {
+		snprintf(p.msg, sizeof p.msg, "the answer to %s does not fit in one control message "
+			 "(%u bytes)", ctl_type_name(m->hdr.type), CTL_MSG_MAX);
+		rc = -EMSGSIZE;
+	}
+	if (rc == 0)
+		return send_out(k->ctl, k, &o);
+	d->st.control_errors++;
+	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, rc, p.msg);
+}
+
 static int unsupported(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 {
 	char msg[400], what[64], who[160];
@@ -457,8 +481,8 @@ static int unsupported(struct daemon *d, struct conn *k, const struct ctl_msg *m
 		snprintf(what, sizeof what, "RESULT (%u) is a reply, not a request", CTL_RESULT);
 	else
 		snprintf(what, sizeof what, "request type %u is unknown here", m->hdr.type);
-	snprintf(msg, sizeof msg, "shmbusd %s: %s; it serves HELLO, TOPIC_CREATE, TOPIC_DELETE "
-		 "and STATUS (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
+	snprintf(msg, sizeof msg, "shmbusd %s: %s; it serves HELLO, TOPIC_CREATE, TOPIC_DELETE, "
+		 "STATUS and GROUP_* (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
 		 "requests", SHMBUSD_VERSION, what, CTL_VERSION);
 	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, -EOPNOTSUPP, msg);
 }
@@ -511,6 +535,8 @@ static int serve(struct daemon *d, struct conn *k, size_t n)
 		return do_delete(d, k, &m);
 	case CTL_STATUS:
 		return do_status(d, k, &m);
+	case CTL_GROUP_JOIN ... CTL_GROUP_DELETE:
+		return serve_group(d, k, &m);
 	default:
 		return unsupported(d, k, &m);
 	}

@@ -26,6 +26,7 @@
 #include "../util/clock.h"
 #include "../shm/counters.h"
 #include "../shm/groups.h"
+#include "coordinator.h"
 #include "../shm/read.h"
 #include "../shm/stats.h"
 
@@ -415,6 +416,42 @@ static void render_groups(struct buf *b, const struct scrape *sc)
 	}
 }
 
+/* The coordinator's view of each group (coordinator.c's copy). */
+static void render_coordinated(struct buf *b)
+{
+	struct coord_stat *st = calloc(256, sizeof *st); /* scrapes may run at once */
+	size_t n = st ? coord_stats(st, 256) : 0;
+
+#define GROUP_FAMILY(metric, type, help, expr)                                       \
+	put_family(b, metric, type, help);                                           \
+	for (size_t i = 0; i < n; i++) {                                             \
+		put(b, metric "{");                                                  \
+		put_label(b, "group", st[i].name);                                   \
+		put(b, "} %llu\n", (unsigned long long)(expr));                      \
+	}
+	GROUP_FAMILY("shmbus_group_members", "gauge", "Members of a coordinated group.",
+		     st[i].members)
+	GROUP_FAMILY("shmbus_group_epoch", "gauge", "A coordinated group's epoch.", st[i].epoch)
+	GROUP_FAMILY("shmbus_group_rebalances_total", "counter",
+		     "Target assignments of a group that moved a partition.", st[i].rebalances)
+	GROUP_FAMILY("shmbus_group_members_lost_total", "counter",
+		     "Members removed because they died, timed out or stopped polling.",
+		     st[i].members_lost)
+#undef GROUP_FAMILY
+	put_family(b, "shmbus_group_state", "gauge",
+		   "1 for a coordinated group's state (empty, reconciling, stable).");
+	for (size_t i = 0; i < n; i++) {
+		put(b, "shmbus_group_state{");
+		put_label(b, "group", st[i].name);
+		put(b, ",");
+		put_label(b, "state", st[i].state);
+		put(b, ",");
+		put_label(b, "assignor", st[i].assignor);
+		put(b, "} 1\n");
+	}
+	free(st);
+}
+
 #define DF(name, type, field, help) \
 	{ "shmbus_daemon_" name, type, help, V_U64, offsetof(struct ctr_daemon, field) }
 
@@ -514,6 +551,7 @@ char *exposition_render(struct daemon *d, const struct ctr_file *ctr, size_t *re
 	render_daemon(&b, &sc);
 	render_parts(&b, &sc);
 	render_groups(&b, &sc);
+	render_coordinated(&b);
 	scrape_free(&sc);
 	if (b.failed) {
 		free(b.p);

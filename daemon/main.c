@@ -402,7 +402,7 @@ static int serve(struct daemon *d)
 	topics_sweep(d);      /* half-made topics: left by an interrupted create */
 	supervise_refresh(d); /* recovers what it finds (recovery.c) */
 	topics_declare(d);
-	if (metrics_init(d) < 0 || control_init(d) < 0 || topics_init(d) < 0) {
+	if (metrics_init(d) < 0 || coord_init(d) < 0 || control_init(d) < 0 || topics_init(d) < 0) {
 		rc = -1;
 	} else {
 		banner(d);
@@ -412,6 +412,7 @@ static int serve(struct daemon *d)
 			log_err("the event loop failed: %s", strerror(-rc));
 	}
 	topics_fini(d);       /* answers what it has left, so before the socket goes */
+	coord_fini(d);        /* before the connections close: members need not move */
 	control_fini(d);
 	metrics_fini(d);
 	clients_fini(d);

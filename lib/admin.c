@@ -10,6 +10,8 @@
  */
 #include "internal.h"
 
+#include "../util/ctlproto.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -339,10 +341,21 @@ SHMBUS_API int shmbus_group_offsets(shmbus *bus, const char *group,
 	return rc;
 }
 
+static void build_group(struct ctl_out *o, const void *arg)
+{
+	ctl_put_str(o, CTL_A_GROUP, arg);
+}
+
 SHMBUS_API int shmbus_group_delete(shmbus *bus, const char *group)
 {
+	int rc;
+
 	if (!dir_name_valid(group))
 		return lib_err(-EINVAL, "\"%s\" is not a valid group name", group ? group : "(null)");
+	/* shmbusd refuses while the group has members (protocol.md §8) */
+	rc = daemon_call(bus, CTL_GROUP_DELETE, build_group, group, NULL, NULL, 5000);
+	if (rc != DAEMON_NONE)
+		return rc;
 	if (unlinkat(bus->groupsfd, group, 0) < 0)
 		return errno == ENOENT ? lib_err(-ENOENT, "group \"%s\" does not exist", group)
 				       : lib_err(-errno, "cannot delete group \"%s\": %s", group,

@@ -50,7 +50,18 @@ struct shmbus_consumer {
 	pid_t dead_pid;            /* a producer found dead: abort its claims at once */
 	bool woke;                 /* gathering after a sleep: check stalls' clocks */
 	struct shmbus_consumer_stats st;
+	/* a group member's wake word (member.c): poll returns 0 when check says */
+	uint32_t *wake_word;
+	bool (*wake_check)(void *arg);
+	void *wake_arg;
 };
+
+void consumer_wake_on(shmbus_consumer *c, uint32_t *word, bool (*check)(void *arg), void *arg)
+{
+	c->wake_word = word;
+	c->wake_check = check;
+	c->wake_arg = arg;
+}
 
 SHMBUS_API int shmbus_consumer_new(shmbus *bus, const struct shmbus_consumer_opts *opts,
 				   shmbus_consumer **ret)
@@ -659,7 +670,8 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 	}
 	for (;;) {
 		uint32_t *words[SHM_FUTEX_MAX_WAITV], expected[SHM_FUTEX_MAX_WAITV];
-		size_t k = c->nas < SHM_FUTEX_MAX_WAITV ? c->nas : SHM_FUTEX_MAX_WAITV;
+		size_t room = SHM_FUTEX_MAX_WAITV - (c->wake_word != NULL);
+		size_t k = c->nas < room ? c->nas : room;
 		int64_t until = deadline;
 		bool poll_soon = c->nas > k;
 
@@ -671,10 +683,18 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 			part_cursor_recheck(&a->cur); /* a stalled claim times the sleep */
 			poll_soon |= a->p->readonly;
 		}
+		if (c->wake_word) {
+			/* pairs with the coordinator's group_publish(): prepared
+			 * before the check, so a wake after it is not missed */
+			words[k] = c->wake_word;
+			expected[k] = futex_word_prepare(c->wake_word);
+		}
 		/* re-check after announcing the wait, or a wake may be missed */
 		n = gather(c, msgs, max);
 		if (n != 0)
 			return n;
+		if (c->wake_check && c->wake_check(c->wake_arg))
+			return 0;
 		for (size_t i = 0; i < c->nas; i++) {
 			int64_t since = part_stall_clock(&c->as[i]->cur);
 
@@ -686,7 +706,11 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 		if (poll_soon && (!until || mono_ns() + 1000000 < until))
 			until = mono_ns() + 1000000;
 		c->st.waits++;
-		futex_wait_many(words, expected, k, until);
+		futex_wait_many(words, expected, k + (c->wake_word != NULL), until);
+		/* a member that slept through a rebalance (or was stopped) must
+		 * not read partitions it may have lost: back to member.c first */
+		if (c->wake_check && c->wake_check(c->wake_arg))
+			return 0;
 		c->woke = true;
 		n = gather(c, msgs, max);
 		c->woke = false;

@@ -281,7 +281,7 @@ static int link_up(shmbus *bus, uint8_t *rbuf)
 static int request(shmbus *bus, uint16_t type, build_fn build, const void *arg,
 		   uint8_t *rbuf, struct ctl_msg *rep, int timeout_ms)
 {
-	uint8_t sbuf[1024];
+	uint8_t *sbuf = rbuf + CTL_MSG_MAX; /* run() allocates both */
 	struct ctl_out o;
 
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -300,7 +300,7 @@ static int request(shmbus *bus, uint16_t type, build_fn build, const void *arg,
 			fresh = true;
 		}
 		seq = next_seq(bus);
-		ctl_init(&o, sbuf, sizeof sbuf, type, seq);
+		ctl_init(&o, sbuf, CTL_MSG_MAX, type, seq);
 		if (build)
 			build(&o, arg);
 		rc = call(bus, &o, seq, rbuf, rep, timeout_ms);
@@ -349,7 +349,7 @@ void daemon_link_close(shmbus *bus)
 static int run(shmbus *bus, uint16_t type, build_fn build, const void *arg, int timeout_ms,
 	       void (*read_reply)(const struct ctl_msg *rep, void *out), void *out)
 {
-	uint8_t *rbuf = malloc(CTL_MSG_MAX);
+	uint8_t *rbuf = malloc(2 * CTL_MSG_MAX); /* the reply, then the request */
 	struct ctl_msg rep;
 	int rc;
 
@@ -365,6 +365,15 @@ static int run(shmbus *bus, uint16_t type, build_fn build, const void *arg, int 
 	pthread_mutex_unlock(&bus->link_lock);
 	free(rbuf);
 	return rc;
+}
+
+int daemon_call(shmbus *bus, uint16_t type, void (*build)(struct ctl_out *o, const void *arg),
+		const void *arg, void (*read_reply)(const struct ctl_msg *rep, void *out), void *out,
+		int timeout_ms)
+{
+	if (bus->no_daemon)
+		return DAEMON_NONE;
+	return run(bus, type, build, arg, timeout_ms, read_reply, out);
 }
 
 /* ------------------------------------------------------------------ */

@@ -84,8 +84,12 @@ LDLIBS = $(DEP_LIBS) -lpthread
 UTIL_SRC := $(wildcard util/*.c)
 SHM_SRC := $(UTIL_SRC) $(wildcard shm/*.c) # util/ and shm/: what lib/ stands on
 LIB_SRC := $(wildcard lib/*.c)
-CLI_SRC := $(wildcard cli/*.c) bench/measure.c # what shmbus bench shares with make bench
+CLI_SRC := $(wildcard cli/*.c)
 DAEMON_SRC := $(wildcard daemon/*.c)
+# the shipped library and commands never compile bench/ or tests/
+ifneq ($(filter bench/% tests/%,$(SHM_SRC) $(LIB_SRC) $(CLI_SRC) $(DAEMON_SRC)),)
+$(error shipped sources include $(filter bench/% tests/%,$(SHM_SRC) $(LIB_SRC) $(CLI_SRC) $(DAEMON_SRC)))
+endif
 OBJ_SHM := $(SHM_SRC:%.c=$(BUILD)/%.o)
 OBJ_LIB := $(LIB_SRC:%.c=$(BUILD)/%.o)
 OBJ_CLI := $(CLI_SRC:%.c=$(BUILD)/%.o)

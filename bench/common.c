@@ -15,7 +15,7 @@
  * the wall time a case is flagged noisy.
  */
 #include "common.h"
-#include "measure.h"
+#include "../cli/measure.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -9,7 +9,7 @@
  *                    processes: fork, reap with a deadline, failure reports
  *   bench_figures.c  what each figure measures, and the figure table
  *   bench_report.c   the printed table and the JSON file
- *   ../bench/measure.c  min/median/max, quantiles and the disturbance
+ *   measure.c  min/median/max, quantiles and the disturbance
  *                    accounting, shared with `make bench`
  * The clock reads and the deadline check are inline here: workers call
  * them on the paths they time.
@@ -18,7 +18,7 @@
 #define SHMBUS_CLI_BENCH_H
 
 #include "cli.h"
-#include "../bench/measure.h"
+#include "measure.h"
 
 #include <limits.h>
 #include <sched.h>

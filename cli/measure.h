@@ -5,8 +5,8 @@
  * tasks and the hypervisor took from the two measuring CPUs while a case
  * ran (the "noisy" mark).
  */
-#ifndef SHMBUS_BENCH_MEASURE_H
-#define SHMBUS_BENCH_MEASURE_H
+#ifndef SHMBUS_CLI_MEASURE_H
+#define SHMBUS_CLI_MEASURE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -234,7 +234,9 @@ struct part_header {
 	uint64_t recovered_cut;    /* offsets cut by recovery scans */
 	uint64_t bp_blocked;       /* appends refused or delayed by backpressure */
 	uint64_t reserved_counter;
-	uint8_t pad_counters[80];
+	uint64_t mirror_gaps;      /* replica: gaps recorded (the source no longer held them) */
+	uint64_t mirror_gap_offsets; /* replica: offsets those gaps cover */
+	uint8_t pad_counters[64];
 
 	uint8_t reserved3[PART_PAGE - 1280];
 

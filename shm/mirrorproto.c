@@ -235,6 +235,7 @@ static void decode_data(struct rd *r, struct mp_msg *m)
 	m->u.data.count = rd32(r);
 	m->u.data.first = rd64(r);
 	m->u.data.next = rd64(r);
+	m->u.data.end = rd64(r);
 	if (r->bad || r->left < MP_TRAILER) {
 		r->bad = true;
 		return;
@@ -244,7 +245,8 @@ static void decode_data(struct rd *r, struct mp_msg *m)
 	m->u.data.frames_len = flen;
 	m->u.data.trailer = rd64(r);
 	if ((flen & (FRAME_ALIGN - 1)) || m->u.data.first > m->u.data.next ||
-	    m->u.data.next >= PART_POS_MAX || m->u.data.count > flen / FRAME_ABORT_MIN ||
+	    m->u.data.next >= PART_POS_MAX || m->u.data.end < m->u.data.next ||
+	    m->u.data.end >= PART_POS_MAX || m->u.data.count > flen / FRAME_ABORT_MIN ||
 	    (m->u.data.count == 0) != (m->u.data.first == m->u.data.next))
 		r->bad = true;
 }
@@ -381,7 +383,7 @@ size_t mp_encode(const struct mp_msg *m, uint8_t *buf, size_t cap)
 }
 
 void mp_data_head(uint8_t buf[MP_DATA_HEAD], uint32_t id, uint32_t count, uint64_t first,
-		  uint64_t next, size_t frames_len)
+		  uint64_t next, uint64_t end, size_t frames_len)
 {
 	put32(buf, (uint32_t)(MP_DATA_HEAD + frames_len + MP_TRAILER));
 	put16(buf + 4, MP_DATA);
@@ -390,6 +392,7 @@ void mp_data_head(uint8_t buf[MP_DATA_HEAD], uint32_t id, uint32_t count, uint64
 	put32(buf + 12, count);
 	put64(buf + 16, first);
 	put64(buf + 24, next);
+	put64(buf + 32, end);
 }
 
 void mp_data_trailer(uint8_t buf[MP_TRAILER], bool intact)

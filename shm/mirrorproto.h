@@ -22,7 +22,7 @@
 #define MP_CTL_MAX     4096u       /* any message but DATA, header included */
 #define MP_BATCH_BYTES (1u << 20)  /* frame bytes a source puts in one DATA, unless one
 				    * frame alone is larger */
-#define MP_DATA_FIXED  24u         /* DATA after the header: id, count, first, next */
+#define MP_DATA_FIXED  32u         /* DATA after the header: id, count, first, next, end */
 #define MP_TRAILER     8u          /* DATA's last 8 bytes */
 #define MP_TRAILER_OK  0x4b4f2d4154414446ULL /* "FDATA-OK": the frames were intact when sent */
 #define MP_NAME_MAX    255u        /* topic names, patterns, host names */
@@ -72,6 +72,7 @@ struct mp_msg {
 		struct {
 			uint32_t id, count;   /* count: entries (records and aborted ranges) */
 			uint64_t first, next; /* offsets the entries cover: [first, next) */
+			uint64_t end;         /* the source partition's end when sent (for lag) */
 			const uint8_t *frames;
 			size_t frames_len;
 			uint64_t trailer;
@@ -107,7 +108,7 @@ size_t mp_encode(const struct mp_msg *m, uint8_t *buf, size_t cap);
  * MP_DATA_FIXED bytes, for frames_len bytes of frames, and its trailer. */
 #define MP_DATA_HEAD (MP_HDR_SIZE + MP_DATA_FIXED)
 void mp_data_head(uint8_t buf[MP_DATA_HEAD], uint32_t id, uint32_t count, uint64_t first,
-		  uint64_t next, size_t frames_len);
+		  uint64_t next, uint64_t end, size_t frames_len);
 void mp_data_trailer(uint8_t buf[MP_TRAILER], bool intact);
 
 /*

@@ -91,6 +91,11 @@ static inline bool part_deleted(const struct part *p)
 	return load_relaxed(&p->hdr->status) & PART_STATUS_DELETED;
 }
 
+static inline bool part_is_replica(const struct part *p)
+{
+	return load_relaxed(&p->hdr->status) & PART_STATUS_REPLICA;
+}
+
 /* Mark the partition deleted: producers and consumers get -EIDRM. */
 void part_mark_deleted(struct part *p);
 

@@ -64,6 +64,16 @@ static int writable(struct replica *r)
 	return (st & PART_STATUS_REPLICA) ? 0 : -EROFS;
 }
 
+/* The resume point: everything before {pos, off} is published.  One
+ * writer; the 16-byte CAS makes the pair atomic for replica_resume. */
+static void set_done(struct part *p, uint64_t pos, uint64_t off)
+{
+	pair128 cur = load_pair(&p->hdr->replica_done);
+
+	while (!cas128(&p->hdr->replica_done, &cur, (pair128){ .lo = pos, .hi = off }))
+		;
+}
+
 /* Our claim must begin at the offset the batch holds: nobody else writes
  * a replica, so anything else means another writer got in. */
 static int claimed_at(struct replica *r, const struct plan *pl, uint64_t off)
@@ -100,6 +110,7 @@ static int put_hole(struct replica *r, uint64_t off, uint64_t end)
 		for (uint64_t i = 1; i < n && i <= p->imask; i++)
 			store_relaxed(&p->index[(off + i) & p->imask], pl.start);
 		append_abort_range(p, pl.start, off, len, off + n);
+		set_done(p, pl.end, off + n);
 		append_idle(&r->w);
 		rc = claimed_at(r, &pl, off);
 		if (rc)
@@ -135,6 +146,7 @@ static size_t copy_run(struct part *p, const struct plan *pl, const struct mp_en
 		if (!append_commit_frame(p, pos, pl->off + i, lens[i]))
 			break;
 		pos += lens[i];
+		set_done(p, pos, pl->off + i + 1);
 	}
 	for (size_t j = i; j < pl->k; j++) {
 		append_abort_range(p, pos, pl->off + j, lens[j], pl->off + j + 1);
@@ -240,4 +252,68 @@ int replica_gap(struct replica *r, uint64_t to)
 	fetch_add_relaxed(&r->p->hdr->mirror_gaps, 1);
 	fetch_add_relaxed(&r->p->hdr->mirror_gap_offsets, to - end);
 	return put_hole(r, end, to);
+}
+
+/*
+ * The mirror died (kill -9) between a claim and its last publication: the
+ * claim word is past replica_done, and the frames between are CLAIMED by a
+ * process that is gone (or unmarked).  None of them was readable (readers
+ * stop at the first unpublished frame), so the claim word is set back to
+ * replica_done and their commit words are zeroed, the frontier's last
+ * (format.md I3): the mirror appends those offsets again, from the source.
+ * If an unblocker already aborted one of them (readers may have passed
+ * it), nothing is cut: those offsets stay aborted, reported as a gap.
+ */
+static bool dead_region_unread(struct part *p, uint64_t pos, uint64_t tail)
+{
+	while (pos < tail) {
+		uint64_t w = load_acquire(part_commit_word(p, pos)), len = cw_len(w);
+
+		if (w == 0)
+			return true;  /* unmarked: nothing beyond is reachable */
+		if (cw_state(w) == FRAME_ABORTED || cw_state(w) == FRAME_COMMITTED ||
+		    len < FRAME_ALIGN || len > tail - pos)
+			return false;
+		pos += len;
+	}
+	return true;
+}
+
+static void zero_region(struct part *p, uint64_t from, uint64_t tail)
+{
+	uint64_t at[RUN_MAX + 2], pos = from;
+	int n = 0;
+
+	while (pos < tail && n < RUN_MAX + 2) {
+		uint64_t w = load_acquire(part_commit_word(p, pos));
+
+		if (w == 0 || cw_len(w) < FRAME_ALIGN)
+			break;
+		at[n++] = pos;
+		pos += cw_len(w);
+	}
+	while (n-- > 0) /* the frontier's word last; pairs with part_read's acquire */
+		store_release(part_commit_word(p, at[n]), 0);
+}
+
+int replica_resume(struct part *p, uint64_t *ret_cut)
+{
+	pair128 end = load_pair(&p->hdr->claim), done = load_pair(&p->hdr->replica_done);
+
+	*ret_cut = 0;
+	if (end.lo == done.lo && end.hi == done.hi)
+		return 0;
+	if (done.lo > end.lo || done.hi > end.hi || end.lo - done.lo >= p->cap ||
+	    !dead_region_unread(p, done.lo, end.lo))
+		return shm_err(-ESTALE, "replica %s/%u: offsets %llu..%llu were claimed by its "
+			       "mirror when it stopped and cannot be taken back (an unblocker "
+			       "aborted them, or the resume point is older than a lap); they stay "
+			       "aborted", p->hdr->topic, p->partition, (unsigned long long)done.hi,
+			       (unsigned long long)end.hi - 1);
+	if (!cas128(&p->hdr->claim, &end, done))
+		return shm_err(-EBUSY, "replica %s/%u: its claim word moved while it was resumed: "
+			       "another process writes it", p->hdr->topic, p->partition);
+	zero_region(p, done.lo, end.lo);
+	*ret_cut = end.hi - done.hi;
+	return 0;
 }

@@ -50,4 +50,13 @@ int replica_append(struct replica *r, const uint8_t *frames, size_t len, uint32_
  */
 int replica_gap(struct replica *r, uint64_t to);
 
+/*
+ * Before a mirror appends again after it died: set the replica's end back
+ * to the last frame it published, over the claims it left unpublished
+ * (none of them readable), so those offsets are appended again.  0 with
+ * *ret_cut the offsets taken back; -ESTALE (message) if an unblocker
+ * aborted them first: they stay aborted.  Run it with no mirror writing.
+ */
+int replica_resume(struct part *p, uint64_t *ret_cut);
+
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "../shm/append.h"
+#include "../shm/append_int.h"
 #include "../shm/error.h"
 #include "../shm/frame.h"
 #include "../shm/mirrorproto.h"
@@ -323,6 +324,60 @@ static void the_replica_laps_its_ring_like_any_partition(void **state)
 	close_pair(&src, &rep, &r);
 }
 
+/* A mirror killed between its claim and its commits: the claim is taken
+ * back on resume, and the offsets are appended again, byte for byte. */
+static void a_claim_left_by_a_dead_mirror_is_taken_back(void **state)
+{
+	struct part src, rep;
+	struct replica r;
+	struct batch b;
+	struct plan pl;
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+	uint64_t lens[3], cut;
+
+	open_pair(*state, &src, &rep, &r);
+	produce(&src, 10);
+	batch_of(&src, 0, 5, &b);
+	assert_ok(replica_append(&r, b.buf, b.len, b.count, b.first, b.next));
+	free(b.buf);
+	/* claimed and marked, never published: as a kill -9 leaves it */
+	batch_of(&src, 5, 8, &b);
+	for (int i = 0, at = 0; i < 3; i++) {
+		lens[i] = cw_len(*(uint64_t *)(void *)(b.buf + at));
+		at += (int)lens[i];
+	}
+	assert_ok(append_claim(&r.w, lens, 3, 0, 0, 0, &pl));
+	assert_true(append_mark(&rep, &pl, lens));
+	append_idle(&r.w);
+	assert_int_equal(replica_end(&r), 8);
+	replica_close(&r);
+	assert_ok(replica_resume(&rep, &cut));
+	assert_int_equal(cut, 3);
+	assert_ok(replica_open(&r, &rep));
+	assert_int_equal(replica_end(&r), 5);
+	assert_ok(replica_append(&r, b.buf, b.len, b.count, b.first, b.next));
+	free(b.buf);
+	same_bytes(&src, &rep, 0, 8);
+	for (uint64_t o = 0; o < 8; o++) {
+		assert_int_equal(part_read(&rep, &c, &v), 1);
+		assert_int_equal(v.offset, o);
+	}
+	assert_ok(replica_resume(&rep, &cut)); /* nothing left to take back */
+	assert_int_equal(cut, 0);
+	/* one an unblocker aborted (readers may have passed it) stays */
+	batch_of(&src, 8, 9, &b);
+	lens[0] = b.len;
+	assert_ok(append_claim(&r.w, lens, 1, 0, 0, 0, &pl));
+	assert_true(append_mark(&rep, &pl, lens));
+	append_abort_range(&rep, pl.start, 8, lens[0], 9);
+	append_idle(&r.w);
+	assert_int_equal(replica_resume(&rep, &cut), -ESTALE);
+	assert_non_null(strstr(shm_errmsg(), "rep/0"));
+	free(b.buf);
+	close_pair(&src, &rep, &r);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
@@ -334,6 +389,7 @@ int main(void)
 		T(an_aborted_range_in_a_batch_takes_its_offsets),
 		T(producers_are_refused_and_consumers_read),
 		T(the_replica_laps_its_ring_like_any_partition),
+		T(a_claim_left_by_a_dead_mirror_is_taken_back),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

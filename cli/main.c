@@ -37,6 +37,8 @@ static const char usage[] =
 	"  recover TOPIC [-p PARTITION]\n"
 	"               check and repair partitions (while no producer runs)\n"
 	"  group list | group offsets GROUP | group delete GROUP\n"
+	"  mirror status [--json]\n"
+	"               what shmbusd mirrors from other hosts, and its lag\n"
 	"  bench ...           speed figures (see `shmbus bench --help`)\n"
 	"  demo                produce and consume 2,000,000 records, print the rate\n"
 	"\n"
@@ -60,6 +62,7 @@ static const struct command commands[] = {
 	{ "recover", cmd_recover },
 	{ "group", cmd_group },
 	{ "demo", cmd_demo },
+	{ "mirror", cmd_mirror },
 };
 
 static int print_help(void)

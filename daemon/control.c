@@ -22,6 +22,7 @@
  * the bus file's daemon block while we listen, and removed when we stop.
  */
 #include "shmbusd.h"
+#include "mirror.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -445,6 +446,22 @@ static int do_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 	return send_out(c, k, &o);
 }
 
+/* MIRROR_STATUS: what each [mirror] follows, as text (protocol.md §8). */
+static int do_mirror_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
+{
+	struct control *c = k->ctl;
+	char *text = malloc(CTL_MSG_MAX - 1024);
+	struct ctl_out o;
+
+	if (!text)
+		return reply(c, k, m->hdr.seq, m->hdr.type, -ENOMEM, "shmbusd is out of memory");
+	mirror_status_text(d, text, CTL_MSG_MAX - 1024);
+	result(c, &o, m->hdr.seq, CTL_MIRROR_STATUS, 0, NULL);
+	ctl_put_str(&o, CTL_A_MIRRORS, text);
+	free(text);
+	return send_out(c, k, &o);
+}
+
 static int unsupported(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 {
 	char msg[400], what[64], who[160];
@@ -457,8 +474,8 @@ static int unsupported(struct daemon *d, struct conn *k, const struct ctl_msg *m
 		snprintf(what, sizeof what, "RESULT (%u) is a reply, not a request", CTL_RESULT);
 	else
 		snprintf(what, sizeof what, "request type %u is unknown here", m->hdr.type);
-	snprintf(msg, sizeof msg, "shmbusd %s: %s; it serves HELLO, TOPIC_CREATE, TOPIC_DELETE "
-		 "and STATUS (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
+	snprintf(msg, sizeof msg, "shmbusd %s: %s; it serves HELLO, TOPIC_CREATE, TOPIC_DELETE, "
+		 "STATUS and MIRROR_STATUS (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
 		 "requests", SHMBUSD_VERSION, what, CTL_VERSION);
 	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, -EOPNOTSUPP, msg);
 }
@@ -511,6 +528,8 @@ static int serve(struct daemon *d, struct conn *k, size_t n)
 		return do_delete(d, k, &m);
 	case CTL_STATUS:
 		return do_status(d, k, &m);
+	case CTL_MIRROR_STATUS:
+		return do_mirror_status(d, k, &m);
 	default:
 		return unsupported(d, k, &m);
 	}

@@ -32,6 +32,7 @@ enum ctl_type {
 	CTL_TOPIC_CREATE = 2,
 	CTL_TOPIC_DELETE = 3,
 	CTL_STATUS = 4,
+	CTL_MIRROR_STATUS = 5,    /* the mirrored partitions (protocol.md §8) */
 	CTL_RESULT = 128,         /* the one reply type */
 };
 
@@ -94,9 +95,10 @@ enum ctl_attr {
 	CTL_A_RECOVERY_CUT_BYTES = 52,   /* u64 */
 	CTL_A_RECOVERY_REBUILT = 53,     /* u64 */
 	CTL_A_RECOVERY_STATUS_REPAIRED = 54, /* u64 */
+	CTL_A_MIRRORS = 55,              /* str: one mirrored partition a line (protocol.md §8) */
 	CTL_A_COUNT                   /* one past the last known type */
 };
-_Static_assert(CTL_A_COUNT == 55, "attribute numbers are an ABI: append, never renumber");
+_Static_assert(CTL_A_COUNT == 56, "attribute numbers are an ABI: append, never renumber");
 
 /* What an attribute's value is. */
 enum ctl_kind {

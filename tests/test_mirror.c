@@ -246,6 +246,28 @@ static void byte_identical(struct net *n)
 	}
 }
 
+/* shmbus_mirror_status (MIRROR_STATUS): each partition, caught up,
+ * with the reconnect the link's fault caused. */
+static void status_says(struct net *n, shmbus *a)
+{
+	struct shmbus_mirror_status m[4] = { { .sz = sizeof m[0] } };
+	shmbus *b = tu_open(n->root[1]);
+	int got = shmbus_mirror_status(b, m, 4);
+
+	assert_int_equal(got, PARTS);
+	for (int i = 0; i < got; i++) {
+		assert_string_equal(m[i].mirror, "from-a");
+		assert_string_equal(m[i].source, "10.201.0.1:9093");
+		assert_string_equal(m[i].topic, "orders");
+		assert_int_equal(m[i].partition, i);
+		assert_int_equal(m[i].end, high(a, (uint32_t)i));
+		assert_string_equal(m[i].state, "streaming");
+		assert_true(m[i].reconnects >= 1);
+		assert_int_equal(m[i].gaps, 0);
+	}
+	shmbus_close(b);
+}
+
 static shmbus *source_topic(struct net *n)
 {
 	SHMBUS_OPTS(shmbus_topic_opts, o, .partitions = PARTS, .capacity = 8u << 20);
@@ -295,6 +317,7 @@ static void replica_follows_through_link_down_and_up(void **state)
 	caught_up(n, a);
 	byte_identical(n);
 	assert_true(tu_daemon_log_has(&n->d[1], "reconnecting", 0));
+	status_says(n, a);
 	shmbus_close(a);
 }
 

@@ -454,7 +454,8 @@ static void test_man_pages(void **state)
 	static const char *const pages[] = { "shmbus.1", "shmbusd.8", "shmbusd.conf.5",
 					      "libshmbus.3" };
 	static const char *const commands[] = { "", "topic", "produce", "consume", "stats",
-						"status", "recover", "group", "demo", "bench" };
+						"status", "recover", "group", "demo", "bench",
+						"mirror" };
 	char cmd[PATH_MAX], *out, *page, *help, *api, *conf;
 
 	(void)state;

@@ -70,9 +70,24 @@ struct source {
 	bool started;
 	atomic_int conns;
 	int stop_pipe[2];
+	pthread_mutex_t lock;        /* guards fds: shut down at stop */
+	int fds[MAX_CONNS];
 };
 
-static struct source src = { .lfd = -1, .stop_pipe = { -1, -1 } };
+static struct source src = { .lfd = -1, .stop_pipe = { -1, -1 },
+			      .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Remember a connection's fd (to shut it down at stop), or forget it. */
+static void track(int fd, bool add)
+{
+	pthread_mutex_lock(&src.lock);
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (add ? src.fds[i] <= 0 : src.fds[i] == fd) {
+			src.fds[i] = add ? fd : 0;
+			break;
+		}
+	pthread_mutex_unlock(&src.lock);
+}
 
 /* ------------------------------------------------------------------ */
 /* Sending                                                             */
@@ -369,20 +384,12 @@ static int handle(struct conn *c, const uint8_t *buf, uint32_t len, const char *
 	}
 }
 
-/* Read what the mirror sent and handle each whole message: 0, or -errno
- * with why. */
-static int receive(struct conn *c, const char **why)
+/* Handle each whole message in c->rx: 0, or -errno with why. */
+static int process(struct conn *c, const char **why)
 {
-	ssize_t k = recv(c->fd, c->rx + c->rxlen, sizeof c->rx - c->rxlen, MSG_DONTWAIT);
 	size_t at = 0;
 	int rc = 0;
 
-	if (k == 0)
-		return *why = "it closed the connection", -ECONNRESET;
-	if (k < 0)
-		return errno == EAGAIN || errno == EINTR ? 0 : (*why = strerror(errno), -errno);
-	c->rxlen += (size_t)k;
-	c->heard_ns = mono_ns();
 	while (rc == 0) {
 		uint32_t len;
 		uint16_t type;
@@ -402,6 +409,20 @@ static int receive(struct conn *c, const char **why)
 	memmove(c->rx, c->rx + at, c->rxlen - at);
 	c->rxlen -= at;
 	return rc;
+}
+
+/* Read what the mirror sent and handle it: 0, or -errno with why. */
+static int receive(struct conn *c, const char **why)
+{
+	ssize_t k = recv(c->fd, c->rx + c->rxlen, sizeof c->rx - c->rxlen, MSG_DONTWAIT);
+
+	if (k == 0)
+		return *why = "it closed the connection", -ECONNRESET;
+	if (k < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : (*why = strerror(errno), -errno);
+	c->rxlen += (size_t)k;
+	c->heard_ns = mono_ns();
+	return process(c, why);
 }
 
 /* ------------------------------------------------------------------ */
@@ -490,6 +511,8 @@ static const char *serve_conn(struct conn *c)
 		return why[0] ? why : strerror(-rc);
 	log_info("mirror %s connected from %s", c->host, c->peer);
 	c->heard_ns = mono_ns();
+	if (process(c, &why)) /* what came with the HELLO */
+		return why;
 	while (!stopping()) {
 		struct pollfd p = { .fd = c->fd, .events = POLLIN };
 		int sent = serve_round(c, &why);
@@ -524,6 +547,7 @@ static void *conn_main(void *arg)
 	for (size_t i = 0; i < c->nfetches; i++)
 		cache_put(c->fetches[i].m);
 	rcu_unregister_thread();
+	track(c->fd, false);
 	close(c->fd);
 	free(c->fetches);
 	free(c);
@@ -568,10 +592,12 @@ static void start_conn(struct daemon *d, int fd, const char *peer)
 	*c = (struct conn){ .d = d, .fd = fd, .fetches = c->fetches, .sent_ns = mono_ns() };
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
 	atomic_fetch_add(&src.conns, 1);
+	track(fd, true);
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&t, &at, conn_main, c)) {
 		log_warn("mirror connection from %s refused: no thread for it", peer);
+		track(fd, false);
 		atomic_fetch_sub(&src.conns, 1);
 		close(fd);
 		free(c->fetches);
@@ -665,10 +691,18 @@ void mirror_source_fini(struct daemon *d)
 		if (write(src.stop_pipe[1], "x", 1) < 0)
 			log_debug("mirror source: cannot signal its threads to stop");
 		pthread_join(src.acceptor, NULL);
-		/* connections see the pipe within a round; each ends in at most
-		 * a send timeout */
+		/* connections see the pipe within a round; one blocked in a send
+		 * is woken by the shutdown */
+		pthread_mutex_lock(&src.lock);
+		for (int i = 0; i < MAX_CONNS; i++)
+			if (src.fds[i] > 0)
+				shutdown(src.fds[i], SHUT_RDWR);
+		pthread_mutex_unlock(&src.lock);
 		for (int i = 0; i < 2000 && atomic_load(&src.conns) > 0; i++)
 			usleep(5000);
+		if (atomic_load(&src.conns) > 0)
+			log_warn("mirror source: %d connections did not end in 10 s",
+				 atomic_load(&src.conns));
 		src.started = false;
 	}
 	if (src.lfd >= 0)

@@ -413,9 +413,19 @@ static int on_data(struct sink *s, const struct mp_msg *m)
 	}
 	pthread_mutex_lock(&s->lock);
 	mp->source_end = m->u.data.end;
-	if (rc)
+	if (rc == -EIDRM) {
+		mp->stopped = true;
+		snprintf(mp->error, sizeof mp->error, "the replica was deleted here; restart "
+			 "shmbusd to mirror it again");
+	} else if (rc) {
 		snprintf(mp->error, sizeof mp->error, "%s", shm_errmsg());
+	}
 	pthread_mutex_unlock(&s->lock);
+	if (rc == -EIDRM) {
+		log_err("mirror %s: replica %s/%u was deleted here: no longer mirrored until "
+			"shmbusd restarts", s->label, mp->topic, mp->partition);
+		return 0;
+	}
 	if (rc == -EBADMSG) {
 		log_err("mirror %s: %s; reconnecting", s->label, shm_errmsg());
 		set_error(s, "%s", shm_errmsg());

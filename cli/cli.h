@@ -43,6 +43,7 @@ int cmd_recover(struct cli *cli, int argc, char **argv);
 int cmd_group(struct cli *cli, int argc, char **argv);
 int cmd_groups(struct cli *cli, int argc, char **argv);
 int cmd_demo(struct cli *cli, int argc, char **argv);
+int cmd_mirror(struct cli *cli, int argc, char **argv);
 
 /* ------------------------------------------------------------------ */
 /* Option parsing shared by the subcommands (util.c)                   */

@@ -41,6 +41,8 @@ static const char usage[] =
 	"  groups list | groups describe GROUP | groups delete GROUP\n"
 	"  groups reset-offsets GROUP --topic TOPIC --to-earliest|--to-latest|...\n"
 	"               consumer groups coordinated by shmbusd (`consume -G`)\n"
+	"  mirror status [--json]\n"
+	"               what shmbusd mirrors from other hosts, and its lag\n"
 	"  bench ...           speed figures (see `shmbus bench --help`)\n"
 	"  demo                produce and consume 2,000,000 records, print the rate\n"
 	"\n"
@@ -65,6 +67,7 @@ static const struct command commands[] = {
 	{ "group", cmd_group },
 	{ "groups", cmd_groups },
 	{ "demo", cmd_demo },
+	{ "mirror", cmd_mirror },
 };
 
 static int print_help(void)

@@ -8,6 +8,8 @@
  *   [flush]     interval_ms, records          (disk roots only)
  *   [retention] default_ms
  *   [topic NAME] partitions, capacity, policy, retention_ms, numa_node
+ *   [mirror-listen] address, tls, timeout_ms
+ *   [mirror "NAME"] source, topics, tls, timeout_ms
  * An error names the file, the line, the key and the fix.
  */
 #include "config.h"
@@ -24,6 +26,7 @@
 
 #include "log.h"
 #include "../shm/directory.h"
+#include "../shm/mirrorproto.h"
 
 struct parse {
 	struct config *c;
@@ -42,6 +45,7 @@ void config_defaults(struct config *c)
 		.file_mode = 0660,
 		.max_conns_per_uid = 64,
 		.flush_interval_ms = 1000,
+		.mlisten = { .tls = -1, .timeout_ms = 10000 },
 	};
 }
 
@@ -50,6 +54,9 @@ void config_free(struct config *c)
 	free(c->topics);
 	c->topics = NULL;
 	c->ntopics = 0;
+	free(c->mirrors);
+	c->mirrors = NULL;
+	c->nmirrors = 0;
 }
 
 #define STR_(x) #x
@@ -296,6 +303,125 @@ static int topic_key(struct parse *ps, const char *name, const char *k, const ch
 	return 1;
 }
 
+/* tls = off (plaintext, said explicitly); on comes with TLS support */
+static int tls_value(struct parse *ps, const char *k, const char *v, int *ret)
+{
+	if (!strcmp(v, "off")) {
+		*ret = 0;
+		return 1;
+	}
+	if (!strcmp(v, "on"))
+		return complain(ps, k, "\"%s\": TLS is not in this version of shmbusd yet; write "
+				"tls = off for plain TCP on a network you trust", v);
+	return complain(ps, k, "\"%s\" is not on or off; write tls = off", v);
+}
+
+static int timeout_value(struct parse *ps, const char *k, const char *v, int64_t *ret)
+{
+	int64_t n;
+
+	if (!number(v, 100, 3600000, &n))
+		return complain(ps, k, "\"%s\" is not a number of milliseconds between 100 and "
+				"3600000; write e.g. 10000", v);
+	*ret = n;
+	return 1;
+}
+
+static int listen_key(struct parse *ps, const char *k, const char *v)
+{
+	struct config_mirror_listen *l = &ps->c->mlisten;
+	char why[200];
+
+	if (!strcmp(k, "address")) {
+		if (!*v || config_metrics_check(v, why, sizeof why) < 0)
+			return complain(ps, k, "%s", *v ? why : "empty; write e.g. 0.0.0.0:9093");
+		snprintf(l->address, sizeof l->address, "%s", v);
+		return 1;
+	}
+	if (!strcmp(k, "tls"))
+		return tls_value(ps, k, v, &l->tls);
+	if (!strcmp(k, "timeout_ms"))
+		return timeout_value(ps, k, v, &l->timeout_ms);
+	return complain(ps, k, "unknown key in [mirror-listen]%s; use address, tls or timeout_ms",
+			"");
+}
+
+static struct config_mirror *mirror_entry(struct config *c, const char *name)
+{
+	struct config_mirror *m;
+
+	for (size_t i = 0; i < c->nmirrors; i++)
+		if (!strcmp(c->mirrors[i].name, name))
+			return &c->mirrors[i];
+	if (c->nmirrors >= CONFIG_MIRRORS_MAX)
+		return NULL;
+	m = realloc(c->mirrors, (c->nmirrors + 1) * sizeof *m);
+	if (!m)
+		return NULL;
+	c->mirrors = m;
+	m = &c->mirrors[c->nmirrors++];
+	*m = (struct config_mirror){ .tls = -1, .timeout_ms = 10000 };
+	snprintf(m->name, sizeof m->name, "%s", name);
+	return m;
+}
+
+/* "a, b.*" : each a topic name or pattern */
+static bool topics_list_valid(const char *v)
+{
+	char buf[1024], *save = NULL;
+	int n = 0;
+
+	if (strlen(v) >= sizeof buf)
+		return false;
+	snprintf(buf, sizeof buf, "%s", v);
+	for (char *t = strtok_r(buf, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save), n++)
+		if (!mp_pattern_valid(t))
+			return false;
+	return n > 0;
+}
+
+static int mirror_key(struct parse *ps, const char *sect, const char *k, const char *v)
+{
+	char name[64], host[128], port[8];
+	size_t n = strlen(sect);
+	struct config_mirror *m;
+
+	if (n >= 2 && sect[0] == '"' && sect[n - 1] == '"') {
+		sect++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof name)
+		return complain(ps, "[mirror]", "\"%s\" is not a mirror name; write e.g. "
+				"[mirror \"from-a\"]", sect);
+	memcpy(name, sect, n);
+	name[n] = '\0';
+	if (!dir_name_valid(name))
+		return complain(ps, "[mirror]", "\"%s\" is not a mirror name; use 1 to 63 of "
+				"[A-Za-z0-9._-]", name);
+	m = mirror_entry(ps->c, name);
+	if (!m)
+		return complain(ps, k, "more than 64 [mirror] sections, or out of memory%s", "");
+	if (!strcmp(k, "source")) {
+		if (config_metrics_split(v, host, sizeof host, port, sizeof port) < 0 || !host[0] ||
+		    strlen(v) >= sizeof m->source)
+			return complain(ps, k, "\"%s\" is not HOST:PORT; write e.g. 10.0.0.1:9093", v);
+		snprintf(m->source, sizeof m->source, "%s", v);
+	} else if (!strcmp(k, "topics")) {
+		if (!topics_list_valid(v))
+			return complain(ps, k, "\"%s\" is not a list of topic names and patterns "
+					"(* and ?); write e.g. orders, metrics.*", v);
+		snprintf(m->topics, sizeof m->topics, "%s", v);
+	} else if (!strcmp(k, "tls")) {
+		return tls_value(ps, k, v, &m->tls);
+	} else if (!strcmp(k, "timeout_ms")) {
+		return timeout_value(ps, k, v, &m->timeout_ms);
+	} else {
+		return complain(ps, k, "unknown key in [mirror]%s; use source, topics, tls or "
+				"timeout_ms", "");
+	}
+	return 1;
+}
+
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse *ps = user;
@@ -316,8 +442,12 @@ static int handler(void *user, const char *section, const char *name, const char
 	}
 	if (!strncmp(section, "topic ", 6))
 		return topic_key(ps, section + 6, name, value);
-	return complain(ps, section, "unknown section%s; use [daemon], [flush], [retention] or "
-			"[topic NAME]", "");
+	if (!strcmp(section, "mirror-listen"))
+		return listen_key(ps, name, value);
+	if (!strncmp(section, "mirror ", 7))
+		return mirror_key(ps, section + 7, name, value);
+	return complain(ps, section, "unknown section%s; use [daemon], [flush], [retention], "
+			"[topic NAME], [mirror-listen] or [mirror \"NAME\"]", "");
 }
 
 /* fgets for inih, counting lines so a complaint knows its own */
@@ -372,8 +502,31 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+static int mirrors_check(const struct config *c, char *err, size_t errlen)
+{
+	if (c->mlisten.address[0] && c->mlisten.tls < 0) {
+		snprintf(err, errlen, "[mirror-listen] has no tls key: write tls = off to serve "
+			 "mirrors over plain TCP (TLS comes in a later version)");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < c->nmirrors; i++) {
+		const struct config_mirror *m = &c->mirrors[i];
+		const char *missing = !m->source[0] ? "source (HOST:PORT)" :
+				      !m->topics[0] ? "topics (names and patterns)" :
+				      m->tls < 0 ? "tls (write tls = off for plain TCP)" : NULL;
+
+		if (missing) {
+			snprintf(err, errlen, "[mirror \"%s\"] has no %s", m->name, missing);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int config_check(const struct config *c, char *err, size_t errlen)
 {
+	if (mirrors_check(c, err, errlen))
+		return -EINVAL;
 	if (c->unblock_timeout_ms < c->tick_ms) {
 		snprintf(err, errlen, "unblock_timeout_ms (%lld) is shorter than tick_ms (%lld): "
 			 "stalls are checked each tick; raise unblock_timeout_ms",
@@ -413,6 +566,12 @@ int config_apply_live(struct config *cur, const struct config *next, char *list,
 		cannot(list, len, "control_socket");
 	if (strcmp(cur->metrics, next->metrics))
 		cannot(list, len, "metrics");
+	if (memcmp(&cur->mlisten, &next->mlisten, sizeof cur->mlisten))
+		cannot(list, len, "[mirror-listen]");
+	if (cur->nmirrors != next->nmirrors ||
+	    (cur->nmirrors && memcmp(cur->mirrors, next->mirrors,
+				     cur->nmirrors * sizeof *cur->mirrors)))
+		cannot(list, len, "[mirror]");
 	if (CHANGED(log_level) || CHANGED(unblock_timeout_ms) || CHANGED(tick_ms) ||
 	    CHANGED(file_mode) || CHANGED(flush_interval_ms) || CHANGED(flush_records) ||
 	    CHANGED(retention_default_ms) || CHANGED(admin_gid) || CHANGED(has_admin_gid) ||

@@ -25,6 +25,24 @@ struct config_topic {
 	int numa_node;               /* -1: not bound */
 };
 
+/* [mirror-listen]: serve this host's topics to mirrors (docs/protocol.md part 2). */
+struct config_mirror_listen {
+	char address[128];           /* "ADDR:PORT"; "": no listener (no section) */
+	int tls;                     /* -1: not given (refused), 0: off; on comes with TLS */
+	int64_t timeout_ms;          /* a mirror silent, or not reading, this long is dropped */
+};
+
+/* [mirror "NAME"]: this host mirrors topics of another. */
+struct config_mirror {
+	char name[64];
+	char source[128];            /* "HOST:PORT" of the source's [mirror-listen] */
+	char topics[1024];           /* names and patterns, comma-separated */
+	int tls;                     /* as above */
+	int64_t timeout_ms;          /* the source silent this long: reconnect */
+};
+
+#define CONFIG_MIRRORS_MAX 64
+
 struct config {
 	/* [daemon] */
 	char root[PATH_MAX];         /* "": the user's default root, as libshmbus */
@@ -46,6 +64,10 @@ struct config {
 	/* [topic NAME] */
 	struct config_topic *topics;
 	size_t ntopics;
+	/* [mirror-listen] and [mirror "NAME"] */
+	struct config_mirror_listen mlisten;
+	struct config_mirror *mirrors;
+	size_t nmirrors;
 };
 
 /* Fill *c with the built-in defaults. */

@@ -23,6 +23,7 @@
  */
 #include "shmbusd.h"
 #include "coordinator.h"
+#include "mirror.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -469,6 +470,22 @@ static int serve_group(struct daemon *d, struct conn *k, const struct ctl_msg *m
 	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, rc, p.msg);
 }
 
+/* MIRROR_STATUS: what each [mirror] follows, as text (protocol.md §8). */
+static int do_mirror_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
+{
+	struct control *c = k->ctl;
+	char *text = malloc(CTL_MSG_MAX - 1024);
+	struct ctl_out o;
+
+	if (!text)
+		return reply(c, k, m->hdr.seq, m->hdr.type, -ENOMEM, "shmbusd is out of memory");
+	mirror_status_text(d, text, CTL_MSG_MAX - 1024);
+	result(c, &o, m->hdr.seq, CTL_MIRROR_STATUS, 0, NULL);
+	ctl_put_str(&o, CTL_A_MIRRORS, text);
+	free(text);
+	return send_out(c, k, &o);
+}
+
 static int unsupported(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 {
 	char msg[400], what[64], who[160];
@@ -482,7 +499,7 @@ static int unsupported(struct daemon *d, struct conn *k, const struct ctl_msg *m
 	else
 		snprintf(what, sizeof what, "request type %u is unknown here", m->hdr.type);
 	snprintf(msg, sizeof msg, "shmbusd %s: %s; it serves HELLO, TOPIC_CREATE, TOPIC_DELETE, "
-		 "STATUS and GROUP_* (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
+		 "STATUS, GROUP_* and MIRROR_STATUS (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
 		 "requests", SHMBUSD_VERSION, what, CTL_VERSION);
 	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, -EOPNOTSUPP, msg);
 }
@@ -537,6 +554,8 @@ static int serve(struct daemon *d, struct conn *k, size_t n)
 		return do_status(d, k, &m);
 	case CTL_GROUP_JOIN ... CTL_GROUP_DELETE:
 		return serve_group(d, k, &m);
+	case CTL_MIRROR_STATUS:
+		return do_mirror_status(d, k, &m);
 	default:
 		return unsupported(d, k, &m);
 	}

@@ -10,6 +10,7 @@
  * first.  SIGHUP reloads the configuration file; SIGTERM and SIGINT stop.
  */
 #include "shmbusd.h"
+#include "mirror.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -402,7 +403,8 @@ static int serve(struct daemon *d)
 	topics_sweep(d);      /* half-made topics: left by an interrupted create */
 	supervise_refresh(d); /* recovers what it finds (recovery.c) */
 	topics_declare(d);
-	if (metrics_init(d) < 0 || coord_init(d) < 0 || control_init(d) < 0 || topics_init(d) < 0) {
+	if (metrics_init(d) < 0 || coord_init(d) < 0 || control_init(d) < 0 ||
+	    topics_init(d) < 0 || mirror_source_init(d) < 0 || mirror_sink_init(d) < 0) {
 		rc = -1;
 	} else {
 		banner(d);
@@ -411,6 +413,8 @@ static int serve(struct daemon *d)
 		if (rc < 0)
 			log_err("the event loop failed: %s", strerror(-rc));
 	}
+	mirror_sink_fini(d);
+	mirror_source_fini(d);
 	topics_fini(d);       /* answers what it has left, so before the socket goes */
 	coord_fini(d);        /* before the connections close: members need not move */
 	control_fini(d);

@@ -15,6 +15,8 @@
 #include <errno.h>
 
 #include "../shm/recover.h"
+#include "../shm/replica.h"
+#include "../util/error.h"
 
 static void report(struct daemon *d, const struct dpart *dp, const struct part_recovery *r)
 {
@@ -64,6 +66,21 @@ static void check_status(struct daemon *d, struct dpart *dp)
 		 "work again)", dp->topic, dp->partition, what);
 }
 
+/* A replica is written by this daemon's mirror alone: the claims a killed
+ * mirror left are taken back for the mirror to append again (the scan
+ * would abort them, and the offsets would be lost to the replica). */
+static void resume_replica(struct dpart *dp)
+{
+	uint64_t cut;
+
+	if (replica_resume(dp->part, &cut) < 0)
+		log_warn("%s", shm_errmsg());
+	else if (cut)
+		log_notice("replica %s/%u: %llu offsets its mirror had claimed but not published "
+			   "when it stopped are taken back, to be mirrored again", dp->topic,
+			   dp->partition, (unsigned long long)cut);
+}
+
 void recovery_run(struct daemon *d, struct dpart *dp)
 {
 	struct part_recovery r;
@@ -73,6 +90,10 @@ void recovery_run(struct daemon *d, struct dpart *dp)
 	if (dp->part->readonly)
 		return;
 	check_status(d, dp);
+	if (part_is_replica(dp->part)) {
+		resume_replica(dp);
+		return;
+	}
 	rc = pmap_recover(d->bus, dp->m, &r);
 	if (rc == -EBUSY) {
 		d->st.recovery.in_use++;

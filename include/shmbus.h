@@ -194,6 +194,32 @@ struct shmbus_daemon_status {
  */
 SHMBUS_API int shmbus_daemon_status(shmbus *bus, struct shmbus_daemon_status *ret);
 
+/* One partition a mirror follows (shmbusd's [mirror "NAME"] sections).
+ * Filled by the library: set sz in the first. */
+struct shmbus_mirror_status {
+	size_t sz;
+	char mirror[64];            /* the [mirror "NAME"] section */
+	char source[128];           /* the source's HOST:PORT */
+	char topic[256];            /* "" when the mirror follows no partition yet */
+	int32_t partition;          /* -1 with topic "" */
+	uint64_t end;               /* the replica's end offset */
+	uint64_t source_end;        /* the source's end, as last heard */
+	uint64_t lag;               /* records the replica lacks: source_end - end */
+	char state[16];             /* "streaming", "connecting" or "stopped" */
+	uint64_t reconnects;        /* connections lost and tried again */
+	uint64_t gaps;              /* gaps recorded: offsets the source no longer held */
+	char last_error[256];       /* "" if none */
+};
+
+/*
+ * What the daemon serving the bus's root mirrors from other hosts: up to
+ * max partitions into out (an array of max structs of out[0].sz bytes;
+ * set sz in the first), returning how many it follows (may exceed max).
+ * -ENOENT when no daemon serves the root, -ETIMEDOUT if it does not
+ * answer.  Safe from any thread.
+ */
+SHMBUS_API int shmbus_mirror_status(shmbus *bus, struct shmbus_mirror_status *out, size_t max);
+
 /* ------------------------------------------------------------------ */
 /* Topics                                                              */
 

@@ -495,3 +495,100 @@ SHMBUS_API int shmbus_daemon_status(shmbus *bus, struct shmbus_daemon_status *re
 	free(s);
 	return rc;
 }
+
+/* ------------------------------------------------------------------ */
+/* Mirrors (protocol.md §9)                                            */
+
+/* The value of KEY= in a MIRROR_STATUS line (tab-separated KEY=VALUE
+ * fields), copied into dst; "" if absent.  The text is the daemon's:
+ * bounded by the message it came in, copied with truncation. */
+static void field(const char *line, size_t n, const char *key, char *dst, size_t len)
+{
+	size_t klen = strlen(key);
+
+	dst[0] = '\0';
+	for (size_t at = 0; at < n;) {
+		const char *f = line + at, *tab = memchr(f, '\t', n - at);
+		size_t flen = tab ? (size_t)(tab - f) : n - at;
+
+		if (flen > klen && !memcmp(f, key, klen) && f[klen] == '=') {
+			size_t vlen = flen - klen - 1 < len - 1 ? flen - klen - 1 : len - 1;
+
+			memcpy(dst, f + klen + 1, vlen);
+			dst[vlen] = '\0';
+			return;
+		}
+		at += flen + 1;
+	}
+}
+
+static uint64_t field_u64(const char *line, size_t n, const char *key)
+{
+	char v[32];
+
+	field(line, n, key, v, sizeof v);
+	return strtoull(v, NULL, 10);
+}
+
+static void mirror_line(const char *line, size_t n, struct shmbus_mirror_status *m)
+{
+	char part[16];
+
+	memset(m, 0, sizeof *m);
+	m->sz = sizeof *m;
+	field(line, n, "mirror", m->mirror, sizeof m->mirror);
+	field(line, n, "source", m->source, sizeof m->source);
+	field(line, n, "topic", m->topic, sizeof m->topic);
+	field(line, n, "partition", part, sizeof part);
+	m->partition = part[0] ? (int32_t)strtol(part, NULL, 10) : -1;
+	m->end = field_u64(line, n, "end");
+	m->source_end = field_u64(line, n, "source_end");
+	m->lag = field_u64(line, n, "lag");
+	field(line, n, "state", m->state, sizeof m->state);
+	m->reconnects = field_u64(line, n, "reconnects");
+	m->gaps = field_u64(line, n, "gaps");
+	field(line, n, "last_error", m->last_error, sizeof m->last_error);
+}
+
+static void read_mirrors(const struct ctl_msg *rep, void *out)
+{
+	char **text = out;
+
+	*text = strdup(rep->has[CTL_A_MIRRORS] ? rep->str[CTL_A_MIRRORS] : "");
+}
+
+SHMBUS_API int shmbus_mirror_status(shmbus *bus, struct shmbus_mirror_status *out, size_t max)
+{
+	struct shmbus_mirror_status m;
+	char *text = NULL;
+	size_t stride = 0;
+	int rc, n = 0;
+
+	if (max) {
+		rc = OUT_CHECK(shmbus_mirror_status, out);
+		if (rc < 0)
+			return rc;
+		stride = out->sz;
+	}
+	rc = bus->no_daemon ? DAEMON_NONE
+			    : run(bus, CTL_MIRROR_STATUS, NULL, NULL, STATUS_TIMEOUT_MS,
+				  read_mirrors, &text);
+	if (rc == DAEMON_NONE)
+		return no_daemon(bus);
+	if (rc < 0)
+		return rc;
+	if (!text)
+		return lib_err(-ENOMEM, "out of memory");
+	for (char *line = text; *line;) {
+		char *nl = strchrnul(line, '\n');
+
+		if ((size_t)n < max) {
+			mirror_line(line, (size_t)(nl - line), &m);
+			out_store((char *)out + (size_t)n * stride, stride, &m, sizeof m);
+		}
+		n++;
+		line = *nl ? nl + 1 : nl;
+	}
+	free(text);
+	return n;
+}

@@ -192,6 +192,10 @@ static int append_error(shmbus_producer *p, uint32_t part, int rc)
 		return lib_err(rc, "a claim on %s/%u was aborted by an unblocker: this producer "
 			       "stalled longer than the unblock timeout", p->topic.name, part);
 	case -EROFS:
+		if (p->topic.flags & BUS_TOPIC_REPLICA)
+			return lib_err(rc, "topic \"%s\" is a replica mirrored from %.64s: local "
+				       "producers cannot append to it; produce to its source",
+				       p->topic.name, p->topic.mirror_source);
 		return lib_err(rc, "partition %s/%u is read-only here (no write permission, or a "
 			       "mirror replica)", p->topic.name, part);
 	case -EBUSY:

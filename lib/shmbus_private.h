@@ -22,6 +22,8 @@
  *    usage lock.  It must be taken by converting the shared lock the
  *    cache holds, on the same open file: a lock taken through another fd
  *    would conflict with this process's own.
+ *  - admin_replica_create: a mirror creates its replica topics with the
+ *    REPLICA flag no public call sets (mirror_sink.c).
  *  - admin_topic_create, admin_topic_delete, admin_sweep: shmbusd's
  *    worker creates and deletes topics for its clients with the same
  *    code as the embedded mode, under the root's admin lock, with hooks
@@ -106,6 +108,15 @@ struct admin_hooks {
 int admin_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *o,
 		       const struct admin_hooks *h);
 int admin_topic_delete(shmbus *bus, const char *name, const struct admin_hooks *h);
+
+/*
+ * Create a mirror's replica topic (shmbusd's mirror_sink.c): as
+ * admin_topic_create, with the topic entry's BUS_TOPIC_REPLICA flag and
+ * its partitions' REPLICA status (format.md §13), so producers are
+ * refused with a message naming `source` ("NAME (HOST:PORT)").
+ */
+int admin_replica_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *opts,
+			 const char *source, const struct admin_hooks *h);
 
 /* Remove the half-made topics (shmbusd at start); how many, or -errno. */
 int admin_sweep(shmbus *bus, const struct admin_hooks *h);

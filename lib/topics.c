@@ -270,6 +270,7 @@ static int create_partitions(shmbus *bus, const struct bus_topic *t, const struc
 			.topic = t->name, .topic_id = t->id, .partition = i,
 			.capacity = t->capacity, .index_capacity = t->index_capacity,
 			.policy = t->policy, .numa_node = t->numa_node, .mode = t->mode,
+			.status = bus_topic_status(t),
 		};
 		char name[16];
 		struct part p;
@@ -330,8 +331,8 @@ static int topic_params(const char *name, const struct shmbus_topic_opts *o, str
 	return 0;
 }
 
-int admin_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *opts,
-		       const struct admin_hooks *h)
+static int create_topic(shmbus *bus, const char *name, const struct shmbus_topic_opts *opts,
+			const char *mirror_source, const struct admin_hooks *h)
 {
 	struct shmbus_topic_opts o;
 	struct bus_topic t, old;
@@ -340,6 +341,10 @@ int admin_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_
 	rc = OPTS_LOAD(shmbus_topic_opts, o, opts);
 	if (rc == 0)
 		rc = topic_params(name, &o, &t);
+	if (rc == 0 && mirror_source) {
+		t.flags |= BUS_TOPIC_REPLICA;
+		snprintf(t.mirror_source, sizeof t.mirror_source, "%s", mirror_source);
+	}
 	if (rc == 0)
 		rc = lock_unless_stopped(bus, name, h);
 	if (rc)
@@ -358,6 +363,18 @@ int admin_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_
 	}
 	admin_unlock(bus);
 	return rc;
+}
+
+int admin_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *opts,
+		       const struct admin_hooks *h)
+{
+	return create_topic(bus, name, opts, NULL, h);
+}
+
+int admin_replica_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *opts,
+			 const char *source, const struct admin_hooks *h)
+{
+	return create_topic(bus, name, opts, source, h);
 }
 
 SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,

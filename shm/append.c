@@ -35,6 +35,7 @@
 #include "../util/proc.h"
 #include "../util/testpoint.h"
 #include "unblock.h"
+#include "append_int.h"
 
 #define RUN_MAX 64 /* records claimed by one CAS */
 #define POS_MAX PART_POS_MAX
@@ -70,7 +71,8 @@ static inline void announce(struct part_writer *w, pair128 cur)
 	part_writer_announce(w->slot, cur);
 }
 
-static inline void idle(struct part_writer *w)
+/* No claim of ours is being written (writers.h, format.md §4 steps 3 and 6). */
+void append_idle(struct part_writer *w)
 {
 	part_writer_idle(w->slot);
 }
@@ -237,15 +239,6 @@ static void bp_settle(struct part_writer *w, uint64_t end)
 /* -------------------------------------------------------------------- */
 /* Claim                                                                */
 
-struct plan {
-	uint64_t pos;   /* claim start: the tail before */
-	uint64_t pad;   /* PADDING bytes at pos, 0 if none */
-	uint64_t start; /* first frame */
-	uint64_t off;   /* first offset */
-	uint64_t end;   /* new tail */
-	size_t k;       /* records claimed */
-	bool grow;      /* the last frame is 8 bytes longer than its content */
-};
 
 /*
  * Plan a claim from claim word `cur`: padding to the ring's end if the
@@ -285,7 +278,7 @@ static void plan(const struct part *p, pair128 cur, const uint64_t *lens, size_t
 			     .end = cur.lo + pad + total, .k = k, .grow = grow };
 }
 
-static int claim(struct part_writer *w, uint64_t *lens, size_t n, unsigned flags,
+int append_claim(struct part_writer *w, uint64_t *lens, size_t n, uint64_t offs, unsigned flags,
 		 int64_t deadline_ns, struct plan *pl)
 {
 	struct part *p = w->p;
@@ -300,6 +293,7 @@ static int claim(struct part_writer *w, uint64_t *lens, size_t n, unsigned flags
 				       p->partition, (unsigned long long)cur.lo,
 				       (unsigned long long)cur.hi);
 		plan(p, cur, lens, n, pl);
+		pl->offs = offs ? offs : pl->k;
 		if (pl->end > w->lap_limit)
 			rc = lap_room(w, pl->end, flags, deadline_ns);
 		else if (p->policy == PART_POLICY_BACKPRESSURE && pl->end > w->bp_limit)
@@ -307,9 +301,9 @@ static int claim(struct part_writer *w, uint64_t *lens, size_t n, unsigned flags
 		else {
 			announce(w, cur);
 			if (cas128(&p->hdr->claim, &cur,
-				   (pair128){ .lo = pl->end, .hi = cur.hi + pl->k })) {
+				   (pair128){ .lo = pl->end, .hi = cur.hi + pl->offs })) {
 				SHM_TESTPOINT(claim_after_cas);
-				w->seen = (pair128){ .lo = pl->end, .hi = cur.hi + pl->k };
+				w->seen = (pair128){ .lo = pl->end, .hi = cur.hi + pl->offs };
 				if (pl->grow)
 					lens[pl->k - 1] += FRAME_ALIGN;
 				/* waits holding the claim: it keeps its mark */
@@ -320,7 +314,7 @@ static int claim(struct part_writer *w, uint64_t *lens, size_t n, unsigned flags
 			/* cur holds the word that beat us: no claim is ours,
 			 * so our mark must not hold other writers back while
 			 * we re-plan, wait for room or give up */
-			idle(w);
+			append_idle(w);
 			continue;
 		}
 		if (rc) {
@@ -331,14 +325,14 @@ static int claim(struct part_writer *w, uint64_t *lens, size_t n, unsigned flags
 	}
 }
 
-static void abort_own(struct part *p, uint64_t pos, uint64_t off, uint64_t len)
+void append_abort_range(struct part *p, uint64_t pos, uint64_t off, uint64_t len, uint64_t end)
 {
 	uint64_t want = cw_make(FRAME_CLAIMED, len, off);
 
 	if (cas(part_commit_word(p, pos), &want, cw_make(FRAME_ABORTED, len, off)))
 		/* the offset after the aborted frame (format.md §3); pairs with
 		 * load_acquire in part_abort_end() */
-		store_release(&((struct frame_hdr *)(void *)part_at(p, pos))->offset, off + 1);
+		store_release(&((struct frame_hdr *)(void *)part_at(p, pos))->offset, end);
 }
 
 /*
@@ -353,7 +347,7 @@ static void abort_own(struct part *p, uint64_t pos, uint64_t off, uint64_t len)
  * that passes the padding never finds the older lap at the frame.
  * False: the claim was aborted.
  */
-static bool mark_claimed(struct part *p, const struct plan *pl, const uint64_t *lens)
+bool append_mark(struct part *p, const struct plan *pl, const uint64_t *lens)
 {
 	uint32_t pid = (uint32_t)proc_self(NULL);
 	uint64_t aborted = cw_make(FRAME_ABORTED, pl->end - pl->pos, pl->off);
@@ -372,7 +366,7 @@ static bool mark_claimed(struct part *p, const struct plan *pl, const uint64_t *
 			SHM_TESTPOINT(mark_first_frame);
 			if (pl->pad && !take_word(p, pl->pos, &aborted,
 						  cw_make(FRAME_PADDING, pl->pad, pl->off))) {
-				abort_own(p, fpos, pl->off, lens[0]);
+				append_abort_range(p, fpos, pl->off, lens[0], pl->off + 1);
 				return false;
 			}
 			SHM_TESTPOINT(mark_first_word);
@@ -384,7 +378,7 @@ static bool mark_claimed(struct part *p, const struct plan *pl, const uint64_t *
 		store_relaxed(&p->index[(pl->off + i) & p->imask], fpos);
 		fpos += lens[i];
 	}
-	part_zero_ahead(p, pl->end, pl->off + pl->k);
+	part_zero_ahead(p, pl->end, pl->off + pl->offs);
 	SHM_TESTPOINT(mark_done);
 	return true;
 }
@@ -466,7 +460,7 @@ static void fill(struct frame_hdr *h, const struct part_rec *r)
 }
 
 /* Step 5 for one frame: false if an unblocker aborted it first. */
-static bool commit_frame(struct part *p, uint64_t pos, uint64_t off, uint64_t len)
+bool append_commit_frame(struct part *p, uint64_t pos, uint64_t off, uint64_t len)
 {
 	uint64_t want = cw_make(FRAME_CLAIMED, len, off);
 
@@ -482,7 +476,7 @@ static size_t publish(struct part *p, const struct plan *pl, const struct part_r
 	uint64_t fpos = pl->start;
 	size_t i;
 
-	if (!mark_claimed(p, pl, lens))
+	if (!append_mark(p, pl, lens))
 		return 0;
 	for (i = 0; i < pl->k; i++) {
 		fill(frame_at(p, fpos), &recs[i]);
@@ -491,13 +485,13 @@ static size_t publish(struct part *p, const struct plan *pl, const struct part_r
 	SHM_TESTPOINT(fill_done);
 	fpos = pl->start;
 	for (i = 0; i < pl->k; i++) {
-		if (!commit_frame(p, fpos, pl->off + i, lens[i]))
+		if (!append_commit_frame(p, fpos, pl->off + i, lens[i]))
 			break;
 		SHM_TESTPOINT(publish_after_frame);
 		fpos += lens[i];
 	}
 	for (size_t j = i; j < pl->k; j++) {
-		abort_own(p, fpos, pl->off + j, lens[j]);
+		append_abort_range(p, fpos, pl->off + j, lens[j], pl->off + j + 1);
 		fpos += lens[j];
 	}
 	return i;
@@ -550,11 +544,11 @@ int part_append(struct part_writer *w, const struct part_rec *recs, size_t n, un
 				break;
 			}
 		}
-		rc = claim(w, lens, m, flags, deadline_ns, &pl);
+		rc = append_claim(w, lens, m, 0, flags, deadline_ns, &pl);
 		if (rc)
 			goto out;
 		got = publish(p, &pl, recs + done, lens);
-		idle(w);
+		append_idle(w);
 		if (done == 0)
 			first = pl.off;
 		done += got;
@@ -590,11 +584,11 @@ int part_claim(struct part_writer *w, const struct part_rec *meta, uint32_t valu
 		return held(w);
 	if (len > p->max_frame)
 		return -EMSGSIZE;
-	rc = claim(w, &len, 1, flags, deadline_ns, &pl);
+	rc = append_claim(w, &len, 1, 0, flags, deadline_ns, &pl);
 	if (rc)
 		return rc;
-	if (!mark_claimed(p, &pl, &len)) {
-		idle(w);
+	if (!append_mark(p, &pl, &len)) {
+		append_idle(w);
 		return -ECANCELED;
 	}
 	w->holding = true;
@@ -622,8 +616,8 @@ int part_commit(struct part_writer *w, struct part_claim *c, uint32_t value_len)
 	}
 	h->value_len = value_len;
 	h->crc = frame_crc(h, (size_t)h->key_len + h->headers_len + value_len);
-	ok = commit_frame(p, c->pos, c->off, c->len);
-	idle(w);
+	ok = append_commit_frame(p, c->pos, c->off, c->len);
+	append_idle(w);
 	w->holding = false;
 	if (!ok)
 		return -ECANCELED;
@@ -633,8 +627,8 @@ int part_commit(struct part_writer *w, struct part_claim *c, uint32_t value_len)
 
 int part_abort(struct part_writer *w, struct part_claim *c)
 {
-	abort_own(w->p, c->pos, c->off, c->len);
-	idle(w);
+	append_abort_range(w->p, c->pos, c->off, c->len, c->off + 1);
+	append_idle(w);
 	w->holding = false;
 	part_notify(w->p);
 	return 0;

@@ -38,7 +38,8 @@ struct bus_topic {
 	int32_t numa_node;       /* -1: local */
 	uint32_t flags;          /* BUS_TOPIC_* */
 	uint32_t mode;           /* partition file mode */
-	uint8_t reserved[68];
+	char mirror_source[64];  /* a replica: "NAME (HOST:PORT)" of its [mirror], for messages */
+	uint8_t reserved[4];
 };
 _Static_assert(sizeof(struct bus_topic) == 384, "topic entry is 384 bytes");
 

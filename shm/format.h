@@ -219,7 +219,11 @@ struct part_header {
 
 	/* [896, 1024): offset mirrored to other hosts (high watermark) */
 	uint64_t mirrored;
-	uint8_t pad_mirrored[120];
+	uint64_t reserved_m0;
+	/* replica (format.md §13): {pos, off} just after the last frame or
+	 * range its mirror published, the point a restarted mirror resumes */
+	pair128 replica_done;
+	uint8_t pad_mirrored[96];
 
 	/* [1024, 1152): backpressure: registry generation (bumped on change),
 	 * and a futex word producers wait on for room (bit 31: one waits) */
@@ -234,7 +238,9 @@ struct part_header {
 	uint64_t recovered_cut;    /* offsets cut by recovery scans */
 	uint64_t bp_blocked;       /* appends refused or delayed by backpressure */
 	uint64_t reserved_counter;
-	uint8_t pad_counters[80];
+	uint64_t mirror_gaps;      /* replica: gaps recorded (the source no longer held them) */
+	uint64_t mirror_gap_offsets; /* replica: offsets those gaps cover */
+	uint8_t pad_counters[64];
 
 	uint8_t reserved3[PART_PAGE - 1280];
 
@@ -253,6 +259,7 @@ _Static_assert(offsetof(struct part_header, status) == 512, "status block at 512
 _Static_assert(offsetof(struct part_header, claim) == 640, "claim block at 640");
 _Static_assert(offsetof(struct part_header, notify) == 768, "notify block at 768");
 _Static_assert(offsetof(struct part_header, mirrored) == 896, "mirrored block at 896");
+_Static_assert(offsetof(struct part_header, replica_done) == 912, "replica's resume point at 912");
 _Static_assert(offsetof(struct part_header, bp_gen) == 1024, "bp block at 1024");
 _Static_assert(offsetof(struct part_header, aborted_claims) == 1152, "counters at 1152");
 _Static_assert(offsetof(struct part_header, consumers) == PART_PAGE, "slots on page 1");

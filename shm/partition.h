@@ -41,6 +41,7 @@ struct part_params {
 	uint32_t policy;          /* enum part_policy */
 	int32_t numa_node;        /* -1: local to the creating thread */
 	mode_t mode;              /* file mode, e.g. 0660 */
+	uint64_t status;          /* PART_STATUS_REPLICA for a mirror's replica, else 0 */
 };
 
 /* Default index slots for a ring: one per 64 bytes of data. */
@@ -88,6 +89,11 @@ static inline uint64_t *part_commit_word(const struct part *p, uint64_t pos)
 static inline bool part_deleted(const struct part *p)
 {
 	return load_relaxed(&p->hdr->status) & PART_STATUS_DELETED;
+}
+
+static inline bool part_is_replica(const struct part *p)
+{
+	return load_relaxed(&p->hdr->status) & PART_STATUS_REPLICA;
 }
 
 /* Mark the partition deleted: producers and consumers get -EIDRM. */

@@ -455,7 +455,7 @@ static void test_man_pages(void **state)
 					      "libshmbus.3" };
 	static const char *const commands[] = { "", "topic", "produce", "consume", "stats",
 						"status", "recover", "group", "groups", "demo",
-						"bench" };
+						"bench", "mirror" };
 	char cmd[PATH_MAX], *out, *page, *help, *api, *conf;
 
 	(void)state;

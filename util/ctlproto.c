@@ -52,7 +52,7 @@ static const struct attr_desc attrs[CTL_A_COUNT] = {
 	A(MEMBER_ID, U64), A(MEMBER_EPOCH, U64), A(GROUP_EPOCH, U64), A(ACKED_EPOCH, U64),
 	A(ASSIGNMENT, BYTES), A(LAST_POLL_NS, I64), A(HOST, STR), A(MEMBERS, STR),
 	A(GROUP_STATE, STR), A(GROUPS, STR), A(HEARTBEAT_MS, I64), A(REBALANCES, U64),
-	A(OFFSETS, BYTES),
+	A(OFFSETS, BYTES), A(MIRRORS, STR),
 };
 #undef A
 
@@ -70,6 +70,7 @@ const char *ctl_type_name(uint16_t type)
 	case CTL_GROUP_DESCRIBE: return "GROUP_DESCRIBE";
 	case CTL_GROUP_RESET: return "GROUP_RESET";
 	case CTL_GROUP_DELETE: return "GROUP_DELETE";
+	case CTL_MIRROR_STATUS: return "MIRROR_STATUS";
 	case CTL_RESULT: return "RESULT";
 	default: return "";
 	}

@@ -39,6 +39,7 @@ enum ctl_type {
 	CTL_GROUP_DESCRIBE = 9,
 	CTL_GROUP_RESET = 10,
 	CTL_GROUP_DELETE = 11,
+	CTL_MIRROR_STATUS = 12,       /* the mirrored partitions (protocol.md §9) */
 	CTL_RESULT = 128,         /* the one reply type */
 };
 
@@ -122,9 +123,11 @@ enum ctl_attr {
 	CTL_A_HEARTBEAT_MS = 72,         /* i64 */
 	CTL_A_REBALANCES = 73,           /* u64 */
 	CTL_A_OFFSETS = 74,              /* bytes: struct ctl_tp records, value = offset */
+	/* mirroring */
+	CTL_A_MIRRORS = 75,              /* str: one mirrored partition a line (protocol.md §9) */
 	CTL_A_COUNT                   /* one past the last known type */
 };
-_Static_assert(CTL_A_COUNT == 75, "attribute numbers are an ABI: append, never renumber");
+_Static_assert(CTL_A_COUNT == 76, "attribute numbers are an ABI: append, never renumber");
 
 /* One partition in an ASSIGNMENT or OFFSETS attribute: 32 bytes, little-endian. */
 struct ctl_tp {

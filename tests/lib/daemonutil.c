@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -201,6 +202,28 @@ int tu_daemon_notes_copy(struct tu_daemon *d, const char *prefix, char *out, siz
 	return n;
 }
 
+/* The network namespace the next spawn enters ("" none): set and cleared
+ * by tu_daemon_start_config_netns(). */
+static char spawn_netns[64];
+
+/* In the child: join the named namespace (`ip netns add` made it). */
+static void enter_netns(void)
+{
+	char path[128];
+	int fd;
+
+	if (!spawn_netns[0])
+		return;
+	snprintf(path, sizeof path, "/run/netns/%s", spawn_netns);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+		fprintf(stderr, "cannot enter network namespace %s: %s\n", spawn_netns,
+			strerror(errno));
+		_exit(126);
+	}
+	close(fd);
+}
+
 static int spawn(struct tu_daemon *d, const char *root, const char *log, bool root_flag,
 		 const char *const *args, const char *const *env)
 {
@@ -220,8 +243,10 @@ static int spawn(struct tu_daemon *d, const char *root, const char *log, bool ro
 	d->pid = fork();
 	if (d->pid < 0)
 		return -1;
-	if (d->pid == 0)
+	if (d->pid == 0) {
+		enter_netns();
 		exec_daemon(d, root_flag, args, env);
+	}
 	d->reading = pthread_create(&d->reader, NULL, reader_main, d) == 0;
 	return 0;
 }
@@ -271,6 +296,20 @@ int tu_daemon_start_config(struct tu_daemon *d, const char *root, const char *co
 	const char *args[] = { "--config", config, NULL };
 
 	if (spawn(d, root, NULL, false, args, env) < 0)
+		return -1;
+	return wait_ready(d, timeout_ms);
+}
+
+int tu_daemon_start_config_netns(struct tu_daemon *d, const char *root, const char *config,
+				 const char *netns, int timeout_ms)
+{
+	const char *args[] = { "--config", config, NULL };
+	int rc;
+
+	snprintf(spawn_netns, sizeof spawn_netns, "%s", netns);
+	rc = spawn(d, root, NULL, false, args, NULL);
+	spawn_netns[0] = '\0';
+	if (rc < 0)
 		return -1;
 	return wait_ready(d, timeout_ms);
 }

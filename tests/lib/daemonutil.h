@@ -54,6 +54,11 @@ int tu_daemon_start(struct tu_daemon *d, const char *root, const char *const *ar
 int tu_daemon_start_config(struct tu_daemon *d, const char *root, const char *config,
 			   const char *const *env, int timeout_ms);
 
+/* The same, in the network namespace `netns` (from `ip netns add`): the
+ * child joins it with setns() before exec.  For the mirroring tests. */
+int tu_daemon_start_config_netns(struct tu_daemon *d, const char *root, const char *config,
+				 const char *netns, int timeout_ms);
+
 /*
  * Start shmbusd as tu_daemon_start() does, but do not wait for it; its
  * stderr and stdout go to `log` (NULL: ROOT.shmbusd.log).  For daemons

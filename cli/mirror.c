@@ -1,0 +1,152 @@
+/*
+ * mirror.c - `shmbus mirror status [--json]`: what the daemon serving the
+ * root mirrors from other hosts, one row per partition (source, the
+ * replica's end and the source's, the lag in records, state, reconnects,
+ * gaps, last error), asked through the control socket (MIRROR_STATUS,
+ * docs/protocol.md §9).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <string.h>
+
+static const char usage[] =
+	"Usage: shmbus mirror status [--json]\n"
+	"\n"
+	"  status   each partition this root's shmbusd mirrors from another host\n"
+	"           ([mirror \"NAME\"] in shmbusd.conf): its source, the replica's end\n"
+	"           offset and the source's, the lag in records, the state, reconnects,\n"
+	"           gaps recorded, and the last error\n"
+	"\n"
+	"Options:\n"
+	"  --json   one JSON object per partition, in a JSON array\n";
+
+enum { OPT_JSON = OPT_FIRST_PRIVATE };
+
+#define MIRRORS_MAX 4096
+
+static void json_str(const char *key, const char *s, bool comma)
+{
+	printf("\"%s\":\"", key);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	printf("\"%s", comma ? "," : "");
+}
+
+static void print_json(const struct shmbus_mirror_status *m, int n)
+{
+	printf("[");
+	for (int i = 0; i < n; i++) {
+		printf("%s{", i ? ",\n " : "");
+		json_str("mirror", m[i].mirror, true);
+		json_str("source", m[i].source, true);
+		json_str("topic", m[i].topic, true);
+		printf("\"partition\":%d,\"end\":%llu,\"source_end\":%llu,\"lag\":%llu,",
+		       (int)m[i].partition, (unsigned long long)m[i].end,
+		       (unsigned long long)m[i].source_end, (unsigned long long)m[i].lag);
+		json_str("state", m[i].state, true);
+		printf("\"reconnects\":%llu,\"gaps\":%llu,", (unsigned long long)m[i].reconnects,
+		       (unsigned long long)m[i].gaps);
+		json_str("last_error", m[i].last_error, false);
+		printf("}");
+	}
+	printf("]\n");
+}
+
+static void print_table(const struct shmbus_mirror_status *m, int n)
+{
+	static const char *const heads[] = { "MIRROR", "SOURCE", "TOPIC", "PARTITION", "END",
+					     "SOURCE-END", "LAG", "STATE", "RECONNECTS", "GAPS",
+					     "LAST-ERROR", NULL };
+	_cleanup_(table_freep) struct table t;
+
+	table_init(&t, 11, heads);
+	for (int i = 0; i < n; i++) {
+		table_cell(&t, "%s", m[i].mirror);
+		table_cell(&t, "%s", m[i].source);
+		table_cell(&t, "%s", m[i].topic[0] ? m[i].topic : "-");
+		if (m[i].partition >= 0)
+			table_cell(&t, "%d", (int)m[i].partition);
+		else
+			table_cell(&t, "-");
+		table_cell(&t, "%llu", (unsigned long long)m[i].end);
+		table_cell(&t, "%llu", (unsigned long long)m[i].source_end);
+		table_cell(&t, "%llu", (unsigned long long)m[i].lag);
+		table_cell(&t, "%s", m[i].state);
+		table_cell(&t, "%llu", (unsigned long long)m[i].reconnects);
+		table_cell(&t, "%llu", (unsigned long long)m[i].gaps);
+		table_cell(&t, "%s", m[i].last_error[0] ? m[i].last_error : "-");
+	}
+	table_print(&t, stdout);
+}
+
+static int mirror_status(struct cli *cli, bool json)
+{
+	_cleanup_(bus_closep) shmbus *bus = NULL;
+	_cleanup_(freep) struct shmbus_mirror_status *m = calloc(MIRRORS_MAX, sizeof *m);
+	int n, rc;
+
+	if (!m)
+		return cli_fail(-ENOMEM, "out of memory");
+	rc = cli_open(cli, false, &bus);
+	if (rc == -ENOENT) {
+		cli_no_bus_note(cli);
+		return CLI_EXIT_FAIL;
+	}
+	if (rc < 0)
+		return CLI_EXIT_FAIL;
+	m[0].sz = sizeof m[0];
+	n = shmbus_mirror_status(bus, m, MIRRORS_MAX);
+	if (n < 0)
+		return cli_fail(n, "cannot ask shmbusd for its mirrors");
+	if (n > MIRRORS_MAX)
+		n = MIRRORS_MAX;
+	if (json)
+		print_json(m, n);
+	else if (n == 0)
+		printf("this root's shmbusd mirrors nothing (no [mirror \"NAME\"] section in its "
+		       "configuration)\n");
+	else
+		print_table(m, n);
+	return 0;
+}
+
+int cmd_mirror(struct cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CLI_COMMON_OPTIONS,
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *verb = argc > 1 ? argv[1] : "";
+	bool json = false;
+	int c, rc;
+
+	opterr = 0;
+	if (!strcmp(verb, "-h") || !strcmp(verb, "--help"))
+		return cli_usage(usage, 0);
+	if (strcmp(verb, "status"))
+		return cli_usage_err(usage, "mirror: status%s%s%s?", *verb ? ", not \"" : "", verb,
+				     *verb ? "\"" : "");
+	argc--, argv++;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if (c == OPT_JSON) {
+			json = true;
+			continue;
+		}
+		rc = cli_common_option(cli, c, "mirror status", argv, usage);
+		if (rc >= 0)
+			return rc;
+	}
+	if (optind < argc)
+		return cli_usage_err(usage, "mirror status: \"%s\" is extra", argv[optind]);
+	return mirror_status(cli, json);
+}

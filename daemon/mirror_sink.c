@@ -1,0 +1,712 @@
+/*
+ * mirror_sink.c - the mirror side: for each [mirror "NAME"] a thread
+ * connects to the source's shmbusd, lists the topics its `topics`
+ * patterns match, creates a replica for each that is missing (the
+ * source's partitions and capacity), and fetches every partition from
+ * the replica's own end: its position is its ack, so a resume after any
+ * fault is a FETCH from the end, with no state on the source to lose.
+ *
+ * Each DATA batch is checked whole and appended by shm/replica.c; a GAP
+ * (the source no longer holds what the replica lacks) is recorded there
+ * and logged.  Any fault of the connection (refused, reset, silent past
+ * timeout_ms, a malformed message) closes it, and the thread connects
+ * again after a backoff of 100 ms doubling to 5 s.
+ */
+#include "mirror.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "../util/error.h"
+#include "../shm/replica.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define ACK_NS         1000000000LL
+#define PARTS_MAX      4096
+#define DATA_SLACK     8192 /* aborted ranges a DATA may carry beyond its frames */
+
+/* One mirrored partition. */
+struct mpart {
+	char topic[PART_NAME_MAX + 1];
+	uint32_t partition;
+	struct pmap *m;
+	struct replica r;
+	uint64_t max_frame;
+	uint64_t source_end;
+	uint64_t gaps;
+	bool stopped;                /* the source does not serve it (UNKNOWN) */
+	char error[200];
+};
+
+struct sink {
+	struct daemon *d;
+	const struct config_mirror *cfg;
+	char label[256];             /* "NAME (HOST:PORT)": in the topic entry and messages */
+	pthread_t thread;
+	pthread_mutex_t lock;        /* guards what mirror_status_text reads */
+	struct mpart *parts;
+	size_t nparts;
+	uint64_t reconnects;
+	bool connected;
+	char error[256];
+	int fd;
+	uint8_t *rx;
+	size_t rxcap, rxlen;
+	int64_t heard_ns;
+};
+
+static struct sink *sinks;
+static size_t nsinks;
+static int stop_pipe[2] = { -1, -1 };
+
+static bool stopping(int wait_ms)
+{
+	struct pollfd p = { .fd = stop_pipe[0], .events = POLLIN };
+
+	return poll(&p, 1, wait_ms) > 0;
+}
+
+static void set_error(struct sink *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(struct sink *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&s->lock);
+	va_start(ap, fmt);
+	vsnprintf(s->error, sizeof s->error, fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* The connection                                                      */
+
+static int connect_to(struct sink *s)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai;
+	struct timeval tv = { .tv_sec = s->cfg->timeout_ms / 1000,
+			      .tv_usec = (s->cfg->timeout_ms % 1000) * 1000 };
+	char host[128], port[8];
+	int fd, one = 1, rc;
+
+	if (config_metrics_split(s->cfg->source, host, sizeof host, port, sizeof port) < 0)
+		return -EINVAL;
+	rc = getaddrinfo(host, port, &hints, &ai);
+	if (rc) {
+		set_error(s, "cannot resolve %s: %s", host, gai_strerror(rc));
+		return -EHOSTUNREACH;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		freeaddrinfo(ai);
+		return -errno;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+	rc = connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 ? -errno : 0;
+	freeaddrinfo(ai);
+	if (rc) {
+		set_error(s, "cannot connect to %s: %s", s->cfg->source, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+static int send_msg(struct sink *s, const struct mp_msg *m)
+{
+	uint8_t buf[MP_CTL_MAX];
+	size_t n = mp_encode(m, buf, sizeof buf), at = 0;
+
+	if (!n)
+		return -EINVAL;
+	while (at < n) {
+		ssize_t k = send(s->fd, buf + at, n - at, MSG_NOSIGNAL);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		at += (size_t)k;
+	}
+	return 0;
+}
+
+/* The largest DATA this mirror accepts: its replicas' largest frame, or a
+ * batch, whichever is more. */
+static size_t data_max(const struct sink *s)
+{
+	uint64_t most = MP_BATCH_BYTES;
+
+	for (size_t i = 0; i < s->nparts; i++)
+		if (s->parts[i].max_frame > most)
+			most = s->parts[i].max_frame;
+	return (size_t)most + MP_DATA_HEAD + MP_TRAILER + DATA_SLACK;
+}
+
+/*
+ * The next whole message, into s->rx (8-aligned at its start), waiting
+ * up to wait_ms: its length, 0 if none came in time, or -errno with the
+ * reason set.
+ */
+static int next_msg(struct sink *s, int wait_ms, uint16_t *ret_type)
+{
+	size_t max = data_max(s);
+
+	for (;;) {
+		uint32_t len = 0;
+		int rc = mp_peek(s->rx, s->rxlen, MP_FROM_SOURCE, max, &len, ret_type);
+		struct pollfd p[2] = { { .fd = s->fd, .events = POLLIN },
+				       { .fd = stop_pipe[0], .events = POLLIN } };
+		ssize_t k;
+
+		if (rc == 0 && len <= s->rxlen)
+			return (int)len;
+		if (rc && rc != -EAGAIN) {
+			set_error(s, "the source sent %s; closing the connection",
+				  rc == -EMSGSIZE ? "an oversized message" : "a malformed message");
+			return rc;
+		}
+		if (rc == 0 && len > s->rxcap) {
+			uint8_t *grown = realloc(s->rx, len);
+
+			if (!grown)
+				return -ENOMEM;
+			s->rx = grown;
+			s->rxcap = len;
+		}
+		if (poll(p, 2, wait_ms) <= 0 || p[1].revents)
+			return 0;
+		k = recv(s->fd, s->rx + s->rxlen, s->rxcap - s->rxlen, 0);
+		if (k == 0 || (k < 0 && errno != EINTR && errno != EAGAIN)) {
+			set_error(s, "the source closed the connection%s%s", k ? ": " : "",
+				  k ? strerror(errno) : "");
+			return -ECONNRESET;
+		}
+		if (k > 0) {
+			s->rxlen += (size_t)k;
+			s->heard_ns = mono_ns();
+		}
+	}
+}
+
+static void consume(struct sink *s, size_t len)
+{
+	memmove(s->rx, s->rx + len, s->rxlen - len);
+	s->rxlen -= len;
+}
+
+/* Wait for one message of type `want` (HELLO_OK, TOPIC/LIST_END) within
+ * the timeout; ERROR is reported.  Its length, or -errno. */
+static int expect(struct sink *s, struct mp_msg *m)
+{
+	int64_t until = mono_ns() + s->cfg->timeout_ms * 1000000;
+	uint16_t type;
+	int len;
+
+	do {
+		len = next_msg(s, 100, &type);
+		if (len < 0)
+			return len;
+		if (stopping(0))
+			return -ECANCELED;
+	} while (len == 0 && mono_ns() < until);
+	if (len == 0) {
+		set_error(s, "the source did not answer within timeout_ms");
+		return -ETIMEDOUT;
+	}
+	if (mp_decode(s->rx, (size_t)len, MP_FROM_SOURCE, m) < 0) {
+		set_error(s, "the source sent a malformed %s", mp_type_name(type));
+		return -EBADMSG;
+	}
+	consume(s, (size_t)len);
+	if (m->type == MP_ERROR) {
+		set_error(s, "the source refused: %s", m->u.error.text);
+		return -ECONNREFUSED;
+	}
+	return len;
+}
+
+static int handshake(struct sink *s)
+{
+	struct mp_msg m = { .type = MP_HELLO, .u.hello = { .version = MP_VERSION,
+							   .auth = MP_AUTH_NONE } };
+	int rc;
+
+	gethostname(m.u.hello.host, sizeof m.u.hello.host - 1);
+	if (!m.u.hello.host[0])
+		snprintf(m.u.hello.host, sizeof m.u.hello.host, "shmbusd");
+	rc = send_msg(s, &m);
+	if (rc == 0)
+		rc = expect(s, &m);
+	if (rc >= 0 && (m.type != MP_HELLO_OK || m.u.hello.version != MP_VERSION)) {
+		set_error(s, "the source answered HELLO with %s", mp_type_name(m.type));
+		rc = -EPROTO;
+	}
+	return rc < 0 ? rc : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Replicas                                                            */
+
+static struct mpart *find_part(struct sink *s, const char *topic, uint32_t partition)
+{
+	for (size_t i = 0; i < s->nparts; i++)
+		if (s->parts[i].partition == partition && !strcmp(s->parts[i].topic, topic))
+			return &s->parts[i];
+	return NULL;
+}
+
+/* The local replica of a topic the source listed: created if missing;
+ * one that is not a replica of this mirror, or of another shape, is left
+ * alone with an error.  0, or -errno (logged once per connection). */
+static int local_replica(struct sink *s, const struct mp_msg *t, struct bus_topic *ret)
+{
+	SHMBUS_OPTS(shmbus_topic_opts, o, .partitions = t->u.topic.partitions,
+		    .capacity = t->u.topic.capacity, .index_capacity = t->u.topic.index_capacity,
+		    .policy = (enum shmbus_policy)t->u.topic.policy);
+	const char *name = t->u.topic.name;
+	int rc;
+
+	if (dir_lookup(&s->d->dir, name, ret) < 0) {
+		rc = admin_replica_create(s->d->bus, name, &o, s->label, NULL);
+		if (rc < 0) {
+			log_err("mirror %s: cannot create the replica of topic \"%s\": %s", s->label,
+				name, shmbus_errmsg());
+			return rc;
+		}
+		log_notice("mirror %s: created replica topic \"%s\" (%u partitions of %llu bytes)",
+			   s->label, name, t->u.topic.partitions,
+			   (unsigned long long)t->u.topic.capacity);
+		if (dir_lookup(&s->d->dir, name, ret) < 0)
+			return -ENOENT;
+	}
+	if (!(ret->flags & BUS_TOPIC_REPLICA) || strcmp(ret->mirror_source, s->label)) {
+		log_err("mirror %s: topic \"%s\" exists here and is not this mirror's replica; "
+			"it is not mirrored (delete it here, or leave it out of topics)", s->label,
+			name);
+		return -EEXIST;
+	}
+	if (ret->partitions != t->u.topic.partitions || ret->capacity != t->u.topic.capacity) {
+		log_err("mirror %s: replica \"%s\" has %u partitions of %llu bytes, the source %u of "
+			"%llu; it is not mirrored (delete the replica to start over)", s->label, name,
+			ret->partitions, (unsigned long long)ret->capacity, t->u.topic.partitions,
+			(unsigned long long)t->u.topic.capacity);
+		return -EEXIST;
+	}
+	return 0;
+}
+
+static int adopt_topic(struct sink *s, const struct mp_msg *t)
+{
+	struct bus_topic bt;
+	int rc = local_replica(s, t, &bt);
+
+	for (uint32_t i = 0; rc == 0 && i < bt.partitions; i++) {
+		struct mpart *mp;
+
+		if (find_part(s, bt.name, i))
+			continue;
+		if (s->nparts >= PARTS_MAX)
+			return -EMFILE;
+		mp = &s->parts[s->nparts];
+		*mp = (struct mpart){ .partition = i };
+		snprintf(mp->topic, sizeof mp->topic, "%s", bt.name);
+		rc = cache_get(s->d->bus, &bt, i, &mp->m);
+		if (rc == 0 && replica_open(&mp->r, pmap_part(mp->m)) < 0) {
+			log_err("mirror %s: %s", s->label, shm_errmsg());
+			cache_put(mp->m);
+			rc = -EROFS;
+		}
+		if (rc)
+			break;
+		mp->max_frame = pmap_part(mp->m)->max_frame;
+		pthread_mutex_lock(&s->lock);
+		s->nparts++;
+		pthread_mutex_unlock(&s->lock);
+	}
+	return rc;
+}
+
+/* LIST each pattern; adopt what matches. */
+static int list_topics(struct sink *s)
+{
+	char buf[sizeof s->cfg->topics], *save = NULL;
+
+	snprintf(buf, sizeof buf, "%s", s->cfg->topics);
+	for (char *pat = strtok_r(buf, ", \t", &save); pat; pat = strtok_r(NULL, ", \t", &save)) {
+		struct mp_msg m = { .type = MP_LIST };
+		int rc;
+
+		snprintf(m.u.list.pattern, sizeof m.u.list.pattern, "%s", pat);
+		rc = send_msg(s, &m);
+		while (rc == 0) {
+			rc = expect(s, &m);
+			if (rc < 0)
+				return rc;
+			if (m.type == MP_LIST_END) {
+				rc = 0;
+				break;
+			}
+			if (m.type != MP_TOPIC)
+				return -EPROTO;
+			rc = adopt_topic(s, &m) == -EMFILE ? -EMFILE : 0;
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int fetch_all(struct sink *s)
+{
+	for (size_t i = 0; i < s->nparts; i++) {
+		struct mpart *mp = &s->parts[i];
+		struct mp_msg m = { .type = MP_FETCH };
+		int rc;
+
+		mp->stopped = false;
+		m.u.fetch.id = (uint32_t)i;
+		m.u.fetch.partition = mp->partition;
+		m.u.fetch.from = replica_end(&mp->r);
+		snprintf(m.u.fetch.name, sizeof m.u.fetch.name, "%s", mp->topic);
+		rc = send_msg(s, &m);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Streaming                                                           */
+
+static struct mpart *part_of(struct sink *s, uint32_t id)
+{
+	return id < s->nparts ? &s->parts[id] : NULL;
+}
+
+static int on_data(struct sink *s, const struct mp_msg *m)
+{
+	struct mpart *mp = part_of(s, m->u.data.id);
+	int rc;
+
+	if (!mp)
+		return -EPROTO;
+	if (m->u.data.trailer != MP_TRAILER_OK)
+		return 0; /* lapped while sent: dropped; the source says GAP next */
+	for (;;) {
+		rc = replica_append(&mp->r, m->u.data.frames, m->u.data.frames_len, m->u.data.count,
+				    m->u.data.first, m->u.data.next);
+		if (rc != -EAGAIN || stopping(1))
+			break; /* backpressure: a local consumer holds the ring */
+	}
+	pthread_mutex_lock(&s->lock);
+	mp->source_end = m->u.data.end;
+	if (rc == -EIDRM) {
+		mp->stopped = true;
+		snprintf(mp->error, sizeof mp->error, "the replica was deleted here; restart "
+			 "shmbusd to mirror it again");
+	} else if (rc) {
+		snprintf(mp->error, sizeof mp->error, "%s", shm_errmsg());
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (rc == -EIDRM) {
+		log_err("mirror %s: replica %s/%u was deleted here: no longer mirrored until "
+			"shmbusd restarts", s->label, mp->topic, mp->partition);
+		return 0;
+	}
+	if (rc == -EBADMSG) {
+		log_err("mirror %s: %s; reconnecting", s->label, shm_errmsg());
+		set_error(s, "%s", shm_errmsg());
+	} else if (rc) {
+		log_err("mirror %s: %s/%u: cannot append: %s", s->label, mp->topic, mp->partition,
+			shm_errmsg());
+	}
+	return rc;
+}
+
+static int on_gap(struct sink *s, const struct mp_msg *m)
+{
+	struct mpart *mp = part_of(s, m->u.gap.id);
+	int rc;
+
+	if (!mp || m->u.gap.from != replica_end(&mp->r))
+		return -EPROTO;
+	log_warn("mirror %s: %s/%u: offsets %llu..%llu are gone from the source (retention, or "
+		 "the source's ring lapped this mirror): recorded in the replica as a gap",
+		 s->label, mp->topic, mp->partition, (unsigned long long)m->u.gap.from,
+		 (unsigned long long)m->u.gap.to - 1);
+	rc = replica_gap(&mp->r, m->u.gap.to);
+	pthread_mutex_lock(&s->lock);
+	mp->gaps++;
+	snprintf(mp->error, sizeof mp->error, "gap: offsets %llu..%llu were gone from the source",
+		 (unsigned long long)m->u.gap.from, (unsigned long long)m->u.gap.to - 1);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static int dispatch(struct sink *s, const struct mp_msg *m)
+{
+	struct mpart *mp;
+
+	switch (m->type) {
+	case MP_DATA:
+		return on_data(s, m);
+	case MP_GAP:
+		return on_gap(s, m);
+	case MP_UNKNOWN:
+		mp = part_of(s, m->u.unknown.id);
+		if (!mp)
+			return -EPROTO;
+		log_err("mirror %s: the source does not serve %s/%u (%s); it is not mirrored until "
+			"the next connection", s->label, mp->topic, mp->partition,
+			strerror(-m->u.unknown.code));
+		pthread_mutex_lock(&s->lock);
+		mp->stopped = true;
+		snprintf(mp->error, sizeof mp->error, "the source does not serve it: %s",
+			 strerror(-m->u.unknown.code));
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	case MP_HEARTBEAT:
+		return 0;
+	case MP_ERROR:
+		set_error(s, "the source closed with: %s", m->u.error.text);
+		return -ECONNABORTED;
+	default:
+		set_error(s, "the source sent %s in mid-stream", mp_type_name(m->type));
+		return -EPROTO;
+	}
+}
+
+static int send_acks(struct sink *s)
+{
+	for (size_t i = 0; i < s->nparts; i++) {
+		struct mp_msg m = { .type = MP_ACK, .u.ack = { .id = (uint32_t)i } };
+		int rc;
+
+		m.u.ack.end = replica_end(&s->parts[i].r);
+		rc = send_msg(s, &m);
+		if (rc)
+			return rc;
+	}
+	if (s->nparts == 0) {
+		struct mp_msg m = { .type = MP_ACK, .u.ack = { .id = UINT32_MAX } };
+
+		return send_msg(s, &m);
+	}
+	return 0;
+}
+
+static int stream(struct sink *s)
+{
+	int64_t acked = 0;
+
+	while (!stopping(0)) {
+		struct mp_msg m;
+		uint16_t type;
+		int len = next_msg(s, 100, &type), rc;
+
+		if (len < 0)
+			return len;
+		if (len > 0) {
+			if (mp_decode(s->rx, (size_t)len, MP_FROM_SOURCE, &m) < 0) {
+				set_error(s, "the source sent a malformed %s; closing the connection",
+					  mp_type_name(type));
+				return -EBADMSG;
+			}
+			rc = dispatch(s, &m);
+			consume(s, (size_t)len);
+			if (rc)
+				return rc;
+		}
+		if (mono_ns() - s->heard_ns > s->cfg->timeout_ms * 1000000) {
+			set_error(s, "the source sent nothing for %lld ms (timeout_ms)",
+				  (long long)s->cfg->timeout_ms);
+			return -ETIMEDOUT;
+		}
+		if (mono_ns() - acked > ACK_NS) {
+			rc = send_acks(s);
+			if (rc) {
+				set_error(s, "cannot send to the source: %s", strerror(-rc));
+				return rc;
+			}
+			acked = mono_ns();
+		}
+	}
+	return -ECANCELED;
+}
+
+/* One connection, from connect to its end: 1 if it streamed, else 0. */
+static int session(struct sink *s)
+{
+	int rc;
+
+	s->rxlen = 0;
+	s->fd = connect_to(s);
+	if (s->fd < 0)
+		return 0;
+	s->heard_ns = mono_ns();
+	rc = handshake(s);
+	if (rc == 0)
+		rc = list_topics(s);
+	if (rc == 0)
+		rc = fetch_all(s);
+	if (rc == 0) {
+		log_info("mirror %s: connected; following %zu partitions", s->label, s->nparts);
+		pthread_mutex_lock(&s->lock);
+		s->connected = true;
+		s->error[0] = '\0';
+		pthread_mutex_unlock(&s->lock);
+		rc = stream(s);
+		pthread_mutex_lock(&s->lock);
+		s->connected = false;
+		pthread_mutex_unlock(&s->lock);
+		rc = rc == -ECANCELED ? 1 : (log_warn("mirror %s: connection lost: %s; reconnecting",
+						      s->label, s->error), 1);
+	} else if (rc != -ECANCELED) {
+		log_warn("mirror %s: %s; reconnecting", s->label, s->error);
+		rc = 0;
+	}
+	close(s->fd);
+	s->fd = -1;
+	return rc;
+}
+
+static void *sink_main(void *arg)
+{
+	struct sink *s = arg;
+	int backoff = BACKOFF_MIN_MS;
+	bool told = false;
+
+	rcu_register_thread();
+	while (!stopping(0)) {
+		if (session(s)) {
+			backoff = BACKOFF_MIN_MS;
+			told = false;
+		} else if (!told) {
+			log_warn("mirror %s: %s; retrying with a backoff up to %d ms", s->label,
+				 s->error, BACKOFF_MAX_MS);
+			told = true;
+		}
+		if (stopping(backoff))
+			break;
+		pthread_mutex_lock(&s->lock);
+		s->reconnects++;
+		pthread_mutex_unlock(&s->lock);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+	}
+	for (size_t i = 0; i < s->nparts; i++) {
+		replica_close(&s->parts[i].r);
+		cache_put(s->parts[i].m);
+	}
+	rcu_unregister_thread();
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Start, stop, status                                                 */
+
+int mirror_sink_init(struct daemon *d)
+{
+	if (!d->cfg.nmirrors)
+		return 0;
+	sinks = calloc(d->cfg.nmirrors, sizeof *sinks);
+	if (!sinks || pipe2(stop_pipe, O_CLOEXEC) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->cfg.nmirrors; i++) {
+		struct sink *s = &sinks[i];
+
+		s->d = d;
+		s->cfg = &d->cfg.mirrors[i];
+		s->fd = -1;
+		snprintf(s->label, sizeof s->label, "%s (%s)", s->cfg->name, s->cfg->source);
+		s->label[63] = '\0'; /* it fits the topic entry's mirror_source */
+		s->parts = calloc(PARTS_MAX, sizeof *s->parts);
+		s->rxcap = data_max(s);
+		s->rx = malloc(s->rxcap);
+		pthread_mutex_init(&s->lock, NULL);
+		if (!s->parts || !s->rx || pthread_create(&s->thread, NULL, sink_main, s)) {
+			log_err("mirror %s: cannot start its thread", s->label);
+			return -ENOMEM;
+		}
+		nsinks++;
+		log_warn("mirror %s: fetches over plain TCP (tls = off): records travel "
+			 "unencrypted; use it only on a network you trust", s->label);
+	}
+	return 0;
+}
+
+void mirror_sink_fini(struct daemon *d)
+{
+	(void)d;
+	if (stop_pipe[1] >= 0 && write(stop_pipe[1], "x", 1) < 0)
+		log_debug("mirror: cannot signal its threads to stop");
+	for (size_t i = 0; i < nsinks; i++) {
+		pthread_join(sinks[i].thread, NULL);
+		free(sinks[i].parts);
+		free(sinks[i].rx);
+		pthread_mutex_destroy(&sinks[i].lock);
+	}
+	free(sinks);
+	sinks = NULL;
+	nsinks = 0;
+}
+
+static size_t status_line(const struct sink *s, const struct mpart *mp, char *buf, size_t len)
+{
+	uint64_t end = replica_end(&mp->r);
+	const char *state = mp->stopped ? "stopped" : s->connected ? "streaming" : "connecting";
+	int n;
+
+	n = snprintf(buf, len, "mirror=%s\tsource=%s\ttopic=%s\tpartition=%u\tend=%llu\t"
+		     "source_end=%llu\tlag=%llu\tstate=%s\treconnects=%llu\tgaps=%llu\t"
+		     "last_error=%s\n", s->cfg->name, s->cfg->source, mp->topic, mp->partition,
+		     (unsigned long long)end, (unsigned long long)mp->source_end,
+		     (unsigned long long)(mp->source_end > end ? mp->source_end - end : 0), state,
+		     (unsigned long long)s->reconnects, (unsigned long long)mp->gaps,
+		     mp->error[0] ? mp->error : s->error);
+	return n < 0 || (size_t)n >= len ? 0 : (size_t)n;
+}
+
+size_t mirror_status_text(struct daemon *d, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	(void)d;
+	if (len)
+		buf[0] = '\0';
+	for (size_t i = 0; i < nsinks; i++) {
+		struct sink *s = &sinks[i];
+
+		pthread_mutex_lock(&s->lock);
+		for (size_t j = 0; j < s->nparts; j++) {
+			size_t n = status_line(s, &s->parts[j], buf + used, len - used);
+
+			if (!n)
+				break;
+			used += n;
+		}
+		if (s->nparts == 0 && used < len) {
+			int n = snprintf(buf + used, len - used, "mirror=%s\tsource=%s\tstate=%s\t"
+					 "reconnects=%llu\tlast_error=%s\n", s->cfg->name,
+					 s->cfg->source, s->connected ? "streaming" : "connecting",
+					 (unsigned long long)s->reconnects, s->error);
+
+			if (n > 0 && (size_t)n < len - used)
+				used += (size_t)n;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	return used;
+}

@@ -1,0 +1,711 @@
+/*
+ * mirror_source.c - the source side of mirroring: shmbusd serves this
+ * host's partitions to mirrors ([mirror-listen], docs/protocol.md part 2).
+ *
+ * One thread accepts; each mirror's connection has a thread of its own
+ * (at most MAX_CONNS), blocking with timeouts, off the daemon's event
+ * loop: sending a batch may wait for the mirror to read, and the loop
+ * must never wait (docs/design-notes.md "Mirroring runs in threads").
+ *
+ * A connection: HELLO, then LISTs and FETCHes from the mirror; for each
+ * fetch the thread reads the partition with its own cursor (read.h) and
+ * sends DATA batches of the frames as they lie in the ring, by writev
+ * from the mapping (no copy per record), then a trailer saying whether
+ * the bytes were still intact after the kernel took them (format.md §6
+ * step 3).  With nothing to send it waits for the mirror's next message
+ * or a 2 ms timer, never spinning.  The socket is the flow control: a
+ * send waits at most timeout_ms for the mirror to read, so nothing is
+ * buffered here beyond the kernel's socket buffer.
+ */
+#include "mirror.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "../shm/read.h"
+
+#define MAX_CONNS     64      /* mirrors served at once */
+#define MAX_FETCHES   4096    /* partitions one mirror follows */
+#define BATCH_IOV     256     /* frames in one DATA (and its aborted ranges) */
+#define IDLE_WAIT_MS  2       /* the long-poll timer when nothing is new */
+#define HEARTBEAT_NS  1000000000LL
+
+struct fetch {
+	uint32_t id;
+	char topic[PART_NAME_MAX + 1];
+	uint32_t partition;
+	struct pmap *m;
+	struct part *p;
+	struct part_cursor c;
+	uint64_t next;               /* the offset the mirror expects next */
+	bool placed;                 /* the cursor is placed at next */
+};
+
+struct conn {
+	struct daemon *d;
+	int fd;
+	char peer[96];               /* "10.0.0.2:41234" */
+	char host[MP_NAME_MAX + 1];  /* the mirror's name, from HELLO */
+	struct fetch *fetches;
+	size_t nfetches;
+	uint8_t rx[2 * MP_CTL_MAX];
+	size_t rxlen;
+	int64_t heard_ns, sent_ns;   /* CLOCK_MONOTONIC */
+	bool sent_something;
+};
+
+struct source {
+	int lfd;
+	pthread_t acceptor;
+	bool started;
+	atomic_int conns;
+	int stop_pipe[2];
+	pthread_mutex_t lock;        /* guards fds: shut down at stop */
+	int fds[MAX_CONNS];
+};
+
+static struct source src = { .lfd = -1, .stop_pipe = { -1, -1 },
+			      .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Remember a connection's fd (to shut it down at stop), or forget it. */
+static void track(int fd, bool add)
+{
+	pthread_mutex_lock(&src.lock);
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (add ? src.fds[i] <= 0 : src.fds[i] == fd) {
+			src.fds[i] = add ? fd : 0;
+			break;
+		}
+	pthread_mutex_unlock(&src.lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending                                                             */
+
+/* Send all of iov (blocking, SO_SNDTIMEO bounds each wait): 0 or -errno. */
+static int send_all(int fd, struct iovec *iov, int n, int flags)
+{
+	while (n > 0) {
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+		ssize_t k = sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+		while (n > 0 && (size_t)k >= iov->iov_len) {
+			k -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + k;
+			iov->iov_len -= (size_t)k;
+		}
+	}
+	return 0;
+}
+
+static int send_msg(struct conn *c, const struct mp_msg *m)
+{
+	uint8_t buf[MP_CTL_MAX];
+	struct iovec iov = { .iov_base = buf, .iov_len = mp_encode(m, buf, sizeof buf) };
+
+	if (!iov.iov_len)
+		return -EINVAL;
+	c->sent_ns = mono_ns();
+	return send_all(c->fd, &iov, 1, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* DATA batches                                                        */
+
+struct batch {
+	struct iovec iov[2 * BATCH_IOV + 2];
+	uint64_t holes[BATCH_IOV][2];      /* synthesised aborted ranges */
+	int niov, nholes;
+	uint32_t count;
+	size_t bytes;
+	uint64_t first_pos;          /* of the first frame; UINT64_MAX: none */
+	uint64_t next;               /* the offset after what the entries cover */
+};
+
+static void add_hole(struct batch *b, uint64_t from, uint64_t to)
+{
+	uint64_t *h = b->holes[b->nholes++];
+
+	h[0] = htole64(cw_make(FRAME_ABORTED, FRAME_ABORT_MIN, from));
+	h[1] = htole64(to);
+	b->iov[b->niov++] = (struct iovec){ .iov_base = h, .iov_len = FRAME_ABORT_MIN };
+	b->bytes += FRAME_ABORT_MIN;
+	b->count++;
+}
+
+/* The offsets the mirror asks for are no longer here: tell it, go on from
+ * the oldest held. */
+static int send_gap(struct conn *c, struct fetch *f)
+{
+	uint64_t lo, end;
+	struct mp_msg m = { .type = MP_GAP };
+
+	part_bounds(f->p, &lo, &end);
+	if (lo <= f->next)
+		return 0; /* it came back into range (a racing lap): just retry */
+	log_warn("mirror %s (%s): %s/%u: offsets %llu..%llu are no longer held here "
+		 "(retention or a lap of the ring); the mirror records a gap", c->host, c->peer,
+		 f->topic, f->partition, (unsigned long long)f->next, (unsigned long long)lo - 1);
+	m.u.gap.id = f->id;
+	m.u.gap.from = f->next;
+	m.u.gap.to = lo;
+	f->next = lo;
+	f->placed = false;
+	return send_msg(c, &m);
+}
+
+/* Gather up to a batch of frames at f's cursor into b; 0 or -ERANGE
+ * (lapped before anything was gathered) or -EIDRM. */
+static int gather(struct fetch *f, struct batch *b)
+{
+	struct frame_view v;
+	int rc;
+
+	b->next = f->next;
+	while (b->nholes < BATCH_IOV - 1 && b->niov < 2 * BATCH_IOV) {
+		struct part_cursor save = f->c;
+
+		rc = part_read(f->p, &f->c, &v);
+		if (rc <= 0) {
+			if (rc < 0 && b->count == 0)
+				return rc;
+			if (rc < 0)
+				f->c = save; /* the next batch meets it */
+			break;
+		}
+		if (b->count && b->bytes + v.len > MP_BATCH_BYTES) {
+			f->c = save; /* the next batch starts with it */
+			break;
+		}
+		if (v.offset > b->next)
+			add_hole(b, b->next, v.offset);
+		if (b->first_pos == UINT64_MAX)
+			b->first_pos = v.pos;
+		b->iov[b->niov++] = (struct iovec){ .iov_base = part_at(f->p, v.pos),
+						    .iov_len = v.len };
+		b->bytes += v.len;
+		b->count++;
+		b->next = v.offset + 1;
+	}
+	if (f->c.off > b->next && b->nholes < BATCH_IOV) {
+		add_hole(b, b->next, f->c.off); /* aborted offsets at the end */
+		b->next = f->c.off;
+	}
+	return 0;
+}
+
+/* Place the cursor at f->next: 0, 1 (a GAP was sent), or -errno. */
+static int place(struct conn *c, struct fetch *f)
+{
+	uint64_t lo, end;
+	int rc;
+
+	if (f->placed)
+		return 0;
+	part_bounds(f->p, &lo, &end);
+	if (f->next > end) {
+		struct mp_msg m = { .type = MP_UNKNOWN };
+
+		log_warn("mirror %s (%s): %s/%u: it asks from offset %llu, past this end %llu: the "
+			 "topic was recreated here, or the mirror followed another source; delete "
+			 "its replica to start over", c->host, c->peer, f->topic, f->partition,
+			 (unsigned long long)f->next, (unsigned long long)end);
+		m.u.unknown.id = f->id;
+		m.u.unknown.code = -ERANGE;
+		rc = send_msg(c, &m);
+		return rc ? rc : -ERANGE;
+	}
+	if (f->next < lo)
+		return send_gap(c, f) ?: 1;
+	memset(&f->c, 0, sizeof f->c);
+	rc = part_seek(f->p, &f->c, f->next);
+	if (rc == -ERANGE)
+		return send_gap(c, f) ?: 1;
+	f->placed = rc == 0;
+	return rc;
+}
+
+/* Send what f has to send: 1 if a batch went, 0 if nothing was new, or
+ * -errno (the connection is done) or -ERANGE/-EIDRM (the fetch is). */
+static int serve_fetch(struct conn *c, struct fetch *f)
+{
+	static _Thread_local struct batch b;
+	uint8_t head[MP_DATA_HEAD], trailer[MP_TRAILER];
+	struct part_cursor before;
+	uint64_t lo, end;
+	bool intact;
+	int rc = place(c, f);
+
+	if (rc)
+		return rc == 1 ? 1 : rc;
+	before = f->c;
+	b.niov = 1;
+	b.nholes = 0;
+	b.count = 0;
+	b.bytes = 0;
+	b.first_pos = UINT64_MAX;
+	rc = gather(f, &b);
+	if (rc == -ERANGE) {
+		f->placed = false;
+		return send_gap(c, f) ?: 1;
+	}
+	if (rc || b.count == 0)
+		return rc;
+	part_bounds(f->p, &lo, &end);
+	{
+		uint64_t next = b.next;
+
+		mp_data_head(head, f->id, b.count, f->next, next, end > next ? end : next, b.bytes);
+		b.iov[0] = (struct iovec){ .iov_base = head, .iov_len = MP_DATA_HEAD };
+		rc = send_all(c->fd, b.iov, b.niov, MSG_MORE);
+		/* the kernel has the bytes: were they intact all along? */
+		intact = b.first_pos == UINT64_MAX || part_intact(f->p, b.first_pos);
+		mp_data_trailer(trailer, intact);
+		if (rc == 0) {
+			struct iovec t = { .iov_base = trailer, .iov_len = sizeof trailer };
+
+			rc = send_all(c->fd, &t, 1, 0);
+		}
+		if (rc)
+			return rc;
+		c->sent_ns = mono_ns();
+		if (intact) {
+			f->next = next;
+		} else {
+			f->c = before; /* the mirror drops it; the next read finds the lap */
+		}
+	}
+	return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                            */
+
+static int do_list(struct conn *c, const struct mp_msg *req)
+{
+	struct bus_topic *all = malloc(BUS_MAX_TOPICS * sizeof *all);
+	struct mp_msg m = { .type = MP_TOPIC };
+	uint32_t matched = 0;
+	int n, rc = 0;
+
+	if (!all)
+		return -ENOMEM;
+	n = dir_list(&c->d->dir, all, BUS_MAX_TOPICS);
+	for (int i = 0; i < n && i < (int)BUS_MAX_TOPICS && rc == 0; i++) {
+		if (!mp_pattern_match(req->u.list.pattern, all[i].name))
+			continue;
+		snprintf(m.u.topic.name, sizeof m.u.topic.name, "%s", all[i].name);
+		m.u.topic.topic_id = all[i].id;
+		m.u.topic.capacity = all[i].capacity;
+		m.u.topic.index_capacity = all[i].index_capacity;
+		m.u.topic.partitions = all[i].partitions;
+		m.u.topic.policy = all[i].policy;
+		rc = send_msg(c, &m);
+		matched++;
+	}
+	free(all);
+	if (rc)
+		return rc;
+	m = (struct mp_msg){ .type = MP_LIST_END, .u.list_end.count = matched };
+	return send_msg(c, &m);
+}
+
+static int do_fetch(struct conn *c, const struct mp_msg *req)
+{
+	struct mp_msg no = { .type = MP_UNKNOWN, .u.unknown = { .id = req->u.fetch.id,
+								 .code = -ENOENT } };
+	struct bus_topic t;
+	struct fetch *f;
+
+	for (size_t i = 0; i < c->nfetches; i++)
+		if (c->fetches[i].id == req->u.fetch.id)
+			return -EPROTO; /* one FETCH per id */
+	if (c->nfetches >= MAX_FETCHES)
+		return -EMFILE;
+	if (dir_lookup(&c->d->dir, req->u.fetch.name, &t) < 0 ||
+	    req->u.fetch.partition >= t.partitions)
+		return send_msg(c, &no);
+	f = &c->fetches[c->nfetches];
+	*f = (struct fetch){ .id = req->u.fetch.id, .partition = req->u.fetch.partition,
+			     .next = req->u.fetch.from };
+	snprintf(f->topic, sizeof f->topic, "%s", t.name);
+	if (cache_get(c->d->bus, &t, f->partition, &f->m) < 0)
+		return send_msg(c, &no);
+	f->p = pmap_part(f->m);
+	c->nfetches++;
+	log_info("mirror %s (%s) follows %s/%u from offset %llu", c->host, c->peer, f->topic,
+		 f->partition, (unsigned long long)f->next);
+	return 0;
+}
+
+/* One message from the mirror: 0, or -errno with why (closes). */
+static int handle(struct conn *c, const uint8_t *buf, uint32_t len, const char **why)
+{
+	struct mp_msg m;
+	int rc = mp_decode(buf, len, MP_FROM_MIRROR, &m);
+
+	if (rc)
+		return *why = "a malformed message", rc;
+	switch (m.type) {
+	case MP_LIST:
+		return do_list(c, &m);
+	case MP_FETCH:
+		rc = do_fetch(c, &m);
+		if (rc == -EPROTO)
+			*why = "a second FETCH for one id";
+		else if (rc == -EMFILE)
+			*why = "more FETCHes than a mirror may have";
+		return rc;
+	case MP_ACK:
+		return 0; /* its position: the mirrored offset comes with acks=mirrors */
+	case MP_ERROR:
+		log_warn("mirror %s (%s) says: %s", c->host, c->peer, m.u.error.text);
+		return *why = "it sent ERROR", -ECONNABORTED;
+	default:
+		return *why = "a second HELLO", -EPROTO;
+	}
+}
+
+/* Handle each whole message in c->rx: 0, or -errno with why. */
+static int process(struct conn *c, const char **why)
+{
+	size_t at = 0;
+	int rc = 0;
+
+	while (rc == 0) {
+		uint32_t len;
+		uint16_t type;
+
+		rc = mp_peek(c->rx + at, c->rxlen - at, MP_FROM_MIRROR, 0, &len, &type);
+		if (rc == -EAGAIN || (rc == 0 && len > c->rxlen - at)) {
+			rc = 0;
+			break;
+		}
+		if (rc) {
+			*why = rc == -EMSGSIZE ? "an oversized message" : "a malformed message header";
+			break;
+		}
+		rc = handle(c, c->rx + at, len, why);
+		at += len;
+	}
+	memmove(c->rx, c->rx + at, c->rxlen - at);
+	c->rxlen -= at;
+	return rc;
+}
+
+/* Read what the mirror sent and handle it: 0, or -errno with why. */
+static int receive(struct conn *c, const char **why)
+{
+	ssize_t k = recv(c->fd, c->rx + c->rxlen, sizeof c->rx - c->rxlen, MSG_DONTWAIT);
+
+	if (k == 0)
+		return *why = "it closed the connection", -ECONNRESET;
+	if (k < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : (*why = strerror(errno), -errno);
+	c->rxlen += (size_t)k;
+	c->heard_ns = mono_ns();
+	return process(c, why);
+}
+
+/* ------------------------------------------------------------------ */
+/* A connection                                                        */
+
+static bool stopping(void)
+{
+	struct pollfd p = { .fd = src.stop_pipe[0], .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0;
+}
+
+/* HELLO within the timeout, answered with ours: 0 or -errno with why. */
+static int handshake(struct conn *c, int64_t timeout_ms, const char **why)
+{
+	struct mp_msg m = { .type = MP_HELLO_OK };
+	int64_t until = mono_ns() + timeout_ms * 1000000;
+	uint32_t len = 0;
+	uint16_t type;
+	int rc = -EAGAIN;
+
+	while (rc == -EAGAIN || (rc == 0 && len > c->rxlen)) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		int64_t left = (until - mono_ns()) / 1000000;
+		ssize_t k;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return *why = "no HELLO in time", -ETIMEDOUT;
+		k = recv(c->fd, c->rx + c->rxlen, sizeof c->rx - c->rxlen, 0);
+		if (k <= 0)
+			return *why = "it closed the connection before HELLO", -ECONNRESET;
+		c->rxlen += (size_t)k;
+		rc = mp_peek(c->rx, c->rxlen, MP_FROM_MIRROR, 0, &len, &type);
+	}
+	if (rc || type != MP_HELLO || mp_decode(c->rx, len, MP_FROM_MIRROR, &m) < 0)
+		return *why = "its first message is not a well-formed HELLO", -EPROTO;
+	if (m.u.hello.version != MP_VERSION || m.u.hello.auth != MP_AUTH_NONE)
+		return *why = "it speaks another protocol version or asks for TLS", -EPROTO;
+	snprintf(c->host, sizeof c->host, "%s", m.u.hello.host);
+	memmove(c->rx, c->rx + len, c->rxlen - len);
+	c->rxlen -= len;
+	m = (struct mp_msg){ .type = MP_HELLO_OK, .u.hello.version = MP_VERSION };
+	gethostname(m.u.hello.host, sizeof m.u.hello.host - 1);
+	if (!m.u.hello.host[0])
+		snprintf(m.u.hello.host, sizeof m.u.hello.host, "shmbusd");
+	return send_msg(c, &m);
+}
+
+/* One round: serve each fetch once; 1 if any sent, or -errno. */
+static int serve_round(struct conn *c, const char **why)
+{
+	int any = 0;
+
+	for (size_t i = 0; i < c->nfetches; i++) {
+		struct fetch *f = &c->fetches[i];
+		int rc;
+
+		if (!f->p)
+			continue;
+		rc = serve_fetch(c, f);
+		if (rc == -ERANGE || rc == -EIDRM) {
+			if (rc == -EIDRM)
+				log_warn("mirror %s (%s): %s/%u was deleted here; it is no longer "
+					 "served", c->host, c->peer, f->topic, f->partition);
+			cache_put(f->m);
+			f->p = NULL;
+			f->m = NULL;
+			continue;
+		}
+		if (rc < 0) {
+			*why = rc == -ETIMEDOUT ? "it has not read for timeout_ms" : strerror(-rc);
+			return rc;
+		}
+		any |= rc;
+	}
+	return any;
+}
+
+static const char *serve_conn(struct conn *c)
+{
+	const struct config_mirror_listen *l = &c->d->cfg.mlisten;
+	const char *why = "";
+	int rc = handshake(c, l->timeout_ms, &why);
+
+	if (rc)
+		return why[0] ? why : strerror(-rc);
+	log_info("mirror %s connected from %s", c->host, c->peer);
+	c->heard_ns = mono_ns();
+	if (process(c, &why)) /* what came with the HELLO */
+		return why;
+	while (!stopping()) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		int sent = serve_round(c, &why);
+
+		if (sent < 0)
+			return why;
+		if (poll(&p, 1, sent ? 0 : IDLE_WAIT_MS) > 0) {
+			rc = receive(c, &why);
+			if (rc)
+				return why;
+		}
+		if (mono_ns() - c->heard_ns > l->timeout_ms * 1000000)
+			return "it sent nothing for timeout_ms";
+		if (mono_ns() - c->sent_ns > HEARTBEAT_NS) {
+			struct mp_msg hb = { .type = MP_HEARTBEAT };
+
+			if (send_msg(c, &hb))
+				return "it has not read for timeout_ms";
+		}
+	}
+	return "shmbusd is stopping";
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+	const char *why;
+
+	rcu_register_thread();
+	why = serve_conn(c);
+	log_notice("mirror %s (%s) disconnected: %s", c->host[0] ? c->host : "?", c->peer, why);
+	for (size_t i = 0; i < c->nfetches; i++)
+		cache_put(c->fetches[i].m);
+	rcu_unregister_thread();
+	track(c->fd, false);
+	close(c->fd);
+	free(c->fetches);
+	free(c);
+	atomic_fetch_sub(&src.conns, 1);
+	return NULL;
+}
+
+static void peer_name(const struct sockaddr_storage *sa, socklen_t len, char *buf, size_t n)
+{
+	char host[64], port[8];
+
+	if (getnameinfo((const struct sockaddr *)sa, len, host, sizeof host, port, sizeof port,
+			NI_NUMERICHOST | NI_NUMERICSERV))
+		snprintf(buf, n, "?");
+	else
+		snprintf(buf, n, "%s:%s", host, port);
+}
+
+static void start_conn(struct daemon *d, int fd, const char *peer)
+{
+	struct timeval tv = { .tv_sec = d->cfg.mlisten.timeout_ms / 1000,
+			      .tv_usec = (d->cfg.mlisten.timeout_ms % 1000) * 1000 };
+	struct conn *c = calloc(1, sizeof *c);
+	int one = 1;
+	pthread_attr_t at;
+	pthread_t t;
+
+	if (c)
+		c->fetches = calloc(MAX_FETCHES, sizeof *c->fetches);
+	if (!c || !c->fetches || atomic_load(&src.conns) >= MAX_CONNS) {
+		log_warn("mirror connection from %s refused: %s", peer,
+			 c && c->fetches ? "64 mirrors are served already" : "out of memory");
+		if (c)
+			free(c->fetches);
+		free(c);
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	*c = (struct conn){ .d = d, .fd = fd, .fetches = c->fetches, .sent_ns = mono_ns() };
+	snprintf(c->peer, sizeof c->peer, "%s", peer);
+	atomic_fetch_add(&src.conns, 1);
+	track(fd, true);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &at, conn_main, c)) {
+		log_warn("mirror connection from %s refused: no thread for it", peer);
+		track(fd, false);
+		atomic_fetch_sub(&src.conns, 1);
+		close(fd);
+		free(c->fetches);
+		free(c);
+	}
+	pthread_attr_destroy(&at);
+}
+
+static void *accept_main(void *arg)
+{
+	struct daemon *d = arg;
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = src.lfd, .events = POLLIN },
+				       { .fd = src.stop_pipe[0], .events = POLLIN } };
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof sa;
+		char peer[96];
+		int fd;
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (p[1].revents)
+			break;
+		if (!(p[0].revents & POLLIN))
+			continue;
+		fd = accept4(src.lfd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		peer_name(&sa, len, peer, sizeof peer);
+		start_conn(d, fd, peer);
+	}
+	return NULL;
+}
+
+static int listen_on(const char *spec)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV | AI_PASSIVE }, *ai;
+	char host[128], port[8];
+	int fd, one = 1, rc;
+
+	if (config_metrics_split(spec, host, sizeof host, port, sizeof port) < 0)
+		return -EINVAL;
+	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+	if (rc)
+		return -EADDRNOTAVAIL;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+			rc = -errno;
+			close(fd);
+			fd = rc;
+		}
+	} else {
+		fd = -errno;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+int mirror_source_init(struct daemon *d)
+{
+	const char *addr = d->cfg.mlisten.address;
+
+	if (!addr[0])
+		return 0;
+	src.lfd = listen_on(addr);
+	if (src.lfd < 0) {
+		log_err("[mirror-listen] cannot listen on %s: %s; free the port or change address",
+			addr, strerror(-src.lfd));
+		return src.lfd;
+	}
+	if (pipe2(src.stop_pipe, O_CLOEXEC) < 0 ||
+	    pthread_create(&src.acceptor, NULL, accept_main, d)) {
+		log_err("[mirror-listen] cannot start its thread");
+		return -ENOMEM;
+	}
+	src.started = true;
+	log_warn("[mirror-listen] serves mirrors on %s over plain TCP (tls = off): records travel "
+		 "unencrypted and any host that reaches the port may read every topic; use it "
+		 "only on a network you trust", addr);
+	return 0;
+}
+
+void mirror_source_fini(struct daemon *d)
+{
+	(void)d;
+	if (src.started) {
+		if (write(src.stop_pipe[1], "x", 1) < 0)
+			log_debug("mirror source: cannot signal its threads to stop");
+		pthread_join(src.acceptor, NULL);
+		/* connections see the pipe within a round; one blocked in a send
+		 * is woken by the shutdown */
+		pthread_mutex_lock(&src.lock);
+		for (int i = 0; i < MAX_CONNS; i++)
+			if (src.fds[i] > 0)
+				shutdown(src.fds[i], SHUT_RDWR);
+		pthread_mutex_unlock(&src.lock);
+		for (int i = 0; i < 2000 && atomic_load(&src.conns) > 0; i++)
+			usleep(5000);
+		if (atomic_load(&src.conns) > 0)
+			log_warn("mirror source: %d connections did not end in 10 s",
+				 atomic_load(&src.conns));
+		src.started = false;
+	}
+	if (src.lfd >= 0)
+		close(src.lfd);
+	src.lfd = -1;
+}

@@ -32,6 +32,7 @@
 #include "error.h"
 #include "crc32c.h"
 #include "futex.h"
+#include "probes.h"
 #include "proc.h"
 #include "testpoint.h"
 #include "unblock.h"
@@ -283,6 +284,7 @@ static int bp_room(struct part_writer *w, uint64_t end, unsigned flags, int64_t 
 			return 0;
 		if (!counted) {
 			fetch_add_relaxed(&p->hdr->bp_blocked, 1);
+			SHMBUS_PROBE_IF(bp_blocked, 1, p->hdr->topic, p->partition, shm_probe_bp_holder(p));
 			counted = true;
 		}
 		now = mono_ns();
@@ -409,6 +411,7 @@ static int claim(struct part_writer *w, uint64_t *lens, size_t n, unsigned flags
 			if (cas128(&p->hdr->claim, &cur,
 				   (pair128){ .lo = pl->end, .hi = cur.hi + pl->k })) {
 				SHM_TESTPOINT(claim_after_cas);
+				SHMBUS_PROBE(append, p->hdr->topic, p->partition, cur.hi, pl->k, pl->end - pl->pos);
 				w->seen = (pair128){ .lo = pl->end, .hi = cur.hi + pl->k };
 				if (pl->grow)
 					lens[pl->k - 1] += FRAME_ALIGN;
@@ -596,6 +599,7 @@ static size_t publish(struct part *p, const struct plan *pl, const struct part_r
 		SHM_TESTPOINT(publish_after_frame);
 		fpos += lens[i];
 	}
+	SHMBUS_PROBE_IF(abort, i < pl->k, p->hdr->topic, p->partition, pl->off + i, pl->k - i);
 	for (size_t j = i; j < pl->k; j++) {
 		abort_own(p, fpos, pl->off + j, lens[j]);
 		fpos += lens[j];
@@ -654,6 +658,7 @@ int part_append(struct part_writer *w, const struct part_rec *recs, size_t n, un
 		if (rc)
 			goto out;
 		got = publish(p, &pl, recs + done, lens);
+		SHMBUS_PROBE(commit, p->hdr->topic, p->partition, pl.off, got);
 		idle(w);
 		if (done == 0)
 			first = pl.off;
@@ -727,6 +732,7 @@ int part_commit(struct part_writer *w, struct part_claim *c, uint32_t value_len)
 	w->holding = false;
 	if (!ok)
 		return -ECANCELED;
+	SHMBUS_PROBE(commit, p->hdr->topic, p->partition, c->off, 1);
 	part_notify(p);
 	return 0;
 }
@@ -734,6 +740,7 @@ int part_commit(struct part_writer *w, struct part_claim *c, uint32_t value_len)
 int part_abort(struct part_writer *w, struct part_claim *c)
 {
 	abort_own(w->p, c->pos, c->off, c->len);
+	SHMBUS_PROBE(abort, w->p->hdr->topic, w->p->partition, c->off, 1);
 	idle(w);
 	w->holding = false;
 	part_notify(w->p);
@@ -747,6 +754,7 @@ void part_notify(struct part *p)
 {
 	/* pairs with futex_word_prepare() in part_wait_prepare(): our commit
 	 * CAS is a full barrier before the load in futex_word_wake() */
+	SHMBUS_PROBE_IF(wake, load_relaxed(&p->hdr->notify) & 0x80000000u, p->hdr->topic, p->partition);
 	futex_word_wake(&p->hdr->notify);
 }
 

@@ -114,7 +114,7 @@ OBJ_TESTLIB := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 	check-testpoints
 .SECONDARY:
 
-all: $(STATIC) $(INTERNAL) $(SHARED) $(CLI) $(DAEMON)
+all: $(STATIC) $(INTERNAL) $(SHARED) $(CLI) $(DAEMON) trace-maybe
 
 # --- dependencies ----------------------------------------------------------
 
@@ -283,6 +283,7 @@ run: all
 	exec $(DAEMON) --root "$$root" >/dev/null
 
 include bench/Makefile.inc
+include trace/Makefile.inc
 
 MAN_PAGES := docs/man/shmbus.1 docs/man/libshmbus.3 docs/man/shmbusd.conf.5 docs/man/shmbusd.8
 
@@ -295,6 +296,7 @@ install: all
 	ln -sf libshmbus.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libshmbus.so
 	install -m 0644 include/shmbus.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	test ! -e $(TRACE) || install -m 0755 $(TRACE) $(DESTDIR)$(PREFIX)/bin/
 	install -d $(DESTDIR)$(PREFIX)/sbin
 	install -m 0755 $(DAEMON) $(DESTDIR)$(PREFIX)/sbin/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
@@ -320,7 +322,8 @@ install: all
 # conffile); one still equal to the example goes with it.
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libshmbus.* $(DESTDIR)$(PREFIX)/include/shmbus.h \
-		$(DESTDIR)$(PREFIX)/bin/shmbus $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc \
+		$(DESTDIR)$(PREFIX)/bin/shmbus $(DESTDIR)$(PREFIX)/bin/shmbus-trace \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc \
 		$(DESTDIR)$(PREFIX)/sbin/shmbusd $(DESTDIR)$(SYSTEMDUNITDIR)/shmbusd.service \
 		$(DESTDIR)$(TMPFILESDIR)/shmbus.conf $(DESTDIR)$(SYSUSERSDIR)/shmbus.conf
 	for m in $(MAN_PAGES); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}; done

@@ -39,6 +39,9 @@ static const char usage[] =
 	"  group list | group offsets GROUP | group delete GROUP\n"
 	"  bench ...           speed figures (see `shmbus bench --help`)\n"
 	"  demo                produce and consume 2,000,000 records, print the rate\n"
+	"  trace [-p PID] [--json] ...\n"
+	"               live rates, latency and stalls of every process on the bus,\n"
+	"               through BPF (see `shmbus trace --help`)\n"
 	"\n"
 	"Options:\n"
 	"  --root DIR    the bus root; default $SHMBUS_ROOT, else\n"
@@ -60,6 +63,7 @@ static const struct command commands[] = {
 	{ "recover", cmd_recover },
 	{ "group", cmd_group },
 	{ "demo", cmd_demo },
+	{ "trace", cmd_trace },
 };
 
 static int print_help(void)

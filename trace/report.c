@@ -65,16 +65,18 @@ static bool wanted(const struct report *r, const char *topic)
 int report_event(void *ctx, void *data, size_t len)
 {
 	struct report *r = ctx;
-	struct shmbus_trace_event *e = data;
+	struct shmbus_trace_event e;
 
-	if (len < sizeof *e)
+	/* the ring is mapped read-only: terminate the strings of a copy */
+	if (len < sizeof e)
 		return 0;
-	e->topic[TRACE_TOPIC_MAX - 1] = e->comm[TRACE_COMM_MAX - 1] = '\0';
-	e->other_comm[TRACE_COMM_MAX - 1] = '\0';
-	if (!wanted(r, e->topic))
+	memcpy(&e, data, sizeof e);
+	e.topic[TRACE_TOPIC_MAX - 1] = e.comm[TRACE_COMM_MAX - 1] = '\0';
+	e.other_comm[TRACE_COMM_MAX - 1] = '\0';
+	if (!wanted(r, e.topic))
 		return 0;
 	if (r->nevents < MAX_EVENTS)
-		r->events[r->nevents++] = *e;
+		r->events[r->nevents++] = e;
 	else
 		r->more_events++;
 	return 0;

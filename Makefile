@@ -39,7 +39,7 @@ CFLAGS    ?= -O2 -g
 FUZZ_SECONDS ?= 60
 
 PKGS      := liburcu-bp liburcu-cds numa libisal
-DAEMON_PKGS := inih libmicrohttpd libsystemd
+DAEMON_PKGS := inih libmicrohttpd libsystemd libbpf
 TEST_PKGS := cmocka rdkafka
 # Debian packages that provide them (and the tools the tests use)
 APT_PKGS  := pkg-config liburcu-dev libnuma-dev libisal-dev libinih-dev libmicrohttpd-dev \
@@ -297,6 +297,8 @@ install: all
 	install -m 0644 include/shmbus.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	test ! -e $(TRACE) || install -m 0755 $(TRACE) $(DESTDIR)$(PREFIX)/bin/
+	test ! -e $(BUILD)/trace/kevents.bpf.o || install -D -m 0644 $(BUILD)/trace/kevents.bpf.o \
+		$(DESTDIR)$(PREFIX)/lib/shmbus/kevents.bpf.o
 	install -d $(DESTDIR)$(PREFIX)/sbin
 	install -m 0755 $(DAEMON) $(DESTDIR)$(PREFIX)/sbin/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
@@ -323,6 +325,7 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libshmbus.* $(DESTDIR)$(PREFIX)/include/shmbus.h \
 		$(DESTDIR)$(PREFIX)/bin/shmbus $(DESTDIR)$(PREFIX)/bin/shmbus-trace \
+		$(DESTDIR)$(PREFIX)/lib/shmbus/kevents.bpf.o \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc \
 		$(DESTDIR)$(PREFIX)/sbin/shmbusd $(DESTDIR)$(SYSTEMDUNITDIR)/shmbusd.service \
 		$(DESTDIR)$(TMPFILESDIR)/shmbus.conf $(DESTDIR)$(SYSUSERSDIR)/shmbus.conf
@@ -334,6 +337,7 @@ uninstall:
 	fi
 	rm -f $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf.example
 	rmdir $(DESTDIR)$(SYSCONFDIR)/shmbus 2>/dev/null || true
+	rmdir $(DESTDIR)$(PREFIX)/lib/shmbus 2>/dev/null || true
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:

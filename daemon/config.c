@@ -316,8 +316,15 @@ static int handler(void *user, const char *section, const char *name, const char
 	}
 	if (!strncmp(section, "topic ", 6))
 		return topic_key(ps, section + 6, name, value);
-	return complain(ps, section, "unknown section%s; use [daemon], [flush], [retention] or "
-			"[topic NAME]", "");
+	if (!strcmp(section, "kernel-events")) {
+		char why[256];
+
+		if (kevents_config_key(&ps->c->kevents, name, value, why, sizeof why) < 0)
+			return complain(ps, name, "%s", why);
+		return 1;
+	}
+	return complain(ps, section, "unknown section%s; use [daemon], [flush], [retention], "
+			"[kernel-events] or [topic NAME]", "");
 }
 
 /* fgets for inih, counting lines so a complaint knows its own */

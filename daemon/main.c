@@ -404,6 +404,7 @@ static int serve(struct daemon *d)
 	topics_sweep(d);      /* half-made topics: left by an interrupted create */
 	supervise_refresh(d); /* recovers what it finds (recovery.c) */
 	topics_declare(d);
+	kevents_init(d);      /* [kernel-events]: logs why if it cannot */
 	if (metrics_init(d) < 0 || control_init(d) < 0 || topics_init(d) < 0) {
 		rc = -1;
 	} else {
@@ -416,6 +417,7 @@ static int serve(struct daemon *d)
 	topics_fini(d);       /* answers what it has left, so before the socket goes */
 	control_fini(d);
 	metrics_fini(d);
+	kevents_fini(d);
 	clients_fini(d);
 	supervise_fini(d);
 	release_root(d);

@@ -411,3 +411,10 @@ void kevents_stats(struct daemon *d, struct kevents_stats *ret)
 	if (bpf_map_lookup_elem(k->dropped_fd, &zero, &dropped) == 0)
 		ret->dropped_kernel = dropped;
 }
+
+/* The binary value format is an ABI (docs/kernel-events.md) */
+_Static_assert(sizeof(struct kev_record) == 336, "struct kev_record is 336 bytes");
+_Static_assert(offsetof(struct kev_record, time_ns) == 24, "kev_record.time_ns at 24");
+_Static_assert(offsetof(struct kev_record, saddr) == 32, "kev_record.saddr at 32");
+_Static_assert(offsetof(struct kev_record, comm) == 64, "kev_record.comm at 64");
+_Static_assert(offsetof(struct kev_record, filename) == 80, "kev_record.filename at 80");

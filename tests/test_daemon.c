@@ -370,7 +370,7 @@ static void test_check_config_errors(void **state)
 		{ "number out of range", "[daemon]\nunblock_timeout_ms = 5\n",
 		  "2: unblock_timeout_ms: \"5\" is not a number of milliseconds between 10" },
 		{ "bad section", "[daemon]\ntick_ms = 100\n[deamon]\nlog_level = info\n",
-		  "4: deamon: unknown section; use [daemon], [flush], [retention] or [topic NAME]" },
+		  "4: deamon: unknown section; use [daemon], [flush], [retention], [kernel-events] or [topic NAME]" },
 		{ "bad policy", "[topic orders]\npartitions = 2\npolicy = fifo\n",
 		  "3: policy: \"fifo\" is not a policy; use overwrite or backpressure" },
 		{ "bad level", "[daemon]\nlog_level = verbose\n",

@@ -31,6 +31,17 @@ struct seen {
 	unsigned short port;
 };
 
+/* The daemon of the running test, killed by the teardown if a failure
+ * left it running */
+static struct tu_daemon daemon_;
+
+static int kill_daemon(void **state)
+{
+	(void)state;
+	tu_daemon_kill(&daemon_);
+	return 0;
+}
+
 static void need_bpf(void)
 {
 	char path[512];
@@ -264,7 +275,7 @@ static void check_metrics(int port, unsigned long long records)
 
 static void test_kevents_json(void **state)
 {
-	struct tu_daemon d = { 0 };
+	struct tu_daemon *d = &daemon_;
 	struct seen *s = calloc(1, sizeof *s);
 	char *root;
 	int port;
@@ -273,12 +284,12 @@ static void test_kevents_json(void **state)
 	need_bpf();
 	root = tu_tmpdir("kevents");
 	port = free_port();
-	start(&d, root, "json", port);
+	start(d, root, "json", port);
 	run_true(s);
 	loopback(s);
 	consume(root, s, false, true);
 	check_metrics(port, 2 * RUNS + 2);
-	assert_int_equal(tu_daemon_stop(&d, 5000), 0);
+	assert_int_equal(tu_daemon_stop(d, 5000), 0);
 	tu_rmrf(root);
 	free(root);
 	free(s);
@@ -286,17 +297,17 @@ static void test_kevents_json(void **state)
 
 static void test_kevents_binary(void **state)
 {
-	struct tu_daemon d = { 0 };
+	struct tu_daemon *d = &daemon_;
 	struct seen *s = calloc(1, sizeof *s);
 	char *root;
 
 	(void)state;
 	need_bpf();
 	root = tu_tmpdir("kevents");
-	start(&d, root, "binary", 0);
+	start(d, root, "binary", 0);
 	run_true(s);
 	consume(root, s, true, false);
-	assert_int_equal(tu_daemon_stop(&d, 5000), 0);
+	assert_int_equal(tu_daemon_stop(d, 5000), 0);
 	tu_rmrf(root);
 	free(root);
 	free(s);
@@ -332,8 +343,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_kevents_config_checked),
-		cmocka_unit_test(test_kevents_json),
-		cmocka_unit_test(test_kevents_binary),
+		cmocka_unit_test_teardown(test_kevents_json, kill_daemon),
+		cmocka_unit_test_teardown(test_kevents_binary, kill_daemon),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,6 +31,7 @@ struct report {
 	struct part_seen *parts;
 	size_t nparts;
 	struct shmbus_trace_event events[MAX_EVENTS];
+	unsigned long long repeats[MAX_EVENTS]; /* events like it (same kind, place, pids) */
 	size_t nevents;
 	unsigned long long more_events, lost;
 };
@@ -75,10 +76,22 @@ int report_event(void *ctx, void *data, size_t len)
 	e.other_comm[TRACE_COMM_MAX - 1] = '\0';
 	if (!wanted(r, e.topic))
 		return 0;
-	if (r->nevents < MAX_EVENTS)
+	/* a producer blocked a thousand times is one line, with its count */
+	for (size_t i = 0; i < r->nevents; i++) {
+		const struct shmbus_trace_event *o = &r->events[i];
+
+		if (o->kind == e.kind && o->partition == e.partition && o->pid == e.pid &&
+		    o->other_pid == e.other_pid && !strcmp(o->topic, e.topic)) {
+			r->repeats[i]++;
+			return 0;
+		}
+	}
+	if (r->nevents < MAX_EVENTS) {
+		r->repeats[r->nevents] = 1;
 		r->events[r->nevents++] = e;
-	else
+	} else {
 		r->more_events++;
+	}
 	return 0;
 }
 
@@ -217,7 +230,7 @@ static void json_events(FILE *f, const struct report *r)
 		json_str(f, e->comm);
 		fprintf(f, ",\"other_pid\":%d,\"other_comm\":", e->other_pid);
 		json_str(f, e->other_comm);
-		fputc('}', f);
+		fprintf(f, ",\"count\":%llu}", r->repeats[i]);
 	}
 	fprintf(f, "],\"more_events\":%llu,\"lost_events\":%llu}\n", r->more_events, r->lost);
 }
@@ -298,6 +311,8 @@ static void text_events(FILE *f, const struct report *r)
 	for (size_t i = 0; i < r->nevents; i++) {
 		const struct shmbus_trace_event *e = &r->events[i];
 
+		if (r->repeats[i] > 1)
+			fprintf(f, "  %llu times, the first:\n", r->repeats[i]);
 		plain(e->topic, topic, sizeof topic);
 		plain(e->comm, c1, sizeof c1);
 		plain(e->other_comm[0] ? e->other_comm : "?", c2, sizeof c2);

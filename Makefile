@@ -2,7 +2,7 @@
 #
 #   make                 libshmbus.so/.a and the shmbus command, in build/
 #   make test            build and run every test; ends with "N passed, N failed, N skipped"
-#                        (the tests link build/tp/, shm/ and lib/ with test points compiled in)
+#                        (the tests link build/tp/: util/, shm/ and lib/ with test points compiled in)
 #   make asan | tsan     the same tests under AddressSanitizer+UBSan / ThreadSanitizer
 #   make fuzz            run the libFuzzer targets longer (FUZZ_SECONDS each)
 #   make run             shmbusd in the foreground on the default bus root (built-in
@@ -82,7 +82,8 @@ ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) $(ARCH_FLAGS) -fPIC -fvisibility=hidde
 	-D_GNU_SOURCE -Iinclude $(DEP_CFLAGS) $(SAN_FLAGS)
 LDLIBS = $(DEP_LIBS) -lpthread
 
-SHM_SRC := $(wildcard shm/*.c)
+UTIL_SRC := $(wildcard util/*.c)
+SHM_SRC := $(UTIL_SRC) $(wildcard shm/*.c) # util/ and shm/: what lib/ stands on
 LIB_SRC := $(wildcard lib/*.c)
 CLI_SRC := $(wildcard cli/*.c) bench/measure.c # what shmbus bench shares with make bench
 DAEMON_SRC := $(wildcard daemon/*.c)
@@ -98,8 +99,8 @@ CLI     := $(BUILD)/shmbus
 DAEMON  := $(BUILD)/shmbusd
 DEPSOK  := $(BUILD)/.deps-ok
 
-# The tests link a second build of shm/ and lib/ with the test points of
-# shm/testpoint.h compiled in (-DSHMBUS_TESTPOINTS); the shipped library
+# The tests link a second build of util/, shm/ and lib/ with the test points
+# of util/testpoint.h compiled in (-DSHMBUS_TESTPOINTS); the shipped library
 # and commands are built without them, and `make test` checks that.
 TP       := $(BUILD)/tp
 OBJ_TP   := $(SHM_SRC:%.c=$(TP)/%.o) $(LIB_SRC:%.c=$(TP)/%.o)
@@ -165,7 +166,7 @@ $(STATIC): $(OBJ_SHM) $(OBJ_LIB) lib/libshmbus.map
 	$(Q)rm -f $@ && ar rcs $@ $(BUILD)/libshmbus.o
 
 # What the programs of this tree link (shmbus, shmbusd, the tests): every
-# object, internal symbols global (lib/shmbus_private.h, and the shm/ and
+# object, internal symbols global (lib/shmbus_private.h, and the util/, shm/ and
 # lib/ internals the tests drive).  Never installed.
 $(INTERNAL): $(OBJ_SHM) $(OBJ_LIB)
 	$(call say,AR,$@)

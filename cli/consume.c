@@ -29,8 +29,11 @@
 static const char usage[] =
 	"Usage: shmbus consume TOPIC [-p PARTITION] [-o START] [-e] [-c COUNT] [-g GROUP]\n"
 	"                      [-f FORMAT]\n"
+	"       shmbus consume -G GROUP TOPIC... [-o beginning|end] [-e] [-c COUNT] [-f FORMAT]\n"
+	"                      [--instance-id ID] [--assignor NAME] [--pattern]\n"
 	"\n"
-	"Print the records of a topic, one per line by default.\n"
+	"Print the records of a topic, one per line by default; with -G, as one member of\n"
+	"a consumer group whose partitions shmbusd shares among its members.\n"
 	"\n"
 	"  -p PARTITION  read only this partition (default: all of them)\n"
 	"  -o START      where each partition starts:\n"
@@ -46,6 +49,14 @@ static const char usage[] =
 	"  -c COUNT      exit after COUNT records (at least 1)\n"
 	"  -g GROUP      commit positions to consumer group GROUP (every second and at\n"
 	"                exit, including on SIGINT and SIGTERM)\n"
+	"  -G GROUP      join consumer group GROUP (needs shmbusd): read the partitions\n"
+	"                it assigns, commit as -g does and when a partition is revoked;\n"
+	"                -o sets where partitions without a committed offset start\n"
+	"  --pattern     with -G: TOPIC is a POSIX extended regex on whole topic names,\n"
+	"                matched again as topics are created and deleted\n"
+	"  --instance-id ID  with -G: static membership (restart within the session\n"
+	"                timeout and get the same partitions back)\n"
+	"  --assignor NAME  with -G: cooperative-sticky (default), range or round-robin\n"
 	"  -f FORMAT     output format, as kcat's (default \"%s\\n\"):\n"
 	"                  %t topic  %p partition  %o offset  %k key  %s value\n"
 	"                  %T timestamp (ms)  %h headers (name=value,...)\n"
@@ -66,6 +77,13 @@ struct consume_run {
 	bool exit_at_end;
 	uint64_t count;             /* 0: no limit */
 	const char *group;
+	const char *balanced;       /* -G */
+	const char *instance_id;
+	enum shmbus_assignor assignor;
+	bool pattern;
+	char **topics;              /* -G: every TOPIC argument */
+	int ntopics;
+	shmbus_member *m;
 	struct fmt fmt;
 	shmbus_consumer *c;
 	uint32_t nparts;            /* of the topic */
@@ -138,6 +156,24 @@ static int one_option(struct cli *cli, struct consume_run *cr, int c, char **arg
 	case 'g':
 		cr->group = optarg;
 		return -1;
+	case 'G':
+		cr->balanced = optarg;
+		return -1;
+	case 'P':
+		cr->pattern = true;
+		return -1;
+	case 'I':
+		cr->instance_id = optarg;
+		return -1;
+	case 'A':
+		if (!strcmp(optarg, "range"))
+			cr->assignor = SHMBUS_ASSIGNOR_RANGE;
+		else if (!strcmp(optarg, "round-robin"))
+			cr->assignor = SHMBUS_ASSIGNOR_ROUND_ROBIN;
+		else if (strcmp(optarg, "cooperative-sticky"))
+			return cli_usage_err(usage, "--assignor is cooperative-sticky, range or "
+					     "round-robin, not \"%s\"", optarg);
+		return -1;
 	case 'f':
 		*format = optarg;
 		return -1;
@@ -146,20 +182,49 @@ static int one_option(struct cli *cli, struct consume_run *cr, int c, char **arg
 	}
 }
 
+/* The rest of -G's command line: topics (or one pattern), and no -p or -g. */
+static int balanced_options(struct consume_run *cr, int argc, char **argv, const char *format)
+{
+	if (cr->group || cr->partition != SHMBUS_PARTITION_ANY)
+		return cli_usage_err(usage, "consume: -G shares the partitions among the group's "
+				     "members; it goes without -g and -p");
+	if (cr->start != START_DEFAULT && cr->start != START_BEGINNING && cr->start != START_END)
+		return cli_usage_err(usage, "consume: with -G, -o is beginning or end (where a "
+				     "partition without a committed offset starts)");
+	if (cr->pattern && optind + 1 < argc)
+		return cli_usage_err(usage, "consume: --pattern takes one pattern (\"%s\" is extra)",
+				     argv[optind + 1]);
+	cr->topics = argv + optind;
+	cr->ntopics = argc - optind;
+	cr->topic = argv[optind];
+	return fmt_compile(format, &cr->fmt) < 0 ? CLI_EXIT_USAGE : -1;
+}
+
 static int parse_options(struct cli *cli, struct consume_run *cr, int argc, char **argv)
 {
-	static const struct option longopts[] = { CLI_COMMON_OPTIONS, { NULL, 0, NULL, 0 } };
+	static const struct option longopts[] = {
+		CLI_COMMON_OPTIONS,
+		{ "pattern", no_argument, NULL, 'P' },
+		{ "instance-id", required_argument, NULL, 'I' },
+		{ "assignor", required_argument, NULL, 'A' },
+		{ NULL, 0, NULL, 0 },
+	};
 	const char *format = "%s\\n";
 	int c, rc;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":p:o:ec:g:f:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":p:o:ec:g:G:f:h", longopts, NULL)) != -1) {
 		rc = one_option(cli, cr, c, argv, &format);
 		if (rc >= 0)
 			return rc;
 	}
 	if (optind >= argc)
 		return cli_usage_err(usage, "consume: from which topic?");
+	if (cr->balanced)
+		return balanced_options(cr, argc, argv, format);
+	if (cr->pattern || cr->instance_id || cr->assignor)
+		return cli_usage_err(usage, "consume: --pattern, --instance-id and --assignor go "
+				     "with -G");
 	if (optind + 1 < argc)
 		return cli_usage_err(usage, "consume: one topic at a time (\"%s\" is extra)",
 				     argv[optind + 1]);
@@ -265,6 +330,42 @@ static int make_consumer(shmbus *bus, struct consume_run *cr)
 	return assign(bus, cr);
 }
 
+/* -G: what was printed reaches stdout, and is committed, before the
+ * revoked partitions move to another member (runs inside poll). */
+static void on_revoked(void *ctx, shmbus_member *m, const struct shmbus_topic_partition *tp,
+		       size_t n)
+{
+	struct consume_run *cr = ctx;
+	int rc;
+
+	(void)tp;
+	(void)n;
+	if (!cr->out.f || output_flush(&cr->out) < 0)
+		return; /* the loop reports it */
+	rc = shmbus_member_commit(m);
+	if (rc < 0)
+		cli_err("cannot commit the revoked partitions: %s", shmbus_errmsg());
+}
+
+static int make_member(shmbus *bus, struct consume_run *cr)
+{
+	SHMBUS_OPTS(shmbus_consumer_opts, co, .name = cr->balanced,
+		    .reset = cr->start == START_END ? SHMBUS_RESET_LATEST : SHMBUS_RESET_EARLIEST,
+		    .copy = true, .on_lapped = on_lapped);
+	SHMBUS_OPTS(shmbus_member_opts, o, .group = cr->balanced,
+		    .topics = cr->pattern ? NULL : (const char *const *)cr->topics,
+		    .ntopics = cr->pattern ? 0 : (size_t)cr->ntopics,
+		    .pattern = cr->pattern ? cr->topic : NULL, .instance_id = cr->instance_id,
+		    .assignor = cr->assignor, .auto_commit_ms = -1, .consumer = &co,
+		    .on_revoked = on_revoked, .ctx = cr);
+	int rc = shmbus_member_subscribe(bus, &o, &cr->m);
+
+	if (rc < 0)
+		return cli_fail(rc, "cannot join the group");
+	cr->c = shmbus_member_consumer(cr->m);
+	return 0;
+}
+
 /* The output failed: commit the records that reached it (output.c), then
  * return -EPIPE if its reader has gone (a normal end), else report. */
 static int output_failed(struct consume_run *cr, int err)
@@ -295,10 +396,12 @@ static int flush_and_commit(struct consume_run *cr)
 
 	if (rc < 0)
 		return output_failed(cr, rc);
-	if (!cr->group || !cr->uncommitted)
+	if ((!cr->group && !cr->m) || !cr->uncommitted)
 		return 0;
-	rc = shmbus_consumer_commit(cr->c);
-	if (rc < 0)
+	rc = cr->m ? shmbus_member_commit(cr->m) : shmbus_consumer_commit(cr->c);
+	if (rc == -ESTALE && cr->m)
+		cli_err("%s; going on with the partitions the group gives", shmbus_errmsg());
+	else if (rc < 0)
 		return cli_fail(rc, "cannot commit the group's offsets");
 	output_forget(&cr->out);
 	cr->uncommitted = false;
@@ -309,9 +412,17 @@ static int flush_and_commit(struct consume_run *cr)
 /* Every assigned partition at its end? */
 static bool at_end(struct consume_run *cr)
 {
+	struct shmbus_topic_partition tp[256];
 	uint64_t lag = 1;
+	int n;
 
-	return shmbus_consumer_lag(cr->c, cr->topic, cr->partition, &lag) == 0 && lag == 0;
+	if (!cr->m)
+		return shmbus_consumer_lag(cr->c, cr->topic, cr->partition, &lag) == 0 && lag == 0;
+	n = shmbus_member_assignment(cr->m, tp, 256);
+	for (int i = 0; i < n && i < 256; i++)
+		if (shmbus_consumer_lag(cr->c, tp[i].topic, tp[i].partition, &lag) < 0 || lag)
+			return false;
+	return true;
 }
 
 static int print_messages(struct consume_run *cr, const struct shmbus_message *msgs, int n)
@@ -335,6 +446,12 @@ static int poll_failed(const struct consume_run *cr, int rc)
 	return CLI_EXIT_FAIL;
 }
 
+static int read_some(struct consume_run *cr, struct shmbus_message *msgs, size_t max, int ms)
+{
+	return cr->m ? shmbus_member_poll(cr->m, msgs, max, ms)
+		     : shmbus_consumer_poll(cr->c, msgs, max, ms);
+}
+
 static int consume_loop(struct consume_run *cr)
 {
 	struct shmbus_message msgs[POLL_MAX];
@@ -346,17 +463,17 @@ static int consume_loop(struct consume_run *cr)
 
 		if (cr->count && cr->count - cr->printed < max)
 			max = (size_t)(cr->count - cr->printed);
-		n = shmbus_consumer_poll(cr->c, msgs, max, 0);
+		n = read_some(cr, msgs, max, 0);
 		if (n == 0) { /* caught up: flush and commit before waiting */
 			rc = flush_and_commit(cr);
 			if (rc || (cr->exit_at_end && at_end(cr)))
 				break;
-			n = shmbus_consumer_poll(cr->c, msgs, max, timeout);
+			n = read_some(cr, msgs, max, timeout);
 		}
 		if (n < 0)
 			return poll_failed(cr, n);
 		rc = print_messages(cr, msgs, n);
-		if (rc == 0 && cr->group && now_ms() - cr->committed_ms >= COMMIT_EVERY_MS)
+		if (rc == 0 && (cr->group || cr->m) && now_ms() - cr->committed_ms >= COMMIT_EVERY_MS)
 			rc = flush_and_commit(cr);
 	}
 	return rc;
@@ -384,7 +501,7 @@ int cmd_consume(struct cli *cli, int argc, char **argv)
 	if (rc == -ENOENT)
 		rc = cli_no_bus(cli, cr.topic);
 	else if (rc == 0)
-		rc = make_consumer(bus, &cr);
+		rc = cr.balanced ? make_member(bus, &cr) : make_consumer(bus, &cr);
 	else
 		rc = CLI_EXIT_FAIL;
 	if (rc == 0 && output_open(&cr.out, STDOUT_FILENO, cr.group ? cr.nparts : 0) < 0)
@@ -398,8 +515,11 @@ int cmd_consume(struct cli *cli, int argc, char **argv)
 		if (rc == -EPIPE)
 			rc = 0; /* the reader of stdout is gone: a normal end */
 	}
+	if (cr.m)
+		shmbus_member_free(cr.m); /* leaves (on_revoked flushes): partitions move at once */
+	else
+		shmbus_consumer_free(cr.c);
 	output_close(&cr.out);
-	shmbus_consumer_free(cr.c);
 	fmt_free(&cr.fmt);
 	return rc;
 }

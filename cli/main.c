@@ -32,11 +32,15 @@ static const char usage[] =
 	"               one record per line of stdin\n"
 	"  consume TOPIC [-p PARTITION] [-o beginning|end|OFFSET|-N|@TIMESTAMP_MS]\n"
 	"               [-e] [-c COUNT] [-g GROUP] [-f FORMAT]\n"
+	"  consume -G GROUP TOPIC...  as a member of a consumer group\n"
 	"  stats [TOPIC]       offsets, bytes, counters and group lag\n"
 	"  status              the daemon serving the root, its health, and the topics\n"
 	"  recover TOPIC [-p PARTITION]\n"
 	"               check and repair partitions (while no producer runs)\n"
 	"  group list | group offsets GROUP | group delete GROUP\n"
+	"  groups list | groups describe GROUP | groups delete GROUP\n"
+	"  groups reset-offsets GROUP --topic TOPIC --to-earliest|--to-latest|...\n"
+	"               consumer groups coordinated by shmbusd (`consume -G`)\n"
 	"  bench ...           speed figures (see `shmbus bench --help`)\n"
 	"  demo                produce and consume 2,000,000 records, print the rate\n"
 	"  trace [-p PID] [--json] ...\n"
@@ -62,6 +66,7 @@ static const struct command commands[] = {
 	{ "status", cmd_status },
 	{ "recover", cmd_recover },
 	{ "group", cmd_group },
+	{ "groups", cmd_groups },
 	{ "demo", cmd_demo },
 	{ "trace", cmd_trace },
 };

@@ -152,6 +152,8 @@ int cli_open(const struct cli *cli, bool create, shmbus **ret)
 	}
 	if (rc < 0)
 		open_failed(cli, rc);
+	else if (shmbus_errmsg()[0]) /* opened, with a warning: shmbusd refused us */
+		fprintf(stderr, "shmbus: warning: %s\n", shmbus_errmsg());
 	return rc;
 }
 

@@ -50,6 +50,7 @@ static void gone(struct daemon *d, uint32_t events, void *arg)
 		}
 	}
 	supervise_client_gone(d, w->pid);
+	coord_pid_gone(d, w->pid);
 	free(w);
 }
 

@@ -22,6 +22,7 @@
  * the bus file's daemon block while we listen, and removed when we stop.
  */
 #include "shmbusd.h"
+#include "coordinator.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,10 +37,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../shm/clock.h"
-#include "../shm/ctlproto.h"
-#include "../shm/error.h"
-#include "../shm/shareddir.h"
+#include "../util/clock.h"
+#include "../util/ctlproto.h"
+#include "../util/error.h"
+#include "../util/shareddir.h"
 
 #ifndef SO_PEERGROUPS
 #define SO_PEERGROUPS 59
@@ -139,6 +140,7 @@ static void conn_close(struct daemon *d, struct conn *k)
 	if (k->next)
 		k->next->prev = k->prev;
 	c->nconns--;
+	coord_conn_closed(d, k->serial); /* its group members: gone at once */
 	free(k->groups);
 	free(k);
 	if (c->paused && loop_mod(d, c->fd, EPOLLIN) == 0)
@@ -434,7 +436,7 @@ static int do_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 	ctl_put_i64(&o, CTL_A_STARTED_NS, d->started_ns);
 	ctl_put_u64(&o, CTL_A_UPTIME_MS, now > d->started_ns
 				       ? (uint64_t)(now - d->started_ns) / 1000000 : 0);
-	ctl_put_i64(&o, CTL_A_HEARTBEAT_NS, load_relaxed(&d->dir.hdr->daemon_heartbeat_ns));
+	ctl_put_i64(&o, CTL_A_HEARTBEAT_NS, dir_daemon_heartbeat(&d->dir));
 	ctl_put_i64(&o, CTL_A_UNBLOCK_TIMEOUT_MS, d->cfg.unblock_timeout_ms);
 	ctl_put_i64(&o, CTL_A_TICK_MS, d->cfg.tick_ms);
 	ctl_put_u32(&o, CTL_A_ON_TMPFS, d->on_tmpfs);
@@ -443,6 +445,28 @@ static int do_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 	ctl_put_u64(&o, CTL_A_CLIENTS, clients_count(d));
 	put_counters(d, &o);
 	return send_out(c, k, &o);
+}
+
+/* A consumer-group request (coordinator.h, protocol.md §8). */
+static int serve_group(struct daemon *d, struct conn *k, const struct ctl_msg *m)
+{
+	struct coord_peer p = { .conn = k->serial, .pid = k->cred.pid, .uid = k->cred.uid,
+				.admin = may_admin(d, k) };
+	struct ctl_out o;
+	int rc;
+
+	peer_name(k, p.who, sizeof p.who);
+	result(k->ctl, &o, m->hdr.seq, m->hdr.type, 0, NULL);
+	rc = coord_serve(d, &p, m, &o);
+	if (rc == 0 && o.overflow) {
+		snprintf(p.msg, sizeof p.msg, "the answer to %s does not fit in one control message "
+			 "(%u bytes)", ctl_type_name(m->hdr.type), CTL_MSG_MAX);
+		rc = -EMSGSIZE;
+	}
+	if (rc == 0)
+		return send_out(k->ctl, k, &o);
+	d->st.control_errors++;
+	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, rc, p.msg);
 }
 
 static int unsupported(struct daemon *d, struct conn *k, const struct ctl_msg *m)
@@ -457,8 +481,8 @@ static int unsupported(struct daemon *d, struct conn *k, const struct ctl_msg *m
 		snprintf(what, sizeof what, "RESULT (%u) is a reply, not a request", CTL_RESULT);
 	else
 		snprintf(what, sizeof what, "request type %u is unknown here", m->hdr.type);
-	snprintf(msg, sizeof msg, "shmbusd %s: %s; it serves HELLO, TOPIC_CREATE, TOPIC_DELETE "
-		 "and STATUS (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
+	snprintf(msg, sizeof msg, "shmbusd %s: %s; it serves HELLO, TOPIC_CREATE, TOPIC_DELETE, "
+		 "STATUS and GROUP_* (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
 		 "requests", SHMBUSD_VERSION, what, CTL_VERSION);
 	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, -EOPNOTSUPP, msg);
 }
@@ -511,6 +535,8 @@ static int serve(struct daemon *d, struct conn *k, size_t n)
 		return do_delete(d, k, &m);
 	case CTL_STATUS:
 		return do_status(d, k, &m);
+	case CTL_GROUP_JOIN ... CTL_GROUP_DELETE:
+		return serve_group(d, k, &m);
 	default:
 		return unsupported(d, k, &m);
 	}
@@ -694,24 +720,23 @@ static void on_heartbeat(struct daemon *d, uint32_t events, void *arg)
 	(void)events;
 	(void)arg;
 	/* clients trust a heartbeat younger than 5 s (protocol.md §1), whatever tick_ms is */
-	store_relaxed(&d->dir.hdr->daemon_heartbeat_ns, real_ns());
+	dir_daemon_beat(&d->dir, real_ns());
 }
 
 int control_init(struct daemon *d)
 {
-	struct bus_header *h = d->dir.hdr;
 	struct control *c;
 	int rc;
 
-	h->control_socket[0] = '\0';
+	dir_daemon_socket_clear(&d->dir);
 	if (d->cfg.control_socket[0] != '/') {
 		log_err("control_socket \"%s\" is not an absolute path; write e.g. "
 			"/run/shmbus/control", d->cfg.control_socket);
 		return -EINVAL;
 	}
-	if (strlen(d->cfg.control_socket) >= sizeof h->control_socket) {
+	if (strlen(d->cfg.control_socket) >= DIR_SOCKET_MAX) {
 		log_err("control socket path %s is longer than %zu bytes; set a shorter "
-			"control_socket", d->cfg.control_socket, sizeof h->control_socket - 1);
+			"control_socket", d->cfg.control_socket, DIR_SOCKET_MAX - 1);
 		return -ENAMETOOLONG;
 	}
 	c = calloc(1, sizeof *c);
@@ -731,7 +756,7 @@ int control_init(struct daemon *d)
 		return rc;
 	}
 	/* clients find us by this path (protocol.md §1); the pid is already there */
-	memcpy(h->control_socket, c->path, strlen(c->path) + 1); /* fits: checked above */
+	(void)dir_daemon_socket_set(&d->dir, c->path); /* fits: checked above */
 	log_info("control socket %s", c->path);
 	return 0;
 }
@@ -742,7 +767,7 @@ void control_fini(struct daemon *d)
 
 	if (!c)
 		return;
-	store_release(&d->dir.hdr->control_socket[0], '\0');
+	dir_daemon_socket_clear(&d->dir);
 	while (c->conns)
 		conn_close(d, c->conns);
 	if (c->fd >= 0) {

@@ -21,7 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../shm/ctlproto.h"
+#include "../util/ctlproto.h"
 
 /* Remove a socket nobody listens on; 0, or -errno (logged) if the path
  * is in use or is not a socket. */

@@ -23,10 +23,12 @@
 
 #include <urcu-bp.h>
 
-#include "../shm/clock.h"
+#include "../util/clock.h"
 #include "../shm/counters.h"
 #include "../shm/groups.h"
+#include "coordinator.h"
 #include "../shm/read.h"
+#include "../shm/stats.h"
 
 /* ------------------------------------------------------------------ */
 /* The exposition text (HTTP thread)                                   */
@@ -163,25 +165,24 @@ static int by_name(const void *a, const void *b)
 
 static void copy_part(struct psnap *s, const struct dpart *dp)
 {
-	struct part *p = dp->part;
-	struct part_header *h = p->hdr;
+	struct part_stats st;
 
+	part_stats_read(dp->part, &st);
 	snprintf(s->topic, sizeof s->topic, "%s", dp->topic);
 	s->topic_id = dp->topic_id;
 	s->partition = dp->partition;
-	part_bounds(p, &s->start, &s->end);
+	s->start = st.low;
+	s->end = st.end;
 	s->records = s->end - s->start;
-	s->tail = load_acquire(&h->claim.lo);
-	s->capacity = p->cap;
-	s->aborted = load_relaxed(&h->aborted_claims);
-	s->lapped = load_relaxed(&h->lapped_reads);
-	s->bp_blocked = load_relaxed(&h->bp_blocked);
-	s->recoveries = load_relaxed(&h->recoveries);
-	s->cut = load_relaxed(&h->recovered_cut);
-	s->waiters = (load_relaxed(&h->notify) & NOTIFY_WAITERS) ? 1 : 0;
-	for (int i = 0; i < PART_MAX_CONSUMERS; i++)
-		if (load_acquire(&h->consumers[i].flags) & 1u)
-			s->consumers++;
+	s->tail = st.tail;
+	s->capacity = dp->part->cap;
+	s->aborted = st.aborted_claims;
+	s->lapped = st.lapped_reads;
+	s->bp_blocked = st.bp_blocked;
+	s->recoveries = st.recoveries;
+	s->cut = st.recovered_cut;
+	s->waiters = st.waiters;
+	s->consumers = st.consumers;
 }
 
 /* Copy the partitions under rcu_read_lock: the table and the mappings
@@ -415,6 +416,42 @@ static void render_groups(struct buf *b, const struct scrape *sc)
 	}
 }
 
+/* The coordinator's view of each group (coordinator.c's copy). */
+static void render_coordinated(struct buf *b)
+{
+	struct coord_stat *st = calloc(256, sizeof *st); /* scrapes may run at once */
+	size_t n = st ? coord_stats(st, 256) : 0;
+
+#define GROUP_FAMILY(metric, type, help, expr)                                       \
+	put_family(b, metric, type, help);                                           \
+	for (size_t i = 0; i < n; i++) {                                             \
+		put(b, metric "{");                                                  \
+		put_label(b, "group", st[i].name);                                   \
+		put(b, "} %llu\n", (unsigned long long)(expr));                      \
+	}
+	GROUP_FAMILY("shmbus_group_members", "gauge", "Members of a coordinated group.",
+		     st[i].members)
+	GROUP_FAMILY("shmbus_group_epoch", "gauge", "A coordinated group's epoch.", st[i].epoch)
+	GROUP_FAMILY("shmbus_group_rebalances_total", "counter",
+		     "Target assignments of a group that moved a partition.", st[i].rebalances)
+	GROUP_FAMILY("shmbus_group_members_lost_total", "counter",
+		     "Members removed because they died, timed out or stopped polling.",
+		     st[i].members_lost)
+#undef GROUP_FAMILY
+	put_family(b, "shmbus_group_state", "gauge",
+		   "1 for a coordinated group's state (empty, reconciling, stable).");
+	for (size_t i = 0; i < n; i++) {
+		put(b, "shmbus_group_state{");
+		put_label(b, "group", st[i].name);
+		put(b, ",");
+		put_label(b, "state", st[i].state);
+		put(b, ",");
+		put_label(b, "assignor", st[i].assignor);
+		put(b, "} 1\n");
+	}
+	free(st);
+}
+
 #define DF(name, type, field, help) \
 	{ "shmbus_daemon_" name, type, help, V_U64, offsetof(struct ctr_daemon, field) }
 
@@ -535,6 +572,7 @@ char *exposition_render(struct daemon *d, const struct ctr_file *ctr, size_t *re
 	render_kevents(&b, d);
 	render_parts(&b, &sc);
 	render_groups(&b, &sc);
+	render_coordinated(&b);
 	scrape_free(&sc);
 	if (b.failed) {
 		free(b.p);

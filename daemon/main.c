@@ -20,16 +20,17 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
 #include <unistd.h>
 
-#include "../shm/clock.h"
-#include "../shm/ctlproto.h"
-#include "../shm/proc.h"
-#include "../shm/shareddir.h"
+#include "../util/clock.h"
+#include "../util/ctlproto.h"
+#include "../util/proc.h"
+#include "../util/shareddir.h"
 
 static const char usage[] =
 	"Usage: shmbusd [--root DIR] [--config FILE] [--metrics ADDR:PORT]\n"
@@ -201,7 +202,6 @@ static void close_root(struct daemon *d)
 /* One daemon per root: a lock held for our whole life. */
 static int claim_root(struct daemon *d)
 {
-	struct bus_header *h = d->dir.hdr;
 	struct statfs sf;
 	uint64_t start;
 
@@ -212,7 +212,7 @@ static int claim_root(struct daemon *d)
 		return -1;
 	}
 	if (flock(d->lockfd, LOCK_EX | LOCK_NB) < 0) {
-		uint32_t pid = load_acquire(&h->daemon_pid);
+		uint32_t pid = dir_daemon_pid(&d->dir);
 
 		log_err("another shmbusd%s already serves %s; stop it first, or give this one "
 			"another --root", pid ? "" : " (its pid is not known yet)", d->cfg.root);
@@ -223,23 +223,20 @@ static int claim_root(struct daemon *d)
 	d->on_tmpfs = fstatfs(d->rootfd, &sf) == 0 &&
 		      (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
 	/* the daemon block of the bus file: how clients find us */
-	h->daemon_flags = 0;
-	if (strlen(d->cfg.control_socket) >= sizeof h->control_socket) {
+	(void)proc_self(&start);
+	if (dir_daemon_take(&d->dir, d->cfg.control_socket, (uint32_t)getpid(), start,
+			    real_ns()) < 0) {
 		log_err("control socket path %s is longer than %zu bytes; set a shorter "
-			"control_socket", d->cfg.control_socket, sizeof h->control_socket - 1);
+			"control_socket", d->cfg.control_socket, DIR_SOCKET_MAX - 1);
 		return -1;
 	}
-	memcpy(h->control_socket, d->cfg.control_socket, strlen(d->cfg.control_socket) + 1);
-	store_relaxed(&h->daemon_heartbeat_ns, real_ns());
-	store_relaxed(&h->daemon_start_time, (proc_self(&start), start));
-	store_release(&h->daemon_pid, (uint32_t)getpid());
 	return 0;
 }
 
 static void release_root(struct daemon *d)
 {
 	if (d->bus && d->lockfd >= 0) {
-		store_release(&d->dir.hdr->daemon_pid, 0u);
+		dir_daemon_leave(&d->dir);
 		close(d->lockfd);
 		d->lockfd = -1;
 	}
@@ -267,7 +264,7 @@ static void on_tick(struct daemon *d, uint32_t events, void *arg)
 	(void)events;
 	(void)arg;
 	d->st.ticks++;
-	store_relaxed(&d->dir.hdr->daemon_heartbeat_ns, real_ns());
+	dir_daemon_beat(&d->dir, real_ns());
 	supervise_refresh(d);
 	supervise_tick(d);
 	metrics_tick(d);
@@ -370,14 +367,15 @@ static const char *cli_path(void)
 static void banner(const struct daemon *d)
 {
 	const char *cli = cli_path();
+	struct dir_daemon b;
 
 	log_notice("shmbusd %d.%d.%d serving %s (pid %d)", SHMBUS_VERSION_MAJOR,
 		   SHMBUS_VERSION_MINOR, SHMBUS_VERSION_PATCH, d->cfg.root, (int)getpid());
 	if (!isatty(STDOUT_FILENO))
 		return;
 	printf("shmbusd is running on the bus root %s\n", d->cfg.root);
-	printf("  control socket  %s\n", d->dir.hdr->control_socket[0]
-					       ? d->dir.hdr->control_socket : "(none)");
+	dir_daemon_read(&d->dir, &b);
+	printf("  control socket  %s\n", b.control_socket[0] ? b.control_socket : "(none)");
 	printf("  metrics         %s\n", d->cfg.metrics[0] ? d->cfg.metrics : "(off; --metrics ADDR:PORT)");
 	printf("From another terminal:\n");
 	printf("  export SHMBUS_ROOT=%s\n", d->cfg.root);
@@ -405,7 +403,7 @@ static int serve(struct daemon *d)
 	supervise_refresh(d); /* recovers what it finds (recovery.c) */
 	topics_declare(d);
 	kevents_init(d);      /* [kernel-events]: logs why if it cannot */
-	if (metrics_init(d) < 0 || control_init(d) < 0 || topics_init(d) < 0) {
+	if (metrics_init(d) < 0 || coord_init(d) < 0 || control_init(d) < 0 || topics_init(d) < 0) {
 		rc = -1;
 	} else {
 		banner(d);
@@ -415,6 +413,7 @@ static int serve(struct daemon *d)
 			log_err("the event loop failed: %s", strerror(-rc));
 	}
 	topics_fini(d);       /* answers what it has left, so before the socket goes */
+	coord_fini(d);        /* before the connections close: members need not move */
 	control_fini(d);
 	metrics_fini(d);
 	kevents_fini(d);
@@ -424,6 +423,36 @@ static int serve(struct daemon *d)
 	if (sigfd >= 0)
 		close(sigfd);
 	return rc < 0 ? 1 : 0;
+}
+
+/*
+ * Each control connection holds a socket, each registered client a pidfd
+ * too: 1024 connections need over 2048 descriptors, more than the usual
+ * soft limit of 1024.  Raise the soft limit to the hard one (epoll, not
+ * select, so a high limit costs nothing), and say so if that is short.
+ */
+static void raise_nofile(void)
+{
+	const rlim_t want = 2 * CONFIG_MAX_CONNS + 256;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			log_debug("open files: soft limit raised from %llu to %llu",
+				  (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+		else
+			rl.rlim_cur = was;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+		log_warn("open files are limited to %llu: fewer than the %llu that %d control "
+			 "connections and their pidfds may need; raise it (LimitNOFILE= in "
+			 "shmbusd.service, or ulimit -n)", (unsigned long long)rl.rlim_cur,
+			 (unsigned long long)want, CONFIG_MAX_CONNS);
 }
 
 int main(int argc, char **argv)
@@ -445,6 +474,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_init(d.cfg.log_level);
+	raise_nofile();
 	{
 		/* the daemon administers through its own bus, never through itself */
 		SHMBUS_OPTS(shmbus_open_opts, o, .root = d.cfg.root, .no_daemon = true);

@@ -30,9 +30,9 @@
 
 #include <microhttpd.h>
 
-#include "../shm/clock.h"
+#include "../util/clock.h"
 #include "../shm/counters.h"
-#include "../shm/proc.h"
+#include "../util/proc.h"
 
 #define HTTP_MAX_CONNECTIONS 32
 #define HTTP_TIMEOUT_S       10

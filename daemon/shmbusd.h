@@ -190,6 +190,15 @@ size_t clients_count(struct daemon *d);
 void clients_fini(struct daemon *d);
 
 /* ------------------------------------------------------------------ */
+/* Consumer groups (coordinator.c, coordinator.h)                      */
+
+int coord_init(struct daemon *d);
+void coord_fini(struct daemon *d);
+/* A control connection closed / a watched process exited: its members go. */
+void coord_conn_closed(struct daemon *d, uint64_t conn);
+void coord_pid_gone(struct daemon *d, pid_t pid);
+
+/* ------------------------------------------------------------------ */
 /* Metrics (metrics.c)                                                 */
 
 int metrics_init(struct daemon *d);
@@ -239,6 +248,7 @@ struct daemon {
 	void *clients;               /* clients.c's state */
 	void *metrics;               /* metrics.c's state */
 	void *topics;                /* topics.c's state */
+	void *coord;                 /* coordinator.c's state */
 	void *kevents;               /* kevents.c's state (NULL: the source is off) */
 };
 

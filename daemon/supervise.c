@@ -30,9 +30,9 @@
 #include <urcu/call-rcu.h>
 
 #include "../shm/append.h"
-#include "../shm/clock.h"
-#include "../shm/error.h"
-#include "../shm/proc.h"
+#include "../util/clock.h"
+#include "../util/error.h"
+#include "../util/proc.h"
 #include "../shm/read.h"
 #include "../shm/unblock.h"
 
@@ -86,6 +86,7 @@ static struct dpart *dpart_new(struct daemon *d, const struct bus_topic *t, uint
 {
 	struct dpart_private *p = calloc(1, sizeof *p);
 	struct dpart *dp = &p->pub;
+	uint64_t next;
 
 	if (!p)
 		return NULL;
@@ -98,7 +99,7 @@ static struct dpart *dpart_new(struct daemon *d, const struct bus_topic *t, uint
 	dp->topic_id = t->id;
 	dp->partition = i;
 	dp->part = pmap_part(dp->m);
-	dp->flushed_tail = load_acquire(&dp->part->hdr->claim.lo);
+	part_ends(dp->part, &dp->flushed_tail, &next); /* flushed_next stays 0 */
 	dp->flushed_ns = mono_ns();
 	return dp;
 }
@@ -132,19 +133,16 @@ static size_t count_partitions(const struct bus_topic *topics, int n)
  * their exit releases what they hold at once. */
 static void adopt(struct daemon *d, struct dpart *dp)
 {
-	struct part_header *h = dp->part->hdr;
-	uint64_t mask = load_acquire(&h->writer_mask);
+	struct part *p = dp->part;
+	struct part_writer_ann a;
 
-	while (mask) {
-		int i = __builtin_ctzll(mask);
-		uint32_t pid = load_relaxed(&h->writers[i].pid);
-
-		mask &= mask - 1;
-		if (pid && (pid_t)pid != getpid())
-			(void)clients_watch(d, (pid_t)pid);
+	for (uint64_t mask = part_writers_taken(p); mask; mask &= mask - 1) {
+		(void)part_writer_read(p, __builtin_ctzll(mask), &a); /* a.pid either way */
+		if (a.pid && (pid_t)a.pid != getpid())
+			(void)clients_watch(d, (pid_t)a.pid);
 	}
 	for (int i = 0; i < PART_MAX_CONSUMERS; i++) {
-		uint32_t pid = load_relaxed(&h->consumers[i].pid);
+		uint32_t pid = part_bp_pid(p, i);
 
 		if (pid && (pid_t)pid != getpid())
 			(void)clients_watch(d, (pid_t)pid);
@@ -228,91 +226,38 @@ void supervise_fini(struct daemon *d)
 /* ------------------------------------------------------------------ */
 /* Stuck claims                                                        */
 
-/*
- * Abort every frame of the claim that starts at (off, pos): up to the next
- * claim boundary, CLAIMED frames and unmarked holes alike (forced: the
- * producer is stuck or gone).  Nothing from shared memory bounds the walk
- * but the ring: a claim ends within a lap of its start, and each step
- * passes at least 8 bytes.  Returns the offsets aborted, or -EBADMSG if
- * the partition is damaged there (shm_errmsg() says how).
- */
-static int64_t abort_claim(struct daemon *d, struct dpart *dp, uint64_t off, uint64_t pos)
-{
-	struct part *p = dp->part;
-	pair128 snap = load_pair(&p->hdr->claim);
-	uint64_t end, end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end), done = 0;
-
-	(void)d;
-	if (end > pos + p->cap)
-		end = pos + p->cap;
-	while (pos < end && off < end_off) {
-		uint64_t w, len, e;
-		int rc = part_unblock(p, off, pos, PART_UNBLOCK_FORCE, snap.lo, NULL);
-
-		if (rc == 1)
-			done++;
-		else if (rc == -EBADMSG)
-			return done ? (int64_t)done : rc;
-		w = load_acquire(part_commit_word(p, pos));
-		len = cw_len(w);
-		if (!part_cw_for(w, off) || len == 0)
-			break;
-		if (cw_state(w) == FRAME_PADDING) {
-			if (!(pos & p->mask) || (pos & p->mask) + len != p->cap)
-				break; /* not a padding any claim writes */
-			pos += len;
-			continue;
-		}
-		if (cw_state(w) == FRAME_ABORTED) {
-			e = part_abort_end(p, off, pos, len, snap.lo, snap.hi);
-			if (!e)
-				break;
-			done += e - off - 1;
-			off = e;
-		} else {
-			off++;
-		}
-		pos += len;
-	}
-	return (int64_t)done;
-}
-
 static void unstick(struct daemon *d, struct dpart *dp, int64_t now)
 {
-	struct part_header *h = dp->part->hdr;
-	uint64_t mask = load_acquire(&h->writer_mask);
+	struct part *p = dp->part;
 
-	while (mask) {
+	for (uint64_t mask = part_writers_taken(p); mask; mask &= mask - 1) {
 		int i = __builtin_ctzll(mask);
-		struct part_writer_slot *s = &h->writers[i];
 		struct slot_watch *sw = &priv(dp)->slots[i];
-		uint64_t seq = load_acquire(&s->seq);
+		struct part_writer_ann a;
+		bool ok = part_writer_read(p, i, &a);
 		int64_t n;
 
-		mask &= mask - 1;
-		if (!(load_acquire(&s->flags) & WRITER_BUSY) || seq != sw->seq || !sw->since) {
-			sw->seq = seq;
+		if (!ok || !a.busy || a.seq != sw->seq || !sw->since) {
+			sw->seq = a.seq;
 			sw->since = now;
 			continue;
 		}
 		if (now - sw->since < d->cfg.unblock_timeout_ms * 1000000)
 			continue;
 		sw->since = now; /* one attempt per timeout */
-		n = abort_claim(d, dp, load_relaxed(&s->off), load_relaxed(&s->pos));
+		n = part_abort_claim(p, a.off, a.pos);
 		if (n < 0) {
 			log_err("cannot abort the claim pid %u has held for over %lld ms: %s "
 				"(`shmbus recover %s -p %u`, once its producers and consumers "
-				"are stopped)", load_relaxed(&s->pid),
-				(long long)d->cfg.unblock_timeout_ms, shm_errmsg(), dp->topic,
-				dp->partition);
+				"are stopped)", a.pid, (long long)d->cfg.unblock_timeout_ms,
+				shm_errmsg(), dp->topic, dp->partition);
 		} else if (n) {
 			d->st.unblocked++;
 			d->st.unblocked_offsets += n;
 			log_warn("partition %s/%u: aborted %llu offset%s of a claim pid %u has held for "
 				 "over %lld ms (from offset %llu)", dp->topic, dp->partition,
-				 (unsigned long long)n, n == 1 ? "" : "s", load_relaxed(&s->pid),
-				 (long long)d->cfg.unblock_timeout_ms,
-				 (unsigned long long)load_relaxed(&s->off));
+				 (unsigned long long)n, n == 1 ? "" : "s", a.pid,
+				 (long long)d->cfg.unblock_timeout_ms, (unsigned long long)a.off);
 		}
 	}
 }
@@ -325,26 +270,24 @@ void supervise_client_gone(struct daemon *d, pid_t pid)
 	for (size_t k = 0; t && k < t->n; k++) {
 		struct dpart *dp = t->parts[k];
 		struct part *p = dp->part;
-		uint64_t mask = load_acquire(&p->hdr->writer_mask);
 
-		while (mask) {
+		for (uint64_t mask = part_writers_taken(p); mask; mask &= mask - 1) {
 			int i = __builtin_ctzll(mask);
-			struct part_writer_slot *s = &p->hdr->writers[i];
+			struct part_writer_ann a;
+			bool ok = part_writer_read(p, i, &a);
 			int64_t n;
 
-			mask &= mask - 1;
-			if (load_relaxed(&s->pid) != (uint32_t)pid)
+			if (a.pid != (uint32_t)pid)
 				continue;
-			n = (load_acquire(&s->flags) & WRITER_BUSY)
-				    ? abort_claim(d, dp, load_relaxed(&s->off), load_relaxed(&s->pos))
-				    : 0;
+			/* a writer killed inside an announcement had no claim */
+			n = ok && a.busy ? part_abort_claim(p, a.off, a.pos) : 0;
 			if (n < 0)
 				log_err("cannot abort the claim of exited pid %d: %s (`shmbus "
 					"recover %s -p %u`, once its producers and consumers are "
 					"stopped)", (int)pid, shm_errmsg(), dp->topic, dp->partition);
 			else
 				aborted += (uint64_t)n;
-			slots += part_writer_slot_free(p, s, (uint32_t)pid);
+			slots += part_writer_reap(p, i, (uint32_t)pid);
 		}
 		slots += (uint64_t)part_bp_reap(p);
 		if (aborted)
@@ -368,23 +311,18 @@ static void retire(struct daemon *d, struct dpart *dp)
 {
 	struct part *p = dp->part;
 	struct part_cursor c;
-	uint64_t start;
+	uint64_t n, from;
 
 	if (dp->retention_ms <= 0)
 		return;
 	if (part_seek_time(p, &c, real_ns() - dp->retention_ms * 1000000) < 0)
 		return;
-	start = load_acquire(&p->hdr->start);
-	while (c.off > start) {
-		if (cas(&p->hdr->start, &start, c.off)) {
-			d->st.retention_moves++;
-			d->st.retired += c.off - start;
-			log_debug("partition %s/%u: retention retired offsets %llu..%llu", dp->topic,
-				  dp->partition, (unsigned long long)start,
-				  (unsigned long long)c.off - 1);
-			part_notify(p);
-			break;
-		}
+	n = part_retire(p, c.off, &from);
+	if (n) {
+		d->st.retention_moves++;
+		d->st.retired += n;
+		log_debug("partition %s/%u: retention retired offsets %llu..%llu", dp->topic,
+			  dp->partition, (unsigned long long)from, (unsigned long long)c.off - 1);
 	}
 }
 
@@ -443,41 +381,25 @@ static int sync_range(void *base, uint64_t from, uint64_t len)
 	return msync((void *)page, len + (a - page), MS_SYNC);
 }
 
-/* The position of the oldest claim still being written (a busy writer
- * slot's announcement, format.md §4 step 3), or tail if none is. */
-static uint64_t oldest_open_claim(struct part *p, uint64_t tail)
-{
-	uint64_t mask = load_acquire(&p->hdr->writer_mask), low = tail;
-
-	while (mask) {
-		struct part_writer_slot *s = &p->hdr->writers[__builtin_ctzll(mask)];
-		uint64_t pos = load_relaxed(&s->pos);
-
-		mask &= mask - 1;
-		if ((load_acquire(&s->flags) & WRITER_BUSY) && pos < low)
-			low = pos;
-	}
-	return low;
-}
-
 /* Disk roots: write what was appended since the last flush.  Bytes of
  * claims still open are written again by the next flush: they change
  * after this one (their commit word, their payload). */
 static void flush(struct daemon *d, struct dpart *dp, int64_t now)
 {
 	struct part *p = dp->part;
-	pair128 snap = load_pair(&p->hdr->claim);
-	uint64_t keep = oldest_open_claim(p, snap.lo);   /* before the msync */
 	bool by_time = d->cfg.flush_interval_ms &&
 		       now - dp->flushed_ns >= d->cfg.flush_interval_ms * 1000000;
-	bool by_count = d->cfg.flush_records && snap.hi - dp->flushed_next >= d->cfg.flush_records;
-	uint64_t from, len;
+	uint64_t tail, next, keep, from, len;
+	bool by_count;
 	int rc = 0;
 
-	if (d->on_tmpfs || snap.lo == dp->flushed_tail || !(by_time || by_count))
+	part_ends(p, &tail, &next);
+	keep = part_oldest_open_claim(p, tail); /* before the msync */
+	by_count = d->cfg.flush_records && next - dp->flushed_next >= d->cfg.flush_records;
+	if (d->on_tmpfs || tail == dp->flushed_tail || !(by_time || by_count))
 		return;
-	from = snap.lo - dp->flushed_tail >= p->cap ? snap.lo - p->cap : dp->flushed_tail;
-	len = snap.lo - from;
+	from = tail - dp->flushed_tail >= p->cap ? tail - p->cap : dp->flushed_tail;
+	len = tail - from;
 	if ((from & p->mask) + len <= p->cap) {
 		rc = sync_range(p->data, from & p->mask, len);
 	} else {
@@ -493,22 +415,23 @@ static void flush(struct daemon *d, struct dpart *dp, int64_t now)
 	}
 	d->st.flushes++;
 	dp->flushed_tail = keep;
-	dp->flushed_next = snap.hi;
+	dp->flushed_next = next;
 	dp->flushed_ns = now;
 }
 
 static void sample(struct dpart *dp, int64_t now)
 {
-	pair128 snap = load_pair(&dp->part->hdr->claim);
+	uint64_t tail, next;
 
+	part_ends(dp->part, &tail, &next);
 	if (dp->last_ns && now > dp->last_ns) {
 		double secs = (double)(now - dp->last_ns) / 1e9;
 
-		dp->rate_records = (double)(snap.hi - dp->last_next) / secs;
-		dp->rate_bytes = (double)(snap.lo - dp->last_tail) / secs;
+		dp->rate_records = (double)(next - dp->last_next) / secs;
+		dp->rate_bytes = (double)(tail - dp->last_tail) / secs;
 	}
-	dp->last_next = snap.hi;
-	dp->last_tail = snap.lo;
+	dp->last_next = next;
+	dp->last_tail = tail;
 	dp->last_ns = now;
 }
 

@@ -36,7 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../shm/shareddir.h"
+#include "../util/shareddir.h"
 
 struct job {
 	struct job *next;

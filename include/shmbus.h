@@ -567,8 +567,186 @@ SHMBUS_API int shmbus_group_offsets(shmbus *bus, const char *group,
 					      uint64_t offset, int64_t commit_ns),
 				    void *ctx);
 
-/* Delete a group's committed offsets. */
+/* Delete a group's committed offsets.  With shmbusd serving the root,
+ * refused (-EBUSY) while the group has members. */
 SHMBUS_API int shmbus_group_delete(shmbus *bus, const char *group);
+
+/* ------------------------------------------------------------------ */
+/* Consumer groups coordinated by shmbusd (since 1.1)                  */
+
+/*
+ * A member of a consumer group: shmbusd assigns it partitions of the
+ * topics it subscribes to, shared with the group's other members, and
+ * moves them when members join, leave, die or stall (Kafka's KIP-848,
+ * docs/design-notes.md "Consumer groups").  Assignment changes are
+ * reported through the on_assigned and on_revoked callbacks, which run
+ * inside shmbus_member_poll() in the calling thread (never elsewhere):
+ * in on_revoked the partitions can still be committed (their last
+ * offsets reach the next owner); once it returns they are gone.
+ * Commits are fenced: a commit for a partition that moved to another
+ * member fails with -ESTALE and never overwrites the new owner's.
+ *
+ * A member is used by one thread at a time, and heartbeats only from
+ * poll: poll at least every session timeout (and max-poll interval), or
+ * the coordinator gives its partitions to others.  It needs shmbusd:
+ * without one serving the root, subscribe fails with -ENOTCONN saying how
+ * to start it.
+ */
+typedef struct shmbus_member shmbus_member;
+
+enum shmbus_assignor {
+	SHMBUS_ASSIGNOR_COOPERATIVE_STICKY = 0, /* only partitions that must move do */
+	SHMBUS_ASSIGNOR_RANGE = 1,              /* contiguous runs per topic */
+	SHMBUS_ASSIGNOR_ROUND_ROBIN = 2,        /* uniform over all partitions */
+};
+
+struct shmbus_topic_partition {
+	const char *topic;
+	int32_t partition;
+};
+
+struct shmbus_member_opts {
+	size_t sz;
+	const char *group;                /* required */
+	const char *const *topics;        /* subscribe to these topics ... */
+	size_t ntopics;
+	const char *pattern;              /* ... or to every topic whose whole name matches
+					   * this POSIX extended regex, now and later */
+	const char *instance_id;          /* static membership: NULL, or a name unique
+					   * in the group ([A-Za-z0-9._-]) */
+	enum shmbus_assignor assignor;    /* the group's; its first member chooses */
+	int session_timeout_ms;           /* 0: 10000 */
+	int max_poll_interval_ms;         /* 0: 300000 */
+	int auto_commit_ms;               /* 0: 5000; < 0: commit only when told.  Auto
+					   * commit also commits revoked partitions */
+	const struct shmbus_consumer_opts *consumer; /* how to read (its group is not
+					   * used); NULL: defaults */
+	void (*on_assigned)(void *ctx, shmbus_member *m, const struct shmbus_topic_partition *tp,
+			    size_t n);
+	void (*on_revoked)(void *ctx, shmbus_member *m, const struct shmbus_topic_partition *tp,
+			   size_t n);
+	void *ctx;
+};
+
+/* Join the group (shmbusd answers within 5 s, else -ETIMEDOUT).  The
+ * partitions other members still hold come in later polls, as they are
+ * released. */
+SHMBUS_API int shmbus_member_subscribe(shmbus *bus, const struct shmbus_member_opts *opts,
+				       shmbus_member **ret);
+
+/* As shmbus_consumer_poll(), over the member's partitions; applies
+ * assignment changes first (callbacks), heartbeats and auto-commits. */
+SHMBUS_API int shmbus_member_poll(shmbus_member *m, struct shmbus_message *msgs, size_t max,
+				  int timeout_ms);
+
+/* Commit the positions of every assigned partition (fenced: -ESTALE). */
+SHMBUS_API int shmbus_member_commit(shmbus_member *m);
+
+/* Commit one offset (the next to read) of an assigned partition. */
+SHMBUS_API int shmbus_member_commit_offset(shmbus_member *m, const char *topic,
+					   int32_t partition, uint64_t offset);
+
+/* Filled by the library: set sz. */
+struct shmbus_member_info {
+	size_t sz;
+	uint64_t member_id;
+	uint64_t member_epoch;            /* of the assignment applied */
+	uint64_t group_epoch;
+	size_t partitions;                /* assigned now */
+};
+
+SHMBUS_API int shmbus_member_info(shmbus_member *m, struct shmbus_member_info *ret);
+
+/* The assigned partitions (up to max; topic strings valid until the next
+ * poll): their count. */
+SHMBUS_API int shmbus_member_assignment(shmbus_member *m, struct shmbus_topic_partition *out,
+					size_t max);
+
+/* The consumer reading the member's partitions: for positions, lag and
+ * stats (do not assign or unassign through it). */
+SHMBUS_API shmbus_consumer *shmbus_member_consumer(shmbus_member *m);
+
+/* Leave the group: revoke (callback, auto-commit) and tell shmbusd, so
+ * the partitions move at once.  Polls then fail.  0 or -errno. */
+SHMBUS_API int shmbus_member_leave(shmbus_member *m);
+
+/* Leave if not left, and free.  NULL is a no-op. */
+SHMBUS_API void shmbus_member_free(shmbus_member *m);
+
+/* Filled by the library: set sz. */
+struct shmbus_group_desc {
+	size_t sz;
+	char state[16];                   /* empty, reconciling, stable */
+	char assignor[24];
+	uint64_t epoch;
+	uint64_t rebalances;
+	int64_t session_timeout_ms;
+	int64_t max_poll_interval_ms;
+	uint32_t members;
+};
+
+/* One member, as describe reports it (sz set by the library). */
+struct shmbus_group_member {
+	size_t sz;
+	uint64_t member_id;
+	int32_t pid;
+	uint64_t member_epoch;
+	uint64_t acked_epoch;
+	const char *instance_id;          /* "" if not static */
+	const char *host;
+	const char *subscription;         /* "a,b" or "/pattern/" */
+	bool alive;                       /* false: a static member waiting to come back */
+};
+
+/* One partition of the group (sz set by the library). */
+struct shmbus_group_partition {
+	size_t sz;
+	const char *topic;
+	int32_t partition;
+	uint64_t owner;                   /* member id, 0: none */
+	bool committed_valid;
+	uint64_t committed;
+	uint64_t end;                     /* the partition's end offset */
+	uint64_t lag;                     /* end - committed (or end - low) */
+};
+
+/*
+ * Describe a group: its state from shmbusd (a group no daemon
+ * coordinates is "empty"), each member, and each partition (owned ones,
+ * and those with committed offsets).  -ENOENT for an unknown group.
+ * Callbacks may be NULL; one returning non-zero stops the walk.
+ */
+SHMBUS_API int shmbus_group_describe(shmbus *bus, const char *group, struct shmbus_group_desc *ret,
+				     int (*on_member)(void *ctx, const struct shmbus_group_member *m),
+				     int (*on_partition)(void *ctx,
+							 const struct shmbus_group_partition *p),
+				     void *ctx);
+
+enum shmbus_reset_to {
+	SHMBUS_RESET_TO_EARLIEST = 0,
+	SHMBUS_RESET_TO_LATEST = 1,
+	SHMBUS_RESET_TO_OFFSET = 2,       /* value */
+	SHMBUS_RESET_TO_DATETIME = 3,     /* value: CLOCK_REALTIME ns */
+	SHMBUS_RESET_SHIFT_BY = 4,        /* value: added to the committed offset */
+};
+
+struct shmbus_group_reset_opts {
+	size_t sz;
+	const char *topic;                /* required */
+	enum shmbus_reset_to to;
+	int64_t value;
+	bool dry_run;                     /* compute and report, write nothing */
+	/* each partition's change (may be NULL) */
+	int (*fn)(void *ctx, const char *topic, int32_t partition, bool had, uint64_t from,
+		  uint64_t to);
+	void *ctx;
+};
+
+/* Set a group's committed offsets for a topic's partitions (each within
+ * what the partition holds).  Refused with -EBUSY while the group has
+ * members.  0 or -errno. */
+SHMBUS_API int shmbus_group_reset_offsets(shmbus *bus, const char *group,
+					  const struct shmbus_group_reset_opts *opts);
 
 /* ------------------------------------------------------------------ */
 /* The daemon's counters                                               */

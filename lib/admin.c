@@ -10,6 +10,8 @@
  */
 #include "internal.h"
 
+#include "../util/ctlproto.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +23,9 @@
 
 #include "../shm/frame.h"
 #include "../shm/read.h"
+#include "../shm/stats.h"
 #include "../shm/recover.h"
-#include "../shm/shareddir.h"
+#include "../util/shareddir.h"
 #include "../shm/usage.h"
 
 static void topic_info(const struct bus_topic *t, struct shmbus_topic_info *ret)
@@ -97,42 +100,34 @@ SHMBUS_API int shmbus_partition_info(shmbus *bus, const char *topic, uint32_t pa
 				     struct shmbus_partition_info *out)
 {
 	struct shmbus_partition_info info, *ret = &info; /* copied to out up to its sz */
-	struct part_header *h;
+	struct part_stats st;
 	struct pmap *m;
-	uint64_t low, high, min_pos = UINT64_MAX;
+	uint64_t min_pos = UINT64_MAX;
 	int rc = OUT_CHECK(shmbus_partition_info, out);
 
 	if (rc == 0)
 		rc = get_partition(bus, topic, (int32_t)partition, &m);
 	if (rc)
 		return rc;
-	h = m->part.hdr;
-	part_bounds(&m->part, &low, &high);
+	part_stats_read(&m->part, &st);
 	memset(ret, 0, sizeof *ret);
-	ret->low = low;
-	ret->high = high;
-	ret->tail = load_acquire(&h->claim.lo);
+	ret->low = st.low;
+	ret->high = st.end;
+	ret->tail = st.tail;
 	ret->capacity = m->part.cap;
 	ret->epoch = m->part.epoch;
-	ret->mirrored = load_relaxed(&h->mirrored);
-	ret->aborted_claims = load_relaxed(&h->aborted_claims);
-	ret->lapped_reads = load_relaxed(&h->lapped_reads);
-	ret->backpressure_blocks = load_relaxed(&h->bp_blocked);
-	ret->recoveries = load_relaxed(&h->recoveries);
-	ret->recovered_cut = load_relaxed(&h->recovered_cut);
+	ret->mirrored = st.mirrored;
+	ret->aborted_claims = st.aborted_claims;
+	ret->lapped_reads = st.lapped_reads;
+	ret->backpressure_blocks = st.bp_blocked;
+	ret->recoveries = st.recoveries;
+	ret->recovered_cut = st.recovered_cut;
 	ret->policy = (enum shmbus_policy)m->part.policy;
 	ret->deleted = part_deleted(&m->part);
-	for (int i = 0; i < PART_MAX_CONSUMERS; i++) {
-		struct part_consumer_slot *s = &h->consumers[i];
-
-		if (load_acquire(&s->flags) & 1u) {
-			uint64_t off = load_relaxed(&s->offset);
-
-			ret->registered_consumers++;
-			if (high - off < min_pos)
-				min_pos = high - off;
-		}
-	}
+	ret->registered_consumers = st.consumers;
+	for (uint32_t i = 0; i < st.consumers; i++)
+		if (st.end - st.consumer_offset[i] < min_pos)
+			min_pos = st.end - st.consumer_offset[i];
 	if (ret->registered_consumers)
 		ret->min_consumer_lag = min_pos > UINT32_MAX ? UINT32_MAX : (uint32_t)min_pos;
 	cache_put(m);
@@ -186,7 +181,7 @@ static int status_repair_locked(shmbus *bus, const char *topic, struct pmap *m,
 	struct bus_topic t;
 	bool live = dir_lookup(&bus->dir, topic, &t) == 0 && t.id == m->topic_id;
 	uint64_t want = live ? bus_topic_status(&t) : PART_STATUS_DELETED;
-	uint64_t old = load_acquire(&m->part.hdr->status);
+	uint64_t old = part_status(&m->part);
 	uint32_t faults = status_faults(live, want, old);
 	char what[300];
 
@@ -346,10 +341,21 @@ SHMBUS_API int shmbus_group_offsets(shmbus *bus, const char *group,
 	return rc;
 }
 
+static void build_group(struct ctl_out *o, const void *arg)
+{
+	ctl_put_str(o, CTL_A_GROUP, arg);
+}
+
 SHMBUS_API int shmbus_group_delete(shmbus *bus, const char *group)
 {
+	int rc;
+
 	if (!dir_name_valid(group))
 		return lib_err(-EINVAL, "\"%s\" is not a valid group name", group ? group : "(null)");
+	/* shmbusd refuses while the group has members (protocol.md §8) */
+	rc = daemon_call(bus, CTL_GROUP_DELETE, build_group, group, NULL, NULL, 5000);
+	if (rc != DAEMON_NONE)
+		return rc;
 	if (unlinkat(bus->groupsfd, group, 0) < 0)
 		return errno == ENOENT ? lib_err(-ENOENT, "group \"%s\" does not exist", group)
 				       : lib_err(-errno, "cannot delete group \"%s\": %s", group,

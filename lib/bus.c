@@ -8,7 +8,7 @@
  */
 #include "internal.h"
 
-#include "../shm/shareddir.h"
+#include "../util/shareddir.h"
 #include "../shm/usage.h"
 
 #include <errno.h>

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 
 #include "../shm/append.h"
-#include "../shm/clock.h"
-#include "../shm/crc32c.h"
-#include "../shm/futex.h"
+#include "../util/clock.h"
+#include "../util/crc32c.h"
+#include "../util/futex.h"
 #include "probes.h"
 #include "../shm/read.h"
 #include "../shm/unblock.h"
@@ -51,7 +51,18 @@ struct shmbus_consumer {
 	pid_t dead_pid;            /* a producer found dead: abort its claims at once */
 	bool woke;                 /* gathering after a sleep: check stalls' clocks */
 	struct shmbus_consumer_stats st;
+	/* a group member's wake word (member.c): poll returns 0 when check says */
+	uint32_t *wake_word;
+	bool (*wake_check)(void *arg);
+	void *wake_arg;
 };
+
+void consumer_wake_on(shmbus_consumer *c, uint32_t *word, bool (*check)(void *arg), void *arg)
+{
+	c->wake_word = word;
+	c->wake_check = check;
+	c->wake_arg = arg;
+}
 
 SHMBUS_API int shmbus_consumer_new(shmbus *bus, const struct shmbus_consumer_opts *opts,
 				   shmbus_consumer **ret)
@@ -148,7 +159,7 @@ static int reset(shmbus_consumer *c, struct assignment *a, uint64_t lost_from)
 		bp_follow(a);
 		return 0;
 	}
-	fetch_add_relaxed(&a->p->hdr->lapped_reads, 1);
+	part_count_lapped(a->p);
 	c->st.laps++;
 	SHMBUS_PROBE(lap, a->topic, a->partition, lost_from, c->o.reset);
 	if (c->o.reset == SHMBUS_RESET_ERROR) {
@@ -362,11 +373,12 @@ SHMBUS_API int shmbus_consumer_lag(shmbus_consumer *c, const char *topic, int32_
 
 	for (size_t i = 0; i < c->nas; i++) {
 		struct assignment *a = c->as[i];
-		uint64_t end = load_acquire(&a->p->hdr->claim.hi), pos;
+		uint64_t tail, end, pos;
 
 		if (strcmp(a->topic, topic) ||
 		    (partition != SHMBUS_PARTITION_ANY && a->partition != partition))
 			continue;
+		part_ends(a->p, &tail, &end);
 		pos = a->cur.off < a->cur.skip_until ? a->cur.skip_until : a->cur.off;
 		lag += end > pos ? end - pos : 0;
 		any = true;
@@ -400,10 +412,8 @@ static void to_message(const struct assignment *a, const struct frame_view *v,
  * by the caller afterwards). */
 static bool crc_ok(const struct shmbus_message *m)
 {
-	const struct part *p = (const struct part *)m->priv[0];
-	const struct frame_hdr *h = (const void *)part_at(p, m->priv[1]);
-
-	return frame_crc(h, m->key_len + m->headers_raw_len + m->value_len) == load_relaxed(&h->crc);
+	return part_frame_crc_ok((const struct part *)m->priv[0], m->priv[1],
+				 (size_t)m->key_len + m->headers_raw_len + m->value_len);
 }
 
 /* Copy messages [from, to) into the consumer's buffer. */
@@ -538,18 +548,17 @@ static size_t first_bad_crc(const struct shmbus_message *msgs, size_t first, siz
 
 /* The first of msgs[first..n) that may have been overwritten while we
  * read or copied it, or was retired meanwhile (format.md §6, step 3),
- * else n: one load of the tail and of start, after the reads, checks the
- * whole run. */
+ * else n. */
+_Static_assert(sizeof(((struct shmbus_message *)0)->priv[1]) == sizeof(uint64_t),
+	       "a message's position is a u64 for part_first_lost()");
+
 static size_t first_lost(const struct assignment *a, const struct shmbus_message *msgs,
 			 size_t first, size_t n)
 {
-	uint64_t tail, start;
-
-	part_after_read(a->p, &tail, &start);
-	for (size_t i = first; i < n; i++)
-		if (tail >= msgs[i].priv[1] + a->p->cap || msgs[i].offset < start)
-			return i;
-	return n;
+	if (first >= n)
+		return n;
+	return first + part_first_lost(a->p, &msgs[first].priv[1], &msgs[first].offset, n - first,
+				       sizeof msgs[0]);
 }
 
 /*
@@ -667,22 +676,31 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 	}
 	for (;;) {
 		uint32_t *words[SHM_FUTEX_MAX_WAITV], expected[SHM_FUTEX_MAX_WAITV];
-		size_t k = c->nas < SHM_FUTEX_MAX_WAITV ? c->nas : SHM_FUTEX_MAX_WAITV;
+		size_t room = SHM_FUTEX_MAX_WAITV - (c->wake_word != NULL);
+		size_t k = c->nas < room ? c->nas : room;
 		int64_t until = deadline;
 		bool poll_soon = c->nas > k;
 
 		for (size_t i = 0; i < k; i++) {
 			struct assignment *a = c->as[i];
 
-			words[i] = &a->p->hdr->notify;
+			words[i] = part_wait_word(a->p);
 			expected[i] = part_wait_prepare(a->p);
 			part_cursor_recheck(&a->cur); /* a stalled claim times the sleep */
 			poll_soon |= a->p->readonly;
+		}
+		if (c->wake_word) {
+			/* pairs with the coordinator's group_publish(): prepared
+			 * before the check, so a wake after it is not missed */
+			words[k] = c->wake_word;
+			expected[k] = futex_word_prepare(c->wake_word);
 		}
 		/* re-check after announcing the wait, or a wake may be missed */
 		n = gather(c, msgs, max);
 		if (n != 0)
 			return n;
+		if (c->wake_check && c->wake_check(c->wake_arg))
+			return 0;
 		for (size_t i = 0; i < c->nas; i++) {
 			int64_t since = part_stall_clock(&c->as[i]->cur);
 
@@ -695,7 +713,11 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 			until = mono_ns() + 1000000;
 		c->st.waits++;
 		SHMBUS_PROBE(wait, c->as[0]->topic, c->as[0]->partition, k);
-		futex_wait_many(words, expected, k, until);
+		futex_wait_many(words, expected, k + (c->wake_word != NULL), until);
+		/* a member that slept through a rebalance (or was stopped) must
+		 * not read partitions it may have lost: back to member.c first */
+		if (c->wake_check && c->wake_check(c->wake_arg))
+			return 0;
 		c->woke = true;
 		n = gather(c, msgs, max);
 		c->woke = false;

@@ -11,9 +11,9 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "../shm/clock.h"
+#include "../util/clock.h"
 #include "../shm/counters.h"
-#include "../shm/proc.h"
+#include "../util/proc.h"
 
 /* DAEMON_STATS names every counter (the reserved words excepted). */
 #define SIZE_OF(field, attr, word) +sizeof(((struct shmbus_daemon_stats *)0)->field)
@@ -30,7 +30,7 @@ struct seen {
 	bool torn;                  /* its writer died inside an update */
 	struct ctr_daemon v;
 	char endpoint[128];
-	char control_socket[sizeof(((struct bus_header *)0)->control_socket)];
+	char control_socket[DIR_SOCKET_MAX];
 };
 
 static int read_counters(shmbus *bus, struct seen *s, bool *has_file)
@@ -48,8 +48,7 @@ static int read_counters(shmbus *bus, struct seen *s, bool *has_file)
 		return lib_err(rc, "%s/%s: %s", bus->root, CTR_FILE, why);
 	}
 	s->torn = ctr_daemon_read(&c, &s->v) != 0;
-	memcpy(s->endpoint, c.hdr->endpoint, sizeof s->endpoint);
-	s->endpoint[sizeof s->endpoint - 1] = '\0';
+	ctr_endpoint(&c, s->endpoint, sizeof s->endpoint);
 	ctr_close(&c);
 	*has_file = true;
 	return 0;
@@ -58,16 +57,16 @@ static int read_counters(shmbus *bus, struct seen *s, bool *has_file)
 /* Read both files and decide the daemon's state. */
 static int observe(shmbus *bus, struct seen *s, enum shmbus_daemon_state *ret)
 {
-	struct bus_header *h = bus->dir.hdr;
+	struct dir_daemon b;
 	bool has_file;
 	int rc;
 
 	memset(s, 0, sizeof *s);
-	s->pid = load_acquire(&h->daemon_pid);
-	s->start_time = load_relaxed(&h->daemon_start_time);
-	s->heartbeat_ns = load_relaxed(&h->daemon_heartbeat_ns);
-	memcpy(s->control_socket, h->control_socket, sizeof s->control_socket);
-	s->control_socket[sizeof s->control_socket - 1] = '\0';
+	dir_daemon_read(&bus->dir, &b);
+	s->pid = b.pid;
+	s->start_time = b.start_time;
+	s->heartbeat_ns = b.heartbeat_ns;
+	memcpy(s->control_socket, b.control_socket, sizeof s->control_socket);
 	rc = read_counters(bus, s, &has_file);
 	if (rc < 0)
 		return rc;

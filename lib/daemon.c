@@ -29,9 +29,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../shm/clock.h"
-#include "../shm/ctlproto.h"
-#include "../shm/proc.h"
+#include "../util/clock.h"
+#include "../util/ctlproto.h"
+#include "../util/proc.h"
 
 #define HEARTBEAT_STALE_NS (5LL * 1000000000)
 #define HELLO_TIMEOUT_MS   2000
@@ -44,7 +44,7 @@
 /* The daemon the bus file names. */
 struct served {
 	uint32_t pid;
-	char path[sizeof(((struct bus_header *)0)->control_socket)];
+	char path[DIR_SOCKET_MAX];
 };
 
 /* A request being built: its type and what goes in it. */
@@ -53,11 +53,15 @@ typedef void (*build_fn)(struct ctl_out *o, const void *arg);
 /* Does a daemon serve the root?  0, or -ENOENT with why it does not. */
 static int served_by(shmbus *bus, struct served *ret)
 {
-	struct bus_header *h = bus->dir.hdr;
-	/* pairs with the daemon's store_release of daemon_pid after the rest of the block */
-	uint32_t pid = load_acquire(&h->daemon_pid);
-	uint64_t start = load_relaxed(&h->daemon_start_time);
-	int64_t age = real_ns() - load_relaxed(&h->daemon_heartbeat_ns);
+	struct dir_daemon b;
+	uint32_t pid;
+	uint64_t start;
+	int64_t age;
+
+	dir_daemon_read(&bus->dir, &b); /* the pid first, then the rest of the block */
+	pid = b.pid;
+	start = b.start_time;
+	age = real_ns() - b.heartbeat_ns;
 
 	if (!pid || pid == (uint32_t)proc_self(NULL))
 		return lib_err(-ENOENT, "no daemon serves %s", bus->root);
@@ -68,9 +72,8 @@ static int served_by(shmbus *bus, struct served *ret)
 		return lib_err(-ENOENT, "no daemon serves %s (shmbusd pid %u has not beaten its "
 			       "heartbeat for %lld s: stopped or hung)", bus->root, pid,
 			       (long long)(age / 1000000000));
-	/* the daemon writes the path before its pid; copy, then check it */
-	memcpy(ret->path, (const char *)h->control_socket, sizeof ret->path);
-	ret->path[sizeof ret->path - 1] = '\0';
+	/* the daemon writes the path before its pid */
+	memcpy(ret->path, b.control_socket, sizeof ret->path);
 	if (ret->path[0] != '/')
 		return lib_err(-ENOENT, "no daemon serves %s (shmbusd pid %u has no control "
 			       "socket yet)", bus->root, pid);
@@ -278,7 +281,7 @@ static int link_up(shmbus *bus, uint8_t *rbuf)
 static int request(shmbus *bus, uint16_t type, build_fn build, const void *arg,
 		   uint8_t *rbuf, struct ctl_msg *rep, int timeout_ms)
 {
-	uint8_t sbuf[1024];
+	uint8_t *sbuf = rbuf + CTL_MSG_MAX; /* run() allocates both */
 	struct ctl_out o;
 
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -297,7 +300,7 @@ static int request(shmbus *bus, uint16_t type, build_fn build, const void *arg,
 			fresh = true;
 		}
 		seq = next_seq(bus);
-		ctl_init(&o, sbuf, sizeof sbuf, type, seq);
+		ctl_init(&o, sbuf, CTL_MSG_MAX, type, seq);
 		if (build)
 			build(&o, arg);
 		rc = call(bus, &o, seq, rbuf, rep, timeout_ms);
@@ -346,7 +349,7 @@ void daemon_link_close(shmbus *bus)
 static int run(shmbus *bus, uint16_t type, build_fn build, const void *arg, int timeout_ms,
 	       void (*read_reply)(const struct ctl_msg *rep, void *out), void *out)
 {
-	uint8_t *rbuf = malloc(CTL_MSG_MAX);
+	uint8_t *rbuf = malloc(2 * CTL_MSG_MAX); /* the reply, then the request */
 	struct ctl_msg rep;
 	int rc;
 
@@ -362,6 +365,15 @@ static int run(shmbus *bus, uint16_t type, build_fn build, const void *arg, int 
 	pthread_mutex_unlock(&bus->link_lock);
 	free(rbuf);
 	return rc;
+}
+
+int daemon_call(shmbus *bus, uint16_t type, void (*build)(struct ctl_out *o, const void *arg),
+		const void *arg, void (*read_reply)(const struct ctl_msg *rep, void *out), void *out,
+		int timeout_ms)
+{
+	if (bus->no_daemon)
+		return DAEMON_NONE;
+	return run(bus, type, build, arg, timeout_ms, read_reply, out);
 }
 
 /* ------------------------------------------------------------------ */

@@ -19,7 +19,7 @@
 #include "shmbus.h"
 #include "shmbus_private.h"
 #include "../shm/directory.h"
-#include "../shm/error.h"
+#include "../util/error.h"
 #include "../shm/groups.h"
 #include "../shm/partition.h"
 
@@ -105,6 +105,10 @@ struct pmap {
 
 /* cache_get, cache_put, pmap_part and pmap_recover: shmbus_private.h */
 
+/* Make poll sleep on `word` too and return 0 once check(arg) is true
+ * (a group member's rebalance: member.c). */
+void consumer_wake_on(shmbus_consumer *c, uint32_t *word, bool (*check)(void *arg), void *arg);
+
 /* Drop cached partitions of topics no longer in the directory. */
 void cache_sweep(shmbus *bus);
 int cache_init(shmbus *bus);
@@ -144,6 +148,13 @@ void daemon_link_open(shmbus *bus);
 void daemon_link_close(shmbus *bus);
 int daemon_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *o);
 int daemon_topic_delete(shmbus *bus, const char *name);
+/* Any request (groups: member.c, groupadm.c): 0, -errno with the daemon's
+ * message, or DAEMON_NONE.  read_reply runs on success with the RESULT. */
+struct ctl_out;
+struct ctl_msg;
+int daemon_call(shmbus *bus, uint16_t type, void (*build)(struct ctl_out *o, const void *arg),
+		const void *arg, void (*read_reply)(const struct ctl_msg *rep, void *out), void *out,
+		int timeout_ms);
 
 /* Record an error message and return err. */
 #define lib_err(err, ...) shm_err((err), __VA_ARGS__)

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 
 #include "../shm/append.h"
-#include "../shm/clock.h"
+#include "../util/clock.h"
 
 struct pwriter {
 	struct pmap *m;

@@ -36,14 +36,16 @@
  *    their attribute and word keeps the four translations in step.
  *
  * The shm/ headers the daemon includes, each for a shared format or
- * protocol it supervises or serves: directory.h (the bus file: its
- * daemon block, the topic table), partition.h, append.h, read.h,
- * unblock.h (partitions: stalled claims, retention, flushing),
- * recover.h (start-up recovery's report), counters.h (the counters file
- * it writes), groups.h (committed offsets it exports), ctlproto.h (the
- * control socket's codec and address); and three helpers: clock.h,
- * proc.h (pids and start times) and error.h (the thread's error message
- * that shmbus_errmsg() returns).
+ * protocol it supervises or serves, whose words it touches only through
+ * their named operations (docs/design-notes.md, "Layers"): directory.h
+ * (the bus file: its daemon block, the topic table), partition.h,
+ * append.h, read.h, unblock.h (partitions: stalled claims through the
+ * writers' slots, retention, flushing), stats.h (the statistics it
+ * exports), recover.h (start-up recovery's report), counters.h (the
+ * counters file it writes), groups.h (committed offsets it exports); and
+ * helpers of util/: ctlproto.h (the control socket's codec and address),
+ * shareddir.h, clock.h, proc.h (pids and start times) and error.h (the
+ * thread's error message that shmbus_errmsg() returns).
  */
 #ifndef SHMBUS_LIB_PRIVATE_H
 #define SHMBUS_LIB_PRIVATE_H
@@ -122,7 +124,7 @@ void status_repair_text(char *buf, size_t len, const char *topic, uint32_t repai
 
 /*
  * Each counter of struct shmbus_daemon_stats: X(field, attribute, word)
- * with its CTL_A_<attribute> (shm/ctlproto.h) and its word of struct
+ * with its CTL_A_<attribute> (util/ctlproto.h) and its word of struct
  * ctr_daemon (shm/counters.h).  lib/counters.c checks that it names every
  * field.
  */

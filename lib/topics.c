@@ -36,8 +36,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "../shm/clock.h"
-#include "../shm/shareddir.h"
+#include "../util/clock.h"
+#include "../util/shareddir.h"
 
 #define LOCK_POLL_US 10000  /* a stoppable wait for the admin lock checks this often */
 

@@ -28,13 +28,13 @@
 #include <immintrin.h>
 #endif
 
-#include "clock.h"
-#include "error.h"
-#include "crc32c.h"
-#include "futex.h"
+#include "backpressure.h"
 #include "probes.h"
-#include "proc.h"
-#include "testpoint.h"
+#include "../util/clock.h"
+#include "../util/crc32c.h"
+#include "../util/error.h"
+#include "../util/proc.h"
+#include "../util/testpoint.h"
 #include "unblock.h"
 
 #define RUN_MAX 64 /* records claimed by one CAS */
@@ -64,35 +64,16 @@ void part_writer_fini(struct part_writer *w)
 	w->slot = NULL;
 }
 
-/* Step 3: publish the claim word this writer is about to CAS from, so an
- * unblocker knows the boundary even before the claim is marked (seqlock:
- * pairs with read_slot() in unblock.c; the CAS that follows is a full
- * barrier). */
+/* Step 3 (writers.h): announce the claim word about to be CAS'd; idle
+ * once no claim of ours is being written. */
 static inline void announce(struct part_writer *w, pair128 cur)
 {
-	struct part_writer_slot *s = w->slot;
-	uint64_t seq;
-
-	if (!s)
-		return;
-	seq = load_relaxed(&s->seq);
-	store_relaxed(&s->seq, seq + 1);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	store_relaxed(&s->pos, cur.lo);
-	store_relaxed(&s->off, cur.hi);
-	store_relaxed(&s->flags, WRITER_BUSY);
-	store_release(&s->seq, seq + 2);
+	part_writer_announce(w->slot, cur);
 }
 
-/* No claim of ours is being written: our frames are published, or our
- * claim CAS failed, so others may lap our announced position (format.md
- * §4 steps 3 and 6).  Only the mark is cleared: pos and off stay, a real
- * claim boundary for read_slot() in unblock.c.  Pairs with load_acquire of
- * flags in lap_room(): our writes are done before theirs. */
 static inline void idle(struct part_writer *w)
 {
-	if (w->slot)
-		store_release(&w->slot->flags, 0u);
+	part_writer_idle(w->slot);
 }
 
 static void backoff(unsigned *round)
@@ -131,37 +112,23 @@ static int lap_room(struct part_writer *w, uint64_t end, unsigned flags, int64_t
 
 	for (;;) {
 		uint64_t min = load_seq_cst(&p->hdr->claim.lo);
-		struct part_writer_slot *blocker = NULL;
+		struct part_writer_slot *blocker = part_writer_lowest_busy(p, w->slot, &min);
 
-		for (int i = 0; i < PART_MAX_WRITERS; i++) {
-			struct part_writer_slot *s = &p->hdr->writers[i];
-
-			if (s != w->slot && (load_acquire(&s->flags) & WRITER_BUSY) &&
-			    load_relaxed(&s->pos) < min) {
-				min = load_relaxed(&s->pos);
-				blocker = s;
-			}
-		}
 		w->lap_limit = min < POS_MAX ? min + p->cap - FRAME_ALIGN : POS_MAX;
 		/* no claim in the way: the plan came from a stale claim word, and
 		 * its CAS will fail and re-plan */
 		if (end <= w->lap_limit || !blocker)
 			return 0;
 		/* a claim a whole lap behind is still being written */
-		if (!proc_alive((pid_t)load_relaxed(&blocker->pid), load_relaxed(&blocker->start_time))) {
-			uint32_t f = load_relaxed(&blocker->flags);
-
-			while ((f & WRITER_BUSY) && !cas(&blocker->flags, &f, f & ~WRITER_BUSY))
-				;
+		if (part_writer_unmark_dead(blocker))
 			continue;
-		}
 		if (!give_up)
 			give_up = (flags & PART_APPEND_BLOCK) ? deadline_ns : mono_ns() + LAP_WAIT_NS;
 		if (give_up && mono_ns() >= give_up)
 			return shm_err(-EBUSY, "partition %s/%u: a producer (pid %u) has held a claim "
 				       "for a whole lap of the ring; it must commit or abort it before "
 				       "the ring can be overwritten", p->hdr->topic, p->partition,
-				       load_relaxed(&blocker->pid));
+				       part_writer_pid(blocker));
 		if (part_deleted(p))
 			return -EIDRM;
 		backoff(&round);
@@ -195,75 +162,8 @@ static bool take_word(struct part *p, uint64_t pos, const uint64_t *aborted, uin
 }
 
 /* -------------------------------------------------------------------- */
-/* Backpressure (format.md §5)                                          */
-
-static uint64_t bp_scan(struct part *p, uint64_t *gen)
-{
-	uint64_t min = UINT64_MAX;
-
-	*gen = load_acquire(&p->hdr->bp_gen);
-	for (int i = 0; i < PART_MAX_CONSUMERS; i++) {
-		struct part_consumer_slot *s = &p->hdr->consumers[i];
-
-		/* pairs with store_release of flags in part_bp_register() */
-		if (load_acquire(&s->flags) & 1u) {
-			uint64_t pos = load_acquire(&s->pos);
-
-			if (pos < min)
-				min = pos;
-		}
-	}
-	/* the claim and the word zeroed past it stay behind pos */
-	return min >= POS_MAX ? POS_MAX : min + p->cap - FRAME_ALIGN;
-}
-
-int part_bp_reap(struct part *p)
-{
-	int reaped = 0;
-
-	for (int i = 0; i < PART_MAX_CONSUMERS; i++) {
-		struct part_consumer_slot *s = &p->hdr->consumers[i];
-		uint32_t pid = load_acquire(&s->pid);
-
-		if (pid && (load_acquire(&s->flags) & 1u) &&
-		    !proc_alive((pid_t)pid, load_relaxed(&s->start_time))) {
-			store_release(&s->flags, 0u);
-			if (cas(&s->pid, &pid, 0u))
-				reaped++;
-		}
-	}
-	if (reaped)
-		fetch_add(&p->hdr->bp_gen, 1);
-	return reaped;
-}
-
-int part_bp_holder(struct part *p, struct part_bp_holder *ret)
-{
-	uint64_t min = UINT64_MAX;
-	int at = -1;
-
-	for (int i = 0; i < PART_MAX_CONSUMERS; i++) {
-		struct part_consumer_slot *s = &p->hdr->consumers[i];
-		uint64_t pos;
-
-		/* pairs with store_release of flags in part_bp_register() */
-		if ((load_acquire(&s->flags) & 1u) && (pos = load_acquire(&s->pos)) < min) {
-			min = pos;
-			at = i;
-		}
-	}
-	if (at < 0)
-		return -ENOENT;
-	ret->pid = load_relaxed(&p->hdr->consumers[at].pid);
-	ret->offset = load_relaxed(&p->hdr->consumers[at].offset);
-	/* another process's bytes: copied, cut at the first NUL, made printable */
-	memcpy(ret->name, p->hdr->consumers[at].name, sizeof ret->name);
-	ret->name[sizeof ret->name - 1] = '\0';
-	for (char *c = ret->name; *c; c++)
-		if (*c < 0x20 || *c > 0x7e || *c == '"')
-			*c = '?';
-	return 0;
-}
+/* Backpressure, the producer's side (format.md §5 step 2; the registry  */
+/* is backpressure.c)                                                    */
 
 #define REAP_EVERY_NS 10000000 /* consumers' liveness, at most this often */
 
@@ -279,7 +179,7 @@ static int bp_room(struct part_writer *w, uint64_t end, unsigned flags, int64_t 
 		int64_t now, until;
 		uint32_t v;
 
-		w->bp_limit = bp_scan(p, &w->bp_gen);
+		w->bp_limit = part_bp_scan(p, &w->bp_gen);
 		if (end <= w->bp_limit)
 			return 0;
 		if (!counted) {
@@ -297,16 +197,16 @@ static int bp_room(struct part_writer *w, uint64_t end, unsigned flags, int64_t 
 			return -EAGAIN;
 		if (part_deleted(p))
 			return -EIDRM;
-		/* announce, re-check, sleep: pairs with futex_word_wake() in
+		/* announce, re-check, sleep: pairs with part_space_wake() in
 		 * part_bp_update() */
-		v = futex_word_prepare(&p->hdr->space);
-		w->bp_limit = bp_scan(p, &w->bp_gen);
+		v = part_space_prepare(p);
+		w->bp_limit = part_bp_scan(p, &w->bp_gen);
 		if (end <= w->bp_limit)
 			return 0;
 		until = now + REAP_EVERY_NS;
 		if (deadline_ns && deadline_ns < until)
 			until = deadline_ns;
-		futex_wait_shared(&p->hdr->space, v, until);
+		part_space_wait(p, v, until);
 	}
 }
 
@@ -323,7 +223,7 @@ static void bp_settle(struct part_writer *w, uint64_t end)
 
 	if (load_seq_cst(&p->hdr->bp_gen) == w->bp_gen)
 		return;
-	while (end > (w->bp_limit = bp_scan(p, &w->bp_gen))) {
+	while (end > (w->bp_limit = part_bp_scan(p, &w->bp_gen))) {
 		if (round % 256 == 255)
 			part_bp_reap(p);
 		if (round == 64)
@@ -745,71 +645,4 @@ int part_abort(struct part_writer *w, struct part_claim *c)
 	w->holding = false;
 	part_notify(w->p);
 	return 0;
-}
-
-/* -------------------------------------------------------------------- */
-/* Notification and the backpressure registry                         */
-
-void part_notify(struct part *p)
-{
-	/* pairs with futex_word_prepare() in part_wait_prepare(): our commit
-	 * CAS is a full barrier before the load in futex_word_wake() */
-	SHMBUS_PROBE_IF(wake, load_relaxed(&p->hdr->notify) & 0x80000000u, p->hdr->topic, p->partition);
-	futex_word_wake(&p->hdr->notify);
-}
-
-int part_bp_register(struct part *p, uint64_t pos, uint64_t off, const char *name)
-{
-	uint64_t start;
-	pid_t pid = proc_self(&start);
-
-	for (int i = 0; i < PART_MAX_CONSUMERS; i++) {
-		struct part_consumer_slot *s = &p->hdr->consumers[i];
-		uint32_t free_pid = 0;
-
-		if (load_relaxed(&s->pid) != 0 || !cas(&s->pid, &free_pid, (uint32_t)pid))
-			continue;
-		store_relaxed(&s->pos, pos);
-		store_relaxed(&s->offset, off);
-		store_relaxed(&s->start_time, start);
-		store_relaxed(&s->registered_ns, real_ns());
-		memset(s->name, 0, sizeof s->name);
-		if (name)
-			strncpy(s->name, name, sizeof s->name - 1);
-		/* pairs with load_acquire of flags in bp_scan() */
-		store_release(&s->flags, 1u);
-		/* pairs with the producer's load of bp_gen after its CAS */
-		fetch_add(&p->hdr->bp_gen, 1);
-		/* lapped already? (format.md §3: tail >= pos + cap) */
-		if (load_seq_cst(&p->hdr->claim.lo) >= pos + p->cap) {
-			part_bp_unregister(p, i);
-			return -ERANGE;
-		}
-		return i;
-	}
-	return -ENOSPC;
-}
-
-void part_bp_update(struct part *p, int slot, uint64_t pos, uint64_t off)
-{
-	struct part_consumer_slot *s = &p->hdr->consumers[slot];
-
-	store_relaxed(&s->offset, off);
-	/* pairs with load_acquire of pos in bp_scan(): our reads of the bytes
-	 * before pos are done before a producer may overwrite them; the
-	 * barrier then orders the store before the load of the space word
-	 * (a producer sets its bit, then rescans: one of us sees the other) */
-	store_seq_cst(&s->pos, pos);
-	futex_word_wake(&p->hdr->space);
-}
-
-void part_bp_unregister(struct part *p, int slot)
-{
-	struct part_consumer_slot *s;
-
-	if (slot < 0 || slot >= PART_MAX_CONSUMERS)
-		return;
-	s = &p->hdr->consumers[slot];
-	store_release(&s->flags, 0u);
-	store_release(&s->pid, 0u);
 }

@@ -11,6 +11,8 @@
 #include <sys/types.h>
 
 #include "frame.h"
+#include "backpressure.h"
+#include "notify.h"
 #include "partition.h"
 
 /*
@@ -92,30 +94,5 @@ int part_commit(struct part_writer *w, struct part_claim *c, uint32_t value_len)
 /* Give a claim up: readers skip its offset. */
 int part_abort(struct part_writer *w, struct part_claim *c);
 
-/* Wake consumers waiting on the partition, if any registered. */
-void part_notify(struct part *p);
-
-/*
- * Backpressure registry (format.md §5): a consumer registers the oldest
- * position it still uses; producers never overwrite it.  Returns the slot
- * index or -ENOSPC (all slots taken), -ERANGE (pos already overwritten).
- */
-int part_bp_register(struct part *p, uint64_t pos, uint64_t off, const char *name);
-void part_bp_update(struct part *p, int slot, uint64_t pos, uint64_t off);
-void part_bp_unregister(struct part *p, int slot);
-
-/* Free the slots of consumers whose processes are gone; returns how many. */
-int part_bp_reap(struct part *p);
-
-/* Who holds producers back: the registered consumer at the oldest position. */
-struct part_bp_holder {
-	uint32_t pid;
-	uint64_t offset;       /* the next offset it reads */
-	char name[24];         /* its label, NUL-terminated, printable */
-};
-
-/* Copy the registered consumer with the oldest position into *ret; -ENOENT
- * if none is registered.  For messages only: its slot may change meanwhile. */
-int part_bp_holder(struct part *p, struct part_bp_holder *ret);
 
 #endif

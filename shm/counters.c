@@ -21,9 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error.h"
-#include "shareddir.h"
+#include "../util/clock.h"
+#include "../util/error.h"
+#include "../util/shareddir.h"
 #include "slothash.h"
 
 /* A reader waits this long for an update in progress before it takes the
@@ -95,6 +95,10 @@ static bool read_end(const uint64_t *seq, uint64_t s, bool patient)
 /* ------------------------------------------------------------------ */
 /* Creation and validation                                             */
 
+static const struct shm_format ctr_format = {
+	.magic = CTR_MAGIC, .version = CTR_VERSION, .header_size = CTR_HEADER_SIZE,
+};
+
 static int init_file(int fd, const char *endpoint)
 {
 	struct ctr_header *h;
@@ -107,25 +111,19 @@ static int init_file(int fd, const char *endpoint)
 	h = mmap(NULL, CTR_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (h == MAP_FAILED)
 		return shm_err(-errno, "cannot map the counters file: %s", strerror(errno));
-	h->version = CTR_VERSION;
-	h->header_size = CTR_HEADER_SIZE;
-	h->endian = SHM_ENDIAN_MARK;
-	h->word_size = sizeof(void *);
 	h->nslots = CTR_SLOTS;
 	h->file_size = file_size();
 	h->slot_size = sizeof(struct ctr_part);
 	h->created_ns = real_ns();
 	snprintf(h->endpoint, sizeof h->endpoint, "%s", endpoint ? endpoint : "");
-	/* last: a file with its magic is whole */
-	store_release(&h->magic, CTR_MAGIC);
+	shm_ident_write(h, &ctr_format); /* last: a file with its magic is whole */
 	munmap(h, CTR_HEADER_SIZE);
 	return 0;
 }
 
 static bool header_valid(const struct ctr_header *h, const struct stat *st)
 {
-	return h->magic == CTR_MAGIC && h->endian == SHM_ENDIAN_MARK &&
-	       h->word_size == sizeof(void *) && h->header_size == CTR_HEADER_SIZE &&
+	return shm_ident_check(h, &ctr_format) == SHM_IDENT_OK &&
 	       h->nslots == CTR_SLOTS && h->slot_size == sizeof(struct ctr_part) &&
 	       h->file_size == file_size() && (uint64_t)st->st_size >= h->file_size;
 }
@@ -142,8 +140,7 @@ static int check(int fd)
 		return shm_err(-EBADMSG, "the counters file is shorter than its header (%lld "
 			       "bytes); restart shmbusd to make it again, or delete it",
 			       (long long)st.st_size);
-	if (snap.magic == CTR_MAGIC && snap.endian == SHM_ENDIAN_MARK &&
-	    snap.version != CTR_VERSION)
+	if (shm_ident_check(&snap, &ctr_format) == SHM_IDENT_VERSION)
 		return shm_err(-EPROTO, "the counters file is of format version %u, this build reads "
 			       "version %u; restart shmbusd of this version to make it again",
 			       snap.version, CTR_VERSION);
@@ -387,4 +384,14 @@ uint32_t ctr_part_sweep(struct ctr_file *c, uint64_t tick)
 	}
 	free_dead(c);
 	return live;
+}
+
+void ctr_endpoint(const struct ctr_file *c, char *buf, size_t len)
+{
+	size_t n = sizeof c->hdr->endpoint < len ? sizeof c->hdr->endpoint : len;
+
+	if (!len)
+		return;
+	memcpy(buf, c->hdr->endpoint, n);
+	buf[n - 1] = '\0';
 }

@@ -124,6 +124,7 @@ struct ctr_header {
 	uint8_t reserved2[CTR_HEADER_SIZE - 1024];
 };
 _Static_assert(sizeof(struct ctr_header) == CTR_HEADER_SIZE, "counters header is a page");
+SHM_IDENT_ASSERT(struct ctr_header);
 _Static_assert(offsetof(struct ctr_header, created_ns) == 48, "created_ns at 48");
 _Static_assert(offsetof(struct ctr_header, endpoint) == 128, "endpoint at 128");
 _Static_assert(offsetof(struct ctr_header, daemon) == 512, "daemon block at 512");
@@ -180,6 +181,10 @@ int ctr_open(int dirfd, bool writable, struct ctr_file *ret);
 
 /* Unmap; NULL or an unmapped file is a no-op. */
 void ctr_close(struct ctr_file *c);
+
+/* The daemon's metrics endpoint the file names ("" if none), written
+ * once at creation; NUL-terminated into buf of len bytes. */
+void ctr_endpoint(const struct ctr_file *c, char *buf, size_t len);
 
 /* The daemon: publish its block (every field but seq, from *v). */
 void ctr_daemon_write(struct ctr_file *c, const struct ctr_daemon *v);

@@ -19,9 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error.h"
-#include "shareddir.h"
+#include "../util/clock.h"
+#include "../util/error.h"
+#include "../util/shareddir.h"
 
 static uint64_t table_size(void)
 {
@@ -49,6 +49,10 @@ bool dir_name_valid(const char *name)
 	return true;
 }
 
+static const struct shm_format bus_format = {
+	.magic = BUS_MAGIC, .version = BUS_VERSION, .header_size = BUS_HEADER_SIZE,
+};
+
 static int init_file(int fd)
 {
 	struct bus_header *h;
@@ -63,10 +67,6 @@ static int init_file(int fd)
 	h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (h == MAP_FAILED)
 		return shm_err(-errno, "cannot map the bus file: %s", strerror(errno));
-	h->version = BUS_VERSION;
-	h->header_size = BUS_HEADER_SIZE;
-	h->endian = SHM_ENDIAN_MARK;
-	h->word_size = sizeof(void *);
 	h->max_topics = BUS_MAX_TOPICS;
 	h->file_size = size;
 	h->table_offset[0] = BUS_HEADER_SIZE;
@@ -75,7 +75,7 @@ static int init_file(int fd)
 	h->created_ns = real_ns();
 	h->next_topic_id = 1;
 	h->published = 0;
-	store_release(&h->magic, BUS_MAGIC);
+	shm_ident_write(h, &bus_format); /* the magic last */
 	munmap(h, size);
 	return 0;
 }
@@ -84,15 +84,20 @@ static int check_header(const struct bus_header *h, uint64_t file_size)
 {
 	const char *fix = "move the root aside and let shmbus create a new one";
 
-	if (h->magic != BUS_MAGIC)
+	switch (shm_ident_check(h, &bus_format)) {
+	case SHM_IDENT_MAGIC:
 		return shm_err(-EBADMSG, "the bus file has a bad magic number (damaged, or not a "
 			       "shmbus root); %s", fix);
-	if (h->version != BUS_VERSION)
-		return shm_err(-EPROTO, "the bus file has format version %u; this library reads %u; "
-			       "use a matching shmbus", h->version, BUS_VERSION);
-	if (h->endian != SHM_ENDIAN_MARK || h->word_size != sizeof(void *))
+	case SHM_IDENT_MACHINE:
 		return shm_err(-EPROTO, "the bus file comes from a machine with another byte order or "
 			       "word size");
+	case SHM_IDENT_VERSION:
+		return shm_err(-EPROTO, "the bus file has format version %u; this library reads %u; "
+			       "use a matching shmbus", h->version, BUS_VERSION);
+	case SHM_IDENT_SIZE: /* with the layout, below */
+	case SHM_IDENT_OK:
+		break;
+	}
 	if (h->header_size != BUS_HEADER_SIZE || h->max_topics != BUS_MAX_TOPICS ||
 	    h->table_size != table_size() || h->table_offset[0] != BUS_HEADER_SIZE ||
 	    h->table_offset[1] != BUS_HEADER_SIZE + table_size() ||
@@ -318,4 +323,72 @@ int dir_remove(struct bus_dir *d, const char *name)
 		}
 	}
 	return shm_err(-ENOENT, "topic \"%s\" does not exist", name);
+}
+
+/* ------------------------------------------------------------------ */
+/* The daemon block                                                    */
+
+void dir_daemon_read(const struct bus_dir *d, struct dir_daemon *ret)
+{
+	const struct bus_header *h = d->hdr;
+
+	/* pairs with the store_release of daemon_pid in dir_daemon_take() */
+	ret->pid = load_acquire(&h->daemon_pid);
+	ret->start_time = load_relaxed(&h->daemon_start_time);
+	ret->heartbeat_ns = load_relaxed(&h->daemon_heartbeat_ns);
+	/* the path is written before the pid, and cleared byte 0 first */
+	memcpy(ret->control_socket, h->control_socket, sizeof ret->control_socket);
+	ret->control_socket[sizeof ret->control_socket - 1] = '\0';
+}
+
+uint32_t dir_daemon_pid(const struct bus_dir *d)
+{
+	return load_acquire(&d->hdr->daemon_pid);
+}
+
+int64_t dir_daemon_heartbeat(const struct bus_dir *d)
+{
+	return load_relaxed(&d->hdr->daemon_heartbeat_ns);
+}
+
+int dir_daemon_socket_set(struct bus_dir *d, const char *path)
+{
+	size_t len = strlen(path);
+
+	if (len >= DIR_SOCKET_MAX)
+		return -ENAMETOOLONG;
+	memcpy(d->hdr->control_socket, path, len + 1);
+	return 0;
+}
+
+void dir_daemon_socket_clear(struct bus_dir *d)
+{
+	store_release(&d->hdr->control_socket[0], '\0');
+}
+
+int dir_daemon_take(struct bus_dir *d, const char *control_socket, uint32_t pid,
+		    uint64_t start_time, int64_t now_ns)
+{
+	struct bus_header *h = d->hdr;
+	int rc;
+
+	h->daemon_flags = 0;
+	rc = dir_daemon_socket_set(d, control_socket);
+	if (rc < 0)
+		return rc;
+	store_relaxed(&h->daemon_heartbeat_ns, now_ns);
+	store_relaxed(&h->daemon_start_time, start_time);
+	/* pairs with the load_acquire of daemon_pid in dir_daemon_read() */
+	store_release(&h->daemon_pid, pid);
+	return 0;
+}
+
+void dir_daemon_beat(struct bus_dir *d, int64_t now_ns)
+{
+	store_relaxed(&d->hdr->daemon_heartbeat_ns, now_ns);
+}
+
+void dir_daemon_leave(struct bus_dir *d)
+{
+	store_release(&d->hdr->daemon_pid, 0u);
 }

@@ -89,6 +89,7 @@ struct bus_header {
 	uint8_t reserved[BUS_HEADER_SIZE - 512];
 };
 _Static_assert(sizeof(struct bus_header) == BUS_HEADER_SIZE, "bus header is a page");
+SHM_IDENT_ASSERT(struct bus_header);
 _Static_assert(offsetof(struct bus_header, published) == 128, "publication word at 128");
 _Static_assert(offsetof(struct bus_header, daemon_pid) == 256, "daemon block at 256");
 
@@ -122,6 +123,34 @@ int dir_list(const struct bus_dir *d, struct bus_topic *out, size_t max);
 uint64_t dir_reserve_id(struct bus_dir *d);
 int dir_add(struct bus_dir *d, struct bus_topic *t);
 int dir_remove(struct bus_dir *d, const char *name);
+
+/*
+ * The daemon block (protocol.md §1): how clients find the daemon that
+ * serves the root.  The daemon writes the rest of the block, then its pid
+ * (release); a client loads the pid first (acquire), then the rest.
+ */
+#define DIR_SOCKET_MAX sizeof(((struct bus_header *)0)->control_socket)
+
+struct dir_daemon {
+	uint32_t pid;                    /* 0: no daemon */
+	uint64_t start_time;             /* its start time (clock ticks), against pid reuse */
+	int64_t heartbeat_ns;            /* CLOCK_REALTIME of its last beat */
+	char control_socket[DIR_SOCKET_MAX]; /* NUL-terminated; "" while it has none */
+};
+
+/* The block as a client reads it. */
+void dir_daemon_read(const struct bus_dir *d, struct dir_daemon *ret);
+uint32_t dir_daemon_pid(const struct bus_dir *d);
+int64_t dir_daemon_heartbeat(const struct bus_dir *d);
+
+/* The daemon's side: take the root (path may be "", -ENAMETOOLONG if it
+ * does not fit), beat, publish or withdraw the control socket, leave. */
+int dir_daemon_take(struct bus_dir *d, const char *control_socket, uint32_t pid,
+		    uint64_t start_time, int64_t now_ns);
+void dir_daemon_beat(struct bus_dir *d, int64_t now_ns);
+int dir_daemon_socket_set(struct bus_dir *d, const char *path);
+void dir_daemon_socket_clear(struct bus_dir *d);
+void dir_daemon_leave(struct bus_dir *d);
 
 /* A topic or group name Kafka would accept: [A-Za-z0-9._-]{1,249}. */
 bool dir_name_valid(const char *name);

@@ -20,11 +20,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "atomics.h"
+#include "../util/atomics.h"
+#include "ident.h"
 
 #define PART_MAGIC        0x3170747262686d73ULL /* "shmbrtp1" little-endian */
 #define PART_VERSION      1u
-#define SHM_ENDIAN_MARK   0x0102030405060708ULL
 #define PART_HEADER_SIZE  12288u
 #define PART_PAGE         4096u
 
@@ -246,6 +246,7 @@ struct part_header {
 };
 
 _Static_assert(sizeof(struct part_header) == PART_HEADER_SIZE, "header is three pages");
+SHM_IDENT_ASSERT(struct part_header);
 _Static_assert(offsetof(struct part_header, writers) == 2 * PART_PAGE, "writers on page 2");
 _Static_assert(offsetof(struct part_header, topic) == 128, "topic name at 128");
 _Static_assert(offsetof(struct part_header, status) == 512, "status block at 512");

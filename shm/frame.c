@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "crc32c.h"
+#include "../util/crc32c.h"
 
 static uint16_t get16(const uint8_t *p)
 {

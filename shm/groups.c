@@ -4,6 +4,9 @@
  * Entries are claimed with a CAS on their key and never freed: topic ids
  * are never reused, so an entry of a deleted topic is only dead weight.
  * Lookups probe linearly from the key's hash and stop at a free entry.
+ * An entry's {offset, owner epoch} pair changes only by a 16-byte CAS:
+ * members move the offset under their own epoch, the coordinator moves
+ * the epoch (format.md §10), so neither can undo the other.
  */
 #include "groups.h"
 
@@ -16,9 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error.h"
-#include "shareddir.h"
+#include "../util/clock.h"
+#include "../util/error.h"
+#include "../util/futex.h"
+#include "../util/shareddir.h"
 #include "slothash.h"
 
 static uint64_t file_size(void)
@@ -30,6 +34,10 @@ static uint64_t key_of(uint64_t topic_id, uint32_t partition)
 {
 	return topic_id << GROUP_PARTITION_BITS | partition;
 }
+
+static const struct shm_format group_format = {
+	.magic = GROUP_MAGIC, .version = GROUP_VERSION, .header_size = GROUP_HEADER_SIZE,
+};
 
 static int init_group(int fd, const char *name)
 {
@@ -43,15 +51,11 @@ static int init_group(int fd, const char *name)
 	h = mmap(NULL, GROUP_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (h == MAP_FAILED)
 		return shm_err(-errno, "cannot map group file %s: %s", name, strerror(errno));
-	h->version = GROUP_VERSION;
-	h->header_size = GROUP_HEADER_SIZE;
-	h->endian = SHM_ENDIAN_MARK;
-	h->word_size = sizeof(void *);
 	h->nslots = GROUP_SLOTS;
 	h->file_size = file_size();
 	h->created_ns = real_ns();
 	snprintf(h->name, sizeof h->name, "%s", name);
-	store_release(&h->magic, GROUP_MAGIC);
+	shm_ident_write(h, &group_format); /* the magic last */
 	munmap(h, GROUP_HEADER_SIZE);
 	return 0;
 }
@@ -95,17 +99,19 @@ int group_open(int dirfd, const char *name, bool create, struct group_file *ret)
 		return fd == -ENOENT ? shm_err(-ENOENT, "group \"%s\" has no committed offsets", name)
 				     : shm_err(fd, "cannot open group file %s: %s", name, sdir_why(fd));
 	if (fstat(fd, &st) < 0 || pread(fd, &snap, sizeof snap, 0) != (ssize_t)sizeof snap ||
-	    snap.magic != GROUP_MAGIC || snap.version != GROUP_VERSION ||
-	    snap.endian != SHM_ENDIAN_MARK || snap.header_size != GROUP_HEADER_SIZE ||
+	    shm_ident_check(&snap, &group_format) != SHM_IDENT_OK ||
 	    snap.nslots != GROUP_SLOTS || snap.file_size != file_size() ||
 	    (uint64_t)st.st_size < snap.file_size) {
 		rc = shm_err(-EBADMSG, "group file %s is damaged or of another version; delete it "
 			     "(the group's committed offsets are lost) or restore it", name);
 		goto fail;
 	}
+	ret->readonly = false;
 	base = mmap(NULL, snap.file_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
-	if (base == MAP_FAILED)
+	if (base == MAP_FAILED) {
+		ret->readonly = true;
 		base = mmap(NULL, snap.file_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+	}
 	if (base == MAP_FAILED) {
 		rc = shm_err(-errno, "cannot map group file %s: %s", name, strerror(errno));
 		goto fail;
@@ -150,27 +156,155 @@ static struct group_slot *find(const struct group_file *g, uint64_t key, bool cl
 	return NULL;
 }
 
-int group_commit(struct group_file *g, uint64_t topic_id, uint32_t partition, uint64_t offset,
-		 uint64_t gen)
+/* Swap the entry's {offset, owner} pair from what `ok` accepts to what
+ * `next` makes of it; the CAS retries only while others change the pair.
+ * 0, or -ESTALE when `ok` refuses the pair seen (left in *seen). */
+static int swap_pair(struct group_slot *s, bool (*ok)(pair128 cur, uint64_t arg),
+		     pair128 (*next)(pair128 cur, uint64_t a, uint64_t b), uint64_t a, uint64_t b,
+		     pair128 *seen)
 {
-	uint64_t key = key_of(topic_id, partition);
-	struct group_slot *s;
-	uint64_t fence = load_acquire(&g->hdr->generation);
+	pair128 cur = { load_acquire(&s->fenced.lo), load_acquire(&s->fenced.hi) };
 
-	if (gen < fence)
-		return shm_err(-ESTALE, "group \"%s\" moved to generation %llu; this member "
-			       "(generation %llu) was replaced and may not commit", g->hdr->name,
-			       (unsigned long long)fence, (unsigned long long)gen);
-	s = find(g, key, true);
+	/* bounded: each failed CAS means another writer's CAS landed */
+	for (int tries = 0; tries < 1000000; tries++) {
+		if (!ok(cur, b)) {
+			*seen = cur;
+			return -ESTALE;
+		}
+		if (cas128(&s->fenced, &cur, next(cur, a, b)))
+			return 0;
+	}
+	*seen = cur;
+	return -EBUSY;
+}
+
+static bool owner_is(pair128 cur, uint64_t epoch)
+{
+	return cur.hi == epoch;
+}
+
+static bool any(pair128 cur, uint64_t epoch)
+{
+	(void)cur;
+	(void)epoch;
+	return true;
+}
+
+static pair128 with_offset(pair128 cur, uint64_t offset, uint64_t epoch)
+{
+	(void)epoch;
+	return (pair128){ .lo = offset, .hi = cur.hi };
+}
+
+static pair128 with_owner(pair128 cur, uint64_t epoch, uint64_t unused)
+{
+	(void)unused;
+	return (pair128){ .lo = cur.lo, .hi = epoch };
+}
+
+static int full(const struct group_file *g)
+{
+	return shm_err(-ENOSPC, "group file %s is full (%u partitions); delete the group to "
+		       "reset it", g->hdr->name, g->nslots);
+}
+
+int group_commit(struct group_file *g, uint64_t topic_id, uint32_t partition, uint64_t offset,
+		 uint64_t epoch)
+{
+	uint64_t group_epoch = load_acquire(&g->hdr->epoch);
+	struct group_slot *s;
+	pair128 seen;
+	int rc;
+
+	if (epoch == 0 && group_epoch != 0)
+		return shm_err(-ESTALE, "group \"%s\" is coordinated by shmbusd (epoch %llu): a "
+			       "manual commit could overwrite a member's; join the group (`shmbus "
+			       "consume -G`) or delete it first", g->hdr->name,
+			       (unsigned long long)group_epoch);
+	s = find(g, key_of(topic_id, partition), epoch == 0);
 	if (!s)
-		return shm_err(-ENOSPC, "group file %s is full (%u partitions); delete the group to "
-			       "reset it", g->hdr->name, g->nslots);
-	store_relaxed(&s->generation, gen);
-	store_relaxed(&s->offset, offset);
+		return epoch ? shm_err(-ESTALE, "partition %u of topic id %llu is not owned by this "
+				       "member of group \"%s\" (epoch %llu)", partition,
+				       (unsigned long long)topic_id, g->hdr->name,
+				       (unsigned long long)epoch)
+			     : full(g);
+	rc = swap_pair(s, owner_is, with_offset, offset, epoch, &seen);
+	if (rc == -ESTALE)
+		return shm_err(rc, "partition %u of topic id %llu moved to another member of group "
+			       "\"%s\" (owner epoch %llu; this member's is %llu): the commit was "
+			       "fenced", partition, (unsigned long long)topic_id, g->hdr->name,
+			       (unsigned long long)seen.hi, (unsigned long long)epoch);
+	if (rc)
+		return shm_err(rc, "group \"%s\": the commit raced without end", g->hdr->name);
 	/* pairs with load_acquire of commit_ns in group_fetch(): a reader that
 	 * sees the commit time sees its offset */
 	store_release(&s->commit_ns, real_ns());
 	return 0;
+}
+
+int group_fence(struct group_file *g, uint64_t topic_id, uint32_t partition, uint64_t epoch)
+{
+	struct group_slot *s = find(g, key_of(topic_id, partition), true);
+	pair128 seen;
+
+	if (!s)
+		return full(g);
+	return swap_pair(s, any, with_owner, epoch, 0, &seen);
+}
+
+int group_reset(struct group_file *g, uint64_t topic_id, uint32_t partition, uint64_t offset)
+{
+	struct group_slot *s = find(g, key_of(topic_id, partition), true);
+	pair128 seen;
+	int rc;
+
+	if (!s)
+		return full(g);
+	rc = swap_pair(s, any, with_offset, offset, 0, &seen);
+	if (rc == 0)
+		store_release(&s->commit_ns, real_ns()); /* pairs as in group_commit() */
+	return rc;
+}
+
+void group_publish(struct group_file *g, uint64_t epoch, uint32_t members)
+{
+	store_relaxed(&g->hdr->members, members);
+	/* pairs with load_acquire of epoch in group_commit() and group_epoch() */
+	store_release(&g->hdr->epoch, epoch);
+	/* the full barrier futex_word_wake() needs since the change; pairs
+	 * with the member's futex_word_prepare() then group_epoch() check */
+	fence_seq_cst();
+	futex_word_wake(&g->hdr->wake);
+}
+
+uint64_t group_owner(const struct group_file *g, uint64_t topic_id, uint32_t partition)
+{
+	struct group_slot *s = find(g, key_of(topic_id, partition), false);
+
+	return s ? load_acquire(&s->fenced.hi) : 0;
+}
+
+uint32_t *group_wake_word(struct group_file *g)
+{
+	return &g->hdr->wake;
+}
+
+uint64_t group_epoch(const struct group_file *g)
+{
+	return load_acquire(&g->hdr->epoch);
+}
+
+uint64_t group_max_epoch(const struct group_file *g)
+{
+	uint64_t max = load_acquire(&g->hdr->epoch);
+
+	for (uint32_t i = 0; i < g->nslots; i++) {
+		uint64_t e = load_acquire(&g->slots[i].fenced.hi);
+
+		if (e > max)
+			max = e;
+	}
+	return max;
 }
 
 int group_fetch(const struct group_file *g, uint64_t topic_id, uint32_t partition,
@@ -184,7 +318,7 @@ int group_fetch(const struct group_file *g, uint64_t topic_id, uint32_t partitio
 	if (!s)
 		return -ENOENT;
 	ns = load_acquire(&s->commit_ns);
-	off = load_relaxed(&s->offset);
+	off = load_acquire(&s->fenced.lo);
 	if (ns == 0)
 		return -ENOENT; /* claimed, not yet committed */
 	*ret_offset = off;
@@ -207,7 +341,7 @@ int group_foreach(const struct group_file *g,
 		if (k == 0 || ns == 0)
 			continue;
 		rc = fn(ctx, k >> GROUP_PARTITION_BITS, (uint32_t)(k & ((1u << GROUP_PARTITION_BITS) - 1)),
-			load_relaxed(&s->offset), ns);
+			load_acquire(&s->fenced.lo), ns);
 		if (rc)
 			return rc;
 	}

@@ -24,10 +24,10 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error.h"
-#include "shareddir.h"
-#include "futex.h"
+#include "../util/clock.h"
+#include "../util/error.h"
+#include "../util/shareddir.h"
+#include "../util/futex.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -121,6 +121,10 @@ static bool fd_on_tmpfs(int fd)
 	return fstatfs(fd, &sf) == 0 && (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
 }
 
+static const struct shm_format part_format = {
+	.magic = PART_MAGIC, .version = PART_VERSION, .header_size = PART_HEADER_SIZE,
+};
+
 static void init_header(struct part_header *h, const struct part_params *prm, uint64_t icap,
 			uint64_t size)
 {
@@ -128,10 +132,6 @@ static void init_header(struct part_header *h, const struct part_params *prm, ui
 
 	while (getrandom(&epoch, sizeof epoch, 0) != sizeof epoch || epoch == 0)
 		;
-	h->version = PART_VERSION;
-	h->header_size = PART_HEADER_SIZE;
-	h->endian = SHM_ENDIAN_MARK;
-	h->word_size = sizeof(void *);
 	h->frame_align = FRAME_ALIGN;
 	h->file_size = size;
 	h->index_offset = index_offset();
@@ -146,8 +146,7 @@ static void init_header(struct part_header *h, const struct part_params *prm, ui
 	h->numa_node = prm->numa_node;
 	h->max_frame = (uint32_t)(prm->capacity / 2 > UINT32_MAX ? UINT32_MAX : prm->capacity / 2);
 	snprintf(h->topic, sizeof h->topic, "%s", prm->topic);
-	/* magic last: a file with a valid magic is a finished header */
-	store_release(&h->magic, PART_MAGIC);
+	shm_ident_write(h, &part_format); /* the magic last */
 }
 
 int part_create(int dirfd, const char *name, const struct part_params *prm, struct part *ret)
@@ -223,16 +222,21 @@ int part_header_check(const struct part_header *h, uint64_t file_size, const cha
 	if (file_size < PART_HEADER_SIZE)
 		return shm_err(-EBADMSG, "partition file %s is %llu bytes, shorter than its header; %s",
 			       label, (unsigned long long)file_size, fix);
-	if (h->magic != PART_MAGIC)
+	switch (shm_ident_check(h, &part_format)) {
+	case SHM_IDENT_MAGIC:
 		return shm_err(-EBADMSG, "partition file %s has a bad magic number "
 			       "(not a shmbus partition, or damaged); %s", label, fix);
-	if (h->version != PART_VERSION)
+	case SHM_IDENT_MACHINE:
+		return shm_err(-EPROTO, "partition file %s was written by a machine with another "
+			       "byte order or word size; it cannot be shared with this one", label);
+	case SHM_IDENT_VERSION:
 		return shm_err(-EPROTO, "partition file %s has format version %u, this library reads "
 			       "version %u; use a matching shmbus or recreate the topic",
 			       label, h->version, PART_VERSION);
-	if (h->endian != SHM_ENDIAN_MARK || h->word_size != sizeof(void *))
-		return shm_err(-EPROTO, "partition file %s was written by a machine with another "
-			       "byte order or word size; it cannot be shared with this one", label);
+	case SHM_IDENT_SIZE: /* with the geometry, below */
+	case SHM_IDENT_OK:
+		break;
+	}
 	if (h->header_size != PART_HEADER_SIZE || h->frame_align != FRAME_ALIGN ||
 	    !is_pow2(cap) || cap < PART_CAP_MIN || cap > PART_CAP_MAX ||
 	    !is_pow2(icap) || icap < PART_ICAP_MIN || icap > PART_ICAP_MAX ||

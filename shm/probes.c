@@ -10,7 +10,7 @@
  */
 #include "probes.h"
 
-#include "append.h"
+#include "backpressure.h"
 
 #define SHMBUS_PROBE_DEFINE_(name, n, where, ...) \
 	__attribute__((section(".probes"))) volatile unsigned short SHMBUS_PROBE_SEMAPHORE_(name);

@@ -10,10 +10,10 @@
 #include "read.h"
 
 #include <errno.h>
+#include <string.h>
 
-#include "clock.h"
-#include "error.h"
-#include "futex.h"
+#include "../util/clock.h"
+#include "../util/error.h"
 #include "unblock.h"
 
 static const struct frame_hdr *frame_at(const struct part *p, uint64_t pos)
@@ -425,10 +425,61 @@ int part_seek_time(struct part *p, struct part_cursor *c, int64_t ts_ns)
 	return part_seek_begin(p, c);
 }
 
-uint32_t part_wait_prepare(struct part *p)
+size_t part_first_lost(const struct part *p, const uint64_t *pos, const uint64_t *off, size_t n,
+		       size_t stride)
 {
-	if (p->readonly)
-		return load_acquire(&p->hdr->notify);
-	/* pairs with futex_word_wake() in part_notify() */
-	return futex_word_prepare(&p->hdr->notify);
+	const uint8_t *pp = (const uint8_t *)pos, *op = (const uint8_t *)off;
+	uint64_t tail, start;
+
+	/* orders the reads of the frames before the loads below; pairs with
+	 * the claim CAS of the producer that overwrites them, and with the
+	 * CAS of start in part_retire() */
+	fence_acquire();
+	tail = load_acquire(&p->hdr->claim.lo);
+	start = load_acquire(&p->hdr->start);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t fpos, foff;
+
+		memcpy(&fpos, pp + i * stride, sizeof fpos);
+		memcpy(&foff, op + i * stride, sizeof foff);
+		if (tail >= fpos + p->cap || foff < start)
+			return i;
+	}
+	return n;
+}
+
+bool part_frame_crc_ok(const struct part *p, uint64_t pos, size_t payload_len)
+{
+	const struct frame_hdr *h = (const void *)part_at(p, pos);
+
+	return frame_crc(h, payload_len) == load_relaxed(&h->crc);
+}
+
+void part_ends(const struct part *p, uint64_t *ret_tail, uint64_t *ret_next)
+{
+	pair128 snap = load_pair(&p->hdr->claim);
+
+	*ret_tail = snap.lo;
+	*ret_next = snap.hi;
+}
+
+void part_count_lapped(struct part *p)
+{
+	fetch_add_relaxed(&p->hdr->lapped_reads, 1);
+}
+
+uint64_t part_retire(struct part *p, uint64_t off, uint64_t *ret_from)
+{
+	uint64_t start = load_acquire(&p->hdr->start);
+
+	while (off > start) {
+		/* pairs with the load_acquire of start in part_first_lost() and
+		 * retired() */
+		if (cas(&p->hdr->start, &start, off)) {
+			*ret_from = start;
+			part_notify(p);
+			return off - start;
+		}
+	}
+	return 0;
 }

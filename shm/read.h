@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "frame.h"
+#include "notify.h"
 #include "partition.h"
 
 /* A reader's place in one partition.  Process-local; one thread at a time. */
@@ -59,18 +60,33 @@ static inline bool part_intact(const struct part *p, uint64_t pos)
 }
 
 /*
- * After reading (or copying) frames: the tail and `start`, loaded after
- * an acquire fence that orders those reads before them.  A frame read at
- * `pos` for offset `o` may be handed out only if tail < pos + capacity
- * (not overwritten) and o >= start (not retired) (format.md §6 step 3).
+ * Step 3 of a read (format.md §6), for a run of n frames read (or
+ * copied): the first i whose frame, read at pos[i] for offset off[i], may
+ * have been overwritten meanwhile (tail >= pos + capacity) or retired
+ * (off < start); n if none was.  One load of the tail and of `start`,
+ * after an acquire fence that orders the reads before them, checks the
+ * whole run.  pos and off point into an array of n elements of `stride`
+ * bytes each (the caller's messages).
  */
-static inline void part_after_read(const struct part *p, uint64_t *ret_tail,
-				   uint64_t *ret_start)
-{
-	fence_acquire();
-	*ret_tail = load_acquire(&p->hdr->claim.lo);
-	*ret_start = load_acquire(&p->hdr->start);
-}
+size_t part_first_lost(const struct part *p, const uint64_t *pos, const uint64_t *off, size_t n,
+		       size_t stride);
+
+/* Does the CRC32C stored in the frame at `pos` match its header and
+ * payload_len bytes of payload?  Over the shared bytes: check
+ * part_first_lost() afterwards. */
+bool part_frame_crc_ok(const struct part *p, uint64_t pos, size_t payload_len);
+
+/* The claim word: the tail and the next offset to be claimed. */
+void part_ends(const struct part *p, uint64_t *ret_tail, uint64_t *ret_next);
+
+/* Count a read that found its offset overwritten (the lapped_reads
+ * counter). */
+void part_count_lapped(struct part *p);
+
+/* Retention: retire the offsets below `off` (move `start` up to it,
+ * never back).  Returns how many were retired, *ret_from the first of
+ * them; 0 if `start` was already there. */
+uint64_t part_retire(struct part *p, uint64_t off, uint64_t *ret_from);
 
 /* When the frontier was first found stalled (CLOCK_MONOTONIC; taken now
  * if not yet), or 0 if it is not stalled.  Call before sleeping and when
@@ -88,12 +104,5 @@ int part_seek_time(struct part *p, struct part_cursor *c, int64_t ts_ns);
 
 /* Lowest offset still readable, and the end offset. */
 void part_bounds(struct part *p, uint64_t *ret_low, uint64_t *ret_end);
-
-/*
- * Blocking: prepare a wait by announcing a waiter in the notify word;
- * returns the value to pass to the futex wait.  Re-check for records
- * after this call and before sleeping, or a wake may be missed.
- */
-uint32_t part_wait_prepare(struct part *p);
 
 #endif

@@ -23,7 +23,7 @@
 
 #include "append.h"
 #include "frame.h"
-#include "proc.h"
+#include "../util/proc.h"
 #include "unblock.h"
 
 struct walker {

@@ -17,11 +17,11 @@
 
 #include <errno.h>
 
-#include "append.h"
-#include "error.h"
+#include "../util/error.h"
 #include "frame.h"
+#include "notify.h"
 #include "probes.h"
-#include "proc.h"
+#include "../util/proc.h"
 
 uint64_t part_abort_end(const struct part *p, uint64_t off, uint64_t pos, uint64_t len,
 			uint64_t tail, uint64_t next)
@@ -53,20 +53,6 @@ void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off)
 		(void)cas(cw, &w, 0);
 }
 
-/* A writer slot's announcement, if consistent (seqlock read). */
-static bool read_slot(const struct part_writer_slot *s, uint64_t *pos, uint64_t *off)
-{
-	uint64_t s1 = load_acquire(&s->seq);
-
-	if (!load_relaxed(&s->pid) || (s1 & 1))
-		return false;
-	*pos = load_relaxed(&s->pos);
-	*off = load_relaxed(&s->off);
-	/* pairs with the release stores of seq in announce() */
-	fence_acquire();
-	return load_relaxed(&s->seq) == s1;
-}
-
 uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t tail,
 			    uint64_t next, uint64_t *ret_pos)
 {
@@ -75,12 +61,12 @@ uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t
 	/* announcements first: a claim announced before its CAS is seen here
 	 * if the CAS is inside {tail, next} (format.md §7) */
 	for (int i = 0; i < PART_MAX_WRITERS; i++) {
-		uint64_t bp, bo;
+		struct part_writer_ann a;
 
-		if (read_slot(&p->hdr->writers[i], &bp, &bo) && bp > pos && bp < best_pos &&
-		    bo > off && bo < best_off && !(bp & (FRAME_ALIGN - 1))) {
-			best_pos = bp;
-			best_off = bo;
+		if (part_writer_read(p, i, &a) && a.pos > pos && a.pos < best_pos &&
+		    a.off > off && a.off < best_off && !(a.pos & (FRAME_ALIGN - 1))) {
+			best_pos = a.pos;
+			best_off = a.off;
 		}
 	}
 	/* then frames marked for their offsets, in case a writer's slot was
@@ -215,59 +201,43 @@ int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uin
 	return 1;
 }
 
-/* ------------------------------------------------------------------ */
-/* Writer slots                                                        */
-
-static struct part_writer_slot *try_take(struct part *p, pid_t pid, uint64_t start)
+/* Nothing from shared memory bounds the walk but the ring: a claim ends
+ * within a lap of its start, and each step passes at least 8 bytes. */
+int64_t part_abort_claim(struct part *p, uint64_t off, uint64_t pos)
 {
-	for (int i = 0; i < PART_MAX_WRITERS; i++) {
-		struct part_writer_slot *s = &p->hdr->writers[i];
-		uint32_t free_pid = 0;
+	pair128 snap = load_pair(&p->hdr->claim);
+	uint64_t end, end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end), done = 0;
 
-		if (load_relaxed(&s->pid) == 0 && cas(&s->pid, &free_pid, (uint32_t)pid)) {
-			store_relaxed(&s->start_time, start);
-			__atomic_fetch_or(&p->hdr->writer_mask, 1ULL << i, __ATOMIC_RELEASE);
-			return s;
+	if (end > pos + p->cap)
+		end = pos + p->cap;
+	while (pos < end && off < end_off) {
+		uint64_t w, len, e;
+		int rc = part_unblock(p, off, pos, PART_UNBLOCK_FORCE, snap.lo, NULL);
+
+		if (rc == 1)
+			done++;
+		else if (rc == -EBADMSG)
+			return done ? (int64_t)done : rc;
+		w = load_acquire(part_commit_word(p, pos));
+		len = cw_len(w);
+		if (!part_cw_for(w, off) || len == 0)
+			break;
+		if (cw_state(w) == FRAME_PADDING) {
+			if (!(pos & p->mask) || (pos & p->mask) + len != p->cap)
+				break; /* not a padding any claim writes */
+			pos += len;
+			continue;
 		}
+		if (cw_state(w) == FRAME_ABORTED) {
+			e = part_abort_end(p, off, pos, len, snap.lo, snap.hi);
+			if (!e)
+				break;
+			done += e - off - 1;
+			off = e;
+		} else {
+			off++;
+		}
+		pos += len;
 	}
-	return NULL;
-}
-
-struct part_writer_slot *part_writer_slot_take(struct part *p)
-{
-	uint64_t start;
-	pid_t pid = proc_self(&start);
-	struct part_writer_slot *s;
-
-	if (p->readonly)
-		return NULL;
-	s = try_take(p, pid, start);
-	if (s)
-		return s;
-	/* reap slots of writers whose processes are gone */
-	for (int i = 0; i < PART_MAX_WRITERS; i++) {
-		struct part_writer_slot *d = &p->hdr->writers[i];
-		uint32_t dead = load_acquire(&d->pid);
-
-		if (dead && !proc_alive((pid_t)dead, load_relaxed(&d->start_time)))
-			part_writer_slot_free(p, d, dead);
-	}
-	return try_take(p, pid, start);
-}
-
-bool part_writer_slot_free(struct part *p, struct part_writer_slot *s, uint32_t pid)
-{
-	store_release(&s->flags, 0u);
-	if (!cas(&s->pid, &pid, 0u))
-		return false;
-	__atomic_fetch_and(&p->hdr->writer_mask, ~(1ULL << (s - p->hdr->writers)),
-			   __ATOMIC_RELEASE);
-	return true;
-}
-
-void part_writer_slot_give(struct part *p, struct part_writer_slot *s)
-{
-	if (p->readonly || !s)
-		return;
-	part_writer_slot_free(p, s, load_relaxed(&s->pid));
+	return (int64_t)done;
 }

@@ -2,7 +2,8 @@
  * unblock.h - aborting a claim whose producer is gone or stuck
  * (format.md §7), and the helpers shared with reading and recovery: which
  * offset a commit word belongs to, the extent of an aborted range, and
- * the claim boundaries writers announce.
+ * the next claim boundary.  The writers' announcements it reads are in
+ * writers.h (included here, for the callers that took them from here).
  */
 #ifndef SHMBUS_SHM_UNBLOCK_H
 #define SHMBUS_SHM_UNBLOCK_H
@@ -12,6 +13,7 @@
 #include <sys/types.h>
 
 #include "partition.h"
+#include "writers.h"
 
 /* Abort even when the claiming process is alive (the daemon does this
  * after the unblock timeout: a stuck producer must not stop everyone). */
@@ -92,13 +94,13 @@ uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t
  */
 void part_abort_finish(struct part *p, uint64_t off, uint64_t pos, uint64_t end_off);
 
-/* Writer announcement slots (format.md §4 step 3): NULL if all 64 are held
- * by live processes (dead holders are reaped first). */
-struct part_writer_slot *part_writer_slot_take(struct part *p);
-void part_writer_slot_give(struct part *p, struct part_writer_slot *s);
-
-/* Free slot s if `pid` still holds it (a supervisor reaping a writer that
- * is gone); false if someone else took it meanwhile. */
-bool part_writer_slot_free(struct part *p, struct part_writer_slot *s, uint32_t pid);
+/*
+ * Abort every frame of the claim that starts at (off, pos), a boundary a
+ * writer announced: up to the next claim boundary, CLAIMED frames and
+ * unmarked holes alike (forced: the producer is stuck or gone).  Returns
+ * the offsets aborted, or -EBADMSG if the partition is damaged there
+ * (shm_errmsg() says how).
+ */
+int64_t part_abort_claim(struct part *p, uint64_t off, uint64_t pos);
 
 #endif

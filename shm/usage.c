@@ -12,9 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "../util/error.h"
 #include "groups.h"
-#include "shareddir.h"
+#include "../util/shareddir.h"
 
 static off_t key(uint64_t topic_id, uint32_t partition)
 {

@@ -54,13 +54,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-#define assert_errmsg_has(word)                                                            \
-	do {                                                                               \
-		if (!strstr(shmbus_errmsg(), (word)))                                     \
-			fail_msg("the message does not mention \"%s\": \"%s\"", (word),    \
-				 shmbus_errmsg());                                         \
-	} while (0)
-
 /* ------------------------------------------------------------------ */
 /* Options structs                                                     */
 
@@ -357,7 +350,7 @@ static void topics_are_listed_into_an_older_callers_array(void **state)
 /* Symbols                                                             */
 
 /* This program's own functions, named like internal ones of libshmbus
- * (shm/crc32c.h, lib/cache.c, lib/partitioner.c), with other meanings. */
+ * (util/crc32c.h, lib/cache.c, lib/partitioner.c), with other meanings. */
 uint32_t crc32c(const char *s);
 int cache_get(const char *key);
 uint32_t murmur2(uint32_t x);

@@ -45,13 +45,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-#define assert_errmsg_has(word)                                                            \
-	do {                                                                               \
-		if (!strstr(shmbus_errmsg(), (word)))                                     \
-			fail_msg("the message does not mention \"%s\": \"%s\"", (word),    \
-				 shmbus_errmsg());                                         \
-	} while (0)
-
 static void make_topic(shmbus *bus, const char *name, uint32_t partitions, uint64_t capacity,
 		       enum shmbus_policy policy)
 {

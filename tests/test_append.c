@@ -20,8 +20,8 @@
 #include <time.h>
 
 #include "../shm/append.h"
-#include "../shm/clock.h"
-#include "../shm/error.h"
+#include "../util/clock.h"
+#include "../util/error.h"
 #include "../shm/partition.h"
 #include "../shm/read.h"
 #include "../shm/unblock.h"

@@ -552,22 +552,6 @@ static void test_follow(void **state)
 /* ------------------------------------------------------------------ */
 /* Consumer groups                                                     */
 
-/* The committed offset of a group on topic/partition, read by the library. */
-static int64_t committed(const char *root, const char *group, const char *topic, int32_t p)
-{
-	SHMBUS_OPTS(shmbus_consumer_opts, o, .group = group);
-	shmbus *bus = tu_open(root);
-	shmbus_consumer *c = NULL;
-	uint64_t off = 0;
-	int rc;
-
-	assert_ok(shmbus_consumer_new(bus, &o, &c));
-	rc = shmbus_consumer_committed(c, topic, p, &off);
-	shmbus_consumer_free(c);
-	shmbus_close(bus);
-	return rc < 0 ? -1 : (int64_t)off;
-}
-
 static void test_groups(void **state)
 {
 	const char *root = *state;

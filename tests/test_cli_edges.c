@@ -291,21 +291,6 @@ static void test_backpressure_names_consumer(void **state)
 /* ------------------------------------------------------------------ */
 /* consume -g G | head -1: what reached the pipe is committed          */
 
-static int64_t committed(const char *root, const char *group, const char *topic, int32_t p)
-{
-	SHMBUS_OPTS(shmbus_consumer_opts, o, .group = group);
-	shmbus *bus = tu_open(root);
-	shmbus_consumer *c = NULL;
-	uint64_t off = 0;
-	int rc;
-
-	assert_ok(shmbus_consumer_new(bus, &o, &c));
-	rc = shmbus_consumer_committed(c, topic, p, &off);
-	shmbus_consumer_free(c);
-	shmbus_close(bus);
-	return rc < 0 ? -1 : (int64_t)off;
-}
-
 #define EPIPE_RECORDS 200000
 #define EPIPE_LINE    12      /* "rec-0000000\n" */
 

@@ -1,5 +1,5 @@
 /*
- * test_clock.c - the TSC-based timestamp clock (shm/clock.c) agrees with
+ * test_clock.c - the TSC-based timestamp clock (util/clock.c) agrees with
  * CLOCK_REALTIME: every reading lies within a bound of the kernel's clock
  * read just before and just after it, early in the process (short
  * calibration windows) and across rebases.
@@ -8,7 +8,7 @@
 
 #include <time.h>
 
-#include "../shm/clock.h"
+#include "../util/clock.h"
 
 /* Largest distance of fast_real_ns() outside [before, after]. */
 static int64_t worst_error(int samples, int sleep_us)

@@ -17,9 +17,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "../shm/clock.h"
+#include "../util/clock.h"
 #include "../shm/counters.h"
-#include "../shm/error.h"
+#include "../util/error.h"
 
 struct env {
 	char *dir;

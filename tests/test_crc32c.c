@@ -12,7 +12,7 @@
 
 #include <string.h>
 
-#include "../shm/crc32c.h"
+#include "../util/crc32c.h"
 
 /* The definition: reflected polynomial 0x82F63B78, one bit at a time,
  * initial value and final xor all ones (chained as zlib does). */

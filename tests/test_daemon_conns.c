@@ -15,12 +15,13 @@
  */
 #include <grp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "test_daemon.h"
-#include "../shm/ctlproto.h"
+#include "../util/ctlproto.h"
 
 #define LIMIT    4
 #define HOG      65534u          /* nobody: the user who holds the connections */
@@ -155,6 +156,27 @@ static void library_refused(const struct user *u, const char *needle)
 	shmbus_close(bus);
 }
 
+/* The command, refused: it says so on stderr rather than going on
+ * silently unregistered. */
+static void cli_refused(const struct user *u, const char *needle)
+{
+	const char *cli = getenv("SHMBUS_CLI");
+	char cmd[1024], out[4096] = "";
+	size_t n = 0;
+	FILE *f;
+
+	if (!cli)
+		return; /* run outside make test: the library check above stands */
+	snprintf(cmd, sizeof cmd, "%s --root %s topic list 2>&1", cli, u->root);
+	f = popen(cmd, "r");
+	CHILD_CHECK(f != NULL, "popen %s", cmd);
+	while (n < sizeof out - 1 && fgets(out + n, (int)(sizeof out - n), f))
+		n = strlen(out);
+	pclose(f);
+	CHILD_CHECK(strstr(out, "warning") && strstr(out, needle),
+		    "`shmbus topic list` does not say it was refused (\"%s\"): %s", needle, out);
+}
+
 static int hog_main(void *arg)
 {
 	struct user *u = arg;
@@ -169,6 +191,7 @@ static int hog_main(void *arg)
 		 (unsigned)u->uid, LIMIT);
 	expect_refused(u->sock, needle);
 	library_refused(u, needle);
+	cli_refused(u, needle);
 	CHILD_CHECK(write(u->ready[1], "r", 1) == 1, "tell the parent");
 	CHILD_CHECK(read(u->go[0], &c, 1) == 1, "wait for the parent");
 	/* one closed, one more may come (once the daemon saw the close) */
@@ -281,6 +304,53 @@ static void test_check_config(void **state)
 	}
 }
 
+/* The soft limit of open files in /proc/PID/limits. */
+static long long soft_nofile(pid_t pid)
+{
+	char path[64], line[256];
+	long long soft = -1;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, "Max open files", 14))
+			soft = strtoll(line + 14, NULL, 10);
+	fclose(f);
+	return soft;
+}
+
+/* 1024 connections and their pidfds need more than the usual soft limit
+ * of 1024 open files: the daemon raises it to the hard limit, and warns
+ * when even that is short. */
+static void test_open_files_raised(void **state)
+{
+	struct env *e = *state;
+	struct tu_daemon *d = &e->d[0];
+	struct rlimit old, rl;
+	pid_t pid;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	if (old.rlim_max < 4096)
+		tu_skip("the hard limit of open files here is below 4096");
+	rl = (struct rlimit){ .rlim_cur = 1024, .rlim_max = 4096 };
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0); /* the daemon inherits it */
+	start_or_fail(d, e->root, NULL, NULL);
+	pid = d->pid;
+	assert_int_equal(soft_nofile(pid), 4096);
+	stop_ok(d);
+	rl = (struct rlimit){ .rlim_cur = 1024, .rlim_max = 1024 };
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	start_or_fail(d, e->root, NULL, NULL);
+	if (!tu_daemon_log_has(d, "open files are limited to 1024", 2000))
+		fail_msg("no warning that 1024 open files are short");
+	stop_ok(d);
+	old.rlim_cur = old.rlim_cur < old.rlim_max ? old.rlim_cur : old.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &old); /* a lowered hard limit is back only for root */
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, daemon_setup, daemon_teardown)
 
 int main(void)
@@ -288,6 +358,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		TEST(test_limit_per_uid),
 		TEST(test_check_config),
+		TEST(test_open_files_raised),
 	};
 
 	if (getenv("TEST_FILTER"))

@@ -33,8 +33,8 @@
 #include "shmbus.h"
 #include "lib/testutil.h"
 #include "lib/daemonutil.h"
-#include "../shm/clock.h"
-#include "../shm/ctlproto.h"
+#include "../util/clock.h"
+#include "../util/ctlproto.h"
 
 #define READY_MS 5000
 #define STOP_MS  5000
@@ -118,13 +118,6 @@ static struct shmbus_daemon_status *status_of(shmbus *bus)
 	assert_ok(shmbus_daemon_status(bus, &s));
 	return &s;
 }
-
-#define assert_errmsg_has(word)                                                          \
-	do {                                                                             \
-		if (!strstr(shmbus_errmsg(), (word)))                                   \
-			fail_msg("the message does not mention \"%s\": \"%s\"", (word),  \
-				 shmbus_errmsg());                                       \
-	} while (0)
 
 #define assert_log_has(e, needle)                                                        \
 	do {                                                                             \

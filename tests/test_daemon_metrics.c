@@ -501,6 +501,25 @@ static void test_values(void **state)
 		    "group=\"billing\",topic=\"" TOPIC "\",partition=\"0\"", equals, 75, 1000);
 }
 
+/* A group coordinated by shmbusd: members, epoch, state, and a member lost. */
+static void test_coordinated_group(void **state)
+{
+	struct env *e = *state;
+	const char *topics[1] = { TOPIC };
+	SHMBUS_OPTS(shmbus_member_opts, o, .group = "live", .topics = topics, .ntopics = 1);
+	shmbus_member *m;
+
+	start(e);
+	assert_ok(shmbus_member_subscribe(e->bus, &o, &m));
+	await_value(e->port, "shmbus_group_members", "group=\"live\"", equals, 1, 3000);
+	await_value(e->port, "shmbus_group_state",
+		    "group=\"live\",state=\"stable\",assignor=\"cooperative-sticky\"", equals, 1,
+		    3000);
+	await_value(e->port, "shmbus_group_epoch", "group=\"live\"", at_least, 1, 1000);
+	await_value(e->port, "shmbus_group_rebalances_total", "group=\"live\"", at_least, 1, 1000);
+	shmbus_member_free(m);
+}
+
 struct waiter {
 	shmbus *bus;
 	int got;
@@ -935,6 +954,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_scrapes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bind_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_coordinated_group, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_running_then_killed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_stopped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_without_daemon, setup, teardown),

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 #include "../shm/directory.h"
-#include "../shm/error.h"
+#include "../util/error.h"
 
 struct env {
 	char *dir;

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "../shm/crc32c.h"
+#include "../util/crc32c.h"
 #include "../shm/frame.h"
 
 #define PAGE 4096

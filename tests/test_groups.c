@@ -11,9 +11,11 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "../shm/error.h"
+#include "../util/error.h"
 #include "../shm/groups.h"
 
 struct env {
@@ -83,7 +85,7 @@ static void new_group_file_has_a_valid_header(void **state)
 	assert_int_equal(e->g.hdr->version, GROUP_VERSION);
 	assert_int_equal(e->g.hdr->nslots, GROUP_SLOTS);
 	assert_string_equal(e->g.hdr->name, "billing");
-	assert_int_equal(e->g.hdr->generation, 0);
+	assert_int_equal(e->g.hdr->epoch, 0);
 	assert_int_equal(e->g.nslots, GROUP_SLOTS);
 	assert_int_equal(fstatat(e->dirfd, "billing", &st, 0), 0);
 	assert_int_equal((uint64_t)st.st_size, GROUP_HEADER_SIZE + GROUP_SLOTS * 32ULL);
@@ -126,13 +128,13 @@ static void claimed_slot_without_a_commit_is_enoent_and_writes_nothing(void **st
 			s = &e->g.slots[i];
 	assert_non_null(s);
 	/* just claimed: key only */
-	s->offset = 0;
+	s->fenced.lo = 0;
 	s->commit_ns = 0;
 	assert_int_equal(group_fetch(&e->g, 5, 2, &off, &ns), -ENOENT);
 	assert_int_equal(off, 4242);
 	assert_int_equal(ns, 4343);
 	/* its offset stored, its commit time not yet */
-	s->offset = 778;
+	s->fenced.lo = 778;
 	assert_int_equal(group_fetch(&e->g, 5, 2, &off, &ns), -ENOENT);
 	assert_int_equal(off, 4242);
 	assert_int_equal(ns, 4343);
@@ -207,24 +209,72 @@ static void foreach_visits_every_commit_and_stops_when_told(void **state)
 	assert_int_equal(v.count, 5);
 }
 
-static void generation_fence_refuses_replaced_members(void **state)
+static void manual_commits_are_refused_once_a_coordinator_took_the_group(void **state)
 {
 	struct env *e = *state;
 
 	commit(&e->g, 1, 0, 10, 0);
-	e->g.hdr->generation = 5; /* a coordinator moved the group on */
-	assert_int_equal(group_commit(&e->g, 1, 0, 99, 4), -ESTALE);
-	assert_non_null(strstr(shm_errmsg(), "billing"));
-	assert_non_null(strstr(shm_errmsg(), "5"));
+	group_publish(&e->g, 5, 1); /* a coordinator took the group */
+	assert_int_equal(group_epoch(&e->g), 5);
 	assert_int_equal(group_commit(&e->g, 1, 0, 99, 0), -ESTALE);
+	assert_non_null(strstr(shm_errmsg(), "billing"));
+	assert_non_null(strstr(shm_errmsg(), "coordinated by shmbusd"));
 	expect_offset(&e->g, 1, 0, 10);
 	/* a refused commit claims no slot either */
-	assert_int_equal(group_commit(&e->g, 2, 0, 1, 1), -ESTALE);
+	assert_int_equal(group_commit(&e->g, 2, 0, 1, 0), -ESTALE);
 	assert_int_equal(group_fetch(&e->g, 2, 0, &(uint64_t){ 0 }, NULL), -ENOENT);
-	commit(&e->g, 1, 0, 11, 5);
-	expect_offset(&e->g, 1, 0, 11);
-	commit(&e->g, 1, 0, 12, 6);
+}
+
+static void owner_epoch_fences_the_replaced_member(void **state)
+{
+	struct env *e = *state;
+
+	group_publish(&e->g, 3, 1);
+	assert_int_equal(group_fence(&e->g, 1, 0, 3), 0);
+	assert_int_equal(group_owner(&e->g, 1, 0), 3);
+	commit(&e->g, 1, 0, 10, 3);
+	expect_offset(&e->g, 1, 0, 10);
+	/* the partition moves: the new owner keeps the offset, the old one is fenced */
+	assert_int_equal(group_fence(&e->g, 1, 0, 4), 0);
+	expect_offset(&e->g, 1, 0, 10);
+	assert_int_equal(group_commit(&e->g, 1, 0, 11, 3), -ESTALE);
+	assert_non_null(strstr(shm_errmsg(), "moved to another member"));
+	assert_non_null(strstr(shm_errmsg(), "owner epoch 4"));
+	commit(&e->g, 1, 0, 12, 4);
+	assert_int_equal(group_commit(&e->g, 1, 0, 13, 3), -ESTALE);
 	expect_offset(&e->g, 1, 0, 12);
+	/* a partition never fenced is nobody's */
+	assert_int_equal(group_commit(&e->g, 9, 0, 1, 4), -ESTALE);
+	assert_int_equal(group_fetch(&e->g, 9, 0, &(uint64_t){ 0 }, NULL), -ENOENT);
+	/* reset-offsets writes whoever owns it, and keeps the owner */
+	assert_int_equal(group_reset(&e->g, 1, 0, 2), 0);
+	expect_offset(&e->g, 1, 0, 2);
+	assert_int_equal(group_owner(&e->g, 1, 0), 4);
+}
+
+static void fenced_commits_race_the_coordinator_without_a_lost_fence(void **state)
+{
+	struct env *e = *state;
+	pid_t pid;
+	int status;
+
+	group_publish(&e->g, 1, 1);
+	assert_int_equal(group_fence(&e->g, 1, 0, 1), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* the old owner commits as fast as it can until it is fenced */
+		for (uint64_t off = 1;; off++)
+			if (group_commit(&e->g, 1, 0, off, 1) == -ESTALE)
+				_exit(0);
+	}
+	usleep(2000);
+	assert_int_equal(group_fence(&e->g, 1, 0, 2), 0);
+	commit(&e->g, 1, 0, 1000000000, 2);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* nothing the old owner did after the fence survived */
+	expect_offset(&e->g, 1, 0, 1000000000);
 }
 
 static void full_table_is_enospc_and_keeps_its_entries(void **state)
@@ -301,7 +351,9 @@ int main(void)
 		T(claimed_slot_without_a_commit_is_enoent_and_writes_nothing),
 		T(thousands_of_keys_round_trip_through_collisions),
 		T(foreach_visits_every_commit_and_stops_when_told),
-		T(generation_fence_refuses_replaced_members),
+		T(manual_commits_are_refused_once_a_coordinator_took_the_group),
+		T(owner_epoch_fences_the_replaced_member),
+		T(fenced_commits_race_the_coordinator_without_a_lost_fence),
 		T(full_table_is_enospc_and_keeps_its_entries),
 		T(reopening_sees_the_committed_offsets),
 		T(missing_group_without_create_is_enoent),

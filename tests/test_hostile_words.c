@@ -17,8 +17,8 @@
 #include <sys/mman.h>
 
 #include "../shm/append.h"
-#include "../shm/clock.h"
-#include "../shm/error.h"
+#include "../util/clock.h"
+#include "../util/error.h"
 #include "../shm/partition.h"
 #include "../shm/read.h"
 #include "../shm/unblock.h"

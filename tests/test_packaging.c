@@ -60,13 +60,6 @@ static int teardown(void **state)
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 
-static const char *srcdir(void)
-{
-	const char *s = getenv("SHMBUS_SRCDIR");
-
-	return s && *s ? s : ".";
-}
-
 static const char *build(void)
 {
 	const char *b = getenv("BUILD");
@@ -104,7 +97,7 @@ static int run(const char *cmd, char **out)
 	FILE *p;
 	int st;
 
-	if (asprintf(&full, "cd '%s' && {\n%s\n} 2>&1", srcdir(), cmd) < 0 || !buf)
+	if (asprintf(&full, "cd '%s' && {\n%s\n} 2>&1", tu_srcdir(), cmd) < 0 || !buf)
 		fail_msg("out of memory");
 	fflush(NULL);
 	p = popen(full, "r");
@@ -165,7 +158,7 @@ static char *source_file(const char *name)
 {
 	char path[PATH_MAX];
 
-	snprintf(path, sizeof path, "%s/%s", srcdir(), name);
+	snprintf(path, sizeof path, "%s/%s", tu_srcdir(), name);
 	if (access(path, R_OK) < 0)
 		tu_skip("%s not found (run from the source tree or set SHMBUS_SRCDIR)", path);
 	return slurp(path);
@@ -461,7 +454,8 @@ static void test_man_pages(void **state)
 	static const char *const pages[] = { "shmbus.1", "shmbusd.8", "shmbusd.conf.5",
 					      "libshmbus.3" };
 	static const char *const commands[] = { "", "topic", "produce", "consume", "stats",
-						"status", "recover", "group", "demo", "bench" };
+						"status", "recover", "group", "groups", "demo",
+						"bench" };
 	char cmd[PATH_MAX], *out, *page, *help, *api, *conf;
 
 	(void)state;
@@ -558,7 +552,7 @@ static int start_make_run(struct env *env, const char *root)
 		unsetenv("MAKEFLAGS");
 		unsetenv("MAKELEVEL");
 		unsetenv("MFLAGS");
-		if (chdir(srcdir()) < 0)
+		if (chdir(tu_srcdir()) < 0)
 			_exit(127);
 		execlp("make", "make", "-s", "run", (char *)NULL);
 		_exit(127);

@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "../shm/append.h"
-#include "../shm/error.h"
+#include "../util/error.h"
 #include "../shm/partition.h"
 #include "../shm/read.h"
 

@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 
 #include "../shm/append.h"
-#include "../shm/error.h"
+#include "../util/error.h"
 #include "../shm/partition.h"
 #include "../shm/read.h"
 #include "../shm/unblock.h"

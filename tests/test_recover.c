@@ -23,8 +23,8 @@
 #include <sys/stat.h>
 
 #include "../shm/append.h"
-#include "../shm/crc32c.h"
-#include "../shm/error.h"
+#include "../util/crc32c.h"
+#include "../util/error.h"
 #include "../shm/partition.h"
 #include "../shm/read.h"
 #include "../shm/recover.h"

@@ -1,5 +1,5 @@
 /*
- * test_shareddir.c - shm/shareddir.c, the one way files are opened and
+ * test_shareddir.c - util/shareddir.c, the one way files are opened and
  * made in a bus root: no symbolic link followed in any component, files
  * made whole before they have a name (O_TMPFILE, or a random name where
  * the filesystem lacks it: sdir_new_named runs that path here), modes
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "lib/testutil.h"
-#include "../shm/shareddir.h"
+#include "../util/shareddir.h"
 
 struct env {
 	char *dir;

@@ -70,20 +70,13 @@ static int teardown(void **state)
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 
-static const char *srcdir(void)
-{
-	const char *s = getenv("SHMBUS_SRCDIR");
-
-	return s && *s ? s : ".";
-}
-
 /* The absolute path of the source file systemd/NAME (tools given a
  * --root resolve relative paths inside it); skips if it is not there. */
 static const char *source(const char *name)
 {
 	static char path[PATH_MAX], real[PATH_MAX];
 
-	snprintf(path, sizeof path, "%s/systemd/%s", srcdir(), name);
+	snprintf(path, sizeof path, "%s/systemd/%s", tu_srcdir(), name);
 	if (!realpath(path, real))
 		tu_skip("%s not found (run from the source tree or set SHMBUS_SRCDIR)", path);
 	return real;

@@ -33,7 +33,7 @@
 #include "lib/cliutil.h"
 #include "lib/daemonutil.h"
 #include "lib/testutil.h"
-#include "../shm/ctlproto.h"
+#include "../util/ctlproto.h"
 
 #define READY_MS 5000
 /* A daemon that maps thousands of partitions unmaps them when it stops:

@@ -10,7 +10,7 @@
  * offset at frame + 8, the index of each aborted offset.
  *
  * Dead producers are the real part_append in a child process killed at a
- * test point of append.c, each a window of format.md §4 (shm/testpoint.h
+ * test point of append.c, each a window of format.md §4 (util/testpoint.h
  * lists them).  Only damage, which no producer writes, is written by
  * hand.  Producers stopped, alive, while the unblocker runs are in
  * test_unblock_race.c.

@@ -9,7 +9,7 @@
  * word is aborted, it finds the exact word its first CAS refuses.
  *
  * The producers are the real part_append (or part_claim) in a thread
- * stopped at a test point of append.c (shm/testpoint.h); dead ones before
+ * stopped at a test point of append.c (util/testpoint.h); dead ones before
  * them are killed at one in a child process.
  */
 #include "lib/testutil.h"

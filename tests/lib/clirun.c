@@ -320,6 +320,21 @@ void make_topic(const char *root, const char *name, const char *partitions,
 	run_free(&r);
 }
 
+int64_t committed(const char *root, const char *group, const char *topic, int32_t p)
+{
+	SHMBUS_OPTS(shmbus_consumer_opts, o, .group = group);
+	shmbus *bus = tu_open(root);
+	shmbus_consumer *c = NULL;
+	uint64_t off = 0;
+	int rc;
+
+	assert_ok(shmbus_consumer_new(bus, &o, &c));
+	rc = shmbus_consumer_committed(c, topic, p, &off);
+	shmbus_consumer_free(c);
+	shmbus_close(bus);
+	return rc < 0 ? -1 : (int64_t)off;
+}
+
 void produce(const char *root, const char *topic, const char *in, const char *part)
 {
 	struct run r;

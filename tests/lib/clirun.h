@@ -93,6 +93,10 @@ void make_topic(const char *root, const char *name, const char *partitions,
 		const char *capacity);
 
 /* `shmbus produce TOPIC [-p part]` with stdin `in`, which must succeed silently. */
+/* The committed offset of a group on topic/partition, read by the library;
+ * -1 if none. */
+int64_t committed(const char *root, const char *group, const char *topic, int32_t p);
+
 void produce(const char *root, const char *topic, const char *in, const char *part);
 
 /* A command, the exit status it must end with, and text its stdout and

@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "../../shm/error.h"
+#include "../../util/error.h"
 
 int env_setup(void **state)
 {

@@ -113,7 +113,7 @@ struct prod {
 int prod_run(void *pr);
 
 /* A producer of n records (64 bytes, or of value lengths vlen) killed at
- * test point `point` (shm/testpoint.h), in a child: returns its claim's
+ * test point `point` (util/testpoint.h), in a child: returns its claim's
  * position (the tail before it); *ret_pid, if asked, the dead producer. */
 uint64_t killed_at(struct part *p, const char *point, size_t n, const uint32_t *vlen,
 		   pid_t *ret_pid);

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../shm/testpoint.h"
+#include "../../util/testpoint.h"
 
 #ifndef SHMBUS_TESTPOINTS
 #error "the tests are built with -DSHMBUS_TESTPOINTS (see the Makefile)"

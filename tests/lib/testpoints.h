@@ -1,6 +1,6 @@
 /*
  * testpoints.h - stop or kill a process at a named test point of the
- * real code (shm/testpoint.h lists them, with the step of format.md §4
+ * real code (util/testpoint.h lists them, with the step of format.md §4
  * each sits in).
  *
  * tp_die_at() runs a function in a child process that dies of SIGKILL

@@ -37,6 +37,13 @@ void tu_rmrf(const char *path)
 		nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+const char *tu_srcdir(void)
+{
+	const char *s = getenv("SHMBUS_SRCDIR");
+
+	return s && *s ? s : ".";
+}
+
 shmbus *tu_open(const char *root)
 {
 	SHMBUS_OPTS(shmbus_open_opts, o, .root = root);

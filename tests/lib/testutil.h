@@ -23,6 +23,17 @@
 char *tu_tmpdir(const char *tag);
 void tu_rmrf(const char *path);
 
+/* Fail the test unless shmbus_errmsg() mentions word. */
+#define assert_errmsg_has(word)                                                          \
+	do {                                                                             \
+		if (!strstr(shmbus_errmsg(), (word)))                                   \
+			fail_msg("the message does not mention \"%s\": \"%s\"", (word),  \
+				 shmbus_errmsg());                                       \
+	} while (0)
+
+/* The source tree (SHMBUS_SRCDIR, else the current directory). */
+const char *tu_srcdir(void);
+
 /* Open a bus on root, failing the test with shmbus_errmsg() if it cannot. */
 shmbus *tu_open(const char *root);
 

@@ -47,6 +47,12 @@ static const struct attr_desc attrs[CTL_A_COUNT] = {
 	A(RECOVERY_IN_USE, U64), A(RECOVERY_FAILED, U64), A(RECOVERY_FRAMES, U64),
 	A(RECOVERY_ABORTED, U64), A(RECOVERY_CUT, U64), A(RECOVERY_CUT_BYTES, U64),
 	A(RECOVERY_REBUILT, U64), A(RECOVERY_STATUS_REPAIRED, U64),
+	A(GROUP, STR), A(TOPIC_LIST, STR), A(PATTERN, STR), A(ASSIGNOR, STR),
+	A(INSTANCE_ID, STR), A(SESSION_TIMEOUT_MS, I64), A(MAX_POLL_MS, I64),
+	A(MEMBER_ID, U64), A(MEMBER_EPOCH, U64), A(GROUP_EPOCH, U64), A(ACKED_EPOCH, U64),
+	A(ASSIGNMENT, BYTES), A(LAST_POLL_NS, I64), A(HOST, STR), A(MEMBERS, STR),
+	A(GROUP_STATE, STR), A(GROUPS, STR), A(HEARTBEAT_MS, I64), A(REBALANCES, U64),
+	A(OFFSETS, BYTES),
 };
 #undef A
 
@@ -57,6 +63,13 @@ const char *ctl_type_name(uint16_t type)
 	case CTL_TOPIC_CREATE: return "TOPIC_CREATE";
 	case CTL_TOPIC_DELETE: return "TOPIC_DELETE";
 	case CTL_STATUS: return "STATUS";
+	case CTL_GROUP_JOIN: return "GROUP_JOIN";
+	case CTL_GROUP_HEARTBEAT: return "GROUP_HEARTBEAT";
+	case CTL_GROUP_LEAVE: return "GROUP_LEAVE";
+	case CTL_GROUP_LIST: return "GROUP_LIST";
+	case CTL_GROUP_DESCRIBE: return "GROUP_DESCRIBE";
+	case CTL_GROUP_RESET: return "GROUP_RESET";
+	case CTL_GROUP_DELETE: return "GROUP_DELETE";
 	case CTL_RESULT: return "RESULT";
 	default: return "";
 	}
@@ -164,6 +177,9 @@ static int take(struct ctl_msg *m, uint16_t type, const uint8_t *v, uint16_t vle
 			return shm_err(-EBADMSG, "attribute %s (%u) at byte %zu is not a string "
 				       "ending in its only NUL", ctl_attr_name(type), type, at);
 		m->str[type] = (const char *)v;
+	} else if (k == CTL_K_BYTES) {
+		m->str[type] = (const char *)v;
+		m->num[type] = vlen;
 	} else if (vlen != want) {
 		return shm_err(-EBADMSG, "attribute %s (%u) at byte %zu is %u bytes long, not %zu",
 			       ctl_attr_name(type), type, at, vlen, want);
@@ -221,6 +237,18 @@ int ctl_check(const struct ctl_msg *m)
 		break;
 	case CTL_RESULT:
 		need = CTL_A_STATUS;
+		break;
+	case CTL_GROUP_JOIN:
+	case CTL_GROUP_DESCRIBE:
+	case CTL_GROUP_DELETE:
+		need = CTL_A_GROUP;
+		break;
+	case CTL_GROUP_HEARTBEAT:
+	case CTL_GROUP_LEAVE:
+		need = m->has[CTL_A_GROUP] ? CTL_A_MEMBER_ID : CTL_A_GROUP;
+		break;
+	case CTL_GROUP_RESET:
+		need = m->has[CTL_A_GROUP] ? CTL_A_OFFSETS : CTL_A_GROUP;
 		break;
 	default:
 		return 0;
@@ -318,6 +346,52 @@ void ctl_put_str(struct ctl_out *o, enum ctl_attr a, const char *s)
 		memcpy(p, s, n);
 }
 
+void ctl_put_bytes(struct ctl_out *o, enum ctl_attr a, const void *src, size_t n)
+{
+	uint8_t *p = attr(o, a, n);
+
+	if (p && n)
+		memcpy(p, src, n);
+}
+
+void ctl_put_tps(struct ctl_out *o, enum ctl_attr a, const struct ctl_tp *tp, size_t n)
+{
+	uint8_t *p = n > CTL_TP_MAX ? NULL : attr(o, a, n * CTL_TP_SIZE);
+
+	if (!p) {
+		o->overflow = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++, p += CTL_TP_SIZE) {
+		put64(p, tp[i].topic_id);
+		put32(p + 8, tp[i].partition);
+		put32(p + 12, tp[i].flags);
+		put64(p + 16, tp[i].member);
+		put64(p + 24, tp[i].value);
+	}
+}
+
+int ctl_tp_count(const struct ctl_msg *m, enum ctl_attr a)
+{
+	if (!m->has[a])
+		return 0;
+	if (m->num[a] % CTL_TP_SIZE)
+		return shm_err(-EBADMSG, "attribute %s is %llu bytes long, not a multiple of %u",
+			       ctl_attr_name(a), (unsigned long long)m->num[a], CTL_TP_SIZE);
+	return (int)(m->num[a] / CTL_TP_SIZE);
+}
+
+void ctl_tp_get(const struct ctl_msg *m, enum ctl_attr a, size_t i, struct ctl_tp *ret)
+{
+	const uint8_t *p = (const uint8_t *)m->str[a] + i * CTL_TP_SIZE;
+
+	ret->topic_id = get64(p);
+	ret->partition = get32(p + 8);
+	ret->flags = get32(p + 12);
+	ret->member = get64(p + 16);
+	ret->value = get64(p + 24);
+}
+
 void ctl_put_num(struct ctl_out *o, enum ctl_attr a, uint64_t v)
 {
 	switch (ctl_attr_kind(a)) {
@@ -354,6 +428,8 @@ int ctl_encode(const struct ctl_msg *m, void *buf, size_t cap)
 			continue;
 		if (ctl_attr_kind(a) == CTL_K_STR)
 			ctl_put_str(&o, a, m->str[a] ? m->str[a] : "");
+		else if (ctl_attr_kind(a) == CTL_K_BYTES)
+			ctl_put_bytes(&o, a, m->str[a], (size_t)m->num[a]);
 		else
 			ctl_put_num(&o, a, m->num[a]);
 	}

@@ -32,6 +32,13 @@ enum ctl_type {
 	CTL_TOPIC_CREATE = 2,
 	CTL_TOPIC_DELETE = 3,
 	CTL_STATUS = 4,
+	CTL_GROUP_JOIN = 5,           /* consumer groups (protocol.md §8) */
+	CTL_GROUP_HEARTBEAT = 6,
+	CTL_GROUP_LEAVE = 7,
+	CTL_GROUP_LIST = 8,
+	CTL_GROUP_DESCRIBE = 9,
+	CTL_GROUP_RESET = 10,
+	CTL_GROUP_DELETE = 11,
 	CTL_RESULT = 128,         /* the one reply type */
 };
 
@@ -94,9 +101,41 @@ enum ctl_attr {
 	CTL_A_RECOVERY_CUT_BYTES = 52,   /* u64 */
 	CTL_A_RECOVERY_REBUILT = 53,     /* u64 */
 	CTL_A_RECOVERY_STATUS_REPAIRED = 54, /* u64 */
+	/* consumer groups (protocol.md §8) */
+	CTL_A_GROUP = 55,                /* str: a group name */
+	CTL_A_TOPIC_LIST = 56,           /* str: subscribed topics, one per line */
+	CTL_A_PATTERN = 57,              /* str: a POSIX extended regex on topic names */
+	CTL_A_ASSIGNOR = 58,             /* str: range, round-robin, cooperative-sticky */
+	CTL_A_INSTANCE_ID = 59,          /* str: static membership */
+	CTL_A_SESSION_TIMEOUT_MS = 60,   /* i64 */
+	CTL_A_MAX_POLL_MS = 61,          /* i64 */
+	CTL_A_MEMBER_ID = 62,            /* u64 */
+	CTL_A_MEMBER_EPOCH = 63,         /* u64 */
+	CTL_A_GROUP_EPOCH = 64,          /* u64 */
+	CTL_A_ACKED_EPOCH = 65,          /* u64: the member epoch fully applied */
+	CTL_A_ASSIGNMENT = 66,           /* bytes: struct ctl_tp records */
+	CTL_A_LAST_POLL_NS = 67,         /* i64: CLOCK_MONOTONIC of the member's last poll */
+	CTL_A_HOST = 68,                 /* str */
+	CTL_A_MEMBERS = 69,              /* str: one member per line (DESCRIBE) */
+	CTL_A_GROUP_STATE = 70,          /* str */
+	CTL_A_GROUPS = 71,               /* str: one group per line (LIST) */
+	CTL_A_HEARTBEAT_MS = 72,         /* i64 */
+	CTL_A_REBALANCES = 73,           /* u64 */
+	CTL_A_OFFSETS = 74,              /* bytes: struct ctl_tp records, value = offset */
 	CTL_A_COUNT                   /* one past the last known type */
 };
-_Static_assert(CTL_A_COUNT == 55, "attribute numbers are an ABI: append, never renumber");
+_Static_assert(CTL_A_COUNT == 75, "attribute numbers are an ABI: append, never renumber");
+
+/* One partition in an ASSIGNMENT or OFFSETS attribute: 32 bytes, little-endian. */
+struct ctl_tp {
+	uint64_t topic_id;
+	uint32_t partition;
+	uint32_t flags;               /* 0 */
+	uint64_t member;              /* DESCRIBE: the owner's member id (0: none) */
+	uint64_t value;               /* ASSIGNMENT: owner epoch; OFFSETS: the offset */
+};
+#define CTL_TP_SIZE 32u
+#define CTL_TP_MAX ((CTL_MSG_MAX - 1024) / CTL_TP_SIZE) /* records one message holds */
 
 /* What an attribute's value is. */
 enum ctl_kind {
@@ -106,6 +145,7 @@ enum ctl_kind {
 	CTL_K_U64,                    /* 8 bytes */
 	CTL_K_I64,                    /* 8 bytes, two's complement */
 	CTL_K_STR,                    /* bytes ending in their only NUL */
+	CTL_K_BYTES,                  /* any bytes: str points at them, num is the length */
 };
 
 /* The fixed header, decoded (little-endian on the wire). */
@@ -170,6 +210,12 @@ void ctl_put_i32(struct ctl_out *o, enum ctl_attr a, int32_t v);
 void ctl_put_u64(struct ctl_out *o, enum ctl_attr a, uint64_t v);
 void ctl_put_i64(struct ctl_out *o, enum ctl_attr a, int64_t v);
 void ctl_put_str(struct ctl_out *o, enum ctl_attr a, const char *s);
+void ctl_put_bytes(struct ctl_out *o, enum ctl_attr a, const void *p, size_t n);
+/* Records of a bytes attribute: put n of them; count them (-EBADMSG if
+ * the length is not a multiple of CTL_TP_SIZE); read the i-th. */
+void ctl_put_tps(struct ctl_out *o, enum ctl_attr a, const struct ctl_tp *tp, size_t n);
+int ctl_tp_count(const struct ctl_msg *m, enum ctl_attr a);
+void ctl_tp_get(const struct ctl_msg *m, enum ctl_attr a, size_t i, struct ctl_tp *ret);
 /* Any known attribute from a number, by its kind (not strings). */
 void ctl_put_num(struct ctl_out *o, enum ctl_attr a, uint64_t v);
 int ctl_finish(struct ctl_out *o);

@@ -21,6 +21,10 @@
  *   fill_done            5: headers, payloads and CRCs written; no commit yet
  *   publish_after_frame  5: after each frame's commit CAS (between the
  *                           frames of a batch, and after the last)
+ *
+ * and one on the supervisor's side of step 3:
+ *   writer_read_pos      part_writer_read() loaded a slot's pos, not yet
+ *                           its off
  */
 #ifndef SHMBUS_SHM_TESTPOINT_H
 #define SHMBUS_SHM_TESTPOINT_H

@@ -3,8 +3,8 @@
  *
  * Like PostgreSQL's probes.d, this list is the one declaration of every
  * static probe: provider "shmbus", the probe's name, its argument count,
- * where it must be found (LIB: libshmbus; DAEMON: also shmbusd), and its
- * arguments.  tests/test_probes.c reads this list and checks with
+ * where it must be found (LIB: libshmbus; DAEMON: also shmbusd, which
+ * links the library; SHMBUSD: shmbusd alone), and its arguments.  tests/test_probes.c reads this list and checks with
  * `readelf -n` that each probe is in the built binaries with that many
  * arguments, each in a form libbpf 1.1 can read (a register, or a
  * register plus a displacement: never a scaled index).  bpf/trace.bpf.c
@@ -18,8 +18,7 @@
  * scalars: integers, and the address of a NUL-terminated topic name (at
  * most PART_NAME_MAX bytes; in shared memory or the caller's handle).
  *
- * Not yet here (the features do not exist on main): group_rebalance,
- * group_assign, mirror_send, mirror_ack.
+ * Not yet here (mirroring does not exist yet): mirror_send, mirror_ack.
  */
 #ifndef SHMBUS_SHM_PROBES_H
 #define SHMBUS_SHM_PROBES_H
@@ -51,7 +50,11 @@
 	/* a producer wakes the sleepers of a partition */                              \
 	X(wake, 2, LIB, topic, partition)                                                \
 	/* backpressure: a producer finds no room; the slowest consumer's pid */         \
-	X(bp_blocked, 3, LIB, topic, partition, pid)
+	X(bp_blocked, 3, LIB, topic, partition, pid)                                     \
+	/* shmbusd's group coordinator: the group's assignment changed, new epoch */    \
+	X(group_rebalance, 3, SHMBUSD, group, epoch, members)                            \
+	/* ... and granted a partition to a member (its pid) under epoch */             \
+	X(group_assign, 5, SHMBUSD, group, topic, partition, pid, epoch)
 
 #define SHMBUS_PROBE_SEMAPHORE_(name) shmbus_##name##_semaphore
 #define SHMBUS_PROBE_DECLARE_(name, n, where, ...) \

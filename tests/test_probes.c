@@ -1,6 +1,7 @@
 /*
  * test_probes.c - every USDT probe of shm/probes.h is in the built
- * libshmbus.so (and, the DAEMON ones, in shmbusd), with the listed number
+ * libshmbus.so (the LIB and DAEMON ones) and shmbusd (the DAEMON and
+ * SHMBUSD ones), with the listed number
  * of arguments, each in a form libbpf 1.1 can read, with a semaphore.
  *
  * `readelf -n` prints each stapsdt note as
@@ -27,7 +28,8 @@
 struct listed {
 	char name[32];
 	int nargs;
-	int daemon; /* also in shmbusd */
+	int daemon; /* in shmbusd */
+	int lib;    /* in libshmbus */
 };
 
 struct note {
@@ -57,7 +59,8 @@ static size_t listed_probes(struct listed *out)
 		struct listed *l = &out[n];
 
 		if (sscanf(line, " X(%31[a-z_], %d, %15[A-Z],", l->name, &l->nargs, where) == 3) {
-			l->daemon = strcmp(where, "DAEMON") == 0;
+			l->daemon = !strcmp(where, "DAEMON") || !strcmp(where, "SHMBUSD");
+			l->lib = strcmp(where, "SHMBUSD") != 0;
 			n++;
 		}
 	}
@@ -124,7 +127,7 @@ static void check_binary(const char *binary, int daemon_only)
 	for (size_t i = 0; i < np; i++) {
 		int found = 0;
 
-		if (daemon_only && !probes[i].daemon)
+		if (daemon_only ? !probes[i].daemon : !probes[i].lib)
 			continue;
 		for (size_t j = 0; j < nn; j++) {
 			char bad[64] = "";

@@ -88,6 +88,8 @@ int trace_attach_binary(struct tracer *t, const char *path)
 		{ "lap", s->progs.on_lap }, { "reset", s->progs.on_reset },
 		{ "wait", s->progs.on_wait }, { "wake", s->progs.on_wake },
 		{ "bp_blocked", s->progs.on_bp_blocked },
+		{ "group_rebalance", s->progs.on_group_rebalance },
+		{ "group_assign", s->progs.on_group_assign },
 	};
 	int attached = 0;
 

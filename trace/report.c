@@ -73,15 +73,16 @@ int report_event(void *ctx, void *data, size_t len)
 		return 0;
 	memcpy(&e, data, sizeof e);
 	e.topic[TRACE_TOPIC_MAX - 1] = e.comm[TRACE_COMM_MAX - 1] = '\0';
-	e.other_comm[TRACE_COMM_MAX - 1] = '\0';
-	if (!wanted(r, e.topic))
+	e.other_comm[TRACE_COMM_MAX - 1] = e.group[TRACE_TOPIC_MAX - 1] = '\0';
+	if (e.kind != TRACE_REBALANCE && !wanted(r, e.topic))
 		return 0;
 	/* a producer blocked a thousand times is one line, with its count */
 	for (size_t i = 0; i < r->nevents; i++) {
 		const struct shmbus_trace_event *o = &r->events[i];
 
 		if (o->kind == e.kind && o->partition == e.partition && o->pid == e.pid &&
-		    o->other_pid == e.other_pid && !strcmp(o->topic, e.topic)) {
+		    o->other_pid == e.other_pid && !strcmp(o->topic, e.topic) &&
+		    !strcmp(o->group, e.group)) {
 			r->repeats[i]++;
 			return 0;
 		}
@@ -161,6 +162,8 @@ static const char *kind_name(unsigned kind)
 	case TRACE_STALL: return "stall";
 	case TRACE_LAP: return "lap";
 	case TRACE_BP_BLOCKED: return "bp_blocked";
+	case TRACE_REBALANCE: return "group_rebalance";
+	case TRACE_ASSIGN: return "group_assign";
 	default: return "unknown";
 	}
 }
@@ -230,6 +233,8 @@ static void json_events(FILE *f, const struct report *r)
 		json_str(f, e->comm);
 		fprintf(f, ",\"other_pid\":%d,\"other_comm\":", e->other_pid);
 		json_str(f, e->other_comm);
+		fputs(",\"group\":", f);
+		json_str(f, e->group);
 		fprintf(f, ",\"count\":%llu}", r->repeats[i]);
 	}
 	fprintf(f, "],\"more_events\":%llu,\"lost_events\":%llu}\n", r->more_events, r->lost);
@@ -306,7 +311,7 @@ static void text_hist(FILE *f, const struct shmbus_trace_key *k,
 
 static void text_events(FILE *f, const struct report *r)
 {
-	char topic[TRACE_TOPIC_MAX], c1[TRACE_COMM_MAX], c2[TRACE_COMM_MAX];
+	char topic[TRACE_TOPIC_MAX], group[TRACE_TOPIC_MAX], c1[TRACE_COMM_MAX], c2[TRACE_COMM_MAX];
 
 	for (size_t i = 0; i < r->nevents; i++) {
 		const struct shmbus_trace_event *e = &r->events[i];
@@ -330,6 +335,15 @@ static void text_events(FILE *f, const struct report *r)
 			fprintf(f, "  stall    %s/%u offset %llu: pid %d (%s) waits on the claim of living "
 				"pid %d (%s)\n", topic, e->partition, e->offset, e->pid, c1,
 				e->other_pid, c2);
+			break;
+		case TRACE_REBALANCE:
+			fprintf(f, "  rebalance group %s: epoch %llu, %llu member(s) (by pid %d, %s)\n",
+				plain(e->group, group, sizeof group), e->offset, e->records, e->pid, c1);
+			break;
+		case TRACE_ASSIGN:
+			fprintf(f, "  assign   %s/%u to group %s's member pid %d, epoch %llu\n", topic,
+				e->partition, plain(e->group, group, sizeof group), e->other_pid,
+				e->offset);
 			break;
 		case TRACE_LAP:
 			fprintf(f, "  lap      %s/%u offset %llu: consumer pid %d (%s) was lapped\n",

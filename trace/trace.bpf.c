@@ -246,6 +246,49 @@ int BPF_USDT(on_wake, void *topic, long partition)
 	return 0;
 }
 
+/* The coordinator's probes: events only (no per-partition counts) */
+static __always_inline void emit_group(unsigned int kind, const char *group, const char *topic,
+				       long partition, int pid, unsigned long long epoch,
+				       unsigned long long members)
+{
+	struct shmbus_trace_event *e = bpf_ringbuf_reserve(&events, sizeof *e, 0);
+
+	if (!e) {
+		__sync_fetch_and_add(&lost_events, 1);
+		return;
+	}
+	e->kind = kind;
+	e->partition = (unsigned int)partition;
+	e->pid = (int)(bpf_get_current_pid_tgid() >> 32);
+	e->other_pid = pid;
+	e->offset = epoch;
+	e->records = members;
+	bpf_get_current_comm(e->comm, sizeof e->comm);
+	__builtin_memset(e->other_comm, 0, sizeof e->other_comm);
+	e->topic[0] = '\0';
+	if (topic)
+		bpf_probe_read_user_str(e->topic, sizeof e->topic, topic);
+	bpf_probe_read_user_str(e->group, sizeof e->group, group);
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("usdt")
+int BPF_USDT(on_group_rebalance, void *group, unsigned long long epoch, unsigned long long members)
+{
+	if (!skip())
+		emit_group(TRACE_REBALANCE, group, NULL, 0, 0, epoch, members);
+	return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(on_group_assign, void *group, void *topic, long partition, long pid,
+	     unsigned long long epoch)
+{
+	if (!skip())
+		emit_group(TRACE_ASSIGN, group, topic, partition, (int)pid, epoch, 0);
+	return 0;
+}
+
 SEC("usdt")
 int BPF_USDT(on_bp_blocked, void *topic, long partition, long pid)
 {

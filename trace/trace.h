@@ -40,6 +40,8 @@ enum shmbus_trace_kind {
 	TRACE_STALL,
 	TRACE_LAP,
 	TRACE_BP_BLOCKED,
+	TRACE_REBALANCE,  /* group: offset = new epoch, records = members */
+	TRACE_ASSIGN,     /* group, topic, partition: other_pid = the member, offset = epoch */
 };
 
 /* One noteworthy event: who (pid, comm) did what, and whom it concerns
@@ -55,6 +57,7 @@ struct shmbus_trace_event {
 	char comm[TRACE_COMM_MAX];
 	char other_comm[TRACE_COMM_MAX];
 	char topic[TRACE_TOPIC_MAX];
+	char group[TRACE_TOPIC_MAX]; /* rebalance and assign */
 };
 
 #endif

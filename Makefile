@@ -39,11 +39,12 @@ CFLAGS    ?= -O2 -g
 FUZZ_SECONDS ?= 60
 
 PKGS      := liburcu-bp liburcu-cds numa libisal
-DAEMON_PKGS := inih libmicrohttpd libsystemd
+DAEMON_PKGS := inih libmicrohttpd libsystemd libbpf
 TEST_PKGS := cmocka rdkafka
 # Debian packages that provide them (and the tools the tests use)
 APT_PKGS  := pkg-config liburcu-dev libnuma-dev libisal-dev libinih-dev libmicrohttpd-dev \
-	libsystemd-dev libcmocka-dev librdkafka-dev clang util-linux strace
+	libsystemd-dev libcmocka-dev librdkafka-dev clang util-linux strace systemtap-sdt-dev \
+	libbpf-dev bpftool
 
 ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)
@@ -118,7 +119,7 @@ OBJ_TESTLIB := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 	check-testpoints
 .SECONDARY:
 
-all: $(STATIC) $(INTERNAL) $(SHARED) $(CLI) $(DAEMON)
+all: $(STATIC) $(INTERNAL) $(SHARED) $(CLI) $(DAEMON) trace-maybe
 
 # --- dependencies ----------------------------------------------------------
 
@@ -132,6 +133,9 @@ $(DEPSOK): Makefile
 		pkg-config --exists $$pc 2>/dev/null || missing="$$missing $$pc"; \
 	done; \
 	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
+	echo '#include <sys/sdt.h>' | $(CC) -E -x c - >/dev/null 2>&1 || missing="$$missing sys/sdt.h"; \
+	if [ "$$(id -u)" = 0 ]; then pkg-config --exists libbpf 2>/dev/null && \
+		command -v bpftool >/dev/null 2>&1 || missing="$$missing libbpf bpftool"; fi; \
 	if [ -n "$$missing" ]; then \
 		echo "shmbus: missing:$$missing"; \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -284,6 +288,7 @@ run: all
 	exec $(DAEMON) --root "$$root" >/dev/null
 
 include bench/Makefile.inc
+include trace/Makefile.inc
 
 MAN_PAGES := docs/man/shmbus.1 docs/man/libshmbus.3 docs/man/shmbusd.conf.5 docs/man/shmbusd.8
 
@@ -296,6 +301,9 @@ install: all
 	ln -sf libshmbus.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libshmbus.so
 	install -m 0644 include/shmbus.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	test ! -e $(TRACE) || install -m 0755 $(TRACE) $(DESTDIR)$(PREFIX)/bin/
+	test ! -e $(BUILD)/trace/kevents.bpf.o || install -D -m 0644 $(BUILD)/trace/kevents.bpf.o \
+		$(DESTDIR)$(PREFIX)/lib/shmbus/kevents.bpf.o
 	install -d $(DESTDIR)$(PREFIX)/sbin
 	install -m 0755 $(DAEMON) $(DESTDIR)$(PREFIX)/sbin/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
@@ -321,7 +329,9 @@ install: all
 # conffile); one still equal to the example goes with it.
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libshmbus.* $(DESTDIR)$(PREFIX)/include/shmbus.h \
-		$(DESTDIR)$(PREFIX)/bin/shmbus $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc \
+		$(DESTDIR)$(PREFIX)/bin/shmbus $(DESTDIR)$(PREFIX)/bin/shmbus-trace \
+		$(DESTDIR)$(PREFIX)/lib/shmbus/kevents.bpf.o \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc \
 		$(DESTDIR)$(PREFIX)/sbin/shmbusd $(DESTDIR)$(SYSTEMDUNITDIR)/shmbusd.service \
 		$(DESTDIR)$(TMPFILESDIR)/shmbus.conf $(DESTDIR)$(SYSUSERSDIR)/shmbus.conf
 	for m in $(MAN_PAGES); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}; done
@@ -332,6 +342,7 @@ uninstall:
 	fi
 	rm -f $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf.example
 	rmdir $(DESTDIR)$(SYSCONFDIR)/shmbus 2>/dev/null || true
+	rmdir $(DESTDIR)$(PREFIX)/lib/shmbus 2>/dev/null || true
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:

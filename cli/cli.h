@@ -44,6 +44,7 @@ int cmd_group(struct cli *cli, int argc, char **argv);
 int cmd_groups(struct cli *cli, int argc, char **argv);
 int cmd_demo(struct cli *cli, int argc, char **argv);
 int cmd_mirror(struct cli *cli, int argc, char **argv);
+int cmd_trace(struct cli *cli, int argc, char **argv);
 
 /* ------------------------------------------------------------------ */
 /* Option parsing shared by the subcommands (util.c)                   */

@@ -45,6 +45,9 @@ static const char usage[] =
 	"               what shmbusd mirrors from other hosts, and its lag\n"
 	"  bench ...           speed figures (see `shmbus bench --help`)\n"
 	"  demo                produce and consume 2,000,000 records, print the rate\n"
+	"  trace [-p PID] [--json] ...\n"
+	"               live rates, latency and stalls of every process on the bus,\n"
+	"               through BPF (see `shmbus trace --help`)\n"
 	"\n"
 	"Options:\n"
 	"  --root DIR    the bus root; default $SHMBUS_ROOT, else\n"
@@ -68,6 +71,7 @@ static const struct command commands[] = {
 	{ "groups", cmd_groups },
 	{ "demo", cmd_demo },
 	{ "mirror", cmd_mirror },
+	{ "trace", cmd_trace },
 };
 
 static int print_help(void)

@@ -442,12 +442,19 @@ static int handler(void *user, const char *section, const char *name, const char
 	}
 	if (!strncmp(section, "topic ", 6))
 		return topic_key(ps, section + 6, name, value);
+	if (!strcmp(section, "kernel-events")) {
+		char why[256];
+
+		if (kevents_config_key(&ps->c->kevents, name, value, why, sizeof why) < 0)
+			return complain(ps, name, "%s", why);
+		return 1;
+	}
 	if (!strcmp(section, "mirror-listen"))
 		return listen_key(ps, name, value);
 	if (!strncmp(section, "mirror ", 7))
 		return mirror_key(ps, section + 7, name, value);
 	return complain(ps, section, "unknown section%s; use [daemon], [flush], [retention], "
-			"[topic NAME], [mirror-listen] or [mirror \"NAME\"]", "");
+			"[kernel-events], [topic NAME], [mirror-listen] or [mirror \"NAME\"]", "");
 }
 
 /* fgets for inih, counting lines so a complaint knows its own */

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "kevents.h"
+
 #define CONFIG_DEFAULT_PATH "/etc/shmbus/shmbusd.conf"
 #define CONFIG_MAX_CONNS    1024   /* control connections in all */
 
@@ -61,6 +63,8 @@ struct config {
 	uint64_t flush_records;      /* 0: never by count */
 	/* [retention] */
 	int64_t retention_default_ms; /* topics created without their own; 0: none */
+	/* [kernel-events] (kevents.c) */
+	struct kevents_config kevents;
 	/* [topic NAME] */
 	struct config_topic *topics;
 	size_t ntopics;

@@ -37,6 +37,7 @@
 
 #include "../util/clock.h"
 #include "../util/ctlproto.h"
+#include "../shm/probes.h"
 #include "../util/error.h"
 
 #define TIMER_NS             (20 * 1000000LL)
@@ -225,6 +226,7 @@ static size_t grant(struct cgroup *g, uint64_t epoch)
 		}
 		p->owner = p->target;
 		p->owner_epoch = epoch;
+		SHMBUS_PROBE(group_assign, g->name, p->topic, p->partition, p->owner->pid, epoch);
 		p->revoke_epoch = 0;
 		n++;
 	}
@@ -256,6 +258,7 @@ static void reconcile(struct cgroup *g)
 	if (!changed)
 		return;
 	g->epoch = next;
+	SHMBUS_PROBE(group_rebalance, g->name, g->epoch, g->nmembers);
 	for (size_t i = 0; i < g->nparts; i++) {
 		struct cpart *p = &g->parts[i];
 

@@ -536,6 +536,26 @@ static void render_daemon(struct buf *b, const struct scrape *sc)
 	}
 }
 
+/* [kernel-events]: only while the source runs (kevents.c) */
+static void render_kevents(struct buf *b, struct daemon *d)
+{
+	struct kevents_stats st;
+
+	kevents_stats(d, &st);
+	if (!st.running)
+		return;
+	put_family(b, "shmbus_kevents_records_total", "counter",
+		   "Kernel events appended to the [kernel-events] topic.");
+	put(b, "shmbus_kevents_records_total %llu\n", (unsigned long long)st.records);
+	put_family(b, "shmbus_kevents_dropped_total", "counter",
+		   "Kernel events lost: where=\"kernel\" the ring buffer was full, "
+		   "where=\"publish\" the topic refused them.");
+	put(b, "shmbus_kevents_dropped_total{where=\"kernel\"} %llu\n",
+	    (unsigned long long)st.dropped_kernel);
+	put(b, "shmbus_kevents_dropped_total{where=\"publish\"} %llu\n",
+	    (unsigned long long)st.dropped_publish);
+}
+
 /* The whole exposition, or NULL (out of memory). */
 char *exposition_render(struct daemon *d, const struct ctr_file *ctr, size_t *ret_len)
 {
@@ -549,6 +569,7 @@ char *exposition_render(struct daemon *d, const struct ctr_file *ctr, size_t *re
 	read_rates(&sc);
 	sc.daemon_torn = ctr_daemon_read(ctr, &sc.daemon) != 0;
 	render_daemon(&b, &sc);
+	render_kevents(&b, d);
 	render_parts(&b, &sc);
 	render_groups(&b, &sc);
 	render_coordinated(&b);

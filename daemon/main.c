@@ -403,6 +403,7 @@ static int serve(struct daemon *d)
 	topics_sweep(d);      /* half-made topics: left by an interrupted create */
 	supervise_refresh(d); /* recovers what it finds (recovery.c) */
 	topics_declare(d);
+	kevents_init(d);      /* [kernel-events]: logs why if it cannot */
 	if (metrics_init(d) < 0 || coord_init(d) < 0 || control_init(d) < 0 ||
 	    topics_init(d) < 0 || mirror_source_init(d) < 0 || mirror_sink_init(d) < 0) {
 		rc = -1;
@@ -419,6 +420,7 @@ static int serve(struct daemon *d)
 	coord_fini(d);        /* before the connections close: members need not move */
 	control_fini(d);
 	metrics_fini(d);
+	kevents_fini(d);
 	clients_fini(d);
 	supervise_fini(d);
 	release_root(d);

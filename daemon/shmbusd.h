@@ -249,6 +249,7 @@ struct daemon {
 	void *metrics;               /* metrics.c's state */
 	void *topics;                /* topics.c's state */
 	void *coord;                 /* coordinator.c's state */
+	void *kevents;               /* kevents.c's state (NULL: the source is off) */
 };
 
 /* Take a config change that can apply live (SIGHUP); says what cannot. */

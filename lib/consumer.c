@@ -18,6 +18,7 @@
 #include "../util/clock.h"
 #include "../util/crc32c.h"
 #include "../util/futex.h"
+#include "probes.h"
 #include "../shm/read.h"
 #include "../shm/unblock.h"
 
@@ -160,6 +161,7 @@ static int reset(shmbus_consumer *c, struct assignment *a, uint64_t lost_from)
 	}
 	part_count_lapped(a->p);
 	c->st.laps++;
+	SHMBUS_PROBE(lap, a->topic, a->partition, lost_from, c->o.reset);
 	if (c->o.reset == SHMBUS_RESET_ERROR) {
 		part_bounds(a->p, &low, &high);
 		return lib_err(-ERANGE, "partition %s/%d: offset %llu is no longer held (the oldest "
@@ -174,6 +176,7 @@ static int reset(shmbus_consumer *c, struct assignment *a, uint64_t lost_from)
 	if (a->cur.off > lost_from)
 		c->st.lost += a->cur.off - lost_from;
 	bp_follow(a);
+	SHMBUS_PROBE(reset, a->topic, a->partition, lost_from, a->cur.off);
 	if (c->o.on_lapped)
 		c->o.on_lapped(c->o.ctx, a->topic, a->partition, lost_from, a->cur.off);
 	return 0;
@@ -495,6 +498,7 @@ static int unblock(shmbus_consumer *c, struct assignment *a)
 	if (rc == -EBADMSG)
 		return rc; /* part_unblock() said what and where */
 	/* the claimant lives (-EBUSY): check again after another timeout */
+	SHMBUS_PROBE(stall, a->topic, a->partition, a->cur.off, pid);
 	a->cur.stall_ns = mono_ns();
 	return 0;
 }
@@ -633,6 +637,8 @@ static int gather(shmbus_consumer *c, struct shmbus_message *msgs, size_t max)
 	}
 	c->rr = c->nas ? (c->rr + 1) % c->nas : 0;
 	c->st.delivered += n;
+	if (SHMBUS_PROBE_ENABLED(deliver))
+		lib_probe_deliver(msgs, n);
 	return (int)n;
 }
 
@@ -706,6 +712,7 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 		if (poll_soon && (!until || mono_ns() + 1000000 < until))
 			until = mono_ns() + 1000000;
 		c->st.waits++;
+		SHMBUS_PROBE(wait, c->as[0]->topic, c->as[0]->partition, k);
 		futex_wait_many(words, expected, k + (c->wake_word != NULL), until);
 		/* a member that slept through a rebalance (or was stopped) must
 		 * not read partitions it may have lost: back to member.c first */

@@ -29,6 +29,7 @@
 #endif
 
 #include "backpressure.h"
+#include "probes.h"
 #include "../util/clock.h"
 #include "../util/crc32c.h"
 #include "../util/error.h"
@@ -185,6 +186,7 @@ static int bp_room(struct part_writer *w, uint64_t end, unsigned flags, int64_t 
 			return 0;
 		if (!counted) {
 			fetch_add_relaxed(&p->hdr->bp_blocked, 1);
+			SHMBUS_PROBE_IF(bp_blocked, 1, p->hdr->topic, p->partition, shm_probe_bp_holder(p));
 			counted = true;
 		}
 		now = mono_ns();
@@ -303,6 +305,7 @@ int append_claim(struct part_writer *w, uint64_t *lens, size_t n, uint64_t offs,
 			if (cas128(&p->hdr->claim, &cur,
 				   (pair128){ .lo = pl->end, .hi = cur.hi + pl->offs })) {
 				SHM_TESTPOINT(claim_after_cas);
+				SHMBUS_PROBE(append, p->hdr->topic, p->partition, cur.hi, pl->k, pl->end - pl->pos);
 				w->seen = (pair128){ .lo = pl->end, .hi = cur.hi + pl->offs };
 				if (pl->grow)
 					lens[pl->k - 1] += FRAME_ALIGN;
@@ -490,6 +493,7 @@ static size_t publish(struct part *p, const struct plan *pl, const struct part_r
 		SHM_TESTPOINT(publish_after_frame);
 		fpos += lens[i];
 	}
+	SHMBUS_PROBE_IF(abort, i < pl->k, p->hdr->topic, p->partition, pl->off + i, pl->k - i);
 	for (size_t j = i; j < pl->k; j++) {
 		append_abort_range(p, fpos, pl->off + j, lens[j], pl->off + j + 1);
 		fpos += lens[j];
@@ -548,6 +552,7 @@ int part_append(struct part_writer *w, const struct part_rec *recs, size_t n, un
 		if (rc)
 			goto out;
 		got = publish(p, &pl, recs + done, lens);
+		SHMBUS_PROBE(commit, p->hdr->topic, p->partition, pl.off, got);
 		append_idle(w);
 		if (done == 0)
 			first = pl.off;
@@ -621,6 +626,7 @@ int part_commit(struct part_writer *w, struct part_claim *c, uint32_t value_len)
 	w->holding = false;
 	if (!ok)
 		return -ECANCELED;
+	SHMBUS_PROBE(commit, p->hdr->topic, p->partition, c->off, 1);
 	part_notify(p);
 	return 0;
 }
@@ -628,6 +634,7 @@ int part_commit(struct part_writer *w, struct part_claim *c, uint32_t value_len)
 int part_abort(struct part_writer *w, struct part_claim *c)
 {
 	append_abort_range(w->p, c->pos, c->off, c->len, c->off + 1);
+	SHMBUS_PROBE(abort, w->p->hdr->topic, w->p->partition, c->off, 1);
 	append_idle(w);
 	w->holding = false;
 	part_notify(w->p);

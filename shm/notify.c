@@ -4,11 +4,13 @@
 #include "notify.h"
 
 #include "../util/futex.h"
+#include "probes.h"
 
 void part_notify(struct part *p)
 {
 	/* pairs with futex_word_prepare() in part_wait_prepare(): our commit
 	 * CAS is a full barrier before the load in futex_word_wake() */
+	SHMBUS_PROBE_IF(wake, load_relaxed(&p->hdr->notify) & 0x80000000u, p->hdr->topic, p->partition);
 	futex_word_wake(&p->hdr->notify);
 }
 

@@ -20,6 +20,7 @@
 #include "../util/error.h"
 #include "frame.h"
 #include "notify.h"
+#include "probes.h"
 #include "../util/proc.h"
 
 uint64_t part_abort_end(const struct part *p, uint64_t off, uint64_t pos, uint64_t len,
@@ -132,6 +133,7 @@ static int abort_claimed(struct part *p, uint64_t off, uint64_t pos, uint64_t w,
 	if (!cas(part_commit_word(p, pos), &w, cw_make(FRAME_ABORTED, len, off)))
 		return 0;
 	part_abort_finish(p, off, pos, off + 1);
+	SHMBUS_PROBE(unblock, p->hdr->topic, p->partition, off, 1, pid);
 	if (ret_pid)
 		*ret_pid = pid;
 	return 1;
@@ -195,6 +197,7 @@ int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uin
 	if (!cas(cw, &w, cw_make(FRAME_ABORTED, end - pos, off)))
 		return 0;
 	part_abort_finish(p, off, pos, end_off);
+	SHMBUS_PROBE(unblock, p->hdr->topic, p->partition, off, end_off - off, -1);
 	return 1;
 }
 

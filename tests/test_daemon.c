@@ -370,7 +370,8 @@ static void test_check_config_errors(void **state)
 		{ "number out of range", "[daemon]\nunblock_timeout_ms = 5\n",
 		  "2: unblock_timeout_ms: \"5\" is not a number of milliseconds between 10" },
 		{ "bad section", "[daemon]\ntick_ms = 100\n[deamon]\nlog_level = info\n",
-		  "4: deamon: unknown section; use [daemon], [flush], [retention], [topic NAME], "
+		  "4: deamon: unknown section; use [daemon], [flush], [retention], [kernel-events], "
+		  "[topic NAME], "
 		  "[mirror-listen] or [mirror \"NAME\"]" },
 		{ "tls on", "[mirror-listen]\naddress = 127.0.0.1:9093\ntls = on\n",
 		  "3: tls: \"on\": TLS is not in this version of shmbusd yet; write tls = off" },

@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "../shm/probes.h"
 #include "../shm/read.h"
 
 #define MAX_CONNS     64      /* mirrors served at once */
@@ -243,6 +244,15 @@ static int place(struct conn *c, struct fetch *f)
 	return rc;
 }
 
+/* A batch sent, for a tracer.  Out of line, so that the probe's
+ * arguments are registers, not the thread-local batch (an address form
+ * libbpf 1.1 cannot read). */
+static __attribute__((noinline)) void probe_send(const struct fetch *f, uint64_t count,
+						  uint64_t bytes)
+{
+	SHMBUS_PROBE(mirror_send, f->topic, f->partition, f->next, count, bytes);
+}
+
 /* Send what f has to send: 1 if a batch went, 0 if nothing was new, or
  * -errno (the connection is done) or -ERANGE/-EIDRM (the fetch is). */
 static int serve_fetch(struct conn *c, struct fetch *f)
@@ -288,6 +298,7 @@ static int serve_fetch(struct conn *c, struct fetch *f)
 			return rc;
 		c->sent_ns = mono_ns();
 		if (intact) {
+			probe_send(f, b.count, b.bytes);
 			f->next = next;
 		} else {
 			f->c = before; /* the mirror drops it; the next read finds the lap */
@@ -298,6 +309,17 @@ static int serve_fetch(struct conn *c, struct fetch *f)
 
 /* ------------------------------------------------------------------ */
 /* Requests                                                            */
+
+/* An ACK, for a tracer: the mirror's end on one of its fetches. */
+static void probe_ack(const struct conn *c, const struct mp_msg *m)
+{
+	if (!SHMBUS_PROBE_ENABLED(mirror_ack))
+		return;
+	for (size_t i = 0; i < c->nfetches; i++)
+		if (c->fetches[i].id == m->u.ack.id)
+			SHMBUS_PROBE(mirror_ack, c->fetches[i].topic, c->fetches[i].partition,
+				     m->u.ack.end);
+}
 
 static int do_list(struct conn *c, const struct mp_msg *req)
 {
@@ -375,6 +397,7 @@ static int handle(struct conn *c, const uint8_t *buf, uint32_t len, const char *
 			*why = "more FETCHes than a mirror may have";
 		return rc;
 	case MP_ACK:
+		probe_ack(c, &m);
 		return 0; /* its position: the mirrored offset comes with acks=mirrors */
 	case MP_ERROR:
 		log_warn("mirror %s (%s) says: %s", c->host, c->peer, m.u.error.text);

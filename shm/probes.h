@@ -18,7 +18,6 @@
  * scalars: integers, and the address of a NUL-terminated topic name (at
  * most PART_NAME_MAX bytes; in shared memory or the caller's handle).
  *
- * Not yet here (mirroring does not exist yet): mirror_send, mirror_ack.
  */
 #ifndef SHMBUS_SHM_PROBES_H
 #define SHMBUS_SHM_PROBES_H
@@ -54,7 +53,11 @@
 	/* shmbusd's group coordinator: the group's assignment changed, new epoch */    \
 	X(group_rebalance, 3, SHMBUSD, group, epoch, members)                            \
 	/* ... and granted a partition to a member (its pid) under epoch */             \
-	X(group_assign, 5, SHMBUSD, group, topic, partition, pid, epoch)
+	X(group_assign, 5, SHMBUSD, group, topic, partition, pid, epoch)                  \
+	/* shmbusd serving a mirror: a DATA batch sent, records from offset, bytes */  \
+	X(mirror_send, 5, SHMBUSD, topic, partition, offset, records, bytes)              \
+	/* ... and the mirror's ACK: its end (the next offset it needs) */              \
+	X(mirror_ack, 3, SHMBUSD, topic, partition, end)
 
 #define SHMBUS_PROBE_SEMAPHORE_(name) shmbus_##name##_semaphore
 #define SHMBUS_PROBE_DECLARE_(name, n, where, ...) \

@@ -248,7 +248,7 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(SHM_SRC) $(DEPSOK)
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(SHM_SRC) $(LDLIBS)
 
-test: all check-testpoints $(TESTS) $(FUZZERS)
+test: all bench-programs check-testpoints $(TESTS) $(FUZZERS)
 	@BUILD=$(BUILD) SHMBUS_CLI=$(abspath $(CLI)) SHMBUSD=$(abspath $(DAEMON)) tests/run-tests.sh $(TESTS) -- $(FUZZERS)
 
 asan:

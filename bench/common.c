@@ -275,7 +275,7 @@ static int worker_main(int i, const int *cpus, int (*fn)(int, void *), void *arg
 	B.why[0] = 0;
 	rc = fn(i, arg);
 	if (rc && why && !why[0])
-		snprintf(why, 400, "worker %d: %s", i, B.why[0] ? B.why : "failed");
+		snprintf(why, 400, "worker %d: %.300s", i, B.why[0] ? B.why : "failed");
 	return rc ? 1 : 0;
 }
 

@@ -290,6 +290,7 @@ static void test_kevents_json(void **state)
 	consume(root, s, false, true);
 	check_metrics(port, 2 * RUNS + 2);
 	assert_int_equal(tu_daemon_stop(d, 5000), 0);
+	unlink(d->log);
 	tu_rmrf(root);
 	free(root);
 	free(s);
@@ -308,6 +309,7 @@ static void test_kevents_binary(void **state)
 	run_true(s);
 	consume(root, s, true, false);
 	assert_int_equal(tu_daemon_stop(d, 5000), 0);
+	unlink(d->log);
 	tu_rmrf(root);
 	free(root);
 	free(s);

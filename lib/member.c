@@ -511,6 +511,44 @@ static void wait_group(shmbus_member *m, int64_t until)
 		futex_wait_shared(w, expected, until);
 }
 
+/*
+ * Keep of msgs[0..n) the records of partitions this member still owns
+ * (their owner epoch in the group file is still ours), checked after the
+ * reads: a member stopped in the middle of a poll (SIGSTOP, a long
+ * preemption) past its session timeout finds its partitions fenced and
+ * granted to another member when it goes on, and must not hand out what
+ * it read of them.  Their next owner reads them from the committed offset;
+ * the revocation reaches this member at its next maintain().  Records of
+ * one partition come together, so the owner is loaded once a run.
+ */
+static int keep_owned(shmbus_member *m, struct shmbus_message *msgs, int n)
+{
+	const char *topic = NULL;
+	int32_t partition = -1;
+	bool owned = false;
+	int kept = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (msgs[i].topic != topic || msgs[i].partition != partition) {
+			topic = msgs[i].topic;
+			partition = msgs[i].partition;
+			owned = false;
+			for (size_t k = 0; k < m->nown; k++) {
+				const struct owned *o = &m->own[k];
+
+				if (o->partition == partition && !strcmp(o->topic, topic)) {
+					owned = group_owner(&m->g, o->topic_id, (uint32_t)partition) ==
+						o->owner_epoch;
+					break;
+				}
+			}
+		}
+		if (owned)
+			msgs[kept++] = msgs[i];
+	}
+	return kept;
+}
+
 SHMBUS_API int shmbus_member_poll(shmbus_member *m, struct shmbus_message *msgs, size_t max,
 				  int timeout_ms)
 {
@@ -540,6 +578,8 @@ SHMBUS_API int shmbus_member_poll(shmbus_member *m, struct shmbus_message *msgs,
 				drop_deleted(m); /* the coordinator drops it too */
 				continue;
 			}
+			if (n > 0) /* none kept: all fenced meanwhile; the next round learns why */
+				n = keep_owned(m, msgs, n);
 			if (n != 0)
 				return n;
 		}

@@ -44,6 +44,19 @@ static void test_close_to_realtime_across_rebases(void **state)
 	assert_true(worst_error(12, 37000) < 2000);
 }
 
+/* A thread idle for longer than 2^32 ns: the rate measured over that
+ * interval once overflowed a 64-bit shift and left the clock running at a
+ * third of its speed (records stamped 280 ms in the past 20 ms later, so
+ * time retention retired them at once). */
+static void test_long_idle_keeps_its_rate(void **state)
+{
+	(void)state;
+	assert_true(worst_error(4, 20000) < 2000);
+	usleep(4400000);
+	/* the rebase after the idle interval, then a window on its rate */
+	assert_true(worst_error(40, 5000) < 2000);
+}
+
 static void test_tight_loop_never_far(void **state)
 {
 	(void)state;
@@ -55,6 +68,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_close_to_realtime_early),
 		cmocka_unit_test(test_close_to_realtime_across_rebases),
+		cmocka_unit_test(test_long_idle_keeps_its_rate),
 		cmocka_unit_test(test_tight_loop_never_far),
 	};
 

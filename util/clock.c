@@ -120,10 +120,18 @@ static int64_t rebase(void)
 	if ((s & 1) || !cas(&base.seq, &s, s + 1))
 		return real_ns(); /* another thread is rebasing */
 	sample(&t, &ns);
-	/* measure the rate over the last interval, if it is longer */
+	/* measure the rate over the last interval, if it is longer; in 128
+	 * bits, since an interval past 2^32 ns (4.3 s of a thread that sent
+	 * nothing) would overflow the shift and leave a clock running at a
+	 * fraction of its speed for a whole window */
 	if (ns > base.ns && t - base.tsc > base.calib) {
-		base.mult = (((uint64_t)(ns - base.ns)) << 32) / (t - base.tsc);
-		base.calib = t - base.tsc;
+		unsigned __int128 m = ((unsigned __int128)(uint64_t)(ns - base.ns) << 32) /
+				      (t - base.tsc);
+
+		if (m > 0 && m <= UINT64_MAX) {
+			base.mult = (uint64_t)m;
+			base.calib = t - base.tsc;
+		}
 	}
 	base.tsc = t;
 	base.ns = ns;

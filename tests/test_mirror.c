@@ -1,6 +1,6 @@
 /*
  * test_mirror.c - mirroring between two real shmbusd, each in a network
- * namespace of its own joined by a veth pair (docs/protocol.md part 2,
+ * namespace of its own on a bridge (tests/lib/netlab.c) (docs/protocol.md part 2,
  * format.md §13).  Needs root and `ip netns`; skips with the reason
  * otherwise.  Names carry the test's pid, so runs never meet; the
  * namespaces (and the veth pair with them) are removed at teardown, also
@@ -16,6 +16,7 @@
  * started again (it resumes from its end).
  */
 #include "lib/daemonutil.h"
+#include "lib/netlab.h"
 #include "lib/testutil.h"
 
 #include <errno.h>
@@ -39,117 +40,26 @@
 #define PARTS   2
 #define WAIT_MS 20000 /* a mirror catching up; far more than it takes */
 
-struct net {
-	char ns[2][32];
-	char veth[2][16];
-	char *dir;
-	char root[2][300];
-	char conf[2][320];
-	struct tu_daemon d[2];
-	bool up[2];
-};
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[512];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	strncat(cmd, " >/dev/null 2>&1", sizeof cmd - strlen(cmd) - 1);
-	rc = system(cmd);
-	return rc == 0 ? 0 : -1;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
-
-static void configs(struct net *n)
-{
-	char text[1024];
-
-	snprintf(text, sizeof text, "[daemon]\nroot = %s\n\n[mirror-listen]\naddress = "
-		 "10.201.0.1:9093\ntls = off\ntimeout_ms = 2000\n", n->root[0]);
-	write_file(n->conf[0], text);
-	snprintf(text, sizeof text, "[daemon]\nroot = %s\n\n[mirror \"from-a\"]\nsource = "
-		 "10.201.0.1:9093\ntopics = orders\ntls = off\ntimeout_ms = 2000\n", n->root[1]);
-	write_file(n->conf[1], text);
-}
-
 static int setup(void **state)
 {
-	struct net *n = calloc(1, sizeof *n);
-	int pid = (int)getpid();
+	struct tu_lab *l = calloc(1, sizeof *l);
 
-	*state = n;
-	if (getuid() != 0)
+	*state = l;
+	tu_lab_init(l, 2);
+	if (!l->ok)
 		return 0;
-	for (int i = 0; i < 2; i++) {
-		snprintf(n->ns[i], sizeof n->ns[i], "shmb%c%d", 'a' + i, pid);
-		snprintf(n->veth[i], sizeof n->veth[i], "shv%c%d", 'a' + i, pid % 1000000);
-	}
-	if (sh("ip netns add %s", n->ns[0]) < 0)
-		return 0; /* no ip netns: the test skips */
-	n->up[0] = true;
-	n->up[1] = sh("ip netns add %s", n->ns[1]) == 0;
-	if (!n->up[1] ||
-	    sh("ip link add %s type veth peer name %s", n->veth[0], n->veth[1]) < 0)
-		return 0;
-	for (int i = 0; i < 2; i++)
-		if (sh("ip link set %s netns %s", n->veth[i], n->ns[i]) < 0 ||
-		    sh("ip -n %s addr add 10.201.0.%d/24 dev %s", n->ns[i], i + 1, n->veth[i]) < 0 ||
-		    sh("ip -n %s link set %s up", n->ns[i], n->veth[i]) < 0 ||
-		    sh("ip -n %s link set lo up", n->ns[i]) < 0)
-			return 0;
-	n->dir = tu_tmpdir("mirror");
-	for (int i = 0; i < 2; i++) {
-		snprintf(n->root[i], sizeof n->root[i], "%s/%c", n->dir, 'a' + i);
-		snprintf(n->conf[i], sizeof n->conf[i], "%s/%c.conf", n->dir, 'a' + i);
-		mkdir(n->root[i], 0755);
-	}
-	configs(n);
+	tu_lab_config(l, 0, "[mirror-listen]\naddress = 10.201.0.1:9093\ntls = off\n"
+		      "timeout_ms = 2000\n");
+	tu_lab_config(l, 1, "[mirror \"from-a\"]\nsource = 10.201.0.1:9093\ntopics = orders\n"
+		      "tls = off\ntimeout_ms = 2000\n");
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct net *n = *state;
-
-	for (int i = 0; i < 2; i++)
-		if (n->d[i].pid > 0)
-			tu_daemon_kill(&n->d[i]);
-	for (int i = 0; i < 2; i++)
-		if (n->up[i])
-			sh("ip netns del %s", n->ns[i]); /* takes its end of the veth pair */
-	if (n->dir) {
-		tu_rmrf(n->dir);
-		free(n->dir);
-	}
-	free(n);
+	tu_lab_fini(*state);
+	free(*state);
 	return 0;
-}
-
-static void need_net(struct net *n)
-{
-	if (getuid() != 0)
-		tu_skip("needs root, for network namespaces\n");
-	if (!n->dir)
-		tu_skip("`ip netns add` or a veth pair is not available here\n");
-}
-
-static void start(struct net *n, int i)
-{
-	assert_int_equal(tu_daemon_start_config_netns(&n->d[i], n->root[i], n->conf[i], n->ns[i],
-						      10000), 0);
 }
 
 /* Produce `count` records to A with keys, a header and varied values. */
@@ -181,77 +91,19 @@ static uint64_t high(shmbus *bus, uint32_t part)
 	return info.high;
 }
 
-/* B's replica reaches A's end on every partition. */
-static void caught_up(struct net *n, shmbus *a)
+static void caught_up(struct tu_lab *l)
 {
-	int64_t until = tu_ms() + WAIT_MS;
-	shmbus *b = tu_open(n->root[1]);
-	uint32_t done = 0;
-
-	while (done < PARTS && tu_ms() < until) {
-		done = 0;
-		for (uint32_t p = 0; p < PARTS; p++)
-			done += high(b, p) == high(a, p) && high(a, p) > 0;
-		if (done < PARTS)
-			usleep(20000);
-	}
-	if (done < PARTS) {
-		tu_daemon_dump(&n->d[0]);
-		tu_daemon_dump(&n->d[1]);
-		fail_msg("the mirror did not catch up within %d ms", WAIT_MS);
-	}
-	shmbus_close(b);
+	tu_lab_caught_up(l, l->root[0], l->root[1], "orders", PARTS, WAIT_MS);
 }
 
-static void open_part(const char *root, uint32_t part, struct part *ret)
+static void byte_identical(struct tu_lab *l)
 {
-	char dir[400], name[16];
-	int fd;
-
-	snprintf(dir, sizeof dir, "%s/topics/orders", root);
-	snprintf(name, sizeof name, "%u", part);
-	fd = open(dir, O_RDONLY | O_DIRECTORY);
-	assert_true(fd >= 0);
-	assert_int_equal(part_open(fd, name, true, name, ret), 0);
-	close(fd);
-}
-
-/* Every offset A holds is on B, same offset, same bytes; nothing else. */
-static void byte_identical(struct net *n)
-{
-	for (uint32_t i = 0; i < PARTS; i++) {
-		struct part a, b;
-		struct part_cursor ca = { 0 }, cb = { 0 };
-		struct frame_view va, vb;
-		uint64_t lo_a, end_a, lo_b, end_b, seen = 0;
-
-		open_part(n->root[0], i, &a);
-		open_part(n->root[1], i, &b);
-		part_bounds(&a, &lo_a, &end_a);
-		part_bounds(&b, &lo_b, &end_b);
-		assert_int_equal(end_a, end_b);
-		assert_true(lo_b <= lo_a);
-		assert_int_equal(b.hdr->mirror_gaps, 0);
-		assert_true(b.hdr->status & PART_STATUS_REPLICA);
-		assert_int_equal(part_seek(&a, &ca, lo_a), 0);
-		assert_int_equal(part_seek(&b, &cb, lo_a), 0);
-		while (part_read(&a, &ca, &va) == 1) {
-			assert_int_equal(part_read(&b, &cb, &vb), 1);
-			assert_int_equal(va.offset, vb.offset);
-			assert_memory_equal(part_at(&a, va.pos) + 8, part_at(&b, vb.pos) + 8,
-					    FRAME_HDR_SIZE - 8 + frame_payload_len(&va));
-			seen++;
-		}
-		assert_int_equal(part_read(&b, &cb, &vb), 0);
-		assert_int_equal(seen, end_a - lo_a);
-		part_unmap(&a);
-		part_unmap(&b);
-	}
+	tu_replica_identical(l->root[0], l->root[1], "orders", PARTS, false);
 }
 
 /* shmbus_mirror_status (MIRROR_STATUS): each partition, caught up,
  * with the reconnect the link's fault caused. */
-static void status_says(struct net *n, shmbus *a)
+static void status_says(struct tu_lab *n, shmbus *a)
 {
 	struct shmbus_mirror_status m[4] = { { .sz = sizeof m[0] } };
 	shmbus *b = tu_open(n->root[1]);
@@ -274,14 +126,12 @@ static void status_says(struct net *n, shmbus *a)
 /* What a mirror killed between its claim and its commits leaves in
  * partition 0 of B's replica: a child claims and marks two frames, as
  * shm/replica.c does, and dies.  The mirror's daemon is down meanwhile. */
-static void plant_dead_claim(struct net *n)
+static void plant_dead_claim(struct tu_lab *n)
 {
 	struct part p;
 	pid_t pid;
 	int st;
 
-	open_part(n->root[1], 0, &p);
-	part_unmap(&p);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -302,7 +152,7 @@ static void plant_dead_claim(struct net *n)
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-static shmbus *source_topic(struct net *n)
+static shmbus *source_topic(struct tu_lab *n)
 {
 	SHMBUS_OPTS(shmbus_topic_opts, o, .partitions = PARTS, .capacity = 8u << 20);
 	shmbus *a = tu_open(n->root[0]);
@@ -329,26 +179,26 @@ static void *produce_main(void *arg)
 
 static void replica_follows_through_link_down_and_up(void **state)
 {
-	struct net *n = *state;
+	struct tu_lab *n = *state;
 	shmbus *a;
 	pthread_t t;
 	struct bg g;
 
-	need_net(n);
-	start(n, 0);
+	tu_lab_need(n);
+	tu_lab_start(n, 0);
 	a = source_topic(n);
 	produce(a, 0, 3000);
-	start(n, 1);
-	caught_up(n, a);
+	tu_lab_start(n, 1);
+	caught_up(n);
 	/* mid-stream: the link goes down for 3 s, longer than timeout_ms */
 	g = (struct bg){ .bus = a, .from = 3000, .count = 10000 };
 	assert_int_equal(pthread_create(&t, NULL, produce_main, &g), 0);
 	usleep(50000);
-	assert_int_equal(sh("ip -n %s link set %s down", n->ns[0], n->veth[0]), 0);
+	tu_lab_link(n, 0, false);
 	sleep(3);
-	assert_int_equal(sh("ip -n %s link set %s up", n->ns[0], n->veth[0]), 0);
+	tu_lab_link(n, 0, true);
 	pthread_join(t, NULL);
-	caught_up(n, a);
+	caught_up(n);
 	byte_identical(n);
 	assert_true(tu_daemon_log_has(&n->d[1], "reconnecting", 0));
 	status_says(n, a);
@@ -357,7 +207,7 @@ static void replica_follows_through_link_down_and_up(void **state)
 
 static void mirror_killed_resumes_from_its_end(void **state)
 {
-	struct net *n = *state;
+	struct tu_lab *n = *state;
 	shmbus *a, *b;
 	shmbus_producer *p;
 	struct shmbus_record r = { .value = "x", .value_len = 1 };
@@ -365,30 +215,30 @@ static void mirror_killed_resumes_from_its_end(void **state)
 	struct bg g;
 	int took_back = 0;
 
-	need_net(n);
-	start(n, 0);
+	tu_lab_need(n);
+	tu_lab_start(n, 0);
 	a = source_topic(n);
 	produce(a, 0, 2000);
-	start(n, 1);
-	caught_up(n, a);
+	tu_lab_start(n, 1);
+	caught_up(n);
 	g = (struct bg){ .bus = a, .from = 2000, .count = 20000 };
 	assert_int_equal(pthread_create(&t, NULL, produce_main, &g), 0);
 	for (int k = 0; k < 3; k++) {
 		usleep(150000);
-		tu_daemon_kill(&n->d[1]); /* SIGKILL, mid-stream */
-		start(n, 1);
+		tu_lab_kill(n, 1); /* SIGKILL, mid-stream */
+		tu_lab_start(n, 1);
 		/* start-up recovery logs it before READY: a kill between a claim
 		 * and its commits (not every kill lands there) */
 		took_back += tu_daemon_log_has(&n->d[1], "taken back", 0);
 	}
 	printf("# %d of 3 kills left claims that the restarted mirror took back\n", took_back);
 	/* and once for certain: the claims a killed mirror left, planted */
-	tu_daemon_kill(&n->d[1]);
+	tu_lab_kill(n, 1);
 	plant_dead_claim(n);
-	start(n, 1);
+	tu_lab_start(n, 1);
 	assert_true(tu_daemon_log_has(&n->d[1], "2 offsets its mirror had claimed", 0));
 	pthread_join(t, NULL);
-	caught_up(n, a);
+	caught_up(n);
 	byte_identical(n);
 	/* local producers are refused, naming the source */
 	b = tu_open(n->root[1]);

@@ -39,12 +39,12 @@ CFLAGS    ?= -O2 -g
 FUZZ_SECONDS ?= 60
 
 PKGS      := liburcu-bp liburcu-cds numa libisal
-DAEMON_PKGS := inih libmicrohttpd libsystemd libbpf
+DAEMON_PKGS := inih libmicrohttpd libsystemd libbpf openssl
 TEST_PKGS := cmocka rdkafka
 # Debian packages that provide them (and the tools the tests use)
 APT_PKGS  := pkg-config liburcu-dev libnuma-dev libisal-dev libinih-dev libmicrohttpd-dev \
 	libsystemd-dev libcmocka-dev librdkafka-dev clang util-linux strace systemtap-sdt-dev \
-	libbpf-dev bpftool
+	libbpf-dev bpftool libssl-dev openssl
 
 ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)

@@ -2,7 +2,7 @@
  * mirror.c - `shmbus mirror status [--json]`: what the daemon serving the
  * root mirrors from other hosts, one row per partition (source, the
  * replica's end and the source's, the lag in records, state, reconnects,
- * gaps, last error), asked through the control socket (MIRROR_STATUS,
+ * gaps, how the link is encrypted, last error), asked through the control socket (MIRROR_STATUS,
  * docs/protocol.md §9).
  */
 #include "cli.h"
@@ -16,7 +16,8 @@ static const char usage[] =
 	"  status   each partition this root's shmbusd mirrors from another host\n"
 	"           ([mirror \"NAME\"] in shmbusd.conf): its source, the replica's end\n"
 	"           offset and the source's, the lag in records, the state, reconnects,\n"
-	"           gaps recorded, and the last error\n"
+	"           gaps recorded, TLS (off, user-space, or kTLS in the kernel), and\n"
+	"           the last error\n"
 	"\n"
 	"Options:\n"
 	"  --json   one JSON object per partition, in a JSON array\n";
@@ -55,6 +56,7 @@ static void print_json(const struct shmbus_mirror_status *m, int n)
 		json_str("state", m[i].state, true);
 		printf("\"reconnects\":%llu,\"gaps\":%llu,", (unsigned long long)m[i].reconnects,
 		       (unsigned long long)m[i].gaps);
+		json_str("tls", m[i].tls, true);
 		json_str("last_error", m[i].last_error, false);
 		printf("}");
 	}
@@ -65,10 +67,10 @@ static void print_table(const struct shmbus_mirror_status *m, int n)
 {
 	static const char *const heads[] = { "MIRROR", "SOURCE", "TOPIC", "PARTITION", "END",
 					     "SOURCE-END", "LAG", "STATE", "RECONNECTS", "GAPS",
-					     "LAST-ERROR", NULL };
+					     "TLS", "LAST-ERROR", NULL };
 	_cleanup_(table_freep) struct table t;
 
-	table_init(&t, 11, heads);
+	table_init(&t, 12, heads);
 	for (int i = 0; i < n; i++) {
 		table_cell(&t, "%s", m[i].mirror);
 		table_cell(&t, "%s", m[i].source);
@@ -83,6 +85,7 @@ static void print_table(const struct shmbus_mirror_status *m, int n)
 		table_cell(&t, "%s", m[i].state);
 		table_cell(&t, "%llu", (unsigned long long)m[i].reconnects);
 		table_cell(&t, "%llu", (unsigned long long)m[i].gaps);
+		table_cell(&t, "%s", m[i].tls[0] ? m[i].tls : "-");
 		table_cell(&t, "%s", m[i].last_error[0] ? m[i].last_error : "-");
 	}
 	table_print(&t, stdout);

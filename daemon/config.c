@@ -8,8 +8,9 @@
  *   [flush]     interval_ms, records          (disk roots only)
  *   [retention] default_ms
  *   [topic NAME] partitions, capacity, policy, retention_ms, numa_node
- *   [mirror-listen] address, tls, timeout_ms
- *   [mirror "NAME"] source, topics, tls, timeout_ms
+ *   [mirror-listen] address, tls, timeout_ms, and with tls = on: cert, key,
+ *                   ca, allow, or psk_file
+ *   [mirror "NAME"] source, topics, tls, timeout_ms, and the same TLS keys
  * An error names the file, the line, the key and the fix.
  */
 #include "config.h"
@@ -25,6 +26,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "mirror_link.h"
 #include "../shm/directory.h"
 #include "../shm/mirrorproto.h"
 
@@ -303,17 +305,43 @@ static int topic_key(struct parse *ps, const char *name, const char *k, const ch
 	return 1;
 }
 
-/* tls = off (plaintext, said explicitly); on comes with TLS support */
+/* tls = on (with the keys below) or off (plaintext, said explicitly) */
 static int tls_value(struct parse *ps, const char *k, const char *v, int *ret)
 {
-	if (!strcmp(v, "off")) {
-		*ret = 0;
+	if (!strcmp(v, "off") || !strcmp(v, "on")) {
+		*ret = !strcmp(v, "on");
 		return 1;
 	}
-	if (!strcmp(v, "on"))
-		return complain(ps, k, "\"%s\": TLS is not in this version of shmbusd yet; write "
-				"tls = off for plain TCP on a network you trust", v);
-	return complain(ps, k, "\"%s\" is not on or off; write tls = off", v);
+	return complain(ps, k, "\"%s\" is not on or off; write tls = on (with cert, key and ca, "
+			"or psk_file), or tls = off for plain TCP", v);
+}
+
+static bool is_tls_key(const char *k)
+{
+	return !strcmp(k, "cert") || !strcmp(k, "key") || !strcmp(k, "ca") ||
+	       !strcmp(k, "allow") || !strcmp(k, "psk_file");
+}
+
+/* cert, key, ca, psk_file: absolute paths (the files are checked with the
+ * section, config_check); allow: names.  daemon/mirror_tls.c uses them. */
+static int tls_key(struct parse *ps, const char *k, const char *v, struct config_tls *t)
+{
+	char *dst = !strcmp(k, "cert") ? t->cert : !strcmp(k, "key") ? t->key :
+		    !strcmp(k, "ca") ? t->ca : !strcmp(k, "psk_file") ? t->psk_file : NULL;
+
+	if (!dst) {
+		if (!mlink_allow_valid(v))
+			return complain(ps, k, "\"%s\" is not a list of certificate names (1 to 16 "
+					"names of printable characters, comma-separated); write e.g. "
+					"mirror-b.example.net, mirror-c", v);
+		snprintf(t->allow, sizeof t->allow, "%s", v);
+		return 1;
+	}
+	if (v[0] != '/' || strlen(v) >= CONFIG_TLS_PATH)
+		return complain(ps, k, "\"%s\" is not an absolute path (of at most 511 bytes); write "
+				"e.g. /etc/shmbus/tls/host.pem", v);
+	snprintf(dst, CONFIG_TLS_PATH, "%s", v);
+	return 1;
 }
 
 static int timeout_value(struct parse *ps, const char *k, const char *v, int64_t *ret)
@@ -340,10 +368,12 @@ static int listen_key(struct parse *ps, const char *k, const char *v)
 	}
 	if (!strcmp(k, "tls"))
 		return tls_value(ps, k, v, &l->tls);
+	if (is_tls_key(k))
+		return tls_key(ps, k, v, &l->creds);
 	if (!strcmp(k, "timeout_ms"))
 		return timeout_value(ps, k, v, &l->timeout_ms);
-	return complain(ps, k, "unknown key in [mirror-listen]%s; use address, tls or timeout_ms",
-			"");
+	return complain(ps, k, "unknown key in [mirror-listen]%s; use address, tls, cert, key, ca, "
+			"allow, psk_file or timeout_ms", "");
 }
 
 static struct config_mirror *mirror_entry(struct config *c, const char *name)
@@ -413,11 +443,13 @@ static int mirror_key(struct parse *ps, const char *sect, const char *k, const c
 		snprintf(m->topics, sizeof m->topics, "%s", v);
 	} else if (!strcmp(k, "tls")) {
 		return tls_value(ps, k, v, &m->tls);
+	} else if (is_tls_key(k)) {
+		return tls_key(ps, k, v, &m->creds);
 	} else if (!strcmp(k, "timeout_ms")) {
 		return timeout_value(ps, k, v, &m->timeout_ms);
 	} else {
-		return complain(ps, k, "unknown key in [mirror]%s; use source, topics, tls or "
-				"timeout_ms", "");
+		return complain(ps, k, "unknown key in [mirror]%s; use source, topics, tls, cert, key, "
+				"ca, allow, psk_file or timeout_ms", "");
 	}
 	return 1;
 }
@@ -511,21 +543,31 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 
 static int mirrors_check(const struct config *c, char *err, size_t errlen)
 {
+	char sect[80];
+
 	if (c->mlisten.address[0] && c->mlisten.tls < 0) {
 		snprintf(err, errlen, "[mirror-listen] has no tls key: write tls = off to serve "
-			 "mirrors over plain TCP (TLS comes in a later version)");
+			 "mirrors over plain TCP, or tls = on with cert, key and ca (or psk_file)");
 		return -EINVAL;
 	}
+	if (c->mlisten.address[0] &&
+	    mlink_config_check(&c->mlisten.creds, c->mlisten.tls == 1, "[mirror-listen]", true,
+			       err, errlen) < 0)
+		return -EINVAL;
 	for (size_t i = 0; i < c->nmirrors; i++) {
 		const struct config_mirror *m = &c->mirrors[i];
 		const char *missing = !m->source[0] ? "source (HOST:PORT)" :
 				      !m->topics[0] ? "topics (names and patterns)" :
-				      m->tls < 0 ? "tls (write tls = off for plain TCP)" : NULL;
+				      m->tls < 0 ? "tls (write tls = on with cert, key and ca or "
+						   "psk_file, or tls = off for plain TCP)" : NULL;
 
 		if (missing) {
 			snprintf(err, errlen, "[mirror \"%s\"] has no %s", m->name, missing);
 			return -EINVAL;
 		}
+		snprintf(sect, sizeof sect, "[mirror \"%s\"]", m->name);
+		if (mlink_config_check(&m->creds, m->tls == 1, sect, false, err, errlen) < 0)
+			return -EINVAL;
 	}
 	return 0;
 }

@@ -27,11 +27,25 @@ struct config_topic {
 	int numa_node;               /* -1: not bound */
 };
 
+#define CONFIG_TLS_PATH 512
+
+/* The credentials of a mirror link with tls = on (daemon/mirror_tls.c):
+ * certificates (cert, key, ca, and the peer names allowed) or a
+ * pre-shared key; "" where not given. */
+struct config_tls {
+	char cert[CONFIG_TLS_PATH];  /* this host's certificate (PEM, may hold the chain) */
+	char key[CONFIG_TLS_PATH];   /* its private key (PEM, unencrypted) */
+	char ca[CONFIG_TLS_PATH];    /* the CA certificates peers must be signed by (PEM) */
+	char allow[1024];            /* peer names (CN or DNS SAN), comma-separated */
+	char psk_file[CONFIG_TLS_PATH]; /* "IDENTITY:HEXKEY", mode 0600 */
+};
+
 /* [mirror-listen]: serve this host's topics to mirrors (docs/protocol.md part 2). */
 struct config_mirror_listen {
 	char address[128];           /* "ADDR:PORT"; "": no listener (no section) */
-	int tls;                     /* -1: not given (refused), 0: off; on comes with TLS */
+	int tls;                     /* -1: not given (refused), 0: off, 1: on (with creds) */
 	int64_t timeout_ms;          /* a mirror silent, or not reading, this long is dropped */
+	struct config_tls creds;     /* tls = on */
 };
 
 /* [mirror "NAME"]: this host mirrors topics of another. */
@@ -41,6 +55,7 @@ struct config_mirror {
 	char topics[1024];           /* names and patterns, comma-separated */
 	int tls;                     /* as above */
 	int64_t timeout_ms;          /* the source silent this long: reconnect */
+	struct config_tls creds;     /* tls = on */
 };
 
 #define CONFIG_MIRRORS_MAX 64

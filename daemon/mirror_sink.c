@@ -13,6 +13,7 @@
  * again after a backoff of 100 ms doubling to 5 s.
  */
 #include "mirror.h"
+#include "mirror_link.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -58,8 +59,11 @@ struct sink {
 	size_t nparts;
 	uint64_t reconnects;
 	bool connected;
-	char error[256];
+	char error[512];
 	int fd;
+	struct mlink *link;          /* the transport over fd: plain TCP or TLS */
+	struct mlink_ctx *tls;       /* tls = on: this section's TLS context */
+	char tls_mode[16];           /* the last connection's (mlink_mode), for the status */
 	uint8_t *rx;
 	size_t rxcap, rxlen;
 	int64_t heard_ns;
@@ -127,20 +131,15 @@ static int connect_to(struct sink *s)
 static int send_msg(struct sink *s, const struct mp_msg *m)
 {
 	uint8_t buf[MP_CTL_MAX];
-	size_t n = mp_encode(m, buf, sizeof buf), at = 0;
+	struct iovec iov = { .iov_base = buf, .iov_len = mp_encode(m, buf, sizeof buf) };
+	int rc;
 
-	if (!n)
+	if (!iov.iov_len)
 		return -EINVAL;
-	while (at < n) {
-		ssize_t k = send(s->fd, buf + at, n - at, MSG_NOSIGNAL);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return errno == EAGAIN ? -ETIMEDOUT : -errno;
-		at += (size_t)k;
-	}
-	return 0;
+	rc = mlink_send(s->link, &iov, 1, false);
+	if (rc)
+		set_error(s, "cannot send to the source: %s", mlink_why(s->link));
+	return rc;
 }
 
 /* The largest DATA this mirror accepts: its replicas' largest frame, or a
@@ -167,8 +166,6 @@ static int next_msg(struct sink *s, int wait_ms, uint16_t *ret_type)
 	for (;;) {
 		uint32_t len = 0;
 		int rc = mp_peek(s->rx, s->rxlen, MP_FROM_SOURCE, max, &len, ret_type);
-		struct pollfd p[2] = { { .fd = s->fd, .events = POLLIN },
-				       { .fd = stop_pipe[0], .events = POLLIN } };
 		ssize_t k;
 
 		if (rc == 0 && len <= s->rxlen)
@@ -186,12 +183,12 @@ static int next_msg(struct sink *s, int wait_ms, uint16_t *ret_type)
 			s->rx = grown;
 			s->rxcap = len;
 		}
-		if (poll(p, 2, wait_ms) <= 0 || p[1].revents)
+		if (mlink_wait(s->link, stop_pipe[0], wait_ms) <= 0)
 			return 0;
-		k = recv(s->fd, s->rx + s->rxlen, s->rxcap - s->rxlen, 0);
-		if (k == 0 || (k < 0 && errno != EINTR && errno != EAGAIN)) {
+		k = mlink_recv(s->link, s->rx + s->rxlen, s->rxcap - s->rxlen);
+		if (k == 0 || (k < 0 && k != -EAGAIN)) {
 			set_error(s, "the source closed the connection%s%s", k ? ": " : "",
-				  k ? strerror(errno) : "");
+				  k ? mlink_why(s->link) : "");
 			return -ECONNRESET;
 		}
 		if (k > 0) {
@@ -241,7 +238,7 @@ static int expect(struct sink *s, struct mp_msg *m)
 static int handshake(struct sink *s)
 {
 	struct mp_msg m = { .type = MP_HELLO, .u.hello = { .version = MP_VERSION,
-							   .auth = MP_AUTH_NONE } };
+							   .auth = mlink_auth(s->link) } };
 	int rc;
 
 	gethostname(m.u.hello.host, sizeof m.u.hello.host - 1);
@@ -547,6 +544,30 @@ static int stream(struct sink *s)
 	return -ECANCELED;
 }
 
+/* The transport over the connected s->fd: TLS first, if configured. */
+static int link_up(struct sink *s)
+{
+	char how[300];
+	int rc;
+
+	s->link = mlink_new(s->fd, s->cfg->source, s->cfg->timeout_ms);
+	if (!s->link) {
+		set_error(s, "out of memory");
+		return -ENOMEM;
+	}
+	rc = mlink_handshake(s->link, s->tls, false);
+	if (rc) {
+		set_error(s, "%s", mlink_why(s->link));
+		return rc;
+	}
+	mlink_describe(s->link, how, sizeof how);
+	log_info("mirror %s: connected to %s (%s)", s->label, s->cfg->source, how);
+	pthread_mutex_lock(&s->lock);
+	snprintf(s->tls_mode, sizeof s->tls_mode, "%s", mlink_mode(s->link));
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
 /* One connection, from connect to its end: 1 if it streamed, else 0. */
 static int session(struct sink *s)
 {
@@ -557,7 +578,9 @@ static int session(struct sink *s)
 	if (s->fd < 0)
 		return 0;
 	s->heard_ns = mono_ns();
-	rc = handshake(s);
+	rc = link_up(s);
+	if (rc == 0)
+		rc = handshake(s);
 	if (rc == 0)
 		rc = list_topics(s);
 	if (rc == 0)
@@ -578,7 +601,11 @@ static int session(struct sink *s)
 		log_warn("mirror %s: %s; reconnecting", s->label, s->error);
 		rc = 0;
 	}
-	close(s->fd);
+	if (s->link)
+		mlink_close(s->link); /* and its fd */
+	else
+		close(s->fd);
+	s->link = NULL;
 	s->fd = -1;
 	return rc;
 }
@@ -626,12 +653,19 @@ int mirror_sink_init(struct daemon *d)
 		return -ENOMEM;
 	for (size_t i = 0; i < d->cfg.nmirrors; i++) {
 		struct sink *s = &sinks[i];
+		char section[80], host[128], port[8];
 
 		s->d = d;
 		s->cfg = &d->cfg.mirrors[i];
 		s->fd = -1;
 		snprintf(s->label, sizeof s->label, "%s (%s)", s->cfg->name, s->cfg->source);
 		s->label[63] = '\0'; /* it fits the topic entry's mirror_source */
+		snprintf(section, sizeof section, "[mirror \"%s\"]", s->cfg->name);
+		if (config_metrics_split(s->cfg->source, host, sizeof host, port, sizeof port) < 0)
+			host[0] = '\0';
+		if (mlink_ctx_new(&s->cfg->creds, s->cfg->tls == 1, false, section, host, &s->tls))
+			return -EINVAL;
+		snprintf(s->tls_mode, sizeof s->tls_mode, "%s", s->tls ? "on" : "off");
 		s->parts = calloc(PARTS_MAX, sizeof *s->parts);
 		s->rxcap = data_max(s);
 		s->rx = malloc(s->rxcap);
@@ -641,8 +675,12 @@ int mirror_sink_init(struct daemon *d)
 			return -ENOMEM;
 		}
 		nsinks++;
-		log_warn("mirror %s: fetches over plain TCP (tls = off): records travel "
-			 "unencrypted; use it only on a network you trust", s->label);
+		if (s->tls)
+			log_notice("mirror %s: fetches over %s; kernel TLS: %s", s->label,
+				   mlink_ctx_describe(s->tls), mlink_ktls_offered());
+		else
+			log_warn("mirror %s: fetches over plain TCP (tls = off): records travel "
+				 "unencrypted; use it only on a network you trust", s->label);
 	}
 	return 0;
 }
@@ -654,6 +692,7 @@ void mirror_sink_fini(struct daemon *d)
 		log_debug("mirror: cannot signal its threads to stop");
 	for (size_t i = 0; i < nsinks; i++) {
 		pthread_join(sinks[i].thread, NULL);
+		mlink_ctx_free(sinks[i].tls);
 		free(sinks[i].parts);
 		free(sinks[i].rx);
 		pthread_mutex_destroy(&sinks[i].lock);
@@ -671,10 +710,10 @@ static size_t status_line(const struct sink *s, const struct mpart *mp, char *bu
 
 	n = snprintf(buf, len, "mirror=%s\tsource=%s\ttopic=%s\tpartition=%u\tend=%llu\t"
 		     "source_end=%llu\tlag=%llu\tstate=%s\treconnects=%llu\tgaps=%llu\t"
-		     "last_error=%s\n", s->cfg->name, s->cfg->source, mp->topic, mp->partition,
-		     (unsigned long long)end, (unsigned long long)mp->source_end,
+		     "tls=%s\tlast_error=%s\n", s->cfg->name, s->cfg->source, mp->topic,
+		     mp->partition, (unsigned long long)end, (unsigned long long)mp->source_end,
 		     (unsigned long long)(mp->source_end > end ? mp->source_end - end : 0), state,
-		     (unsigned long long)s->reconnects, (unsigned long long)mp->gaps,
+		     (unsigned long long)s->reconnects, (unsigned long long)mp->gaps, s->tls_mode,
 		     mp->error[0] ? mp->error : s->error);
 	return n < 0 || (size_t)n >= len ? 0 : (size_t)n;
 }
@@ -699,9 +738,9 @@ size_t mirror_status_text(struct daemon *d, char *buf, size_t len)
 		}
 		if (s->nparts == 0 && used < len) {
 			int n = snprintf(buf + used, len - used, "mirror=%s\tsource=%s\tstate=%s\t"
-					 "reconnects=%llu\tlast_error=%s\n", s->cfg->name,
+					 "reconnects=%llu\ttls=%s\tlast_error=%s\n", s->cfg->name,
 					 s->cfg->source, s->connected ? "streaming" : "connecting",
-					 (unsigned long long)s->reconnects, s->error);
+					 (unsigned long long)s->reconnects, s->tls_mode, s->error);
 
 			if (n > 0 && (size_t)n < len - used)
 				used += (size_t)n;

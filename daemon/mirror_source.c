@@ -18,6 +18,7 @@
  * buffered here beyond the kernel's socket buffer.
  */
 #include "mirror.h"
+#include "mirror_link.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -55,6 +56,7 @@ struct fetch {
 struct conn {
 	struct daemon *d;
 	int fd;
+	struct mlink *link;          /* the transport over fd: plain TCP or TLS */
 	char peer[96];               /* "10.0.0.2:41234" */
 	char host[MP_NAME_MAX + 1];  /* the mirror's name, from HELLO */
 	struct fetch *fetches;
@@ -73,6 +75,7 @@ struct source {
 	int stop_pipe[2];
 	pthread_mutex_t lock;        /* guards fds: shut down at stop */
 	int fds[MAX_CONNS];
+	struct mlink_ctx *tls;       /* tls = on: the context of every connection */
 };
 
 static struct source src = { .lfd = -1, .stop_pipe = { -1, -1 },
@@ -93,30 +96,6 @@ static void track(int fd, bool add)
 /* ------------------------------------------------------------------ */
 /* Sending                                                             */
 
-/* Send all of iov (blocking, SO_SNDTIMEO bounds each wait): 0 or -errno. */
-static int send_all(int fd, struct iovec *iov, int n, int flags)
-{
-	while (n > 0) {
-		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-		ssize_t k = sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
-		while (n > 0 && (size_t)k >= iov->iov_len) {
-			k -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + k;
-			iov->iov_len -= (size_t)k;
-		}
-	}
-	return 0;
-}
-
 static int send_msg(struct conn *c, const struct mp_msg *m)
 {
 	uint8_t buf[MP_CTL_MAX];
@@ -125,7 +104,7 @@ static int send_msg(struct conn *c, const struct mp_msg *m)
 	if (!iov.iov_len)
 		return -EINVAL;
 	c->sent_ns = mono_ns();
-	return send_all(c->fd, &iov, 1, 0);
+	return mlink_send(c->link, &iov, 1, false);
 }
 
 /* ------------------------------------------------------------------ */
@@ -285,14 +264,14 @@ static int serve_fetch(struct conn *c, struct fetch *f)
 
 		mp_data_head(head, f->id, b.count, f->next, next, end > next ? end : next, b.bytes);
 		b.iov[0] = (struct iovec){ .iov_base = head, .iov_len = MP_DATA_HEAD };
-		rc = send_all(c->fd, b.iov, b.niov, MSG_MORE);
+		rc = mlink_send(c->link, b.iov, b.niov, true);
 		/* the kernel has the bytes: were they intact all along? */
 		intact = b.first_pos == UINT64_MAX || part_intact(f->p, b.first_pos);
 		mp_data_trailer(trailer, intact);
 		if (rc == 0) {
 			struct iovec t = { .iov_base = trailer, .iov_len = sizeof trailer };
 
-			rc = send_all(c->fd, &t, 1, 0);
+			rc = mlink_send(c->link, &t, 1, false);
 		}
 		if (rc)
 			return rc;
@@ -437,12 +416,12 @@ static int process(struct conn *c, const char **why)
 /* Read what the mirror sent and handle it: 0, or -errno with why. */
 static int receive(struct conn *c, const char **why)
 {
-	ssize_t k = recv(c->fd, c->rx + c->rxlen, sizeof c->rx - c->rxlen, MSG_DONTWAIT);
+	ssize_t k = mlink_recv(c->link, c->rx + c->rxlen, sizeof c->rx - c->rxlen);
 
 	if (k == 0)
 		return *why = "it closed the connection", -ECONNRESET;
 	if (k < 0)
-		return errno == EAGAIN || errno == EINTR ? 0 : (*why = strerror(errno), -errno);
+		return k == -EAGAIN ? 0 : (*why = mlink_why(c->link), (int)k);
 	c->rxlen += (size_t)k;
 	c->heard_ns = mono_ns();
 	return process(c, why);
@@ -468,22 +447,35 @@ static int handshake(struct conn *c, int64_t timeout_ms, const char **why)
 	int rc = -EAGAIN;
 
 	while (rc == -EAGAIN || (rc == 0 && len > c->rxlen)) {
-		struct pollfd p = { .fd = c->fd, .events = POLLIN };
 		int64_t left = (until - mono_ns()) / 1000000;
 		ssize_t k;
 
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+		if (left <= 0 || mlink_wait(c->link, -1, (int)left) <= 0)
 			return *why = "no HELLO in time", -ETIMEDOUT;
-		k = recv(c->fd, c->rx + c->rxlen, sizeof c->rx - c->rxlen, 0);
+		k = mlink_recv(c->link, c->rx + c->rxlen, sizeof c->rx - c->rxlen);
+		if (k == -EAGAIN)
+			continue; /* a TLS record that was not data */
 		if (k <= 0)
 			return *why = "it closed the connection before HELLO", -ECONNRESET;
 		c->rxlen += (size_t)k;
+		if (mlink_looks_tls(c->rx, c->rxlen) && mlink_auth(c->link) == MP_AUTH_NONE) {
+			m = (struct mp_msg){ .type = MP_ERROR, .u.error.code = -EPROTO };
+			snprintf(m.u.error.text, sizeof m.u.error.text, "this source serves mirrors "
+				 "over plain TCP ([mirror-listen] tls = off), not TLS");
+			send_msg(c, &m); /* in the clear: its TLS says "not TLS" */
+			return *why = "it speaks TLS (tls = on in its [mirror] section), and this "
+				      "listener has tls = off", -EPROTO;
+		}
 		rc = mp_peek(c->rx, c->rxlen, MP_FROM_MIRROR, 0, &len, &type);
 	}
 	if (rc || type != MP_HELLO || mp_decode(c->rx, len, MP_FROM_MIRROR, &m) < 0)
 		return *why = "its first message is not a well-formed HELLO", -EPROTO;
-	if (m.u.hello.version != MP_VERSION || m.u.hello.auth != MP_AUTH_NONE)
-		return *why = "it speaks another protocol version or asks for TLS", -EPROTO;
+	if (m.u.hello.version != MP_VERSION)
+		return *why = "it speaks another protocol version", -EPROTO;
+	if (m.u.hello.auth != mlink_auth(c->link))
+		return *why = m.u.hello.auth == MP_AUTH_TLS ? "its HELLO says TLS but arrived in plain "
+			      "TCP (a TLS proxy before this listener?)" : "its HELLO says plain TCP but "
+			      "arrived over TLS", -EPROTO;
 	snprintf(c->host, sizeof c->host, "%s", m.u.hello.host);
 	memmove(c->rx, c->rx + len, c->rxlen - len);
 	c->rxlen -= len;
@@ -528,21 +520,27 @@ static const char *serve_conn(struct conn *c)
 {
 	const struct config_mirror_listen *l = &c->d->cfg.mlisten;
 	const char *why = "";
-	int rc = handshake(c, l->timeout_ms, &why);
+	char how[300];
+	int rc = mlink_handshake(c->link, src.tls, true);
 
+	if (rc) {
+		log_warn("mirror connection from %s refused: %s", c->peer, mlink_why(c->link));
+		return NULL;
+	}
+	rc = handshake(c, l->timeout_ms, &why);
 	if (rc)
 		return why[0] ? why : strerror(-rc);
-	log_info("mirror %s connected from %s", c->host, c->peer);
+	mlink_describe(c->link, how, sizeof how);
+	log_info("mirror %s connected from %s (%s)", c->host, c->peer, how);
 	c->heard_ns = mono_ns();
 	if (process(c, &why)) /* what came with the HELLO */
 		return why;
 	while (!stopping()) {
-		struct pollfd p = { .fd = c->fd, .events = POLLIN };
 		int sent = serve_round(c, &why);
 
 		if (sent < 0)
 			return why;
-		if (poll(&p, 1, sent ? 0 : IDLE_WAIT_MS) > 0) {
+		if (mlink_wait(c->link, -1, sent ? 0 : IDLE_WAIT_MS) > 0) {
 			rc = receive(c, &why);
 			if (rc)
 				return why;
@@ -566,12 +564,14 @@ static void *conn_main(void *arg)
 
 	rcu_register_thread();
 	why = serve_conn(c);
-	log_notice("mirror %s (%s) disconnected: %s", c->host[0] ? c->host : "?", c->peer, why);
+	if (why) /* NULL: refused before HELLO, and logged */
+		log_notice("mirror %s (%s) disconnected: %s", c->host[0] ? c->host : "?", c->peer,
+			   why);
 	for (size_t i = 0; i < c->nfetches; i++)
 		cache_put(c->fetches[i].m);
 	rcu_unregister_thread();
 	track(c->fd, false);
-	close(c->fd);
+	mlink_close(c->link); /* and its fd */
 	free(c->fetches);
 	free(c);
 	atomic_fetch_sub(&src.conns, 1);
@@ -600,11 +600,15 @@ static void start_conn(struct daemon *d, int fd, const char *peer)
 
 	if (c)
 		c->fetches = calloc(MAX_FETCHES, sizeof *c->fetches);
-	if (!c || !c->fetches || atomic_load(&src.conns) >= MAX_CONNS) {
+	if (c && c->fetches)
+		c->link = mlink_new(fd, peer, d->cfg.mlisten.timeout_ms);
+	if (!c || !c->link || atomic_load(&src.conns) >= MAX_CONNS) {
 		log_warn("mirror connection from %s refused: %s", peer,
-			 c && c->fetches ? "64 mirrors are served already" : "out of memory");
-		if (c)
+			 c && c->link ? "64 mirrors are served already" : "out of memory");
+		if (c) {
 			free(c->fetches);
+			free(c->link);
+		}
 		free(c);
 		close(fd);
 		return;
@@ -612,7 +616,8 @@ static void start_conn(struct daemon *d, int fd, const char *peer)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	*c = (struct conn){ .d = d, .fd = fd, .fetches = c->fetches, .sent_ns = mono_ns() };
+	*c = (struct conn){ .d = d, .fd = fd, .link = c->link, .fetches = c->fetches,
+			    .sent_ns = mono_ns() };
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
 	atomic_fetch_add(&src.conns, 1);
 	track(fd, true);
@@ -622,7 +627,7 @@ static void start_conn(struct daemon *d, int fd, const char *peer)
 		log_warn("mirror connection from %s refused: no thread for it", peer);
 		track(fd, false);
 		atomic_fetch_sub(&src.conns, 1);
-		close(fd);
+		mlink_close(c->link);
 		free(c->fetches);
 		free(c);
 	}
@@ -689,6 +694,9 @@ int mirror_source_init(struct daemon *d)
 
 	if (!addr[0])
 		return 0;
+	if (mlink_ctx_new(&d->cfg.mlisten.creds, d->cfg.mlisten.tls == 1, true, "[mirror-listen]",
+			  NULL, &src.tls) < 0)
+		return -EINVAL;
 	src.lfd = listen_on(addr);
 	if (src.lfd < 0) {
 		log_err("[mirror-listen] cannot listen on %s: %s; free the port or change address",
@@ -701,9 +709,13 @@ int mirror_source_init(struct daemon *d)
 		return -ENOMEM;
 	}
 	src.started = true;
-	log_warn("[mirror-listen] serves mirrors on %s over plain TCP (tls = off): records travel "
-		 "unencrypted and any host that reaches the port may read every topic; use it "
-		 "only on a network you trust", addr);
+	if (src.tls)
+		log_notice("[mirror-listen] serves mirrors on %s over %s; kernel TLS: %s", addr,
+			   mlink_ctx_describe(src.tls), mlink_ktls_offered());
+	else
+		log_warn("[mirror-listen] serves mirrors on %s over plain TCP (tls = off): records "
+			 "travel unencrypted and any host that reaches the port may read every "
+			 "topic; use it only on a network you trust", addr);
 	return 0;
 }
 
@@ -731,4 +743,8 @@ void mirror_source_fini(struct daemon *d)
 	if (src.lfd >= 0)
 		close(src.lfd);
 	src.lfd = -1;
+	if (atomic_load(&src.conns) == 0) { /* else a thread may still use it */
+		mlink_ctx_free(src.tls);
+		src.tls = NULL;
+	}
 }

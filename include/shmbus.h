@@ -209,6 +209,8 @@ struct shmbus_mirror_status {
 	uint64_t reconnects;        /* connections lost and tried again */
 	uint64_t gaps;              /* gaps recorded: offsets the source no longer held */
 	char last_error[256];       /* "" if none */
+	char tls[16];               /* the link: "off", "on" (not connected yet), "user-space",
+				     * "kTLS tx", "kTLS rx" or "kTLS tx/rx"; "" from an older daemon */
 };
 
 /*

@@ -548,6 +548,7 @@ static void mirror_line(const char *line, size_t n, struct shmbus_mirror_status 
 	m->reconnects = field_u64(line, n, "reconnects");
 	m->gaps = field_u64(line, n, "gaps");
 	field(line, n, "last_error", m->last_error, sizeof m->last_error);
+	field(line, n, "tls", m->tls, sizeof m->tls);
 }
 
 static void read_mirrors(const struct ctl_msg *rep, void *out)

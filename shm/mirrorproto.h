@@ -28,6 +28,7 @@
 #define MP_NAME_MAX    255u        /* topic names, patterns, host names */
 #define MP_TEXT_MAX    1024u       /* ERROR's text */
 #define MP_AUTH_NONE   0u          /* HELLO's auth: plain TCP (tls = off) */
+#define MP_AUTH_TLS    1u          /* HELLO's auth: inside TLS, set up before HELLO (§M7) */
 
 enum mp_type {
 	MP_HELLO = 1,       /* mirror -> source */

@@ -373,18 +373,24 @@ static void test_check_config_errors(void **state)
 		  "4: deamon: unknown section; use [daemon], [flush], [retention], [kernel-events], "
 		  "[topic NAME], "
 		  "[mirror-listen] or [mirror \"NAME\"]" },
-		{ "tls on", "[mirror-listen]\naddress = 127.0.0.1:9093\ntls = on\n",
-		  "3: tls: \"on\": TLS is not in this version of shmbusd yet; write tls = off" },
+		{ "tls on without credentials", "[mirror-listen]\naddress = 127.0.0.1:9093\ntls = on\n",
+		  " [mirror-listen] has tls = on but no cert (this host's certificate): give cert, "
+		  "key and ca (PEM files), or psk_file" },
+		{ "tls maybe", "[mirror-listen]\naddress = 127.0.0.1:9093\ntls = yes\n",
+		  "3: tls: \"yes\" is not on or off; write tls = on (with cert, key and ca, or "
+		  "psk_file), or tls = off for plain TCP" },
 		{ "bad source", "[mirror \"a\"]\nsource = nowhere\n",
 		  "2: source: \"nowhere\" is not HOST:PORT; write e.g. 10.0.0.1:9093" },
 		{ "bad pattern", "[mirror \"a\"]\ntopics = orders, a/b\n",
 		  "2: topics: \"orders, a/b\" is not a list of topic names and patterns" },
 		{ "plaintext not said", "[mirror-listen]\naddress = 127.0.0.1:9093\n",
-		  " [mirror-listen] has no tls key: write tls = off to serve mirrors over plain TCP" },
+		  " [mirror-listen] has no tls key: write tls = off to serve mirrors over plain TCP, "
+		  "or tls = on with cert, key and ca (or psk_file)" },
 		{ "mirror without topics", "[mirror \"a\"]\nsource = 10.0.0.1:9093\ntls = off\n",
 		  " [mirror \"a\"] has no topics (names and patterns)" },
 		{ "bad mirror key", "[mirror-listen]\nport = 9093\n",
-		  "2: port: unknown key in [mirror-listen]; use address, tls or timeout_ms" },
+		  "2: port: unknown key in [mirror-listen]; use address, tls, cert, key, ca, allow, "
+		  "psk_file or timeout_ms" },
 		{ "bad policy", "[topic orders]\npartitions = 2\npolicy = fifo\n",
 		  "3: policy: \"fifo\" is not a policy; use overwrite or backpressure" },
 		{ "bad level", "[daemon]\nlog_level = verbose\n",

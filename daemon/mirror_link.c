@@ -44,7 +44,7 @@
 #define STAGE_MAX   16384  /* one TLS record's plaintext */
 #define SMALL_PIECE 512
 
-struct mlink *mlink_new(int fd, const char *peer, int64_t timeout_ms)
+struct mlink *mlink_new(int fd, const char *peer, int64_t timeout_ms, int stop)
 {
 	struct mlink *t = calloc(1, sizeof *t);
 
@@ -52,6 +52,7 @@ struct mlink *mlink_new(int fd, const char *peer, int64_t timeout_ms)
 		return NULL;
 	t->fd = fd;
 	t->timeout_ms = timeout_ms;
+	t->stop = stop;
 	snprintf(t->peer, sizeof t->peer, "%s", peer);
 	return t;
 }
@@ -81,14 +82,20 @@ bool mlink_looks_tls(const uint8_t *buf, size_t len)
 	return len >= 3 && buf[0] == 0x16 && buf[1] == 0x03 && buf[2] <= 0x04;
 }
 
-/* Wait up to ms for events on the socket: 1, 0 (timed out) or -errno. */
+/* Wait up to ms for events on the socket: 1, 0 (timed out), -ECANCELED
+ * (the daemon stops) or -errno. */
 static int wait_io(struct mlink *t, short events, int64_t ms)
 {
-	struct pollfd p = { .fd = t->fd, .events = events };
-	int rc = poll(&p, 1, ms < 0 ? 0 : ms > INT_MAX ? INT_MAX : (int)ms);
+	struct pollfd p[2] = { { .fd = t->fd, .events = events },
+			       { .fd = t->stop, .events = POLLIN } };
+	int rc = poll(p, t->stop >= 0 ? 2 : 1, ms < 0 ? 0 : ms > INT_MAX ? INT_MAX : (int)ms);
 
 	if (rc < 0 && errno == EINTR)
 		return 0; /* the caller's deadline decides */
+	if (rc > 0 && t->stop >= 0 && p[1].revents) {
+		snprintf(t->why, sizeof t->why, "shmbusd is stopping");
+		return -ECANCELED;
+	}
 	return rc < 0 ? -errno : rc;
 }
 
@@ -96,8 +103,8 @@ int mlink_wait(struct mlink *t, int also, int wait_ms)
 {
 	struct pollfd p[2] = { { .fd = t->fd, .events = POLLIN }, { .fd = also, .events = POLLIN } };
 
-	if (t->ssl && SSL_has_pending(t->ssl))
-		return 1; /* decrypted or buffered bytes the socket no longer shows */
+	if (t->ssl && (t->buffered || SSL_pending(t->ssl) > 0))
+		return 1; /* records OpenSSL read ahead: the socket no longer shows them */
 	if (poll(p, also >= 0 ? 2 : 1, wait_ms) <= 0 || (also >= 0 && p[1].revents))
 		return 0;
 	return 1;
@@ -284,6 +291,7 @@ int mlink_handshake(struct mlink *t, struct mlink_ctx *x, bool server)
 	}
 	t->ktls_tx = BIO_get_ktls_send(SSL_get_wbio(t->ssl));
 	t->ktls_rx = BIO_get_ktls_recv(SSL_get_rbio(t->ssl));
+	t->buffered = true; /* the peer's first message may have come with its Finished */
 	return 0;
 }
 
@@ -419,6 +427,7 @@ static ssize_t tls_recv(struct mlink *t, uint8_t *buf, size_t len)
 {
 	size_t got = 0;
 
+	t->buffered = true; /* unless it ends wanting the socket (below) */
 	while (got < len) { /* each turn reads at least a byte, or stops */
 		size_t k = 0;
 		int r, e;
@@ -430,8 +439,10 @@ static ssize_t tls_recv(struct mlink *t, uint8_t *buf, size_t len)
 			continue;
 		}
 		e = SSL_get_error(t->ssl, r);
-		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			t->buffered = false; /* every whole record read ahead is read */
 			break;
+		}
 		if (got)
 			break; /* the next call meets the error again */
 		r = tls_failed(t, r, "TLS");

@@ -72,8 +72,9 @@ bool mlink_allow_valid(const char *v);
 
 /* A link over the connected socket fd (owned by the link from now on;
  * closed by the caller if this fails): NULL only when out of memory.
- * timeout_ms bounds the handshake and each wait of a send. */
-struct mlink *mlink_new(int fd, const char *peer, int64_t timeout_ms);
+ * timeout_ms bounds the handshake and each wait of a send; `stop` (an
+ * fd, -1: none) readable ends them at once (shmbusd is stopping). */
+struct mlink *mlink_new(int fd, const char *peer, int64_t timeout_ms, int stop);
 
 /*
  * TLS over the link, before any byte of the protocol: as the server

@@ -550,7 +550,7 @@ static int link_up(struct sink *s)
 	char how[300];
 	int rc;
 
-	s->link = mlink_new(s->fd, s->cfg->source, s->cfg->timeout_ms);
+	s->link = mlink_new(s->fd, s->cfg->source, s->cfg->timeout_ms, stop_pipe[0]);
 	if (!s->link) {
 		set_error(s, "out of memory");
 		return -ENOMEM;

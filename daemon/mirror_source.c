@@ -601,7 +601,7 @@ static void start_conn(struct daemon *d, int fd, const char *peer)
 	if (c)
 		c->fetches = calloc(MAX_FETCHES, sizeof *c->fetches);
 	if (c && c->fetches)
-		c->link = mlink_new(fd, peer, d->cfg.mlisten.timeout_ms);
+		c->link = mlink_new(fd, peer, d->cfg.mlisten.timeout_ms, src.stop_pipe[0]);
 	if (!c || !c->link || atomic_load(&src.conns) >= MAX_CONNS) {
 		log_warn("mirror connection from %s refused: %s", peer,
 			 c && c->link ? "64 mirrors are served already" : "out of memory");

@@ -45,6 +45,7 @@
 
 #define PSK_FILE_MAX 4096
 #define CA_CERTS_MAX 1000   /* certificates read from one ca file */
+#define READ_BUFFER  (64 * 1024) /* OpenSSL's read-ahead buffer, per connection */
 
 /* OpenSSL's reason for the last failure on this thread, and the queue cleared. */
 static const char *ossl_reason(char *buf, size_t len)
@@ -500,7 +501,11 @@ int mlink_config_check(const struct config_tls *c, bool on, const char *section,
 		return keys[0] ? fail(err, len, "%s has tls = off but %s: write tls = on to use "
 				      "them, or remove them", section, keys) : 0;
 	if (c->psk_file[0]) {
-		if (c->cert[0] || c->key[0] || c->ca[0] || c->allow[0])
+		struct config_tls certs = *c;
+
+		certs.psk_file[0] = '\0';
+		given(&certs, keys, sizeof keys);
+		if (keys[0])
 			return fail(err, len, "%s has psk_file and %s: a link uses certificates or a "
 				    "pre-shared key; keep one", section, keys);
 		x = calloc(1, sizeof *x);
@@ -539,7 +544,8 @@ const char *mlink_ktls_offered(void)
 
 	if (f) {
 		if (fgets(ulp, sizeof ulp, f))
-			for (char *s = strtok(ulp, " \n"); s; s = strtok(NULL, " \n"))
+			for (char *save = NULL, *s = strtok_r(ulp, " \n", &save); s;
+			     s = strtok_r(NULL, " \n", &save))
 				tls |= !strcmp(s, "tls");
 		fclose(f);
 	}
@@ -629,6 +635,10 @@ int mlink_ctx_new(const struct config_tls *c, bool on, bool server, const char *
 	SSL_CTX_set_options(x->ssl, SSL_OP_ENABLE_KTLS);
 #endif
 	SSL_CTX_set_num_tickets(x->ssl, 0);
+	/* read what the socket holds, not a record's header then its body:
+	 * half the system calls on the mirror (kTLS reads records itself) */
+	SSL_CTX_set_read_ahead(x->ssl, 1);
+	SSL_CTX_set_default_read_buffer_len(x->ssl, READ_BUFFER);
 	SSL_CTX_set_session_cache_mode(x->ssl, SSL_SESS_CACHE_OFF);
 	if (x->psk) {
 		rc = psk_read(section, c->psk_file, x, err, sizeof err);

@@ -38,6 +38,9 @@ struct mlink {
 	SSL *ssl;                    /* after mlink_handshake with TLS */
 	bool ktls_tx, ktls_rx;
 	bool broken;                 /* a TLS error: no close_notify at the end */
+	bool buffered;               /* OpenSSL may hold records read ahead: read before
+				      * waiting on the socket */
+	int stop;                    /* readable when the daemon stops; -1: none */
 	char note[300];              /* what a callback refused during the handshake */
 	char why[480];
 	uint8_t *stage;              /* small pieces of an iovec, gathered (TLS) */

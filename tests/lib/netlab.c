@@ -225,6 +225,29 @@ void tu_lab_caught_up(struct tu_lab *l, const char *src, const char *dst, const 
 		 "partitions)", topic, dst, src, ms, done, parts);
 }
 
+int64_t tu_lab_catch_up_ms(struct tu_lab *l, int src, int dst, const char *topic,
+			   uint32_t parts, int timeout_ms)
+{
+	int64_t t0 = tu_ms(), until = t0 + timeout_ms;
+
+	while (tu_ms() < until) {
+		uint32_t done = 0;
+
+		for (uint32_t p = 0; p < parts; p++) {
+			uint64_t a = tu_part_high(l->root[src], topic, p);
+
+			done += a > 0 && tu_part_high(l->root[dst], topic, p) == a;
+		}
+		if (done == parts)
+			return tu_ms() - t0;
+		usleep(2000);
+	}
+	dump_all(l);
+	fail_msg("the replica of %s on host %c did not catch up with host %c within %d ms", topic,
+		 'a' + dst, 'a' + src, timeout_ms);
+	return -1;
+}
+
 static void identical_part(const char *src, const char *dst, const char *topic, uint32_t i,
 			   bool gaps_ok)
 {

@@ -61,6 +61,13 @@ void tu_lab_link(struct tu_lab *l, int i, bool up);
 void tu_lab_caught_up(struct tu_lab *l, const char *src, const char *dst, const char *topic,
 		      uint32_t parts, int ms);
 
+/* The same wait, timed: the milliseconds from the call until host dst's
+ * replica of `topic` reached host src's end on every partition (fails the
+ * test after timeout_ms).  For throughput figures: start the mirror,
+ * then call this (test_mirror_tls's measure_catch_up). */
+int64_t tu_lab_catch_up_ms(struct tu_lab *l, int src, int dst, const char *topic,
+			   uint32_t parts, int timeout_ms);
+
 /* Every offset the partition under `src` holds is under `dst` at the same
  * offset with the same bytes (commit word's length and offset, header,
  * key, headers, value), none is missing or doubled, both end at the same

@@ -29,6 +29,7 @@
 #include "lib/testutil.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -566,24 +567,34 @@ static void check_config_refuses_bad_credentials(void **state)
 /* ------------------------------------------------------------------ */
 /* Throughput, with SHMBUS_TLS_MEASURE=1                               */
 
-/* CPU time a process has used (all its threads), in ms. */
-static int64_t cpu_ms(pid_t pid)
+/* CPU time the live threads of a process have used, in ms (schedstat:
+ * nanoseconds, unlike the 10 ms ticks of /proc/PID/stat). */
+static double cpu_ms(pid_t pid)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long ut = 0, st = 0;
-	FILE *f;
+	char path[96];
+	unsigned long long total = 0;
+	DIR *dir;
+	struct dirent *de;
 
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	if (!dir)
 		return 0;
-	p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
-	fclose(f);
-	/* after "(comm)": state is field 3; utime and stime are 14 and 15 */
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-			 &st) != 2)
-		return 0;
-	return (int64_t)((ut + st) * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK));
+	while ((de = readdir(dir))) {
+		unsigned long long ns = 0;
+		FILE *f;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/task/%.16s/schedstat", (int)pid, de->d_name);
+		f = fopen(path, "r");
+		if (f && fscanf(f, "%llu", &ns) == 1)
+			total += ns;
+		if (f)
+			fclose(f);
+	}
+	closedir(dir);
+	return (double)total / 1e6;
 }
 
 /* A mirror's catch-up over the lab's veth pairs: `count` records of
@@ -595,7 +606,8 @@ static void catch_up(struct env *e, const char *what, const char *tls_b, const c
 {
 	struct tu_lab *l = &e->lab;
 	char text[2048];
-	int64_t best = INT64_MAX, all[RUNS], cpu_a = 0, cpu_b = 0;
+	int64_t best = INT64_MAX, all[RUNS];
+	double cpu_a = 1e18, cpu_b = 1e18;
 
 	snprintf(text, sizeof text, "[mirror-listen]\naddress = 10.201.0.1:9093\n%s"
 		 "timeout_ms = 5000\n", tls_a);
@@ -613,20 +625,24 @@ static void catch_up(struct env *e, const char *what, const char *tls_b, const c
 		tu_lab_start(l, A);
 		create_topic(l->root[A], "bulk", 1, capacity);
 		produce(l->root[A], "bulk", 0, count, size);
-		cpu_a = cpu_ms(l->d[A].pid);
+		double a0 = cpu_ms(l->d[A].pid), b0;
+
 		tu_lab_start(l, B);
+		b0 = cpu_ms(l->d[B].pid); /* its start-up, before it connects */
 		all[r] = tu_lab_catch_up_ms(l, A, B, "bulk", 1, 120000);
-		cpu_a = cpu_ms(l->d[A].pid) - cpu_a;
-		cpu_b = cpu_ms(l->d[B].pid);
+		a0 = cpu_ms(l->d[A].pid) - a0;
+		b0 = cpu_ms(l->d[B].pid) - b0;
+		cpu_a = a0 < cpu_a ? a0 : cpu_a;
+		cpu_b = b0 < cpu_b ? b0 : cpu_b;
 		if (all[r] < best)
 			best = all[r] ? all[r] : 1;
 		tu_replica_identical(l->root[A], l->root[B], "bulk", 1, false);
 	}
 	printf("# catch-up over %-18s %6llu x %5zu B: best of %lld, %lld, %lld ms: %7.0f records/s, "
-	       "%6.1f MB/s of values; CPU of the last run: source %lld ms, mirror %lld ms (%s)\n",
+	       "%6.1f MB/s of values; least CPU: source %.0f ms, mirror %.0f ms (%s)\n",
 	       what, (unsigned long long)count, size, (long long)all[0], (long long)all[1],
 	       (long long)all[2], count * 1000.0 / (double)best, count * size / 1000.0 / (double)best,
-	       (long long)cpu_a, (long long)cpu_b, strstr(what, "TLS") ?
+	       cpu_a, cpu_b, strstr(what, "TLS") ?
 	       (logged(e, B, ", kTLS", "connected to", 0) ? "kTLS" : "user-space TLS") : "no TLS");
 }
 

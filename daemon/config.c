@@ -8,8 +8,8 @@
  *   [flush]     interval_ms, records          (disk roots only)
  *   [retention] default_ms
  *   [topic NAME] partitions, capacity, policy, retention_ms, numa_node
- *   [mirror-listen] address, tls, timeout_ms
- *   [mirror "NAME"] source, topics, tls, timeout_ms
+ *   [mirror-listen] address, tls, timeout_ms, min_mirrors
+ *   [mirror "NAME"] source, topics, tls, timeout_ms, ack
  * An error names the file, the line, the key and the fix.
  */
 #include "config.h"
@@ -45,7 +45,7 @@ void config_defaults(struct config *c)
 		.file_mode = 0660,
 		.max_conns_per_uid = 64,
 		.flush_interval_ms = 1000,
-		.mlisten = { .tls = -1, .timeout_ms = 10000 },
+		.mlisten = { .tls = -1, .timeout_ms = 10000, .min_mirrors = 1 },
 	};
 }
 
@@ -342,8 +342,17 @@ static int listen_key(struct parse *ps, const char *k, const char *v)
 		return tls_value(ps, k, v, &l->tls);
 	if (!strcmp(k, "timeout_ms"))
 		return timeout_value(ps, k, v, &l->timeout_ms);
-	return complain(ps, k, "unknown key in [mirror-listen]%s; use address, tls or timeout_ms",
-			"");
+	if (!strcmp(k, "min_mirrors")) {
+		int64_t n;
+
+		if (!number(v, 1, CONFIG_MIRRORS_MAX, &n))
+			return complain(ps, k, "\"%s\" is not a number of mirrors between 1 and 64 "
+					"(an offset is mirrored once that many hold it); write e.g. 1", v);
+		l->min_mirrors = (unsigned)n;
+		return 1;
+	}
+	return complain(ps, k, "unknown key in [mirror-listen]%s; use address, tls, timeout_ms or "
+			"min_mirrors", "");
 }
 
 static struct config_mirror *mirror_entry(struct config *c, const char *name)
@@ -415,9 +424,15 @@ static int mirror_key(struct parse *ps, const char *sect, const char *k, const c
 		return tls_value(ps, k, v, &m->tls);
 	} else if (!strcmp(k, "timeout_ms")) {
 		return timeout_value(ps, k, v, &m->timeout_ms);
+	} else if (!strcmp(k, "ack")) {
+		if (strcmp(v, "appended") && strcmp(v, "flushed"))
+			return complain(ps, k, "\"%s\" is not appended or flushed; write ack = appended "
+					"(the default: acknowledge what is appended) or ack = flushed "
+					"(only what msync wrote to disk)", v);
+		m->ack_flushed = !strcmp(v, "flushed");
 	} else {
-		return complain(ps, k, "unknown key in [mirror]%s; use source, topics, tls or "
-				"timeout_ms", "");
+		return complain(ps, k, "unknown key in [mirror]%s; use source, topics, tls, "
+				"timeout_ms or ack", "");
 	}
 	return 1;
 }

@@ -32,6 +32,7 @@ struct config_mirror_listen {
 	char address[128];           /* "ADDR:PORT"; "": no listener (no section) */
 	int tls;                     /* -1: not given (refused), 0: off; on comes with TLS */
 	int64_t timeout_ms;          /* a mirror silent, or not reading, this long is dropped */
+	unsigned min_mirrors;        /* mirrors that must hold an offset for it to be mirrored */
 };
 
 /* [mirror "NAME"]: this host mirrors topics of another. */
@@ -41,6 +42,7 @@ struct config_mirror {
 	char topics[1024];           /* names and patterns, comma-separated */
 	int tls;                     /* as above */
 	int64_t timeout_ms;          /* the source silent this long: reconnect */
+	bool ack_flushed;            /* ack = flushed: ACK only what msync wrote (disk roots) */
 };
 
 #define CONFIG_MIRRORS_MAX 64

@@ -19,8 +19,9 @@
  * is back; the mirrored offset is in the partition header, so it
  * survives A's daemon killed and restarted, and a sampler sees it never
  * move back; with min_mirrors = 2 and two mirrors it is the lower of
- * their ends.  Also the round trip of a send, plain and acks=mirrors,
- * over the veth pair (printed).
+ * their ends; with `ack = flushed` and the mirror's root on a disk, every
+ * ACK it sends follows an msync (seen with strace).  Also the round trip
+ * of a send, plain and acks=mirrors, over the veth pair (printed).
  */
 #include "lib/ackrtt.h"
 #include "lib/clirun.h"
@@ -36,7 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../shm/mirrored.h"
@@ -652,6 +655,139 @@ static void two_of_two_mirrors_make_the_lower_end(void **state)
 	shmbus_close(a);
 }
 
+/* B's root on a disk filesystem, with ack = flushed. */
+static int disk_setup(void **state)
+{
+	struct tu_lab *l;
+	char dir[] = "/var/tmp/shmbus-acks-XXXXXX";
+
+	lab2_setup(state);
+	l = *state;
+	if (!l->ok)
+		return 0;
+	if (!mkdtemp(dir)) {
+		l->ok = false;
+		snprintf(l->why, sizeof l->why, "no directory on a disk for the mirror's root");
+		return 0;
+	}
+	snprintf(l->root[1], sizeof l->root[1], "%s", dir);
+	tu_lab_config(l, 1, MIRROR "ack = flushed\n");
+	return 0;
+}
+
+static int disk_teardown(void **state)
+{
+	struct tu_lab *l = *state;
+	char root[300], log[320];
+
+	snprintf(root, sizeof root, "%s", l->root[1]);
+	lab_teardown(state);
+	if (!strncmp(root, "/var/tmp/shmbus-acks-", 21)) {
+		snprintf(log, sizeof log, "%s.shmbusd.log", root);
+		unlink(log);
+		snprintf(log, sizeof log, "%s.strace", root);
+		unlink(log);
+		tu_rmrf(root);
+	}
+	return 0;
+}
+
+/* strace's line for a thread: its tid, and whether it is an msync or
+ * the send of an ACK (20 bytes, protocol.md §M2) */
+struct traced {
+	long tid;
+	bool msync, ack;
+};
+
+static bool trace_line(const char *line, struct traced *t)
+{
+	char *end;
+
+	t->tid = strtol(line, &end, 10);
+	if (end == line)
+		return false;
+	t->msync = strstr(end, "msync(") || strstr(end, "msync resumed");
+	t->ack = strstr(end, "sendto(") && strstr(end, ", 20, ");
+	return t->msync || t->ack;
+}
+
+/* Each ACK in strace's output file follows an msync in its thread: the
+ * ACKs seen, or -1 after one that did not. */
+static int acks_after_msync(const char *file)
+{
+	FILE *f = fopen(file, "r");
+	long tids[64] = { 0 };
+	bool synced[64] = { 0 };
+	char line[1024];
+	int acks = 0;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof line, f)) {
+		struct traced t;
+		int i;
+
+		if (!trace_line(line, &t))
+			continue;
+		for (i = 0; i < 63 && tids[i] && tids[i] != t.tid; i++)
+			;
+		tids[i] = t.tid;
+		if (t.ack && !synced[i]) {
+			printf("# an ACK without an msync before it: %s", line);
+			acks = -1;
+			break;
+		}
+		acks += t.ack;
+		synced[i] = t.msync;
+	}
+	fclose(f);
+	return acks;
+}
+
+static void ack_flushed_syncs_before_each_ack(void **state)
+{
+	struct tu_lab *l = *state;
+	char out[320], pid[16];
+	shmbus_producer *p;
+	struct part b;
+	uint64_t off;
+	shmbus *a;
+	pid_t st;
+	int acks, status;
+
+	tu_lab_need(l);
+	a = start_lab(l, 1);
+	map_orders(l->root[1], 0, &b);
+	assert_false(b.on_tmpfs);
+	snprintf(out, sizeof out, "%s.strace", l->root[1]);
+	snprintf(pid, sizeof pid, "%d", (int)l->d[1].pid);
+	st = fork();
+	assert_true(st >= 0);
+	if (st == 0) {
+		execlp("strace", "strace", "-f", "-qq", "-e", "trace=msync,sendto", "-o", out, "-p",
+		       pid, (char *)NULL);
+		_exit(127);
+	}
+	usleep(500000); /* attached to every thread */
+	if (waitpid(st, &status, WNOHANG) == st) {
+		unlink(out);
+		tu_skip("strace cannot trace shmbusd here (exit %d)", WEXITSTATUS(status));
+	}
+	p = acks_producer(a, 5000);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(send_one(p, 0, &off), 0);
+		assert_true(holds(&b, off));
+	}
+	kill(st, SIGINT); /* strace detaches */
+	assert_int_equal(waitpid(st, &status, 0), st);
+	acks = acks_after_msync(out);
+	printf("# ack = flushed on %s: %d ACKs, each after an msync\n", l->root[1], acks);
+	assert_true(acks >= 20);
+	unlink(out);
+	shmbus_producer_free(p);
+	part_unmap(&b);
+	shmbus_close(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -665,6 +801,8 @@ int main(void)
 						lab2_setup, lab_teardown),
 		cmocka_unit_test_setup_teardown(two_of_two_mirrors_make_the_lower_end, lab3_setup,
 						lab_teardown),
+		cmocka_unit_test_setup_teardown(ack_flushed_syncs_before_each_ack, disk_setup,
+						disk_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

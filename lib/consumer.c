@@ -520,7 +520,7 @@ static int read_run(shmbus_consumer *c, struct assignment *a, struct shmbus_mess
 	uint64_t limit = c->o.isolation == SHMBUS_ISOLATION_MIRRORED ? part_mirrored(a->p)
 								     : UINT64_MAX;
 	size_t first = *n;
-	struct part_cursor before;
+	struct part_cursor before = { 0 };
 	struct frame_view v;
 	int rc = 0, resets = 0;
 

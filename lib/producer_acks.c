@@ -26,17 +26,19 @@
 int producer_acks_check(shmbus *bus, const char *topic, struct producer_acks *ret)
 {
 	struct shmbus_daemon_status *st = calloc(1, sizeof *st);
+	char why[128];
 	int rc;
 
 	if (!st)
 		return lib_err(-ENOMEM, "out of memory");
 	st->sz = sizeof *st;
 	rc = shmbus_daemon_status(bus, st);
+	snprintf(why, sizeof why, "%s", shmbus_errmsg()); /* the next message overwrites it */
 	if (rc == -ENOENT)
-		rc = lib_err(-ENOTCONN, "acks=mirrors for topic \"%s\": no shmbusd serves %s, and "
-			     "only shmbusd's [mirror-listen] publishes the mirrored offset; start "
+		rc = lib_err(-ENOTCONN, "acks=mirrors for topic \"%s\": no shmbusd serves %s (%s), "
+			     "and only shmbusd's [mirror-listen] publishes the mirrored offset; start "
 			     "shmbusd with a [mirror-listen] section (shmbusd.conf(5)), or use "
-			     "acks=local", topic, bus->root);
+			     "acks=local", topic, bus->root, why);
 	else if (rc == 0 && !st->mirror_listen[0])
 		rc = lib_err(-ENOTCONN, "acks=mirrors for topic \"%s\": shmbusd (pid %d) serving %s "
 			     "has no [mirror-listen] section (or is older than 1.2), so no mirror "

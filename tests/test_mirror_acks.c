@@ -8,7 +8,8 @@
  * daemon, or no [mirror-listen], could ever acknowledge; with a listener
  * no mirror reaches, a send times out saying none is connected; an
  * isolation=mirrored consumer reads only below the mirrored offset and
- * wakes when it moves (raised by hand, as the daemon would).
+ * wakes when it moves (raised by hand, as the daemon would), and so does
+ * `shmbus consume --isolation mirrored -e`.
  *
  * With root, real daemons on hosts in network namespaces (tests/lib/
  * netlab.c): A serves [mirror-listen] on 10.201.0.1, B (and C) mirror
@@ -224,6 +225,7 @@ static int solo_teardown(void **state)
 {
 	struct solo *s = *state;
 
+	reap_children();
 	if (s->d.pid > 0)
 		tu_daemon_kill(&s->d);
 	unlink(s->conf);
@@ -367,6 +369,21 @@ static void isolation_reads_below_the_mirrored_offset_only(void **state)
 	assert_int_equal(m[4].offset, 7);
 	assert_ok(shmbus_consumer_lag(c, "orders", 0, &lag));
 	assert_int_equal(lag, 0);
+	/* the command reads as much, and -e stops at the mirrored end */
+	expect_consume(s->root, "0\n1\n2\n3\n4\n5\n6\n7\n",
+		       ARGS("consume", "orders", "--isolation", "mirrored", "-e", "-f", "%o\n"));
+	{
+		struct run r;
+
+		CLI(&r, s->root, NULL, "consume", "orders", "--isolation", "committed", "-e");
+		expect_status(&r, 2, "consume --isolation committed");
+		expect_contains(r.err, "--isolation is all or mirrored", "consume --isolation");
+		run_free(&r);
+		CLI(&r, s->root, "x\n", "produce", "orders", "--ack-timeout", "100");
+		expect_status(&r, 2, "produce --ack-timeout without --acks mirrors");
+		expect_contains(r.err, "--ack-timeout goes with --acks mirrors", "produce");
+		run_free(&r);
+	}
 	/* an ordinary consumer reads on to the end */
 	shmbus_consumer_free(c);
 	assert_ok(shmbus_consumer_new(bus, NULL, &c));

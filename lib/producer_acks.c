@@ -81,24 +81,51 @@ static bool same_mirror(const struct shmbus_mirror_follower *a,
 	return na == nb && !strncmp(a->peer, b->peer, na) && !strcmp(a->host, b->host);
 }
 
-/* Why partition `part`'s mirrored offset is not past `off`, from the
- * followers f[0..n) of its topic, into buf. */
-static void why_lagging(const struct producer_acks *a, uint32_t part, uint64_t off,
-			const struct shmbus_mirror_follower *f, size_t n, char *buf, size_t len)
+/* Mirrors following partitions of any topic here (a mirror following
+ * several counts for each): 0 if none, or if the daemon cannot say. */
+static size_t connected(shmbus *bus, struct shmbus_mirror_follower *f)
+{
+	size_t k = 0;
+	int n;
+
+	f[0].sz = sizeof *f;
+	n = shmbus_mirror_followers(bus, NULL, f, FOLLOWERS_MAX);
+	for (int i = 0; i < n && i < FOLLOWERS_MAX; i++)
+		k += !strcmp(f[i].state, "following");
+	return k;
+}
+
+/* Why partition `part` is not mirrored past `off`, from the followers
+ * f[0..n) of its topic (f has room for FOLLOWERS_MAX more), into buf. */
+static void why_lagging(shmbus *bus, const struct producer_acks *a, uint32_t part, uint64_t off,
+			struct shmbus_mirror_follower *f, size_t n, char *buf, size_t len)
 {
 	size_t used = 0, following = 0, others = 0, named = 0;
 
 	for (size_t i = 0; i < n; i++) {
+		bool again = false;
+
 		if (strcmp(f[i].state, "following"))
 			continue;
-		if (f[i].partition == (int32_t)part)
-			following++;
-		else
+		if (f[i].partition != (int32_t)part) {
 			others++;
+			continue;
+		}
+		/* a mirror on two connections (it reconnected) counts once */
+		for (size_t j = 0; j < i; j++)
+			again |= !strcmp(f[j].state, "following") && f[j].partition == (int32_t)part &&
+				 same_mirror(&f[i], &f[j]);
+		following += !again;
 	}
-	if (following == 0)
-		say(buf, len, &used, "no mirror follows it (%s); ", others ? "mirrors follow other "
-		    "partitions of the topic" : "none is connected to this host's [mirror-listen]");
+	if (following == 0 && others)
+		say(buf, len, &used, "no mirror follows it (mirrors follow other partitions of "
+		    "the topic); ");
+	else if (following == 0)
+		/* the gone mirrors are in f[0..n): ask for all past them */
+		say(buf, len, &used, "no mirror follows it (%s); ",
+		    connected(bus, f + n) ? "mirrors are connected to this host's [mirror-listen], "
+		    "but none follows this topic: check their topics patterns" :
+		    "none is connected to this host's [mirror-listen]");
 	else if (following < a->min_mirrors)
 		say(buf, len, &used, "only %zu of the %u mirrors min_mirrors asks for follow it; ",
 		    following, a->min_mirrors);
@@ -144,7 +171,7 @@ int producer_acks_wait(shmbus *bus, const struct producer_acks *a, struct part *
 	if (rc == 0)
 		return 0;
 	/* -ETIMEDOUT: ask who lags */
-	f = calloc(FOLLOWERS_MAX, sizeof *f);
+	f = calloc(2 * FOLLOWERS_MAX, sizeof *f); /* the topic's, then all (connected()) */
 	if (!f)
 		return lib_err(-ETIMEDOUT, "record %s/%u@%llu is not mirrored after %d ms",
 			       topic, part, (unsigned long long)off, a->timeout_ms);
@@ -154,7 +181,7 @@ int producer_acks_wait(shmbus *bus, const struct producer_acks *a, struct part *
 		snprintf(why, sizeof why, "shmbusd cannot say which mirrors lag: %s",
 			 shmbus_errmsg());
 	else
-		why_lagging(a, part, off, f, (size_t)(n < FOLLOWERS_MAX ? n : FOLLOWERS_MAX), why,
+		why_lagging(bus, a, part, off, f, (size_t)(n < FOLLOWERS_MAX ? n : FOLLOWERS_MAX), why,
 			    sizeof why);
 	free(f);
 	return lib_err(-ETIMEDOUT, "record %s/%u@%llu is in this host's log but not mirrored "

@@ -6,7 +6,8 @@
  *
  * Without root: a producer is refused with -ENOTCONN and the fix when no
  * daemon, or no [mirror-listen], could ever acknowledge; with a listener
- * no mirror reaches, a send times out saying none is connected; an
+ * on loopback no mirror reaches, a send times out saying none is
+ * connected, and once a mirror follows only another topic, saying so; an
  * isolation=mirrored consumer reads only below the mirrored offset and
  * wakes when it moves (raised by hand, as the daemon would), and so does
  * `shmbus consume --isolation mirrored -e`.
@@ -209,6 +210,9 @@ struct solo {
 	char *root;
 	char conf[320];
 	struct tu_daemon d;
+	char *mroot;                 /* a mirror on loopback (nothing_to_acknowledge) */
+	char mconf[320];
+	struct tu_daemon m;
 };
 
 static int solo_setup(void **state)
@@ -228,6 +232,17 @@ static int solo_teardown(void **state)
 	reap_children();
 	if (s->d.pid > 0)
 		tu_daemon_kill(&s->d);
+	if (s->m.pid > 0)
+		tu_daemon_kill(&s->m);
+	if (s->d.log[0])
+		unlink(s->d.log);
+	if (s->m.log[0])
+		unlink(s->m.log);
+	if (s->mroot) {
+		unlink(s->mconf);
+		tu_rmrf(s->mroot);
+		free(s->mroot);
+	}
 	unlink(s->conf);
 	tu_rmrf(s->root);
 	free(s->root);
@@ -279,6 +294,7 @@ static void nothing_to_acknowledge_is_said_at_once(void **state)
 	shmbus *bus = tu_open(s->root);
 	char conf[200];
 	int64_t t0;
+	int port;
 
 	make_orders(bus, 1);
 	shmbus_close(bus);
@@ -291,8 +307,8 @@ static void nothing_to_acknowledge_is_said_at_once(void **state)
 	assert_int_equal(new_with_acks(s->root, &p), -ENOTCONN);
 	assert_errmsg_has("has no [mirror-listen] section");
 	/* a listener no mirror reaches: the send times out, saying so */
-	snprintf(conf, sizeof conf, "[mirror-listen]\naddress = 127.0.0.1:%d\ntls = off\n",
-		 free_port());
+	port = free_port();
+	snprintf(conf, sizeof conf, "[mirror-listen]\naddress = 127.0.0.1:%d\ntls = off\n", port);
 	start_with(s, conf);
 	bus = tu_open(s->root);
 	{
@@ -312,6 +328,31 @@ static void nothing_to_acknowledge_is_said_at_once(void **state)
 	assert_errmsg_has("no mirror follows it (none is connected");
 	/* it is in the log all the same */
 	assert_int_equal(high(bus, 0), 1);
+	/* a mirror that follows another topic only */
+	{
+		SHMBUS_OPTS(shmbus_topic_opts, to, .capacity = 1u << 20);
+		FILE *f;
+
+		assert_ok(shmbus_topic_create(bus, "other", &to));
+		s->mroot = tu_tmpdir("acks-mirror");
+		snprintf(s->mconf, sizeof s->mconf, "%s.conf", s->mroot);
+		f = fopen(s->mconf, "w");
+		assert_non_null(f);
+		fprintf(f, "[daemon]\nroot = %s\n[mirror \"a\"]\nsource = 127.0.0.1:%d\n"
+			"topics = other\ntls = off\n", s->mroot, port);
+		assert_int_equal(fclose(f), 0);
+		assert_int_equal(tu_daemon_start_config(&s->m, s->mroot, s->mconf, NULL, 10000), 0);
+		for (t0 = tu_ms(); tu_ms() - t0 < 10000; usleep(20000)) {
+			struct shmbus_mirror_follower fl[2] = { { .sz = sizeof fl[0] } };
+
+			if (shmbus_mirror_followers(bus, "other", fl, 2) >= 1 &&
+			    !strcmp(fl[0].state, "following"))
+				break;
+		}
+	}
+	assert_int_equal(send_one(p, 0, NULL), -ETIMEDOUT);
+	assert_errmsg_has("mirrors are connected to this host's [mirror-listen], but none "
+			  "follows this topic");
 	shmbus_producer_free(p);
 	shmbus_close(bus);
 }

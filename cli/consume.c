@@ -28,9 +28,10 @@
 
 static const char usage[] =
 	"Usage: shmbus consume TOPIC [-p PARTITION] [-o START] [-e] [-c COUNT] [-g GROUP]\n"
-	"                      [-f FORMAT]\n"
+	"                      [-f FORMAT] [--isolation all|mirrored]\n"
 	"       shmbus consume -G GROUP TOPIC... [-o beginning|end] [-e] [-c COUNT] [-f FORMAT]\n"
 	"                      [--instance-id ID] [--assignor NAME] [--pattern]\n"
+	"                      [--isolation all|mirrored]\n"
 	"\n"
 	"Print the records of a topic, one per line by default; with -G, as one member of\n"
 	"a consumer group whose partitions shmbusd shares among its members.\n"
@@ -57,6 +58,9 @@ static const char usage[] =
 	"  --instance-id ID  with -G: static membership (restart within the session\n"
 	"                timeout and get the same partitions back)\n"
 	"  --assignor NAME  with -G: cooperative-sticky (default), range or round-robin\n"
+	"  --isolation mirrored  print only records held by the mirrors ([mirror-listen]\n"
+	"                min_mirrors of them), waiting for them as at the end; -e stops\n"
+	"                at the mirrored end.  all (default): every record\n"
 	"  -f FORMAT     output format, as kcat's (default \"%s\\n\"):\n"
 	"                  %t topic  %p partition  %o offset  %k key  %s value\n"
 	"                  %T timestamp (ms)  %h headers (name=value,...)\n"
@@ -80,6 +84,7 @@ struct consume_run {
 	const char *balanced;       /* -G */
 	const char *instance_id;
 	enum shmbus_assignor assignor;
+	enum shmbus_isolation isolation;
 	bool pattern;
 	char **topics;              /* -G: every TOPIC argument */
 	int ntopics;
@@ -174,6 +179,13 @@ static int one_option(struct cli *cli, struct consume_run *cr, int c, char **arg
 			return cli_usage_err(usage, "--assignor is cooperative-sticky, range or "
 					     "round-robin, not \"%s\"", optarg);
 		return -1;
+	case 'i':
+		if (!strcmp(optarg, "mirrored"))
+			cr->isolation = SHMBUS_ISOLATION_MIRRORED;
+		else if (strcmp(optarg, "all"))
+			return cli_usage_err(usage, "--isolation is all or mirrored, not \"%s\"",
+					     optarg);
+		return -1;
 	case 'f':
 		*format = optarg;
 		return -1;
@@ -207,6 +219,7 @@ static int parse_options(struct cli *cli, struct consume_run *cr, int argc, char
 		{ "pattern", no_argument, NULL, 'P' },
 		{ "instance-id", required_argument, NULL, 'I' },
 		{ "assignor", required_argument, NULL, 'A' },
+		{ "isolation", required_argument, NULL, 'i' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *format = "%s\\n";
@@ -322,7 +335,8 @@ static int make_consumer(shmbus *bus, struct consume_run *cr)
 {
 	SHMBUS_OPTS(shmbus_consumer_opts, o, .group = cr->group,
 		    .name = cr->group ? cr->group : "shmbus consume",
-		    .reset = SHMBUS_RESET_EARLIEST, .copy = true, .on_lapped = on_lapped);
+		    .reset = SHMBUS_RESET_EARLIEST, .copy = true, .on_lapped = on_lapped,
+		    .isolation = cr->isolation);
 	int rc = shmbus_consumer_new(bus, &o, &cr->c);
 
 	if (rc < 0)
@@ -351,7 +365,7 @@ static int make_member(shmbus *bus, struct consume_run *cr)
 {
 	SHMBUS_OPTS(shmbus_consumer_opts, co, .name = cr->balanced,
 		    .reset = cr->start == START_END ? SHMBUS_RESET_LATEST : SHMBUS_RESET_EARLIEST,
-		    .copy = true, .on_lapped = on_lapped);
+		    .copy = true, .on_lapped = on_lapped, .isolation = cr->isolation);
 	SHMBUS_OPTS(shmbus_member_opts, o, .group = cr->balanced,
 		    .topics = cr->pattern ? NULL : (const char *const *)cr->topics,
 		    .ntopics = cr->pattern ? 0 : (size_t)cr->ntopics,

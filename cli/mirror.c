@@ -2,8 +2,10 @@
  * mirror.c - `shmbus mirror status [--json]`: what the daemon serving the
  * root mirrors from other hosts, one row per partition (source, the
  * replica's end and the source's, the lag in records, state, reconnects,
- * gaps, how the link is encrypted, last error), asked through the control socket (MIRROR_STATUS,
- * docs/protocol.md §9).
+ * gaps, how the link is encrypted, last error), then the mirrors that
+ * follow this host's partitions as the daemon's [mirror-listen] sees them
+ * (the end each acknowledged, its lag, the mirrored offset), asked through
+ * the control socket (MIRROR_STATUS, docs/protocol.md §9).
  */
 #include "cli.h"
 
@@ -17,10 +19,15 @@ static const char usage[] =
 	"           ([mirror \"NAME\"] in shmbusd.conf): its source, the replica's end\n"
 	"           offset and the source's, the lag in records, the state, reconnects,\n"
 	"           gaps recorded, TLS (off, user-space, or kTLS in the kernel), and\n"
-	"           the last error\n"
+	"           the last error; then each mirror following a partition of this\n"
+	"           host ([mirror-listen]): its host and address, the end it\n"
+	"           acknowledged, its lag, the partition's mirrored offset (held by\n"
+	"           min_mirrors mirrors), the age of its last ACK; and the mirrors\n"
+	"           that disconnected lately, with why\n"
 	"\n"
 	"Options:\n"
-	"  --json   one JSON object per partition, in a JSON array\n";
+	"  --json   {\"mirrors\": [one object per partition mirrored here],\n"
+	"            \"followers\": [one object per mirror following a partition here]}\n";
 
 enum { OPT_JSON = OPT_FIRST_PRIVATE };
 
@@ -44,7 +51,7 @@ static void json_str(const char *key, const char *s, bool comma)
 
 static void print_json(const struct shmbus_mirror_status *m, int n)
 {
-	printf("[");
+	printf("{\"mirrors\":[");
 	for (int i = 0; i < n; i++) {
 		printf("%s{", i ? ",\n " : "");
 		json_str("mirror", m[i].mirror, true);
@@ -60,7 +67,58 @@ static void print_json(const struct shmbus_mirror_status *m, int n)
 		json_str("last_error", m[i].last_error, false);
 		printf("}");
 	}
-	printf("]\n");
+	printf("],\n");
+}
+
+static void print_followers_json(const struct shmbus_mirror_follower *f, int n)
+{
+	printf("\"followers\":[");
+	for (int i = 0; i < n; i++) {
+		printf("%s{", i ? ",\n " : "");
+		json_str("host", f[i].host, true);
+		json_str("peer", f[i].peer, true);
+		json_str("topic", f[i].topic, true);
+		printf("\"partition\":%d,\"acked\":%llu,\"sent\":%llu,\"end\":%llu,\"lag\":%llu,"
+		       "\"mirrored\":%llu,\"ack_age_ms\":%lld,", (int)f[i].partition,
+		       (unsigned long long)f[i].acked, (unsigned long long)f[i].sent,
+		       (unsigned long long)f[i].end, (unsigned long long)f[i].lag,
+		       (unsigned long long)f[i].mirrored, (long long)f[i].ack_age_ms);
+		json_str("state", f[i].state, true);
+		json_str("last_error", f[i].last_error, false);
+		printf("}");
+	}
+	printf("]}\n");
+}
+
+static void print_followers(const struct shmbus_mirror_follower *f, int n)
+{
+	static const char *const heads[] = { "MIRROR-HOST", "PEER", "TOPIC", "PARTITION", "ACKED",
+					     "END", "LAG", "MIRRORED", "LAST-ACK-MS", "STATE",
+					     "LAST-ERROR", NULL };
+	_cleanup_(table_freep) struct table t;
+
+	table_init(&t, 11, heads);
+	for (int i = 0; i < n; i++) {
+		bool gone = f[i].partition < 0;
+
+		table_cell(&t, "%s", f[i].host);
+		table_cell(&t, "%s", f[i].peer);
+		table_cell(&t, "%s", gone ? "-" : f[i].topic);
+		if (gone) {
+			for (int k = 0; k < 5; k++)
+				table_cell(&t, "-");
+		} else {
+			table_cell(&t, "%d", (int)f[i].partition);
+			table_cell(&t, "%llu", (unsigned long long)f[i].acked);
+			table_cell(&t, "%llu", (unsigned long long)f[i].end);
+			table_cell(&t, "%llu", (unsigned long long)f[i].lag);
+			table_cell(&t, "%llu", (unsigned long long)f[i].mirrored);
+		}
+		table_cell(&t, "%lld", (long long)f[i].ack_age_ms);
+		table_cell(&t, "%s", f[i].state);
+		table_cell(&t, "%s", f[i].last_error[0] ? f[i].last_error : "-");
+	}
+	table_print(&t, stdout);
 }
 
 static void print_table(const struct shmbus_mirror_status *m, int n)
@@ -95,9 +153,10 @@ static int mirror_status(struct cli *cli, bool json)
 {
 	_cleanup_(bus_closep) shmbus *bus = NULL;
 	_cleanup_(freep) struct shmbus_mirror_status *m = calloc(MIRRORS_MAX, sizeof *m);
-	int n, rc;
+	_cleanup_(freep) struct shmbus_mirror_follower *f = calloc(MIRRORS_MAX, sizeof *f);
+	int n, nf, rc;
 
-	if (!m)
+	if (!m || !f)
 		return cli_fail(-ENOMEM, "out of memory");
 	rc = cli_open(cli, false, &bus);
 	if (rc == -ENOENT) {
@@ -112,13 +171,26 @@ static int mirror_status(struct cli *cli, bool json)
 		return cli_fail(n, "cannot ask shmbusd for its mirrors");
 	if (n > MIRRORS_MAX)
 		n = MIRRORS_MAX;
-	if (json)
+	f[0].sz = sizeof f[0];
+	nf = shmbus_mirror_followers(bus, NULL, f, MIRRORS_MAX);
+	if (nf < 0)
+		return cli_fail(nf, "cannot ask shmbusd for the mirrors following it");
+	if (nf > MIRRORS_MAX)
+		nf = MIRRORS_MAX;
+	if (json) {
 		print_json(m, n);
-	else if (n == 0)
+		print_followers_json(f, nf);
+		return 0;
+	}
+	if (n == 0)
 		printf("this root's shmbusd mirrors nothing (no [mirror \"NAME\"] section in its "
 		       "configuration)\n");
 	else
 		print_table(m, n);
+	if (nf) {
+		printf("\nmirrors following this host ([mirror-listen]):\n");
+		print_followers(f, nf);
+	}
 	return 0;
 }
 

@@ -23,6 +23,7 @@
 
 static const char usage[] =
 	"Usage: shmbus produce TOPIC [-p PARTITION] [-K DELIM] [-H NAME=VALUE]... [-v]\n"
+	"                      [--acks local|mirrors] [--ack-timeout MS]\n"
 	"\n"
 	"Append one record per line of stdin (the newline is not part of it).\n"
 	"\n"
@@ -32,7 +33,12 @@ static const char usage[] =
 	"                 a line without DELIM is all value, with no key.  DELIM\n"
 	"                 may hold the escapes \\t \\n \\r \\0 \\\\ and \\xHH (-K '\\t': a tab)\n"
 	"  -H NAME=VALUE  add a header to every record (repeatable)\n"
-	"  -v             report the number of records sent on stderr\n";
+	"  -v             report the number of records sent on stderr\n"
+	"  --acks mirrors each batch of lines returns only once the mirrors hold it\n"
+	"                 ([mirror-listen] min_mirrors of them); local (default): once\n"
+	"                 it is in this host's log\n"
+	"  --ack-timeout MS  with --acks mirrors: fail (naming the mirrors that lag) if\n"
+	"                 a batch is not mirrored within MS milliseconds (default 30000)\n";
 
 #define BATCH 1024
 #define WAIT_SAY_MS 1000 /* backpressure: after this long without room, say why */
@@ -54,6 +60,8 @@ struct producer_run {
 	uint64_t first_line;           /* line number of recs[0] */
 	bool verbose;
 	bool said_waiting;             /* backpressure: who we wait for, said once */
+	enum shmbus_acks acks;         /* --acks */
+	int ack_timeout_ms;            /* --ack-timeout */
 };
 
 /* Send the pending records; a failure is reported with its line number. */
@@ -79,6 +87,12 @@ static int flush_records(struct producer_run *pr)
 			pr->said_waiting = true;
 			cli_err_forget();
 			continue;
+		}
+		if (rc == -ETIMEDOUT && pr->acks == SHMBUS_ACKS_MIRRORS) {
+			cli_err("lines %llu..%llu of stdin are in the log, but the mirrors did not "
+				"acknowledge them in time:", (unsigned long long)(pr->first_line + done),
+				(unsigned long long)(pr->first_line + pr->nrecs - 1));
+			return cli_fail(rc, "acks=mirrors");
 		}
 		if (rc <= 0) {
 			char what[64];
@@ -213,7 +227,12 @@ static int add_header(struct producer_run *pr, const char *arg)
 
 static int parse_options(struct cli *cli, struct producer_run *pr, int argc, char **argv)
 {
-	static const struct option longopts[] = { CLI_COMMON_OPTIONS, { NULL, 0, NULL, 0 } };
+	static const struct option longopts[] = {
+		CLI_COMMON_OPTIONS,
+		{ "acks", required_argument, NULL, 'a' },
+		{ "ack-timeout", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
 	uint64_t v;
 	int c, rc;
 
@@ -235,12 +254,24 @@ static int parse_options(struct cli *cli, struct producer_run *pr, int argc, cha
 			rc = add_header(pr, optarg);
 		} else if (c == 'v') {
 			pr->verbose = true;
+		} else if (c == 'a') {
+			if (!strcmp(optarg, "mirrors"))
+				pr->acks = SHMBUS_ACKS_MIRRORS;
+			else if (strcmp(optarg, "local"))
+				return cli_usage_err(usage, "--acks is local or mirrors, not \"%s\"",
+						     optarg);
+		} else if (c == 't') {
+			if (parse_u64("--ack-timeout", optarg, 1, INT32_MAX, &v) < 0)
+				return CLI_EXIT_USAGE;
+			pr->ack_timeout_ms = (int)v;
 		} else {
 			rc = cli_common_option(cli, c, "produce", argv, usage);
 		}
 		if (rc >= 0)
 			return rc;
 	}
+	if (pr->ack_timeout_ms && pr->acks != SHMBUS_ACKS_MIRRORS)
+		return cli_usage_err(usage, "produce: --ack-timeout goes with --acks mirrors");
 	if (optind >= argc)
 		return cli_usage_err(usage, "produce: to which topic?");
 	if (optind + 1 < argc)
@@ -253,7 +284,8 @@ static int parse_options(struct cli *cli, struct producer_run *pr, int argc, cha
 /* Open the producer; -1 to go on, else the exit status. */
 static int open_producer(struct producer_run *pr, shmbus *bus)
 {
-	SHMBUS_OPTS(shmbus_producer_opts, po, .block = true, .block_timeout_ms = WAIT_SAY_MS);
+	SHMBUS_OPTS(shmbus_producer_opts, po, .block = true, .block_timeout_ms = WAIT_SAY_MS,
+		    .acks = pr->acks, .ack_timeout_ms = pr->ack_timeout_ms);
 	SHMBUS_OPTS(shmbus_topic_info, ti);
 	int rc = shmbus_topic_describe(bus, pr->topic, &ti);
 

@@ -8,9 +8,10 @@
  *   [flush]     interval_ms, records          (disk roots only)
  *   [retention] default_ms
  *   [topic NAME] partitions, capacity, policy, retention_ms, numa_node
- *   [mirror-listen] address, tls, timeout_ms, and with tls = on: cert, key,
- *                   ca, allow, or psk_file
- *   [mirror "NAME"] source, topics, tls, timeout_ms, and the same TLS keys
+ *   [mirror-listen] address, tls, timeout_ms, min_mirrors, and with
+ *                   tls = on: cert, key, ca, allow, or psk_file
+ *   [mirror "NAME"] source, topics, tls, timeout_ms, ack, and the same TLS
+ *                   keys
  * An error names the file, the line, the key and the fix.
  */
 #include "config.h"
@@ -47,7 +48,7 @@ void config_defaults(struct config *c)
 		.file_mode = 0660,
 		.max_conns_per_uid = 64,
 		.flush_interval_ms = 1000,
-		.mlisten = { .tls = -1, .timeout_ms = 10000 },
+		.mlisten = { .tls = -1, .timeout_ms = 10000, .min_mirrors = 1 },
 	};
 }
 
@@ -372,8 +373,17 @@ static int listen_key(struct parse *ps, const char *k, const char *v)
 		return tls_key(ps, k, v, &l->creds);
 	if (!strcmp(k, "timeout_ms"))
 		return timeout_value(ps, k, v, &l->timeout_ms);
+	if (!strcmp(k, "min_mirrors")) {
+		int64_t n;
+
+		if (!number(v, 1, CONFIG_MIRRORS_MAX, &n))
+			return complain(ps, k, "\"%s\" is not a number of mirrors between 1 and 64 "
+					"(an offset is mirrored once that many hold it); write e.g. 1", v);
+		l->min_mirrors = (unsigned)n;
+		return 1;
+	}
 	return complain(ps, k, "unknown key in [mirror-listen]%s; use address, tls, cert, key, ca, "
-			"allow, psk_file or timeout_ms", "");
+			"allow, psk_file, timeout_ms or min_mirrors", "");
 }
 
 static struct config_mirror *mirror_entry(struct config *c, const char *name)
@@ -447,9 +457,15 @@ static int mirror_key(struct parse *ps, const char *sect, const char *k, const c
 		return tls_key(ps, k, v, &m->creds);
 	} else if (!strcmp(k, "timeout_ms")) {
 		return timeout_value(ps, k, v, &m->timeout_ms);
+	} else if (!strcmp(k, "ack")) {
+		if (strcmp(v, "appended") && strcmp(v, "flushed"))
+			return complain(ps, k, "\"%s\" is not appended or flushed; write ack = appended "
+					"(the default: acknowledge what is appended) or ack = flushed "
+					"(only what msync wrote to disk)", v);
+		m->ack_flushed = !strcmp(v, "flushed");
 	} else {
 		return complain(ps, k, "unknown key in [mirror]%s; use source, topics, tls, cert, key, "
-				"ca, allow, psk_file or timeout_ms", "");
+				"ca, allow, psk_file, timeout_ms or ack", "");
 	}
 	return 1;
 }

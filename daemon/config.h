@@ -46,6 +46,7 @@ struct config_mirror_listen {
 	int tls;                     /* -1: not given (refused), 0: off, 1: on (with creds) */
 	int64_t timeout_ms;          /* a mirror silent, or not reading, this long is dropped */
 	struct config_tls creds;     /* tls = on */
+	unsigned min_mirrors;        /* mirrors that must hold an offset for it to be mirrored */
 };
 
 /* [mirror "NAME"]: this host mirrors topics of another. */
@@ -56,6 +57,7 @@ struct config_mirror {
 	int tls;                     /* as above */
 	int64_t timeout_ms;          /* the source silent this long: reconnect */
 	struct config_tls creds;     /* tls = on */
+	bool ack_flushed;            /* ack = flushed: ACK only what msync wrote (disk roots) */
 };
 
 #define CONFIG_MIRRORS_MAX 64

@@ -24,6 +24,7 @@
 #include "shmbusd.h"
 #include "coordinator.h"
 #include "mirror.h"
+#include "mirror_acks.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -444,6 +445,8 @@ static int do_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 	ctl_put_u64(&o, CTL_A_TOPICS, (uint64_t)dir_list(&d->dir, NULL, 0));
 	ctl_put_u64(&o, CTL_A_PARTITION_COUNT, d->table ? d->table->n : 0);
 	ctl_put_u64(&o, CTL_A_CLIENTS, clients_count(d));
+	ctl_put_str(&o, CTL_A_MIRROR_LISTEN, d->cfg.mlisten.address);
+	ctl_put_u32(&o, CTL_A_MIN_MIRRORS, d->cfg.mlisten.min_mirrors);
 	put_counters(d, &o);
 	return send_out(c, k, &o);
 }
@@ -470,17 +473,22 @@ static int serve_group(struct daemon *d, struct conn *k, const struct ctl_msg *m
 	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, rc, p.msg);
 }
 
-/* MIRROR_STATUS: what each [mirror] follows, as text (protocol.md §8). */
+/* MIRROR_STATUS: what each [mirror] follows, and the mirrors following
+ * this host's partitions (of topic NAME, if given), as text
+ * (protocol.md §9).  The followers take at most half the message. */
 static int do_mirror_status(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 {
 	struct control *c = k->ctl;
-	char *text = malloc(CTL_MSG_MAX - 1024);
+	size_t room = CTL_MSG_MAX - 1024, used;
+	char *text = malloc(room);
 	struct ctl_out o;
 
 	if (!text)
 		return reply(c, k, m->hdr.seq, m->hdr.type, -ENOMEM, "shmbusd is out of memory");
-	mirror_status_text(d, text, CTL_MSG_MAX - 1024);
+	used = acks_status_text(m->has[CTL_A_NAME] ? m->str[CTL_A_NAME] : NULL, text, room / 2);
 	result(c, &o, m->hdr.seq, CTL_MIRROR_STATUS, 0, NULL);
+	ctl_put_str(&o, CTL_A_MIRROR_FOLLOWERS, text);
+	mirror_status_text(d, text, room - used - 1);
 	ctl_put_str(&o, CTL_A_MIRRORS, text);
 	free(text);
 	return send_out(c, k, &o);

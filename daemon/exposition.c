@@ -129,6 +129,7 @@ struct psnap {
 	uint64_t topic_id;
 	uint32_t partition;
 	uint64_t start, end, records, tail, capacity;
+	uint64_t mirrored;
 	uint64_t aborted, lapped, bp_blocked, recoveries, cut;
 	uint64_t consumers, waiters;
 	bool has_rate;
@@ -174,6 +175,7 @@ static void copy_part(struct psnap *s, const struct dpart *dp)
 	s->start = st.low;
 	s->end = st.end;
 	s->records = s->end - s->start;
+	s->mirrored = st.mirrored;
 	s->tail = st.tail;
 	s->capacity = dp->part->cap;
 	s->aborted = st.aborted_claims;
@@ -337,6 +339,8 @@ static const struct family part_families[] = {
 	PF("start_offset", "gauge", V_U64, start, "Lowest offset still readable."),
 	PF("end_offset", "gauge", V_U64, end, "End offset: the offset the next record gets."),
 	PF("records", "gauge", V_U64, records, "Records held: end offset minus start offset."),
+	PF("mirrored_offset", "gauge", V_U64, mirrored,
+	   "Offsets below it are held by min_mirrors mirrors ([mirror-listen])."),
 	PF("records_appended_total", "counter", V_U64, end,
 	   "Records ever appended (the end offset; aborted claims included)."),
 	PF("appended_bytes_total", "counter", V_U64, tail,

@@ -11,6 +11,13 @@
  * and logged.  Any fault of the connection (refused, reset, silent past
  * timeout_ms, a malformed message) closes it, and the thread connects
  * again after a backoff of 100 ms doubling to 5 s.
+ *
+ * ACKs (docs/protocol.md §M9): a partition appended to owes its ACK,
+ * sent as soon as the messages at hand are handled (or 100 us later
+ * while DATA keeps coming), so a producer waiting for acks=mirrors waits
+ * for one batch's append, not a timer; with `ack = flushed` the ACK
+ * carries only the end that msync wrote (shm/sync.c).  Every partition
+ * is ACKed once a second besides (the heartbeat).
  */
 #include "mirror.h"
 #include "mirror_link.h"
@@ -29,10 +36,12 @@
 
 #include "../util/error.h"
 #include "../shm/replica.h"
+#include "../shm/sync.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define ACK_NS         1000000000LL
+#define ACK_SOON_NS    100000LL /* owed ACKs go at least this often while DATA comes */
 #define PARTS_MAX      4096
 #define DATA_SLACK     8192 /* aborted ranges a DATA may carry beyond its frames */
 
@@ -46,6 +55,8 @@ struct mpart {
 	uint64_t source_end;
 	uint64_t gaps;
 	bool stopped;                /* the source does not serve it (UNKNOWN) */
+	bool ack_owed;               /* appended to since its last ACK */
+	struct part_synced synced;   /* ack = flushed: what msync wrote */
 	char error[200];
 };
 
@@ -67,6 +78,9 @@ struct sink {
 	uint8_t *rx;
 	size_t rxcap, rxlen;
 	int64_t heard_ns;
+	uint32_t *owed;              /* partitions whose ack_owed is set */
+	size_t nowed;
+	int64_t acked_ns;            /* owed ACKs last sent */
 };
 
 static struct sink *sinks;
@@ -366,6 +380,27 @@ static int list_topics(struct sink *s)
 	return 0;
 }
 
+/* The end an ACK may carry: the replica's end; with ack = flushed on a
+ * disk root, the end msync has written (syncing what was appended). */
+static uint64_t ack_end(struct sink *s, struct mpart *mp)
+{
+	struct part *p = pmap_part(mp->m);
+	int rc;
+
+	if (!s->cfg->ack_flushed || p->on_tmpfs)
+		return replica_end(&mp->r);
+	rc = part_sync(p, &mp->synced);
+	if (rc < 0 && strncmp(mp->error, "msync failed", 12)) { /* said once */
+		log_err("mirror %s: %s/%u: msync failed: %s; acknowledging only what was written "
+			"before (offset %llu)", s->label, mp->topic, mp->partition, strerror(-rc),
+			(unsigned long long)mp->synced.next);
+		pthread_mutex_lock(&s->lock);
+		snprintf(mp->error, sizeof mp->error, "msync failed: %s", strerror(-rc));
+		pthread_mutex_unlock(&s->lock);
+	}
+	return mp->synced.next;
+}
+
 static int fetch_all(struct sink *s)
 {
 	for (size_t i = 0; i < s->nparts; i++) {
@@ -373,6 +408,9 @@ static int fetch_all(struct sink *s)
 		struct mp_msg m = { .type = MP_FETCH };
 		int rc;
 
+		/* FETCH's from is a position too (§M9): with ack = flushed,
+		 * only once it is on disk */
+		ack_end(s, mp);
 		mp->stopped = false;
 		m.u.fetch.id = (uint32_t)i;
 		m.u.fetch.partition = mp->partition;
@@ -393,6 +431,15 @@ static struct mpart *part_of(struct sink *s, uint32_t id)
 	return id < s->nparts ? &s->parts[id] : NULL;
 }
 
+/* Appended to: its ACK is owed (sent by send_owed, §M9). */
+static void owe(struct sink *s, struct mpart *mp)
+{
+	if (mp->ack_owed)
+		return;
+	mp->ack_owed = true;
+	s->owed[s->nowed++] = (uint32_t)(mp - s->parts);
+}
+
 static int on_data(struct sink *s, const struct mp_msg *m)
 {
 	struct mpart *mp = part_of(s, m->u.data.id);
@@ -408,6 +455,8 @@ static int on_data(struct sink *s, const struct mp_msg *m)
 		if (rc != -EAGAIN || stopping(1))
 			break; /* backpressure: a local consumer holds the ring */
 	}
+	if (rc == 0)
+		owe(s, mp);
 	pthread_mutex_lock(&s->lock);
 	mp->source_end = m->u.data.end;
 	if (rc == -EIDRM) {
@@ -445,6 +494,8 @@ static int on_gap(struct sink *s, const struct mp_msg *m)
 		 s->label, mp->topic, mp->partition, (unsigned long long)m->u.gap.from,
 		 (unsigned long long)m->u.gap.to - 1);
 	rc = replica_gap(&mp->r, m->u.gap.to);
+	if (rc == 0)
+		owe(s, mp);
 	pthread_mutex_lock(&s->lock);
 	mp->gaps++;
 	snprintf(mp->error, sizeof mp->error, "gap: offsets %llu..%llu were gone from the source",
@@ -486,14 +537,45 @@ static int dispatch(struct sink *s, const struct mp_msg *m)
 	}
 }
 
+static int send_ack(struct sink *s, struct mpart *mp)
+{
+	struct mp_msg m = { .type = MP_ACK, .u.ack = { .id = (uint32_t)(mp - s->parts) } };
+
+	mp->ack_owed = false;
+	m.u.ack.end = ack_end(s, mp);
+	return send_msg(s, &m);
+}
+
+/* The ACKs owed since the last: at most one per partition. */
+static int send_owed(struct sink *s)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < s->nowed && rc == 0; i++)
+		if (s->parts[s->owed[i]].ack_owed)
+			rc = send_ack(s, &s->parts[s->owed[i]]);
+	s->nowed = 0;
+	s->acked_ns = mono_ns();
+	return rc;
+}
+
+/* Is a whole message waiting in s->rx (so the owed ACKs can wait for
+ * it to be handled too)? */
+static bool whole_msg(const struct sink *s)
+{
+	uint32_t len;
+	uint16_t type;
+
+	return mp_peek(s->rx, s->rxlen, MP_FROM_SOURCE, SIZE_MAX, &len, &type) == 0 &&
+	       len <= s->rxlen;
+}
+
 static int send_acks(struct sink *s)
 {
+	s->nowed = 0;
 	for (size_t i = 0; i < s->nparts; i++) {
-		struct mp_msg m = { .type = MP_ACK, .u.ack = { .id = (uint32_t)i } };
-		int rc;
+		int rc = send_ack(s, &s->parts[i]);
 
-		m.u.ack.end = replica_end(&s->parts[i].r);
-		rc = send_msg(s, &m);
 		if (rc)
 			return rc;
 	}
@@ -512,8 +594,16 @@ static int stream(struct sink *s)
 	while (!stopping(0)) {
 		struct mp_msg m;
 		uint16_t type;
-		int len = next_msg(s, 100, &type), rc;
+		int len, rc;
 
+		if (s->nowed && (!whole_msg(s) || mono_ns() - s->acked_ns >= ACK_SOON_NS)) {
+			rc = send_owed(s);
+			if (rc) {
+				set_error(s, "cannot send to the source: %s", strerror(-rc));
+				return rc;
+			}
+		}
+		len = next_msg(s, 100, &type);
 		if (len < 0)
 			return len;
 		if (len > 0) {
@@ -667,10 +757,12 @@ int mirror_sink_init(struct daemon *d)
 			return -EINVAL;
 		snprintf(s->tls_mode, sizeof s->tls_mode, "%s", s->tls ? "on" : "off");
 		s->parts = calloc(PARTS_MAX, sizeof *s->parts);
+		s->owed = calloc(PARTS_MAX, sizeof *s->owed);
 		s->rxcap = data_max(s);
 		s->rx = malloc(s->rxcap);
 		pthread_mutex_init(&s->lock, NULL);
-		if (!s->parts || !s->rx || pthread_create(&s->thread, NULL, sink_main, s)) {
+		if (!s->parts || !s->owed || !s->rx ||
+		    pthread_create(&s->thread, NULL, sink_main, s)) {
 			log_err("mirror %s: cannot start its thread", s->label);
 			return -ENOMEM;
 		}
@@ -694,6 +786,7 @@ void mirror_sink_fini(struct daemon *d)
 		pthread_join(sinks[i].thread, NULL);
 		mlink_ctx_free(sinks[i].tls);
 		free(sinks[i].parts);
+		free(sinks[i].owed);
 		free(sinks[i].rx);
 		pthread_mutex_destroy(&sinks[i].lock);
 	}

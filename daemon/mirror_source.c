@@ -18,6 +18,7 @@
  * buffered here beyond the kernel's socket buffer.
  */
 #include "mirror.h"
+#include "mirror_acks.h"
 #include "mirror_link.h"
 
 #include <errno.h>
@@ -51,6 +52,7 @@ struct fetch {
 	struct part_cursor c;
 	uint64_t next;               /* the offset the mirror expects next */
 	bool placed;                 /* the cursor is placed at next */
+	struct follower *fl;         /* its position, for the mirrored offset */
 };
 
 struct conn {
@@ -300,6 +302,14 @@ static void probe_ack(const struct conn *c, const struct mp_msg *m)
 				     m->u.ack.end);
 }
 
+/* An ACK: the mirror's position on one of its fetches (§M9). */
+static void on_ack(const struct conn *c, const struct mp_msg *m)
+{
+	for (size_t i = 0; i < c->nfetches; i++)
+		if (c->fetches[i].id == m->u.ack.id && c->fetches[i].p)
+			acks_ack(c->fetches[i].fl, m->u.ack.end, c->fetches[i].next);
+}
+
 static int do_list(struct conn *c, const struct mp_msg *req)
 {
 	struct bus_topic *all = malloc(BUS_MAX_TOPICS * sizeof *all);
@@ -351,6 +361,7 @@ static int do_fetch(struct conn *c, const struct mp_msg *req)
 	if (cache_get(c->d->bus, &t, f->partition, &f->m) < 0)
 		return send_msg(c, &no);
 	f->p = pmap_part(f->m);
+	f->fl = acks_follow(c->host, c->peer, f->topic, f->p, f->next);
 	c->nfetches++;
 	log_info("mirror %s (%s) follows %s/%u from offset %llu", c->host, c->peer, f->topic,
 		 f->partition, (unsigned long long)f->next);
@@ -377,7 +388,8 @@ static int handle(struct conn *c, const uint8_t *buf, uint32_t len, const char *
 		return rc;
 	case MP_ACK:
 		probe_ack(c, &m);
-		return 0; /* its position: the mirrored offset comes with acks=mirrors */
+		on_ack(c, &m);
+		return 0;
 	case MP_ERROR:
 		log_warn("mirror %s (%s) says: %s", c->host, c->peer, m.u.error.text);
 		return *why = "it sent ERROR", -ECONNABORTED;
@@ -502,6 +514,8 @@ static int serve_round(struct conn *c, const char **why)
 			if (rc == -EIDRM)
 				log_warn("mirror %s (%s): %s/%u was deleted here; it is no longer "
 					 "served", c->host, c->peer, f->topic, f->partition);
+			acks_unfollow(f->fl);
+			f->fl = NULL;
 			cache_put(f->m);
 			f->p = NULL;
 			f->m = NULL;
@@ -567,8 +581,12 @@ static void *conn_main(void *arg)
 	if (why) /* NULL: refused before HELLO, and logged */
 		log_notice("mirror %s (%s) disconnected: %s", c->host[0] ? c->host : "?", c->peer,
 			   why);
-	for (size_t i = 0; i < c->nfetches; i++)
+	for (size_t i = 0; i < c->nfetches; i++) {
+		acks_unfollow(c->fetches[i].fl);
 		cache_put(c->fetches[i].m);
+	}
+	if (c->host[0])
+		acks_gone(c->host, c->peer, why);
 	rcu_unregister_thread();
 	track(c->fd, false);
 	mlink_close(c->link); /* and its fd */
@@ -697,6 +715,7 @@ int mirror_source_init(struct daemon *d)
 	if (mlink_ctx_new(&d->cfg.mlisten.creds, d->cfg.mlisten.tls == 1, true, "[mirror-listen]",
 			  NULL, &src.tls) < 0)
 		return -EINVAL;
+	acks_init(d->cfg.mlisten.min_mirrors);
 	src.lfd = listen_on(addr);
 	if (src.lfd < 0) {
 		log_err("[mirror-listen] cannot listen on %s: %s; free the port or change address",

@@ -184,6 +184,9 @@ struct shmbus_daemon_status {
 	uint64_t partitions;        /* under supervision */
 	uint64_t clients;           /* registered processes it watches */
 	struct shmbus_daemon_stats stats;
+	/* since 1.2 */
+	char mirror_listen[128];    /* [mirror-listen] address; "": it serves no mirrors */
+	uint32_t min_mirrors;       /* mirrors that must hold a record for it to be mirrored */
 };
 
 /*
@@ -221,6 +224,37 @@ struct shmbus_mirror_status {
  * answer.  Safe from any thread.
  */
 SHMBUS_API int shmbus_mirror_status(shmbus *bus, struct shmbus_mirror_status *out, size_t max);
+
+/* A mirror following a partition of this host (shmbusd's
+ * [mirror-listen]), as this host sees it; or, with state
+ * "disconnected", a mirror whose connection ended lately.  Filled by the
+ * library: set sz in the first.  (since 1.2) */
+struct shmbus_mirror_follower {
+	size_t sz;
+	char host[256];             /* the mirror's host name, as it said */
+	char peer[96];              /* its address, "10.0.0.2:41234" */
+	char topic[256];            /* "" when disconnected */
+	int32_t partition;          /* -1 when disconnected */
+	uint64_t acked;             /* it holds the offsets below this (its last ACK) */
+	uint64_t sent;              /* offsets below this were sent to it */
+	uint64_t end;               /* the partition's end offset here */
+	uint64_t lag;               /* end - acked */
+	uint64_t mirrored;          /* the partition's mirrored offset */
+	int64_t ack_age_ms;         /* since its last ACK; disconnected: since it left */
+	char state[16];             /* "following" or "disconnected" */
+	char last_error[256];       /* why it disconnected */
+};
+
+/*
+ * The mirrors following partitions of `topic` (NULL: of every topic) of
+ * this root, as the daemon serving it knows them, then the mirrors that
+ * disconnected lately: up to max into out (an array of max structs of
+ * out[0].sz bytes), returning how many there are (may exceed max).
+ * -ENOENT when no daemon serves the root, -ETIMEDOUT if it does not
+ * answer.  Safe from any thread.  (since 1.2)
+ */
+SHMBUS_API int shmbus_mirror_followers(shmbus *bus, const char *topic,
+				       struct shmbus_mirror_follower *out, size_t max);
 
 /* ------------------------------------------------------------------ */
 /* Topics                                                              */
@@ -378,16 +412,35 @@ struct shmbus_record {
 /* ------------------------------------------------------------------ */
 /* Producers                                                           */
 
+/* When a send returns (since 1.2). */
+enum shmbus_acks {
+	SHMBUS_ACKS_LOCAL = 0,      /* once the record is in this host's log (the default) */
+	SHMBUS_ACKS_MIRRORS = 1,    /* once it is below the partition's mirrored offset: held
+				     * by [mirror-listen] min_mirrors mirrors (Kafka's acks=all) */
+};
+
 struct shmbus_producer_opts {
 	size_t sz;
 	bool block;                 /* backpressure: wait for room instead of -EAGAIN */
 	int block_timeout_ms;       /* with block: give up after this (0: forever) */
+	enum shmbus_acks acks;      /* since 1.2 */
+	int ack_timeout_ms;         /* acks=mirrors: -ETIMEDOUT after this; 0: 30000 */
 };
 
 /*
  * A producer appends to the partitions of one topic.  A producer is used
  * by one thread at a time: make one per thread.  Any number of producers
  * in any number of processes append to one partition at once, lock-free.
+ *
+ * With opts.acks = SHMBUS_ACKS_MIRRORS, send, send_batch and commit
+ * return once every record they appended is mirrored: held by as many
+ * mirrors as the daemon's [mirror-listen] min_mirrors says, so it
+ * survives the loss of this host (docs/protocol.md §M9).  Past
+ * ack_timeout_ms they fail with -ETIMEDOUT, naming the mirrors that lag
+ * (or saying none follows the partition): the records are in this
+ * host's log, and may still be mirrored later.  shmbus_producer_new
+ * fails with -ENOTCONN when no shmbusd serves the root, or it has no
+ * [mirror-listen]: nothing would ever acknowledge.
  */
 SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
 				   const struct shmbus_producer_opts *opts, shmbus_producer **ret);
@@ -449,6 +502,14 @@ SHMBUS_API int shmbus_producer_abort(shmbus_producer *p, struct shmbus_claim *c)
 /* ------------------------------------------------------------------ */
 /* Consumers                                                           */
 
+/* What poll delivers (since 1.2). */
+enum shmbus_isolation {
+	SHMBUS_ISOLATION_ALL = 0,      /* every committed record (the default) */
+	SHMBUS_ISOLATION_MIRRORED = 1, /* only records below the mirrored offset: held by
+					* min_mirrors mirrors; poll waits for it to move as
+					* at the log's end (Kafka's high watermark) */
+};
+
 enum shmbus_reset {
 	SHMBUS_RESET_LATEST = 0,    /* on a lost offset, jump to the end (Kafka's default) */
 	SHMBUS_RESET_EARLIEST = 1,  /* jump to the oldest record still held */
@@ -469,6 +530,7 @@ struct shmbus_consumer_opts {
 	void (*on_lapped)(void *ctx, const char *topic, int32_t partition,
 			  uint64_t lost_from, uint64_t resumed_at);
 	void *ctx;
+	enum shmbus_isolation isolation; /* since 1.2 */
 };
 
 #define SHMBUS_OFFSET_END        (-1)

@@ -6,7 +6,9 @@
  * overwritten while it was read, and hands them out as views or copies.
  * With nothing ready it spins briefly, then sleeps on the partitions'
  * notify words (futex_waitv), waking early to unblock a claim whose
- * producer died.
+ * producer died.  With isolation=mirrored it delivers only records below
+ * each partition's mirrored offset (format.md §14), and sleeps on the
+ * offsets' own futex words instead.
  */
 #include "internal.h"
 
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 
 #include "../shm/append.h"
+#include "../shm/mirrored.h"
 #include "../util/clock.h"
 #include "../util/crc32c.h"
 #include "../util/futex.h"
@@ -76,6 +79,9 @@ SHMBUS_API int shmbus_consumer_new(shmbus *bus, const struct shmbus_consumer_opt
 		return rc;
 	if (o.reset > SHMBUS_RESET_ERROR)
 		return lib_err(-EINVAL, "unknown reset policy %d", (int)o.reset);
+	if (o.isolation != SHMBUS_ISOLATION_ALL && o.isolation != SHMBUS_ISOLATION_MIRRORED)
+		return lib_err(-EINVAL, "isolation %d is not SHMBUS_ISOLATION_ALL (0) or "
+			       "SHMBUS_ISOLATION_MIRRORED (1)", (int)o.isolation);
 	if (o.group && !dir_name_valid(o.group))
 		return lib_err(-EINVAL, "\"%s\" is not a valid group name: use 1 to 249 of "
 			       "[A-Za-z0-9._-]", o.group);
@@ -379,6 +385,8 @@ SHMBUS_API int shmbus_consumer_lag(shmbus_consumer *c, const char *topic, int32_
 		    (partition != SHMBUS_PARTITION_ANY && a->partition != partition))
 			continue;
 		part_ends(a->p, &tail, &end);
+		if (c->o.isolation == SHMBUS_ISOLATION_MIRRORED)
+			end = part_mirrored(a->p); /* what it may read */
 		pos = a->cur.off < a->cur.skip_until ? a->cur.skip_until : a->cur.off;
 		lag += end > pos ? end - pos : 0;
 		any = true;
@@ -508,12 +516,25 @@ static int unblock(shmbus_consumer *c, struct assignment *a)
 static int read_run(shmbus_consumer *c, struct assignment *a, struct shmbus_message *msgs,
 		    size_t max, size_t *n)
 {
+	/* isolation=mirrored: nothing at or past the mirrored offset */
+	uint64_t limit = c->o.isolation == SHMBUS_ISOLATION_MIRRORED ? part_mirrored(a->p)
+								     : UINT64_MAX;
 	size_t first = *n;
+	struct part_cursor before = { 0 };
 	struct frame_view v;
 	int rc = 0, resets = 0;
 
 	while (*n < max) {
+		if (limit != UINT64_MAX) {
+			if (a->cur.off >= limit)
+				return 0;
+			before = a->cur;
+		}
 		rc = part_read(a->p, &a->cur, &v);
+		if (rc == 1 && v.offset >= limit) {
+			a->cur = before; /* past aborted offsets to one not mirrored yet */
+			return 0;
+		}
 		if (rc == 1) {
 			to_message(a, &v, &msgs[(*n)++]);
 			continue;
@@ -684,8 +705,13 @@ SHMBUS_API int shmbus_consumer_poll(shmbus_consumer *c, struct shmbus_message *m
 		for (size_t i = 0; i < k; i++) {
 			struct assignment *a = c->as[i];
 
-			words[i] = part_wait_word(a->p);
-			expected[i] = part_wait_prepare(a->p);
+			if (c->o.isolation == SHMBUS_ISOLATION_MIRRORED) {
+				words[i] = part_mirrored_word(a->p);
+				expected[i] = part_mirrored_prepare(a->p);
+			} else {
+				words[i] = part_wait_word(a->p);
+				expected[i] = part_wait_prepare(a->p);
+			}
 			part_cursor_recheck(&a->cur); /* a stalled claim times the sleep */
 			poll_soon |= a->p->readonly;
 		}

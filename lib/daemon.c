@@ -456,6 +456,8 @@ static void read_status(const struct ctl_msg *rep, void *out)
 	s->topics = n[CTL_A_TOPICS];
 	s->partitions = n[CTL_A_PARTITION_COUNT];
 	s->clients = n[CTL_A_CLIENTS];
+	copy_str(s->mirror_listen, sizeof s->mirror_listen, rep, CTL_A_MIRROR_LISTEN);
+	s->min_mirrors = (uint32_t)n[CTL_A_MIN_MIRRORS];
 #define GET(field, attr, word) s->stats.field = n[CTL_A_##attr];
 	DAEMON_STATS(GET)
 #undef GET
@@ -551,11 +553,68 @@ static void mirror_line(const char *line, size_t n, struct shmbus_mirror_status 
 	field(line, n, "tls", m->tls, sizeof m->tls);
 }
 
+/* The text of attribute `attr` of a MIRROR_STATUS RESULT, copied. */
+struct mirror_text {
+	enum ctl_attr attr;
+	char *text;
+};
+
 static void read_mirrors(const struct ctl_msg *rep, void *out)
 {
-	char **text = out;
+	struct mirror_text *t = out;
 
-	*text = strdup(rep->has[CTL_A_MIRRORS] ? rep->str[CTL_A_MIRRORS] : "");
+	t->text = strdup(rep->has[t->attr] ? rep->str[t->attr] : "");
+}
+
+static void build_mirror_status(struct ctl_out *o, const void *topic)
+{
+	if (topic)
+		ctl_put_str(o, CTL_A_NAME, topic);
+}
+
+/* Ask MIRROR_STATUS (of topic, or NULL) for the text of attribute attr:
+ * 0 with *ret (to free), or -errno with a message. */
+static int mirror_text(shmbus *bus, const char *topic, enum ctl_attr attr, char **ret)
+{
+	struct mirror_text t = { .attr = attr };
+	int rc;
+
+	rc = bus->no_daemon ? DAEMON_NONE
+			    : run(bus, CTL_MIRROR_STATUS, build_mirror_status, topic,
+				  STATUS_TIMEOUT_MS, read_mirrors, &t);
+	if (rc == DAEMON_NONE)
+		return no_daemon(bus);
+	if (rc < 0)
+		return rc;
+	if (!t.text)
+		return lib_err(-ENOMEM, "out of memory");
+	*ret = t.text;
+	return 0;
+}
+
+/* Each line of text, parsed by parse into a struct of `size` bytes and
+ * stored into out[n] (stride bytes apart) while n < max: the lines. */
+static int each_line(char *text, void (*parse)(const char *line, size_t n, void *m), void *m,
+		     size_t size, void *out, size_t stride, size_t max)
+{
+	int n = 0;
+
+	for (char *line = text; *line;) {
+		char *nl = strchrnul(line, '\n');
+
+		if ((size_t)n < max) {
+			parse(line, (size_t)(nl - line), m);
+			out_store((char *)out + (size_t)n * stride, stride, m, size);
+		}
+		n++;
+		line = *nl ? nl + 1 : nl;
+	}
+	return n;
+}
+
+static void mirror_parse(const char *line, size_t n, void *m)
+{
+	mirror_line(line, n, m);
 }
 
 SHMBUS_API int shmbus_mirror_status(shmbus *bus, struct shmbus_mirror_status *out, size_t max)
@@ -563,7 +622,7 @@ SHMBUS_API int shmbus_mirror_status(shmbus *bus, struct shmbus_mirror_status *ou
 	struct shmbus_mirror_status m;
 	char *text = NULL;
 	size_t stride = 0;
-	int rc, n = 0;
+	int rc;
 
 	if (max) {
 		rc = OUT_CHECK(shmbus_mirror_status, out);
@@ -571,25 +630,54 @@ SHMBUS_API int shmbus_mirror_status(shmbus *bus, struct shmbus_mirror_status *ou
 			return rc;
 		stride = out->sz;
 	}
-	rc = bus->no_daemon ? DAEMON_NONE
-			    : run(bus, CTL_MIRROR_STATUS, NULL, NULL, STATUS_TIMEOUT_MS,
-				  read_mirrors, &text);
-	if (rc == DAEMON_NONE)
-		return no_daemon(bus);
+	rc = mirror_text(bus, NULL, CTL_A_MIRRORS, &text);
 	if (rc < 0)
 		return rc;
-	if (!text)
-		return lib_err(-ENOMEM, "out of memory");
-	for (char *line = text; *line;) {
-		char *nl = strchrnul(line, '\n');
-
-		if ((size_t)n < max) {
-			mirror_line(line, (size_t)(nl - line), &m);
-			out_store((char *)out + (size_t)n * stride, stride, &m, sizeof m);
-		}
-		n++;
-		line = *nl ? nl + 1 : nl;
-	}
+	rc = each_line(text, mirror_parse, &m, sizeof m, out, stride, max);
 	free(text);
-	return n;
+	return rc;
+}
+
+static void follower_parse(const char *line, size_t n, void *arg)
+{
+	struct shmbus_mirror_follower *f = arg;
+	char part[16];
+
+	memset(f, 0, sizeof *f);
+	f->sz = sizeof *f;
+	field(line, n, "host", f->host, sizeof f->host);
+	field(line, n, "peer", f->peer, sizeof f->peer);
+	field(line, n, "topic", f->topic, sizeof f->topic);
+	field(line, n, "partition", part, sizeof part);
+	f->partition = part[0] ? (int32_t)strtol(part, NULL, 10) : -1;
+	f->acked = field_u64(line, n, "acked");
+	f->sent = field_u64(line, n, "sent");
+	f->end = field_u64(line, n, "end");
+	f->lag = field_u64(line, n, "lag");
+	f->mirrored = field_u64(line, n, "mirrored");
+	f->ack_age_ms = (int64_t)field_u64(line, n, f->topic[0] ? "ack_age_ms" : "ago_ms");
+	field(line, n, "state", f->state, sizeof f->state);
+	field(line, n, "last_error", f->last_error, sizeof f->last_error);
+}
+
+SHMBUS_API int shmbus_mirror_followers(shmbus *bus, const char *topic,
+				       struct shmbus_mirror_follower *out, size_t max)
+{
+	struct shmbus_mirror_follower f;
+	char *text = NULL;
+	size_t stride = 0;
+	int rc;
+
+	if (max) {
+		rc = OUT_CHECK(shmbus_mirror_follower, out);
+		if (rc < 0)
+			return rc;
+		stride = out->sz;
+	}
+	rc = mirror_text(bus, topic, CTL_A_MIRROR_FOLLOWERS, &text);
+	if (rc < 0)
+		return rc;
+	rc = each_line(text, follower_parse, &f, sizeof f, out, stride, max);
+	free(text);
+	return rc;
 }

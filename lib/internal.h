@@ -156,6 +156,24 @@ int daemon_call(shmbus *bus, uint16_t type, void (*build)(struct ctl_out *o, con
 		const void *arg, void (*read_reply)(const struct ctl_msg *rep, void *out), void *out,
 		int timeout_ms);
 
+/* A producer's acks=mirrors (producer_acks.c, protocol.md §M9). */
+struct producer_acks {
+	int timeout_ms;
+	uint32_t min_mirrors;       /* the daemon's, for messages */
+	char listen[128];           /* its [mirror-listen] address, for messages */
+};
+
+/* Does shmbusd serve the root with a [mirror-listen] (else nothing would
+ * ever acknowledge)?  0 with *ret filled (but timeout_ms), or -ENOTCONN
+ * with why and the fix. */
+int producer_acks_check(shmbus *bus, const char *topic, struct producer_acks *ret);
+
+/* Wait until offset `off` of partition p (`part` of topic) is mirrored,
+ * up to deadline_ns (CLOCK_MONOTONIC): 0, or -ETIMEDOUT with a message
+ * naming the mirrors that lag, or -EIDRM. */
+int producer_acks_wait(shmbus *bus, const struct producer_acks *a, struct part *p,
+		       const char *topic, uint32_t part, uint64_t off, int64_t deadline_ns);
+
 /* Record an error message and return err. */
 #define lib_err(err, ...) shm_err((err), __VA_ARGS__)
 

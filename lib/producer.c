@@ -4,7 +4,8 @@
  * A producer maps every partition of its topic once (through the
  * process's cache) and keeps one writer per partition; the data path is
  * shm/append.c with no lock, no system call and no allocation (header
- * encoding reuses a scratch buffer).
+ * encoding reuses a scratch buffer).  With acks=mirrors each call then
+ * waits for its records to be mirrored (producer_acks.c).
  */
 #include "internal.h"
 
@@ -31,7 +32,40 @@ struct shmbus_producer {
 	uint8_t *scratch;         /* encoded record headers */
 	size_t scratch_cap;
 	struct part_rec recs[64]; /* a batch run, converted */
+	bool acks;                /* acks=mirrors */
+	struct producer_acks ack;
+	uint64_t *unacked;        /* acks=mirrors: per partition, the offset after the last
+				   * record this call appended (0: none) */
+	uint32_t *touched;        /* the partitions with unacked set */
+	uint32_t ntouched;
 };
+
+#define ACK_TIMEOUT_MS 30000      /* acks=mirrors, by default (Kafka's request.timeout.ms) */
+
+/* acks=mirrors: check that something can acknowledge, and prepare. */
+static int acks_init(shmbus_producer *p, const struct shmbus_producer_opts *o)
+{
+	int rc;
+
+	if (o->acks != SHMBUS_ACKS_LOCAL && o->acks != SHMBUS_ACKS_MIRRORS)
+		return lib_err(-EINVAL, "acks %d is not SHMBUS_ACKS_LOCAL (0) or "
+			       "SHMBUS_ACKS_MIRRORS (1)", (int)o->acks);
+	if (o->ack_timeout_ms < 0)
+		return lib_err(-EINVAL, "ack_timeout_ms %d is negative; 0 means %d ms",
+			       o->ack_timeout_ms, ACK_TIMEOUT_MS);
+	if (o->acks == SHMBUS_ACKS_LOCAL)
+		return 0;
+	rc = producer_acks_check(p->bus, p->topic.name, &p->ack);
+	if (rc)
+		return rc;
+	p->ack.timeout_ms = o->ack_timeout_ms ? o->ack_timeout_ms : ACK_TIMEOUT_MS;
+	p->unacked = calloc(p->topic.partitions, sizeof *p->unacked);
+	p->touched = calloc(p->topic.partitions, sizeof *p->touched);
+	if (!p->unacked || !p->touched)
+		return lib_err(-ENOMEM, "out of memory");
+	p->acks = true;
+	return 0;
+}
 
 SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
 				   const struct shmbus_producer_opts *opts, shmbus_producer **ret)
@@ -48,6 +82,9 @@ SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
 		return lib_err(-ENOMEM, "out of memory");
 	p->bus = bus;
 	rc = topic_lookup(bus, topic, &p->topic);
+	if (rc)
+		goto fail;
+	rc = acks_init(p, &o);
 	if (rc)
 		goto fail;
 	p->parts = calloc(p->topic.partitions, sizeof *p->parts);
@@ -84,6 +121,8 @@ SHMBUS_API void shmbus_producer_free(shmbus_producer *p)
 	}
 	free(p->parts);
 	free(p->scratch);
+	free(p->unacked);
+	free(p->touched);
 	free(p);
 }
 
@@ -206,6 +245,46 @@ static int append_error(shmbus_producer *p, uint32_t part, int rc)
 	}
 }
 
+/* acks=mirrors: wait until offset `off` of `part` is mirrored. */
+static int acked(shmbus_producer *p, uint32_t part, uint64_t off, int64_t deadline_ns)
+{
+	return producer_acks_wait(p->bus, &p->ack, &p->parts[part].m->part, p->topic.name, part,
+				  off, deadline_ns);
+}
+
+static int64_t ack_deadline(const shmbus_producer *p)
+{
+	return mono_ns() + (int64_t)p->ack.timeout_ms * 1000000;
+}
+
+/* acks=mirrors: a batch appended offsets below `end` to `part`. */
+static void unacked(shmbus_producer *p, uint32_t part, uint64_t end)
+{
+	if (!p->acks)
+		return;
+	if (!p->unacked[part])
+		p->touched[p->ntouched++] = part;
+	p->unacked[part] = end;
+}
+
+/* acks=mirrors: wait for every partition the batch appended to, within
+ * one timeout. */
+static int await_batch(shmbus_producer *p)
+{
+	int64_t until = ack_deadline(p);
+	int rc = 0;
+
+	for (uint32_t i = 0; i < p->ntouched; i++) {
+		uint32_t part = p->touched[i];
+
+		if (rc == 0)
+			rc = acked(p, part, p->unacked[part] - 1, until);
+		p->unacked[part] = 0;
+	}
+	p->ntouched = 0;
+	return rc;
+}
+
 static int64_t deadline(const shmbus_producer *p)
 {
 	if (!(p->flags & PART_APPEND_BLOCK) || p->block_timeout_ms <= 0)
@@ -234,6 +313,11 @@ SHMBUS_API int shmbus_producer_send(shmbus_producer *p, int32_t partition,
 	rc = part_append(&p->parts[part].w, &r, 1, p->flags, deadline(p), &off);
 	if (rc < 0)
 		return append_error(p, (uint32_t)part, rc);
+	if (p->acks) {
+		rc = acked(p, (uint32_t)part, off, ack_deadline(p));
+		if (rc < 0)
+			return rc;
+	}
 	if (ret_offset)
 		*ret_offset = off;
 	return part;
@@ -270,6 +354,8 @@ static int send_run(shmbus_producer *p, uint32_t part, const struct shmbus_recor
 		rc = part_append(&p->parts[part].w, p->recs, m, p->flags, deadline(p), &first);
 		if (rc < 0)
 			return done ? (int)done : append_error(p, part, rc);
+		if (rc > 0)
+			unacked(p, part, first + (uint64_t)rc);
 		done += (size_t)rc;
 		if ((size_t)rc < m) {
 			/* a short count: say why, for shmbus_errmsg() */
@@ -280,8 +366,8 @@ static int send_run(shmbus_producer *p, uint32_t part, const struct shmbus_recor
 	return (int)done;
 }
 
-SHMBUS_API int shmbus_producer_send_batch(shmbus_producer *p, int32_t partition,
-					  const struct shmbus_record *recs, size_t n)
+static int send_batch(shmbus_producer *p, int32_t partition, const struct shmbus_record *recs,
+		      size_t n)
 {
 	int64_t now = fast_real_ns();
 	size_t done = 0;
@@ -308,6 +394,17 @@ SHMBUS_API int shmbus_producer_send_batch(shmbus_producer *p, int32_t partition,
 			break;
 	}
 	return (int)done;
+}
+
+SHMBUS_API int shmbus_producer_send_batch(shmbus_producer *p, int32_t partition,
+					  const struct shmbus_record *recs, size_t n)
+{
+	int done = send_batch(p, partition, recs, n), rc;
+
+	if (!p->acks)
+		return done;
+	rc = await_batch(p); /* what was appended, even before an error */
+	return rc < 0 && done >= 0 ? rc : done;
 }
 
 /* ------------------------------------------------------------------ */
@@ -381,7 +478,9 @@ SHMBUS_API int shmbus_producer_commit(shmbus_producer *p, struct shmbus_claim *c
 	}
 	rc = part_commit(&p->parts[claim->partition].w, &c, (uint32_t)value_len);
 	claim->priv[C_FRAME] = 0;
-	return rc ? append_error(p, (uint32_t)claim->partition, rc) : 0;
+	if (rc)
+		return append_error(p, (uint32_t)claim->partition, rc);
+	return p->acks ? acked(p, (uint32_t)claim->partition, c.off, ack_deadline(p)) : 0;
 }
 
 SHMBUS_API int shmbus_producer_abort(shmbus_producer *p, struct shmbus_claim *claim)

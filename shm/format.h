@@ -217,9 +217,12 @@ struct part_header {
 	uint32_t notify;
 	uint8_t pad_notify[124];
 
-	/* [896, 1024): offset mirrored to other hosts (high watermark) */
+	/* [896, 1024): offset mirrored to other hosts (high watermark,
+	 * format.md §14), written by the source's shmbusd only, and the futex
+	 * word its raises wake (bit 31: someone waits) */
 	uint64_t mirrored;
-	uint64_t reserved_m0;
+	uint32_t mirrored_wake;
+	uint32_t reserved_m0;
 	/* replica (format.md §13): {pos, off} just after the last frame or
 	 * range its mirror published, the point a restarted mirror resumes */
 	pair128 replica_done;
@@ -259,6 +262,7 @@ _Static_assert(offsetof(struct part_header, status) == 512, "status block at 512
 _Static_assert(offsetof(struct part_header, claim) == 640, "claim block at 640");
 _Static_assert(offsetof(struct part_header, notify) == 768, "notify block at 768");
 _Static_assert(offsetof(struct part_header, mirrored) == 896, "mirrored block at 896");
+_Static_assert(offsetof(struct part_header, mirrored_wake) == 904, "its wake word at 904");
 _Static_assert(offsetof(struct part_header, replica_done) == 912, "replica's resume point at 912");
 _Static_assert(offsetof(struct part_header, bp_gen) == 1024, "bp block at 1024");
 _Static_assert(offsetof(struct part_header, aborted_claims) == 1152, "counters at 1152");

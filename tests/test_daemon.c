@@ -277,7 +277,16 @@ static void test_check_config_good(void **state)
 			     "retention_ms = 60000\n"
 			     "numa_node = -1\n"
 			     "[topic audit.log]\n"
-			     "capacity = 64K\n");
+			     "capacity = 64K\n"
+			     "[mirror-listen]\n"
+			     "address = 127.0.0.1:9093\n"
+			     "tls = off\n"
+			     "min_mirrors = 2\n"
+			     "[mirror \"from-a\"]\n"
+			     "source = 10.0.0.1:9093\n"
+			     "topics = orders\n"
+			     "tls = off\n"
+			     "ack = flushed\n");
 	char *out;
 	int st = check_config(env, f, &out);
 
@@ -390,7 +399,11 @@ static void test_check_config_errors(void **state)
 		  " [mirror \"a\"] has no topics (names and patterns)" },
 		{ "bad mirror key", "[mirror-listen]\nport = 9093\n",
 		  "2: port: unknown key in [mirror-listen]; use address, tls, cert, key, ca, allow, "
-		  "psk_file or timeout_ms" },
+		  "psk_file, timeout_ms or min_mirrors" },
+		{ "min_mirrors 0", "[mirror-listen]\nmin_mirrors = 0\n",
+		  "2: min_mirrors: \"0\" is not a number of mirrors between 1 and 64" },
+		{ "bad ack", "[mirror \"a\"]\nack = written\n",
+		  "2: ack: \"written\" is not appended or flushed" },
 		{ "bad policy", "[topic orders]\npartitions = 2\npolicy = fifo\n",
 		  "3: policy: \"fifo\" is not a policy; use overwrite or backpressure" },
 		{ "bad level", "[daemon]\nlog_level = verbose\n",

@@ -28,6 +28,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "../shm/mirrored.h"
+
 #define START_MS   10000
 #define IO_MS      5000
 #define TOPIC      "orders"
@@ -460,12 +462,27 @@ static void test_values(void **state)
 	commit(e->bus, "billing", 0, 30);
 	commit(e->bus, "audit", 1, 7);
 	assert_ok(shmbus_partition_info(e->bus, TOPIC, 0, &pi));
+	{
+		/* as a source's shmbusd does when its mirrors acknowledge */
+		char dir[400];
+		struct part p;
+		int fd;
+
+		snprintf(dir, sizeof dir, "%s/topics/" TOPIC, e->root);
+		fd = open(dir, O_RDONLY | O_DIRECTORY);
+		assert_int_equal(part_open(fd, "0", false, "0", &p), 0);
+		close(fd);
+		assert_int_equal(part_mirrored_raise(&p, 60), 60);
+		part_unmap(&p);
+	}
 	scrape(e->port, &x);
 
 	assert_true(value(&x, "shmbus_partition_end_offset", P0) == 100);
 	assert_true(value(&x, "shmbus_partition_records_appended_total", P0) == 100);
 	assert_true(value(&x, "shmbus_partition_start_offset", P0) == 0);
 	assert_true(value(&x, "shmbus_partition_records", P0) == 100);
+	assert_true(value(&x, "shmbus_partition_mirrored_offset", P0) == 60);
+	assert_true(value(&x, "shmbus_partition_mirrored_offset", P1) == 0);
 	assert_true(value(&x, "shmbus_partition_appended_bytes_total", P0) == (double)pi.tail);
 	assert_true(value(&x, "shmbus_partition_capacity_bytes", P0) == 1 << 20);
 	assert_true(value(&x, "shmbus_partition_end_offset", P1) == 7);

@@ -125,9 +125,12 @@ enum ctl_attr {
 	CTL_A_OFFSETS = 74,              /* bytes: struct ctl_tp records, value = offset */
 	/* mirroring */
 	CTL_A_MIRRORS = 75,              /* str: one mirrored partition a line (protocol.md §9) */
+	CTL_A_MIRROR_FOLLOWERS = 76,     /* str: one mirror following a partition here a line */
+	CTL_A_MIRROR_LISTEN = 77,        /* str: [mirror-listen] address, "" if none (STATUS) */
+	CTL_A_MIN_MIRRORS = 78,          /* u32: [mirror-listen] min_mirrors (STATUS) */
 	CTL_A_COUNT                   /* one past the last known type */
 };
-_Static_assert(CTL_A_COUNT == 76, "attribute numbers are an ABI: append, never renumber");
+_Static_assert(CTL_A_COUNT == 79, "attribute numbers are an ABI: append, never renumber");
 
 /* One partition in an ASSIGNMENT or OFFSETS attribute: 32 bytes, little-endian. */
 struct ctl_tp {

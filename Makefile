@@ -94,6 +94,11 @@ endif
 OBJ_SHM := $(SHM_SRC:%.c=$(BUILD)/%.o)
 OBJ_LIB := $(LIB_SRC:%.c=$(BUILD)/%.o)
 OBJ_CLI := $(CLI_SRC:%.c=$(BUILD)/%.o)
+# What `shmbus bench` measures with, which the programs of `make bench`
+# link too (bench/ may use cli/, never the reverse), and test_bench drives:
+# the clock, statistics and workers; and the workloads with the bare floor
+OBJ_MEASURE := $(BUILD)/cli/measure.o $(BUILD)/cli/workers.o
+OBJ_WORKLOADS := $(OBJ_MEASURE) $(BUILD)/cli/workloads.o $(BUILD)/cli/bare.o
 OBJ_DAEMON := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
 
 STATIC  := $(BUILD)/libshmbus.a
@@ -227,6 +232,11 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(OBJ_TESTLIB) $(STATIC_TP)
 $(BUILD)/tests/test_abi: $(BUILD)/tests/test_abi.o $(BUILD)/tests/lib/testutil.o $(STATIC)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/tests/lib/testutil.o $(STATIC) $(LDLIBS) $(TEST_LIBS) -lm
+
+# test_bench drives the workloads of `shmbus bench` and `make bench` directly
+$(BUILD)/tests/test_bench: $(BUILD)/tests/test_bench.o $(OBJ_TESTLIB) $(OBJ_WORKLOADS) $(STATIC_TP)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS) -lm
 
 # The shipped library and commands hold no test point (no hook symbol);
 # the tests' build does, so the check cannot pass by looking at nothing.

@@ -1,38 +1,24 @@
 /*
- * common.c - options, clock, workers, quantiles and JSON output shared
- * by the programs of bench/ (see common.h for the contract).
+ * common.c - options, cases and JSON output shared by the programs of
+ * bench/ (see common.h for the contract).  The clock and the workers are
+ * cli/measure.c's and cli/workers.c's, which `shmbus bench` uses too.
  *
- * Workers are forked with SIGCHLD blocked in the parent, which sleeps in
- * sigtimedwait until they exit or the deadline passes, then kills the
- * stragglers by pid (never by name) and reaps them: no run leaves a
- * process behind.  Each worker is pinned before it does anything else,
- * and dies with the parent (PR_SET_PDEATHSIG).
- *
- * The disturbance of a case is measured by measure.c, as for `shmbus
+ * The disturbance of a case is measured by cli/measure.c, as for `shmbus
  * bench`: the busy time of the two CPUs (from /proc/stat), less the CPU
  * time of this process, its reaped workers and a server we started
  * (B.extra_pid), and the time the hypervisor stole; past 50 ms + 10 % of
  * the wall time a case is flagged noisy.
  */
 #include "common.h"
-#include "../cli/measure.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <math.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 struct bstate B;
-
-static sigset_t chld_set, old_set;
 
 /* ------------------------------------------------------------------ */
 /* Options                                                             */
@@ -100,74 +86,9 @@ static void parse(int argc, char **argv, int (*own)(int, char **, int *), const 
 	}
 }
 
-/* ------------------------------------------------------------------ */
-/* Clock                                                               */
-
-static bool cpu_flag(const char *flag)
-{
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	char *line = NULL, *p;
-	size_t cap = 0, n = strlen(flag);
-	bool found = false;
-
-	while (f && !found && getline(&line, &cap, f) > 0) {
-		if (strncmp(line, "flags", 5))
-			continue;
-		for (p = strstr(line, flag); p && !found; p = strstr(p + 1, flag))
-			found = p[-1] == ' ' && (p[n] == ' ' || p[n] == '\n' || !p[n]);
-		break;
-	}
-	free(line);
-	if (f)
-		fclose(f);
-	return found;
-}
-
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts = { .tv_sec = ns / NS, .tv_nsec = ns % NS };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
-/* TSC when invariant, calibrated against CLOCK_MONOTONIC; then the
- * cost of one read of each clock, averaged over 200 000 reads. */
-static void clock_init(void)
-{
-	volatile uint64_t sink = 0;
-	uint64_t c0, c1;
-	int64_t t0, t1;
-
-#if defined(__x86_64__)
-	B.tsc = cpu_flag("rdtscp") && cpu_flag("constant_tsc") && cpu_flag("nonstop_tsc");
-#endif
-	B.ticks_per_ns = 1.0;
-	if (B.tsc) {
-		t0 = mono_ns();
-		c0 = b_ticks();
-		sleep_ns(B.quick ? 20000000 : 60000000);
-		t1 = mono_ns();
-		c1 = b_ticks();
-		B.ticks_per_ns = (double)(c1 - c0) / (double)(t1 - t0);
-	}
-	c0 = b_ticks();
-	for (int i = 0; i < 200000; i++)
-		sink += b_ticks();
-	c1 = b_ticks();
-	B.tick_cost_ns = ticks_ns(c1 - c0) / 200000;
-	t0 = mono_ns();
-	for (int i = 0; i < 200000; i++)
-		sink += (uint64_t)mono_ns();
-	B.mono_cost_ns = (double)(mono_ns() - t0) / 200000;
-	(void)sink;
-}
-
 void b_init(const char *prog, int argc, char **argv,
 	    int (*own)(int argc, char **argv, int *i), const char *own_usage)
 {
-	struct sigaction dfl = { .sa_handler = SIG_DFL };
-
 	B.prog = prog;
 	B.cpu[0] = 0;
 	B.cpu[1] = 1;
@@ -175,25 +96,16 @@ void b_init(const char *prog, int argc, char **argv,
 	parse(argc, argv, own, own_usage);
 	if (!B.runs)
 		B.runs = B.quick ? 3 : 5;
-	clock_init();
-	sigaction(SIGCHLD, &dfl, NULL);
-	sigemptyset(&chld_set);
-	sigaddset(&chld_set, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &chld_set, &old_set);
 	setvbuf(stderr, NULL, _IOLBF, 0);
+	measure_clock_init(true, B.quick ? 20000000 : 60000000);
+	if (workers_init(B.cpu[0] == B.cpu[1] ? WORKERS_ONE_CPU : 0)) {
+		fprintf(stderr, "%s: %s\n", B.prog, workers_why());
+		exit(1);
+	}
 }
 
 /* ------------------------------------------------------------------ */
-/* Pinning, shared memory, failures                                    */
-
-int b_pin(int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	return sched_setaffinity(0, sizeof set, &set) ? -errno : 0;
-}
+/* Pinning a server, shared memory                                     */
 
 int b_pin_pid(pid_t pid, int cpu)
 {
@@ -216,22 +128,12 @@ int b_pin_pid(pid_t pid, int cpu)
 	return rc;
 }
 
-int b_fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(B.why, sizeof B.why, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 void *b_shared(size_t len)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
 	if (p == MAP_FAILED) {
-		b_fail("mmap of %zu shared bytes: %s", len, strerror(errno));
+		workers_fail("mmap of %zu shared bytes: %s", len, strerror(errno));
 		return NULL;
 	}
 	memset(p, 0, len); /* fault it in before anything is timed */
@@ -242,110 +144,6 @@ void b_unshare(void *p, size_t len)
 {
 	if (p)
 		munmap(p, len);
-}
-
-/* ------------------------------------------------------------------ */
-/* Workers                                                             */
-
-static void kill_all(pid_t *pid, int n)
-{
-	for (int i = 0; i < n; i++)
-		if (pid[i] > 0)
-			kill(pid[i], SIGKILL);
-	for (int i = 0; i < n; i++)
-		if (pid[i] > 0)
-			waitpid(pid[i], NULL, 0);
-	for (int i = 0; i < n; i++)
-		pid[i] = 0;
-}
-
-static int worker_main(int i, const int *cpus, int (*fn)(int, void *), void *arg, char *why)
-{
-	int rc;
-
-	sigprocmask(SIG_SETMASK, &old_set, NULL);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	rc = b_pin(cpus[i]);
-	if (rc) {
-		if (why)
-			snprintf(why, 400, "worker %d: cannot pin to CPU %d: %s", i, cpus[i],
-				 strerror(-rc));
-		return 1;
-	}
-	B.why[0] = 0;
-	rc = fn(i, arg);
-	if (rc && why && !why[0])
-		snprintf(why, 400, "worker %d: %.300s", i, B.why[0] ? B.why : "failed");
-	return rc ? 1 : 0;
-}
-
-/* Reap workers as they exit; 0, or -1 once one fails or time is up. */
-static int reap(pid_t *pid, int n, int64_t deadline, char *why)
-{
-	int live = n, status;
-
-	while (live > 0) {
-		int64_t left = deadline - mono_ns();
-		struct timespec ts = { .tv_sec = left / NS, .tv_nsec = left % NS };
-
-		for (int i = 0; i < n; i++) {
-			if (pid[i] <= 0 || waitpid(pid[i], &status, WNOHANG) != pid[i])
-				continue;
-			pid[i] = 0;
-			live--;
-			if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-				continue;
-			b_fail("%s", why && why[0] ? why : WIFSIGNALED(status) ?
-			       "a worker was killed by a signal" : "a worker failed");
-			kill_all(pid, n);
-			return -1;
-		}
-		if (live == 0)
-			break;
-		if (left <= 0) {
-			kill_all(pid, n);
-			return b_fail("a run took too long: its workers were killed%s%s",
-				      why && why[0] ? "; " : "", why ? why : "");
-		}
-		sigtimedwait(&chld_set, NULL, &ts);
-	}
-	return 0;
-}
-
-int b_workers(int n, const int *cpus, int (*fn)(int i, void *arg), void *arg,
-	      double timeout_s, char *why)
-{
-	pid_t pid[B_MAX_WORKERS] = { 0 };
-	int64_t deadline = mono_ns() + (int64_t)(timeout_s * 1e9);
-
-	if (why)
-		why[0] = 0;
-	B.deadline_ns = deadline - 2 * NS; /* workers give up before being killed */
-	for (int i = 0; i < n && i < B_MAX_WORKERS; i++) {
-		fflush(NULL);
-		pid[i] = fork();
-		if (pid[i] == 0)
-			_exit(worker_main(i, cpus, fn, arg, why));
-		if (pid[i] < 0) {
-			int err = errno;
-
-			pid[i] = 0;
-			kill_all(pid, n);
-			return b_fail("fork: %s", strerror(err));
-		}
-	}
-	return reap(pid, n, deadline, why);
-}
-
-/* ------------------------------------------------------------------ */
-/* Statistics                                                          */
-
-void b_quantiles(uint64_t *s, size_t n, const double *q, int nq, double *out)
-{
-	measure_quantiles(s, n, q, nq, out);
-	for (int i = 0; i < nq; i++)
-		if (!isnan(out[i]))
-			out[i] = ticks_ns((uint64_t)out[i]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -445,8 +243,8 @@ int b_case(const char *id, const char *title, const char *note,
 	if (!b_selected(id))
 		return 0;
 	disturbance_begin(&d, B.cpu, B.extra_pid);
+	workers_forget();
 	for (int k = 0; k < B.runs && rc == 0; k++) {
-		B.why[0] = 0;
 		rc = run(arg, out);
 		for (int i = 0; rc == 0 && i < nm; i++)
 			v[i][runs] = out[i];
@@ -457,7 +255,7 @@ int b_case(const char *id, const char *title, const char *note,
 		char reason[600];
 
 		snprintf(reason, sizeof reason, "FAILED after %d run%s: %s", runs,
-			 runs == 1 ? "" : "s", B.why[0] ? B.why : "unknown error");
+			 runs == 1 ? "" : "s", workers_why()[0] ? workers_why() : "unknown error");
 		B.failures++;
 		b_skip(id, title, reason);
 		return -1;

@@ -19,14 +19,16 @@
  *               destination again and again), and from DRAM (a source
  *               walking a region 16 times the last-level cache)
  *
- * Round trips are timed one by one with the clock of common.h (its cost,
- * printed by the clock case, is inside every sample); rates with
- * CLOCK_MONOTONIC around the whole transfer.
+ * Round trips are timed one by one with the clock of cli/measure.h (its
+ * cost, printed by the clock case, is inside every sample); rates with
+ * CLOCK_MONOTONIC around the whole transfer.  The cache-line and futex
+ * round trips are cli/bare.c's, the floor `shmbus bench` and
+ * shmbus_workloads alternate with the bus's round trips.
  */
 #include "common.h"
+#include "../cli/bare.h"
 
 #include <errno.h>
-#include <linux/futex.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +48,6 @@ struct lshared {
 	_Alignas(128) uint64_t head;       /* spsc: written by the producer */
 	_Alignas(128) uint64_t tail;       /* spsc: written by the consumer */
 	_Alignas(128) int64_t t_start, t_end;
-	char why[400];
 	_Alignas(128) uint64_t samples[];  /* round trips, in ticks */
 };
 
@@ -71,7 +72,7 @@ static int run_clock(void *arg, double *out)
 	(void)arg;
 	t0 = mono_ns();
 	for (int i = 0; i < 1000000; i++)
-		sink += b_ticks();
+		sink += measure_ticks();
 	out[0] = (double)(mono_ns() - t0) / 1e6;
 	t0 = mono_ns();
 	for (int i = 0; i < 1000000; i++)
@@ -104,12 +105,12 @@ static int run_pagefault(void *arg, double *out)
 	if (fd < 0 || ftruncate(fd, (off_t)len)) {
 		if (fd >= 0)
 			close(fd);
-		return b_fail("memfd of %zu bytes: %s", len, strerror(errno));
+		return workers_fail("memfd of %zu bytes: %s", len, strerror(errno));
 	}
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (p == MAP_FAILED)
-		return b_fail("mmap: %s", strerror(errno));
+		return workers_fail("mmap: %s", strerror(errno));
 	t0 = mono_ns();
 	for (size_t i = 0; i < pages; i++)
 		p[i * 4096] = 1;
@@ -121,55 +122,15 @@ static int run_pagefault(void *arg, double *out)
 /* ------------------------------------------------------------------ */
 /* Round trips: a cache line, or a futex                               */
 
-static long futex(uint32_t *word, int op, uint32_t val, const struct timespec *timeout)
-{
-	return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
-}
-
-static int await_word(uint32_t *word, uint32_t want, bool sleep)
-{
-	struct timespec ts = { .tv_sec = 1 };
-	unsigned spins = 0;
-	uint32_t v;
-
-	while ((v = __atomic_load_n(word, __ATOMIC_ACQUIRE)) != want) {
-		if (sleep)
-			futex(word, FUTEX_WAIT, v, &ts);
-		if (sleep ? mono_ns() > B.deadline_ns : !b_spin(&spins))
-			return b_fail("round trip stalled at %u", v);
-	}
-	return 0;
-}
-
-static void post_word(uint32_t *word, uint32_t v, bool wake)
-{
-	__atomic_store_n(word, v, __ATOMIC_RELEASE);
-	if (wake)
-		futex(word, FUTEX_WAKE, 1, NULL);
-}
-
 /* Worker 0 pings and times; worker 1 echoes.  arg: non-NULL to sleep. */
 static int trip_worker(int role, void *arg)
 {
 	bool sleep = arg != NULL;
-	uint64_t n = warm_trips + trips;
 
-	for (uint64_t i = 1; i <= n; i++) {
-		uint64_t t0 = b_ticks();
-
-		if (role == 0) {
-			post_word(&sh->ping, (uint32_t)i, sleep);
-			if (await_word(&sh->pong, (uint32_t)i, sleep))
-				return -1;
-			if (i > warm_trips)
-				sh->samples[i - 1 - warm_trips] = b_ticks() - t0;
-		} else {
-			if (await_word(&sh->ping, (uint32_t)i, sleep))
-				return -1;
-			post_word(&sh->pong, (uint32_t)i, sleep);
-		}
-	}
-	return 0;
+	if (bare_trips(&sh->ping, &sh->pong, sleep, role, 0, warm_trips, NULL))
+		return -1;
+	return bare_trips(&sh->ping, &sh->pong, sleep, role, warm_trips, trips,
+			  role ? NULL : sh->samples);
 }
 
 static int run_trips(void *arg, double *out)
@@ -177,9 +138,9 @@ static int run_trips(void *arg, double *out)
 	static const double q[] = { 0.5, 0.9, 0.99, 0.999 };
 
 	sh->ping = sh->pong = 0;
-	if (b_workers(2, B.cpu, trip_worker, arg, 60, sh->why))
+	if (workers_run(2, B.cpu, trip_worker, arg, 60))
 		return -1;
-	b_quantiles(sh->samples, trips, q, 4, out);
+	measure_quantiles_ns(sh->samples, trips, q, 4, out);
 	return 0;
 }
 
@@ -198,8 +159,9 @@ static int spsc_producer(uint64_t every)
 	while (head < n) {
 		while (head - tail >= SPSC_SLOTS) {
 			tail = __atomic_load_n(&sh->tail, __ATOMIC_ACQUIRE); /* pairs with the consumer's release */
-			if (head - tail >= SPSC_SLOTS && !b_spin(&spins))
-				return b_fail("spsc producer stalled at %llu", (unsigned long long)head);
+			if (head - tail >= SPSC_SLOTS && !workers_spin(&spins))
+				return workers_fail("spsc producer stalled at %llu",
+						    (unsigned long long)head);
 		}
 		msg.seq = head;
 		memcpy(&ring[head % SPSC_SLOTS], &msg, sizeof msg);
@@ -219,28 +181,28 @@ static int spsc_consumer(uint64_t every)
 	while (tail < n) {
 		while (tail == head) {
 			head = __atomic_load_n(&sh->head, __ATOMIC_ACQUIRE);
-			if (tail == head && !b_spin(&spins))
-				return b_fail("spsc consumer stalled at %llu", (unsigned long long)tail);
+			if (tail == head && !workers_spin(&spins))
+				return workers_fail("spsc consumer stalled at %llu",
+						    (unsigned long long)tail);
 		}
 		memcpy(&msg, &ring[tail % SPSC_SLOTS], sizeof msg);
 		if (msg.seq != tail)
-			return b_fail("spsc: slot %llu holds %llu", (unsigned long long)tail,
-				      (unsigned long long)msg.seq);
+			return workers_fail("spsc: slot %llu holds %llu", (unsigned long long)tail,
+					    (unsigned long long)msg.seq);
 		sum += msg.payload[0];
 		tail++;
 		if (tail % every == 0 || tail == n)
 			__atomic_store_n(&sh->tail, tail, __ATOMIC_RELEASE);
 	}
 	__atomic_store_n(&sh->t_end, mono_ns(), __ATOMIC_RELEASE);
-	return sum == n * 0x5a ? 0 : b_fail("spsc: payload damaged");
+	return sum == n * 0x5a ? 0 : workers_fail("spsc: payload damaged");
 }
 
 static int spsc_worker(int role, void *arg)
 {
 	uint64_t every = (uint64_t)(uintptr_t)arg;
 
-	__atomic_add_fetch(&sh->ready, 1, __ATOMIC_SEQ_CST);
-	if (await_word(&sh->ready, 2, false))
+	if (workers_rendezvous(&sh->ready, 2))
 		return -1;
 	return role ? spsc_consumer(every) : spsc_producer(every);
 }
@@ -250,7 +212,7 @@ static int run_spsc(void *arg, double *out)
 	sh->head = sh->tail = 0;
 	sh->ready = 0;
 	memset(ring, 0, SPSC_SLOTS * sizeof *ring);
-	if (b_workers(2, B.cpu, spsc_worker, arg, 60, sh->why))
+	if (workers_run(2, B.cpu, spsc_worker, arg, 60))
 		return -1;
 	out[0] = (double)spsc_count / ((double)(sh->t_end - sh->t_start) / 1e9) / 1e6;
 	return 0;
@@ -272,7 +234,7 @@ static int run_memcpy(void *arg, double *out)
 		free(dst);
 		if (src != MAP_FAILED)
 			munmap(src, region);
-		return b_fail("cannot allocate %zu bytes", region);
+		return workers_fail("cannot allocate %zu bytes", region);
 	}
 	memset(src, 0x11, region);
 	memset(dst, 0, MiB);
@@ -310,7 +272,7 @@ static int setup(void)
 	sh = b_shared(sizeof *sh + trips * sizeof(uint64_t));
 	ring = b_shared(SPSC_SLOTS * sizeof *ring);
 	if (!sh || !ring) {
-		fprintf(stderr, "limits: %s\n", B.why);
+		fprintf(stderr, "limits: %s\n", workers_why());
 		return -1;
 	}
 	return 0;
@@ -320,9 +282,9 @@ static void single_process_cases(void)
 {
 	char note[300];
 
-	b_pin(B.cpu[0]);
-	b_case("clock", "one clock read", B.tsc ? "rdtscp (invariant TSC), and clock_gettime("
-	       "CLOCK_MONOTONIC) through the vDSO; averaged over 1e6 reads" :
+	workers_pin(B.cpu[0]);
+	b_case("clock", "one clock read", measure_clock.tsc ? "rdtscp (invariant TSC), and "
+	       "clock_gettime(CLOCK_MONOTONIC) through the vDSO; averaged over 1e6 reads" :
 	       "no invariant TSC: both are clock_gettime(CLOCK_MONOTONIC); 1e6 reads",
 	       m_clock, 2, run_clock, NULL);
 	b_case("syscall", "one system call", "syscall(SYS_getppid), averaged over 1e6 calls",

@@ -26,7 +26,6 @@
 #define PIPELINE 256
 
 struct shared {
-	char why[400];
 	_Alignas(128) int64_t t_start, t_end;
 	_Alignas(128) uint64_t samples[];
 };
@@ -57,7 +56,8 @@ static int connect_server(redisContext **ret)
 	redisContext *c = redisConnectUnix(sock_path);
 
 	if (!c || c->err) {
-		b_fail("cannot connect to redis at %s: %s", sock_path, c ? c->errstr : "no memory");
+		workers_fail("cannot connect to redis at %s: %s", sock_path,
+			     c ? c->errstr : "no memory");
 		redisFree(c);
 		return -1;
 	}
@@ -76,7 +76,7 @@ static int command(redisContext *c, const char *fmt, ...)
 	r = redisvCommand(c, fmt, ap);
 	va_end(ap);
 	if (!r || r->type == REDIS_REPLY_ERROR)
-		rc = b_fail("redis %s: %s", fmt, r ? r->str : c->errstr);
+		rc = workers_fail("redis %s: %s", fmt, r ? r->str : c->errstr);
 	freeReplyObject(r);
 	return rc;
 }
@@ -108,8 +108,8 @@ static int xadd_worker(int role, void *arg)
 		}
 		for (int i = 0; !rc && i < PIPELINE; i++) {
 			if (redisGetReply(c, (void **)&r) != REDIS_OK || r->type != REDIS_REPLY_STRING)
-				rc = b_fail("XADD: %s", r && r->type == REDIS_REPLY_ERROR ? r->str :
-					    c->errstr);
+				rc = workers_fail("XADD: %s", r && r->type == REDIS_REPLY_ERROR ?
+						  r->str : c->errstr);
 			freeReplyObject(r);
 		}
 	}
@@ -121,7 +121,7 @@ static int xadd_worker(int role, void *arg)
 static int run_xadd(void *arg, double *out)
 {
 	(void)arg;
-	if (b_workers(1, B.cpu, xadd_worker, NULL, 120, sh->why))
+	if (workers_run(1, B.cpu, xadd_worker, NULL, 120))
 		return -1;
 	out[0] = (double)count / ((double)(sh->t_end - sh->t_start) / 1e9) / 1e6;
 	return 0;
@@ -140,7 +140,7 @@ static int xread(redisContext *c, int k, char *last_id, size_t len, uint64_t wan
 	int rc = 0;
 
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 1)
-		rc = b_fail("XREAD %s: %s", key[k], r && r->str ? r->str : c->errstr);
+		rc = workers_fail("XREAD %s: %s", key[k], r && r->str ? r->str : c->errstr);
 	if (!rc) {
 		e = r->element[0]->element[1]->element[0]; /* [stream, [[id, [f, v]]]] */
 		v = e->element[1]->element[1];
@@ -148,7 +148,8 @@ static int xread(redisContext *c, int k, char *last_id, size_t len, uint64_t wan
 		if (v->len == MSG)
 			memcpy(&got, v->str, sizeof got);
 		if (got != want)
-			rc = b_fail("XREAD %s: expected entry %llu", key[k], (unsigned long long)want);
+			rc = workers_fail("XREAD %s: expected entry %llu", key[k],
+					  (unsigned long long)want);
 	}
 	freeReplyObject(r);
 	return rc;
@@ -165,7 +166,7 @@ static int rtt_worker(int role, void *arg)
 	memset(val, 0x44, sizeof val);
 	rc = connect_server(&c);
 	for (uint64_t seq = 0; !rc && seq < warm + count; seq++) {
-		uint64_t t0 = b_ticks();
+		uint64_t t0 = measure_ticks();
 
 		memcpy(val, &seq, sizeof seq);
 		if (role == 0)
@@ -175,7 +176,7 @@ static int rtt_worker(int role, void *arg)
 		if (!rc && role == 1)
 			rc = command(c, "XADD %s MAXLEN ~ 10000 * v %b", key[1], val, sizeof val);
 		if (!rc && role == 0 && seq >= warm)
-			sh->samples[seq - warm] = b_ticks() - t0;
+			sh->samples[seq - warm] = measure_ticks() - t0;
 	}
 	redisFree(c);
 	return rc;
@@ -192,9 +193,9 @@ static int run_rtt(void *arg, double *out)
 		rc = command(c, "DEL %s %s", key[0], key[1]);
 		redisFree(c);
 	}
-	if (rc || b_workers(2, B.cpu, rtt_worker, NULL, 120, sh->why))
+	if (rc || workers_run(2, B.cpu, rtt_worker, NULL, 120))
 		return -1;
-	b_quantiles(sh->samples, count, q, 4, out);
+	measure_quantiles_ns(sh->samples, count, q, 4, out);
 	return 0;
 }
 
@@ -236,7 +237,7 @@ int main(int argc, char **argv)
 	rtt_count = B.quick ? 3000 : 20000;
 	sh = b_shared(sizeof *sh + rtt_count * sizeof(uint64_t));
 	if (!sh)
-		return fprintf(stderr, "peer_redis: %s\n", B.why), 1;
+		return fprintf(stderr, "peer_redis: %s\n", workers_why()), 1;
 	B.extra_pid = server;
 	if (server && b_pin_pid(server, B.cpu[1]))
 		fprintf(stderr, "peer_redis: cannot pin redis-server %d to CPU %d\n", (int)server,

@@ -26,7 +26,6 @@
 
 struct shared {
 	_Alignas(128) int64_t t_start, t_end;
-	char why[400];
 	_Alignas(128) uint64_t samples[];
 };
 
@@ -49,10 +48,10 @@ static int zopen(int role, int type, void **ctx, void **sock)
 	*ctx = zmq_ctx_new();
 	*sock = *ctx ? zmq_socket(*ctx, type) : NULL;
 	if (!*sock)
-		return b_fail("zmq socket: %s", zmq_strerror(zmq_errno()));
+		return workers_fail("zmq socket: %s", zmq_strerror(zmq_errno()));
 	if ((role == 0 ? zmq_bind : zmq_connect)(*sock, endpoint))
-		return b_fail("zmq %s %s: %s", role ? "connect" : "bind", endpoint,
-			      zmq_strerror(zmq_errno()));
+		return workers_fail("zmq %s %s: %s", role ? "connect" : "bind", endpoint,
+				    zmq_strerror(zmq_errno()));
 	return 0;
 }
 
@@ -71,7 +70,7 @@ static int zsend(void *sock, const void *buf)
 {
 	while (zmq_send(sock, buf, MSG, 0) != MSG)
 		if (zmq_errno() != EINTR)
-			return b_fail("zmq_send: %s", zmq_strerror(zmq_errno()));
+			return workers_fail("zmq_send: %s", zmq_strerror(zmq_errno()));
 	return 0;
 }
 
@@ -84,11 +83,11 @@ static int zrecv(void *sock, uint64_t want)
 
 	while ((n = zmq_recv(sock, buf, sizeof buf, 0)) < 0)
 		if (zmq_errno() != EINTR)
-			return b_fail("zmq_recv: %s", zmq_strerror(zmq_errno()));
+			return workers_fail("zmq_recv: %s", zmq_strerror(zmq_errno()));
 	memcpy(&got, buf, sizeof got);
 	if (n != MSG || got != want)
-		return b_fail("expected message %llu of %d bytes, got %llu of %d",
-			      (unsigned long long)want, MSG, (unsigned long long)got, n);
+		return workers_fail("expected message %llu of %d bytes, got %llu of %d",
+				    (unsigned long long)want, MSG, (unsigned long long)got, n);
 	return 0;
 }
 
@@ -123,7 +122,7 @@ static int push_pull(int role, void *arg)
 static int run_tput(void *arg, double *out)
 {
 	(void)arg;
-	if (b_workers(2, B.cpu, push_pull, NULL, 60, sh->why))
+	if (workers_run(2, B.cpu, push_pull, NULL, 60))
 		return -1;
 	out[0] = (double)count / ((double)(sh->t_end - sh->t_start) / 1e9) / 1e6;
 	return 0;
@@ -142,7 +141,7 @@ static int pair(int role, void *arg)
 	memset(buf, 0x55, sizeof buf);
 	rc = zopen(role, ZMQ_PAIR, &ctx, &sock);
 	for (uint64_t seq = 0; !rc && seq < warm + count; seq++) {
-		uint64_t t0 = b_ticks();
+		uint64_t t0 = measure_ticks();
 
 		memcpy(buf, &seq, sizeof seq);
 		if (role == 0 && !(rc = zsend(sock, buf)))
@@ -150,7 +149,7 @@ static int pair(int role, void *arg)
 		else if (role == 1 && !(rc = zrecv(sock, seq)))
 			rc = zsend(sock, buf);
 		if (!rc && role == 0 && seq >= warm)
-			sh->samples[seq - warm] = b_ticks() - t0;
+			sh->samples[seq - warm] = measure_ticks() - t0;
 	}
 	zclose(ctx, sock, 0);
 	return rc;
@@ -161,9 +160,9 @@ static int run_rtt(void *arg, double *out)
 	static const double q[] = { 0.5, 0.9, 0.99, 0.999 };
 
 	(void)arg;
-	if (b_workers(2, B.cpu, pair, NULL, 60, sh->why))
+	if (workers_run(2, B.cpu, pair, NULL, 60))
 		return -1;
-	b_quantiles(sh->samples, count, q, 4, out);
+	measure_quantiles_ns(sh->samples, count, q, 4, out);
 	return 0;
 }
 
@@ -182,7 +181,7 @@ int main(int argc, char **argv)
 	sh = b_shared(sizeof *sh + rtt_count * sizeof(uint64_t));
 	snprintf(dir, sizeof dir, "%s/shmbus-bench-zmq-XXXXXX", tmpdir);
 	if (!sh || !mkdtemp(dir)) {
-		fprintf(stderr, "peer_zmq: %s\n", sh ? strerror(errno) : B.why);
+		fprintf(stderr, "peer_zmq: %s\n", sh ? strerror(errno) : workers_why());
 		return 1;
 	}
 	snprintf(endpoint, sizeof endpoint, "ipc://%s/sock", dir);

@@ -45,7 +45,6 @@ struct chan {
 
 struct shared {
 	_Alignas(128) int64_t t_start, t_end;
-	char why[400];
 	_Alignas(128) uint64_t samples[];
 };
 
@@ -75,7 +74,9 @@ static int open_mq(int dir)
 	snprintf(ch.mqname[dir], sizeof ch.mqname[dir], "/shmbus-bench-%d-%d", (int)getpid(), dir);
 	mq_unlink(ch.mqname[dir]);
 	ch.wfd[dir] = ch.rfd[dir] = mq_open(ch.mqname[dir], O_RDWR | O_CREAT | O_EXCL, 0600, &a);
-	return ch.wfd[dir] < 0 ? b_fail("mq_open %s: %s", ch.mqname[dir], strerror(errno)) : 0;
+	if (ch.wfd[dir] < 0)
+		return workers_fail("mq_open %s: %s", ch.mqname[dir], strerror(errno));
+	return 0;
 }
 
 static int chan_open(enum kind k)
@@ -89,12 +90,12 @@ static int chan_open(enum kind k)
 				return -1;
 		} else if (k == PIPE) {
 			if (pipe(p))
-				return b_fail("pipe: %s", strerror(errno));
+				return workers_fail("pipe: %s", strerror(errno));
 			ch.rfd[dir] = p[0];
 			ch.wfd[dir] = p[1];
 		} else if (dir == 0) {
 			if (socketpair(AF_UNIX, k == STREAM ? SOCK_STREAM : SOCK_SEQPACKET, 0, sv))
-				return b_fail("socketpair: %s", strerror(errno));
+				return workers_fail("socketpair: %s", strerror(errno));
 			ch.wfd[0] = ch.rfd[1] = sv[0];
 			ch.wfd[1] = ch.rfd[0] = sv[1];
 		}
@@ -125,11 +126,12 @@ static int chan_send(int dir, const void *buf, size_t len)
 	ssize_t n;
 
 	if (ch.kind == MQ)
-		return mq_send(ch.wfd[dir], buf, len, 0) ? b_fail("mq_send: %s", strerror(errno)) : 0;
+		return mq_send(ch.wfd[dir], buf, len, 0) ?
+		       workers_fail("mq_send: %s", strerror(errno)) : 0;
 	for (size_t done = 0; done < len; done += (size_t)n) {
 		n = write(ch.wfd[dir], (const char *)buf + done, len - done);
 		if (n < 0 && errno != EINTR)
-			return b_fail("write: %s", strerror(errno));
+			return workers_fail("write: %s", strerror(errno));
 		n = n < 0 ? 0 : n;
 	}
 	return 0;
@@ -145,7 +147,7 @@ static ssize_t chan_recv(int dir, void *buf, size_t cap)
 				    read(ch.rfd[dir], buf, cap);
 	while (n < 0 && errno == EINTR);
 	if (n <= 0)
-		return b_fail("receive: %s", n ? strerror(errno) : "end of file");
+		return workers_fail("receive: %s", n ? strerror(errno) : "end of file");
 	return n;
 }
 
@@ -177,7 +179,7 @@ static int sender(bool batched)
 			for (int sent = 0, r; sent < BATCH; sent += r) {
 				r = sendmmsg(ch.wfd[0], mm + sent, BATCH - sent, 0);
 				if (r < 0)
-					return b_fail("sendmmsg: %s", strerror(errno));
+					return workers_fail("sendmmsg: %s", strerror(errno));
 			}
 		} else if (chan_send(0, buf, len)) {
 			return -1;
@@ -207,8 +209,8 @@ static int check(const uint8_t *buf, size_t len, size_t mlen, uint64_t *seq, siz
 		*at = 0;
 		memcpy(&got, head, sizeof got);
 		if (got != *seq)
-			return b_fail("expected message %llu, got %llu", (unsigned long long)*seq,
-				      (unsigned long long)got);
+			return workers_fail("expected message %llu, got %llu",
+					    (unsigned long long)*seq, (unsigned long long)got);
 		if (++*seq == warm)
 			sh->t_start = mono_ns();
 	}
@@ -233,7 +235,8 @@ static int receiver(bool batched)
 			int r = recvmmsg(ch.rfd[0], mm, BATCH, MSG_WAITFORONE, NULL);
 
 			if (r <= 0)
-				return b_fail("recvmmsg: %s", r ? strerror(errno) : "nothing");
+				return workers_fail("recvmmsg: %s",
+						    r ? strerror(errno) : "nothing");
 			got = (ssize_t)r * MSG;
 		} else {
 			got = chan_recv(0, buf, ch.kind == STREAM || ch.kind == PIPE ? sizeof buf : MSG);
@@ -259,7 +262,7 @@ static int run_tput(void *arg, double *out)
 	int rc = chan_open(ch.kind);
 
 	if (!rc)
-		rc = b_workers(2, B.cpu, tput_worker, arg, 60, sh->why);
+		rc = workers_run(2, B.cpu, tput_worker, arg, 60);
 	chan_close();
 	if (rc)
 		return -1;
@@ -279,7 +282,7 @@ static int rtt_worker(int role, void *arg)
 	(void)arg;
 	memset(buf, 0x33, sizeof buf);
 	for (uint64_t seq = 0; seq < n; seq++) {
-		uint64_t t0 = b_ticks(), got;
+		uint64_t t0 = measure_ticks(), got;
 
 		if (role == 0) {
 			stamp(buf, seq);
@@ -295,12 +298,12 @@ static int rtt_worker(int role, void *arg)
 		}
 		memcpy(&got, back, sizeof got);
 		if (got != seq)
-			return b_fail("round trip %llu came back as %llu", (unsigned long long)seq,
-				      (unsigned long long)got);
+			return workers_fail("round trip %llu came back as %llu",
+					    (unsigned long long)seq, (unsigned long long)got);
 		if (role == 1 && chan_send(1, back, MSG))
 			return -1;
 		if (role == 0 && seq >= warm)
-			sh->samples[seq - warm] = b_ticks() - t0;
+			sh->samples[seq - warm] = measure_ticks() - t0;
 	}
 	return 0;
 }
@@ -312,11 +315,11 @@ static int run_rtt(void *arg, double *out)
 
 	(void)arg;
 	if (!rc)
-		rc = b_workers(2, B.cpu, rtt_worker, NULL, 60, sh->why);
+		rc = workers_run(2, B.cpu, rtt_worker, NULL, 60);
 	chan_close();
 	if (rc)
 		return -1;
-	b_quantiles(sh->samples, count, q, 4, out);
+	measure_quantiles_ns(sh->samples, count, q, 4, out);
 	return 0;
 }
 
@@ -401,7 +404,7 @@ int main(int argc, char **argv)
 	rtt_count = B.quick ? 3000 : 20000;
 	sh = b_shared(sizeof *sh + rtt_count * sizeof(uint64_t));
 	if (!sh) {
-		fprintf(stderr, "peers_ipc: %s\n", B.why);
+		fprintf(stderr, "peers_ipc: %s\n", workers_why());
 		return 1;
 	}
 	for (enum kind k = STREAM; k <= MQ; k++)

@@ -74,7 +74,7 @@ static int run_loop(void *arg, double *out)
 	if (shmbus_producer_new(bus, "probes", NULL, &p) < 0 ||
 	    shmbus_consumer_new(bus, &co, &c) < 0 ||
 	    shmbus_consumer_assign(c, "probes", 0, SHMBUS_OFFSET_END) < 0) {
-		rc = b_fail("producer or consumer: %s", shmbus_errmsg());
+		rc = workers_fail("producer or consumer: %s", shmbus_errmsg());
 		goto out;
 	}
 	t0 = mono_ns();
@@ -82,14 +82,14 @@ static int run_loop(void *arg, double *out)
 		int n = shmbus_producer_send_batch(p, 0, recs, BATCH), got = 0;
 
 		if (n != BATCH) {
-			rc = b_fail("send_batch = %d: %s", n, shmbus_errmsg());
+			rc = workers_fail("send_batch = %d: %s", n, shmbus_errmsg());
 			goto out;
 		}
 		while (got < BATCH) {
 			int k = shmbus_consumer_poll(c, m, BATCH, 0);
 
 			if (k <= 0) {
-				rc = b_fail("poll = %d: %s", k, shmbus_errmsg());
+				rc = workers_fail("poll = %d: %s", k, shmbus_errmsg());
 				goto out;
 			}
 			got += k;
@@ -170,7 +170,7 @@ int main(int argc, char **argv)
 
 	b_init(PROBES_PROG, argc, argv, own_opt,
 	       " [--tmpdir DIR] [--tracer PATH (shmbus-trace: also the traced case)]");
-	if (b_pin(B.cpu[0]) < 0 || open_bus() < 0)
+	if (workers_pin(B.cpu[0]) < 0 || open_bus() < 0)
 		return 1;
 	records = B.quick ? 1000000 : 4000000;
 #ifdef SHMBUS_NO_PROBES

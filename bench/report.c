@@ -14,6 +14,8 @@
  * characters), so a small scanner reads it; a line it cannot read is
  * reported, never dropped silently.
  */
+#include "../cli/measure.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -183,25 +185,6 @@ static const char *num(double v, char *buf, size_t len)
 /* ------------------------------------------------------------------ */
 /* The header                                                          */
 
-static void cpu_model(char *buf, size_t len)
-{
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	char line[512];
-
-	snprintf(buf, len, "unknown CPU");
-	while (f && fgets(line, sizeof line, f)) {
-		char *colon = strchr(line, ':');
-
-		if (!strncmp(line, "model name", 10) && colon) {
-			snprintf(buf, len, "%s", colon + 2);
-			buf[strcspn(buf, "\n")] = 0;
-			break;
-		}
-	}
-	if (f)
-		fclose(f);
-}
-
 static void header(const struct opts *o)
 {
 	char cpu[256], date[64], buf[3][32];
@@ -211,7 +194,9 @@ static void header(const struct opts *o)
 	struct utsname u;
 	struct tm tm;
 
-	cpu_model(cpu, sizeof cpu);
+	measure_cpuinfo("model name", cpu, sizeof cpu);
+	if (!cpu[0])
+		snprintf(cpu, sizeof cpu, "unknown CPU");
 	uname(&u);
 	localtime_r(&now, &tm);
 	strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %z", &tm);

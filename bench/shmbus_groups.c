@@ -137,7 +137,7 @@ static int start_daemon(void)
 
 	snprintf(root, sizeof root, "%s/shmbus-groups-bench-XXXXXX", tmpdir);
 	if (!mkdtemp(root))
-		return b_fail("mkdtemp %s: %s", root, strerror(errno));
+		return workers_fail("mkdtemp %s: %s", root, strerror(errno));
 	if (!shmbusd) {
 		snprintf(path, sizeof path, "%s/shmbusd", getenv("BUILD") ? getenv("BUILD") : "build");
 		shmbusd = strdup(path);
@@ -155,14 +155,14 @@ static int start_daemon(void)
 		_exit(127);
 	}
 	if (shmbus_open(&oo, &bus) < 0)
-		return b_fail("shmbus_open %s: %s", root, shmbus_errmsg());
+		return workers_fail("shmbus_open %s: %s", root, shmbus_errmsg());
 	for (int i = 0; i < 100; i++) {
 		shmbus_close(bus);
 		if (shmbus_open(&oo, &bus) == 0 && shmbus_daemon_status(bus, &st) == 0)
 			return 0;
 		usleep(50000);
 	}
-	return b_fail("%s did not start on %s", shmbusd, root);
+	return workers_fail("%s did not start on %s", shmbusd, root);
 }
 
 static void stop_daemon(void)
@@ -229,7 +229,7 @@ static int await_stable(const struct mcase *c, pid_t dead)
 
 	while (!stable(c, dead))
 		if (mono_ns() > end)
-			return b_fail("the group of %d did not settle", c->m);
+			return workers_fail("the group of %d did not settle", c->m);
 		else
 			usleep(200);
 	return 0;
@@ -256,7 +256,7 @@ static int kill_one(struct mcase *c, int slot, double *ms)
 	for (int p = 0; p < NPART; p++) {
 		while (mine[p] && !__atomic_load_n(&G->marker_read[p], __ATOMIC_ACQUIRE))
 			if (mono_ns() - t0 > EVENT_TIMEOUT_NS)
-				return b_fail("partition %d was not read after the kill", p);
+				return workers_fail("partition %d was not read after the kill", p);
 		if (mine[p] && G->marker_read[p] > last)
 			last = G->marker_read[p];
 	}
@@ -276,7 +276,7 @@ static int join_one(struct mcase *c, int slot, double *ms)
 			send_to(c->topic, p, "r");
 		usleep(500);
 		if (mono_ns() - t0 > EVENT_TIMEOUT_NS)
-			return b_fail("the new member read nothing in 5 s");
+			return workers_fail("the new member read nothing in 5 s");
 	}
 	*ms = (double)(G->first[slot] - G->sub_start[slot]) / 1e6;
 	return 0;
@@ -300,7 +300,7 @@ static int run_m(void *arg, double *out)
 	snprintf(c->topic, sizeof c->topic, "t%d", ++serial);
 	snprintf(c->group, sizeof c->group, "g%d", serial);
 	if (shmbus_topic_create(bus, c->topic, &to) < 0)
-		return b_fail("topic: %s", shmbus_errmsg());
+		return workers_fail("topic: %s", shmbus_errmsg());
 	memset(G, 0, sizeof *G);
 	memset(c->pids, 0, sizeof c->pids);
 	for (int i = 0; i < c->m; i++)
@@ -371,7 +371,7 @@ static int run_poll(void *arg, double *out)
 	shmbus_topic_delete(bus, "pc");
 	shmbus_group_delete(bus, "pc");
 	if (shmbus_topic_create(bus, "pc", &to) < 0 || shmbus_producer_new(bus, "pc", NULL, &p) < 0)
-		return b_fail("topic pc: %s", shmbus_errmsg());
+		return workers_fail("topic pc: %s", shmbus_errmsg());
 	for (int i = 0; i < POLL_RECORDS; i++) {
 		struct shmbus_record r = { .value = v, .value_len = 15 };
 
@@ -384,19 +384,19 @@ static int run_poll(void *arg, double *out)
 		double t;
 
 		if (shmbus_consumer_new(bus, &co, &c) < 0 || shmbus_consumer_assign(c, "pc", 0, 0) < 0)
-			return b_fail("consumer: %s", shmbus_errmsg());
+			return workers_fail("consumer: %s", shmbus_errmsg());
 		t = read_all(c, NULL);
 		shmbus_consumer_free(c);
 		out[0] = t > 0 && t < out[0] ? t : out[0];
 		shmbus_group_delete(bus, "pc");
 		if (shmbus_member_subscribe(bus, &mo, &m) < 0)
-			return b_fail("member: %s", shmbus_errmsg());
+			return workers_fail("member: %s", shmbus_errmsg());
 		t = read_all(NULL, m);
 		shmbus_member_free(m);
 		out[1] = t > 0 && t < out[1] ? t : out[1];
 	}
 	if (out[0] <= 0 || out[1] <= 0)
-		return b_fail("a reader stopped early");
+		return workers_fail("a reader stopped early");
 	out[2] = out[1] / out[0];
 	return 0;
 }
@@ -417,7 +417,7 @@ int main(int argc, char **argv)
 	       " [--tmpdir DIR] [--shmbusd PATH (default $BUILD/shmbusd)]");
 	G = b_shared(sizeof *G);
 	if (!G || start_daemon() < 0) {
-		fprintf(stderr, "shmbus_groups: %s\n", B.why);
+		fprintf(stderr, "shmbus_groups: %s\n", workers_why());
 		stop_daemon();
 		return 1;
 	}

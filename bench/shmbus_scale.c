@@ -35,7 +35,7 @@
 
 #define SMALL 64
 
-static char tp[96];
+static char tp[WL_TOPIC_LEN];
 
 /* ------------------------------------------------------------------ */
 /* Producers sharing a partition                                       */
@@ -53,31 +53,31 @@ static int prod_worker(int role, void *arg)
 	uint8_t vals[64][SMALL];
 	shmbus_producer *p = NULL;
 	shmbus *wb = NULL;
-	int rc = worker_bus(&wb);
+	int rc = wl_worker_bus(&WL, &wb);
 
 	memset(vals, 0x3c, sizeof vals);
 	for (int i = 0; i < 64; i++)
 		recs[i] = (struct shmbus_record){ .value = vals[i], .value_len = SMALL };
 	if (!rc && shmbus_producer_new(wb, tp, NULL, &p))
-		rc = b_fail("producer: %s", shmbus_errmsg());
+		rc = workers_fail("producer: %s", shmbus_errmsg());
 	if (!rc)
-		rc = rendezvous((uint32_t)pr->n);
-	W->t_start[role] = mono_ns();
+		rc = workers_rendezvous(&WL.sh->ready, (uint32_t)pr->n);
+	WL.sh->t_start[role] = mono_ns();
 	for (uint64_t done = 0; !rc && done < pr->count;) {
 		int sent = pr->batch == 1 ? shmbus_producer_send(p, 0, recs, NULL) :
 					    shmbus_producer_send_batch(p, 0, recs, pr->batch);
 
-		if (sent == -EBUSY && mono_ns() < B.deadline_ns) {
+		if (sent == -EBUSY && !workers_late()) {
 			/* the other producer's claim, preempted, is a lap behind */
-			W->lost[role]++;
+			WL.sh->lost[role]++;
 			sched_yield();
 			continue;
 		}
 		if (sent < 0 || (pr->batch > 1 && sent == 0))
-			rc = b_fail("send: %s", shmbus_errmsg());
+			rc = workers_fail("send: %s", shmbus_errmsg());
 		done += pr->batch == 1 ? 1 : (uint64_t)sent;
 	}
-	W->t_end[role] = mono_ns();
+	WL.sh->t_end[role] = mono_ns();
 	shmbus_producer_free(p);
 	shmbus_close(wb);
 	return rc;
@@ -90,26 +90,27 @@ static int run_prod(void *arg, double *out)
 	int64_t t0, t1;
 	int rc;
 
-	if (make_topic(tp, sizeof tp, "producers", 1, 64ULL << 20, SHMBUS_POLICY_OVERWRITE))
+	if (wl_topic(&WL, tp, "producers", 1, 64ULL << 20, SHMBUS_POLICY_OVERWRITE))
 		return -1;
-	memset(W, 0, offsetof(struct wshared, why));
-	rc = b_workers(pr->n, B.cpu, prod_worker, arg, 120, W->why);
-	if (!rc && shmbus_partition_info(bus, tp, 0, &info))
-		rc = b_fail("partition info: %s", shmbus_errmsg());
+	wl_reset(&WL);
+	rc = workers_run(pr->n, B.cpu, prod_worker, arg, 120);
+	if (!rc && shmbus_partition_info(WL.bus, tp, 0, &info))
+		rc = workers_fail("partition info: %s", shmbus_errmsg());
 	if (!rc && info.high != (uint64_t)pr->n * pr->count)
-		rc = b_fail("end offset %llu after %llu records", (unsigned long long)info.high,
-			    (unsigned long long)pr->n * pr->count);
-	drop_topic(tp);
+		rc = workers_fail("end offset %llu after %llu records",
+				  (unsigned long long)info.high,
+				  (unsigned long long)pr->n * pr->count);
+	wl_drop(&WL, tp);
 	if (rc)
 		return -1;
-	t0 = W->t_start[0];
-	t1 = W->t_end[0];
+	t0 = WL.sh->t_start[0];
+	t1 = WL.sh->t_end[0];
 	if (pr->n == 2) {
-		t0 = t0 < W->t_start[1] ? t0 : W->t_start[1];
-		t1 = t1 > W->t_end[1] ? t1 : W->t_end[1];
+		t0 = t0 < WL.sh->t_start[1] ? t0 : WL.sh->t_start[1];
+		t1 = t1 > WL.sh->t_end[1] ? t1 : WL.sh->t_end[1];
 	}
 	out[0] = (double)pr->n * (double)pr->count / ((double)(t1 - t0) / 1e9) / 1e6;
-	out[1] = (double)(W->lost[0] + W->lost[1]);
+	out[1] = (double)(WL.sh->lost[0] + WL.sh->lost[1]);
 	return 0;
 }
 
@@ -154,14 +155,14 @@ static int fan_writer(const struct fan *f, shmbus *wb)
 
 	memset(val, 0x5c, sizeof val);
 	if (shmbus_producer_new(wb, tp, NULL, &p))
-		rc = b_fail("producer: %s", shmbus_errmsg());
+		rc = workers_fail("producer: %s", shmbus_errmsg());
 	if (!rc)
-		rc = rendezvous((uint32_t)f->readers + 1);
-	W->t_start[0] = mono_ns();
+		rc = workers_rendezvous(&WL.sh->ready, (uint32_t)f->readers + 1);
+	WL.sh->t_start[0] = mono_ns();
 	for (uint64_t seq = 0; !rc && seq < f->count; seq++) {
 		int sent;
 
-		put_seq(val, seq);
+		wl_put_seq(val, seq);
 		sent = shmbus_producer_send(p, 0, &rec, NULL);
 		if (sent == -ECANCELED) {
 			/* a reader aborted our claim: this process was off its
@@ -172,11 +173,11 @@ static int fan_writer(const struct fan *f, shmbus *wb)
 					"the unblock timeout; sending its record again\n");
 			seq--;
 		} else if (sent < 0) {
-			rc = b_fail("send: %s", shmbus_errmsg());
+			rc = workers_fail("send: %s", shmbus_errmsg());
 		}
 	}
-	W->t_end[0] = mono_ns();
-	__atomic_store_n(&W->done, 1, __ATOMIC_RELEASE);
+	WL.sh->t_end[0] = mono_ns();
+	__atomic_store_n(&WL.sh->done, 1, __ATOMIC_RELEASE);
 	shmbus_producer_free(p);
 	return rc;
 }
@@ -192,20 +193,20 @@ static int fan_reader(int role, const struct fan *f, shmbus *wb)
 
 	if (shmbus_consumer_new(wb, &co, &c) ||
 	    shmbus_consumer_assign(c, tp, 0, SHMBUS_OFFSET_BEGINNING))
-		rc = b_fail("consumer: %s", shmbus_errmsg());
+		rc = workers_fail("consumer: %s", shmbus_errmsg());
 	if (!rc)
-		rc = rendezvous((uint32_t)f->readers + 1);
-	while (!rc && (got > 0 || !__atomic_load_n(&W->done, __ATOMIC_ACQUIRE))) {
+		rc = workers_rendezvous(&WL.sh->ready, (uint32_t)f->readers + 1);
+	while (!rc && (got > 0 || !__atomic_load_n(&WL.sh->done, __ATOMIC_ACQUIRE))) {
 		got = shmbus_consumer_poll(c, msgs, 256, 10);
 		if (got < 0)
-			rc = b_fail("poll: %s", shmbus_errmsg());
+			rc = workers_fail("poll: %s", shmbus_errmsg());
 		else
-			W->got[role] += (uint64_t)got;
-		if (mono_ns() > B.deadline_ns)
-			rc = b_fail("the writer never finished");
+			WL.sh->got[role] += (uint64_t)got;
+		if (workers_late())
+			rc = workers_fail("the writer never finished");
 	}
 	if (!rc && !shmbus_consumer_stats(c, &st))
-		W->lost[role] = st.lost;
+		WL.sh->lost[role] = st.lost;
 	shmbus_consumer_free(c);
 	return rc;
 }
@@ -214,7 +215,7 @@ static int fan_worker(int role, void *arg)
 {
 	const struct fan *f = arg;
 	shmbus *wb = NULL;
-	int rc = worker_bus(&wb);
+	int rc = wl_worker_bus(&WL, &wb);
 
 	if (!rc)
 		rc = role ? fan_reader(role, f, wb) : fan_writer(f, wb);
@@ -225,23 +226,22 @@ static int fan_worker(int role, void *arg)
 static int run_fan(void *arg, double *out)
 {
 	const struct fan *f = arg;
-	int cpus[B_MAX_WORKERS];
+	int cpus[WORKERS_MAX];
 	double share = 0;
 
 	for (int i = 0; i <= f->readers; i++)
 		cpus[i] = B.cpu[i ? 1 : 0];
-	if (make_topic(tp, sizeof tp, "fanout", 1, SHMBUS_DEFAULT_CAPACITY,
-		       SHMBUS_POLICY_OVERWRITE))
+	if (wl_topic(&WL, tp, "fanout", 1, SHMBUS_DEFAULT_CAPACITY, SHMBUS_POLICY_OVERWRITE))
 		return -1;
-	memset(W, 0, offsetof(struct wshared, why));
-	if (b_workers(f->readers + 1, cpus, fan_worker, arg, 120, W->why)) {
-		drop_topic(tp);
+	wl_reset(&WL);
+	if (workers_run(f->readers + 1, cpus, fan_worker, arg, 120)) {
+		wl_drop(&WL, tp);
 		return -1;
 	}
-	drop_topic(tp);
-	out[0] = (double)f->count / ((double)(W->t_end[0] - W->t_start[0]) / 1e9) / 1e6;
+	wl_drop(&WL, tp);
+	out[0] = (double)f->count / ((double)(WL.sh->t_end[0] - WL.sh->t_start[0]) / 1e9) / 1e6;
 	for (int i = 1; i <= f->readers; i++)
-		share += (double)W->got[i] / (double)f->count;
+		share += (double)WL.sh->got[i] / (double)f->count;
 	out[1] = f->readers ? 100 * share / f->readers : 0;
 	return 0;
 }
@@ -294,20 +294,20 @@ static int seek_fill(void)
 	uint8_t val[SMALL] = { 0 };
 	struct shmbus_record rec = { .value = val, .value_len = SMALL };
 	shmbus_producer *p = NULL;
-	int rc = make_topic(tp, sizeof tp, "seek", 1, 256ULL << 20, SHMBUS_POLICY_OVERWRITE);
+	int rc = wl_topic(&WL, tp, "seek", 1, 256ULL << 20, SHMBUS_POLICY_OVERWRITE);
 
-	if (!rc && shmbus_producer_new(bus, tp, NULL, &p))
-		rc = b_fail("producer: %s", shmbus_errmsg());
+	if (!rc && shmbus_producer_new(WL.bus, tp, NULL, &p))
+		rc = workers_fail("producer: %s", shmbus_errmsg());
 	for (uint64_t i = 0; !rc && i < seek_records; i++) {
-		put_seq(val, i);
+		wl_put_seq(val, i);
 		rec.timestamp_ns = TS0 + (int64_t)i * 1000;
 		if (shmbus_producer_send(p, 0, &rec, NULL) < 0)
-			rc = b_fail("send: %s", shmbus_errmsg());
+			rc = workers_fail("send: %s", shmbus_errmsg());
 	}
 	shmbus_producer_free(p);
-	if (!rc && (shmbus_consumer_new(bus, &co, &seeker) ||
+	if (!rc && (shmbus_consumer_new(WL.bus, &co, &seeker) ||
 		    shmbus_consumer_assign(seeker, tp, 0, SHMBUS_OFFSET_BEGINNING)))
-		rc = b_fail("consumer: %s", shmbus_errmsg());
+		rc = workers_fail("consumer: %s", shmbus_errmsg());
 	return rc;
 }
 
@@ -317,8 +317,9 @@ static int seek_check(uint64_t want)
 	struct shmbus_message m;
 
 	if (shmbus_consumer_poll(seeker, &m, 1, 0) != 1)
-		return b_fail("nothing to read after a seek to %llu", (unsigned long long)want);
-	return check_seq(&m, SMALL, want);
+		return workers_fail("nothing to read after a seek to %llu",
+				    (unsigned long long)want);
+	return wl_check_seq(&m, SMALL, want);
 }
 
 /* SEEKS seeks (arg non-NULL: by timestamp) to random places: ns each. */
@@ -339,7 +340,7 @@ static int run_seek(void *arg, double *out)
 	}
 	out[0] = (double)(mono_ns() - t0) / SEEKS;
 	if (rc)
-		return b_fail("seek: %s", shmbus_errmsg());
+		return workers_fail("seek: %s", shmbus_errmsg());
 	return seek_check(want);
 }
 
@@ -350,10 +351,10 @@ static void seek_cases(void)
 	char note[300];
 
 	seek_records = B.quick ? 250000 : 1000000;
-	b_pin(B.cpu[0]);
+	workers_pin(B.cpu[0]);
 	if (seek_fill()) {
-		b_skip("seek.offset", "seek by offset", B.why);
-		b_skip("seek.time", "seek by timestamp", B.why);
+		b_skip("seek.offset", "seek by offset", workers_why());
+		b_skip("seek.time", "seek by timestamp", workers_why());
 	} else {
 		snprintf(note, sizeof note, "%d shmbus_consumer_seek calls to random offsets of a "
 			 "partition holding %llu 64-byte records (256 MiB ring), one process; the "
@@ -365,7 +366,7 @@ static void seek_cases(void)
 	}
 	shmbus_consumer_free(seeker);
 	seeker = NULL;
-	drop_topic(tp);
+	wl_drop(&WL, tp);
 }
 
 /* ------------------------------------------------------------------ */
@@ -395,7 +396,7 @@ static uint64_t topic_bytes(void)
 	struct stat st;
 	DIR *d;
 
-	snprintf(dir, sizeof dir, "%s/topics/%s", root, tp);
+	snprintf(dir, sizeof dir, "%s/topics/%s", WL.root, tp);
 	d = opendir(dir);
 	while (d && (e = readdir(d))) {
 		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
@@ -418,12 +419,12 @@ static int touch_all(shmbus_producer *p, shmbus_consumer *c, uint32_t n)
 
 	for (uint32_t i = 0; i < n; i++)
 		if (shmbus_producer_send(p, (int32_t)i, &rec, NULL) < 0)
-			return b_fail("send to partition %u: %s", i, shmbus_errmsg());
+			return workers_fail("send to partition %u: %s", i, shmbus_errmsg());
 	while (got < n) {
 		r = shmbus_consumer_poll(c, msgs, 256, 1000);
 		if (r <= 0)
-			return b_fail("read %llu of %u records: %s", (unsigned long long)got, n,
-				      r ? shmbus_errmsg() : "timed out");
+			return workers_fail("read %llu of %u records: %s", (unsigned long long)got,
+					    n, r ? shmbus_errmsg() : "timed out");
 		got += (uint64_t)r;
 	}
 	return 0;
@@ -442,17 +443,17 @@ static int parts_worker(int role, void *arg)
 	int rc;
 
 	(void)role;
-	W->t_start[0] = mono_ns();
-	rc = worker_bus(&wb);
+	WL.sh->t_start[0] = mono_ns();
+	rc = wl_worker_bus(&WL, &wb);
 	if (!rc && (shmbus_producer_new(wb, tp, NULL, &p) || shmbus_consumer_new(wb, &co, &c) ||
 		    shmbus_consumer_assign(c, tp, SHMBUS_PARTITION_ANY, SHMBUS_OFFSET_END)))
-		rc = b_fail("open %u partitions: %s", n, shmbus_errmsg());
-	W->t_end[0] = W->t_start[1] = mono_ns();
+		rc = workers_fail("open %u partitions: %s", n, shmbus_errmsg());
+	WL.sh->t_end[0] = WL.sh->t_start[1] = mono_ns();
 	if (!rc)
 		rc = touch_all(p, c, n);
-	W->t_end[1] = mono_ns();
+	WL.sh->t_end[1] = mono_ns();
 	rss1 = rss_bytes();
-	W->got[0] = rss1 > rss0 ? rss1 - rss0 : 0;
+	WL.sh->got[0] = rss1 > rss0 ? rss1 - rss0 : 0;
 	shmbus_producer_free(p);
 	shmbus_consumer_free(c);
 	shmbus_close(wb);
@@ -463,17 +464,17 @@ static int run_parts(void *arg, double *out)
 {
 	uint32_t n = (uint32_t)(uintptr_t)arg;
 	int64_t t0 = mono_ns(), t1;
-	int rc = make_topic(tp, sizeof tp, "parts", n, PART_RING, SHMBUS_POLICY_OVERWRITE);
+	int rc = wl_topic(&WL, tp, "parts", n, PART_RING, SHMBUS_POLICY_OVERWRITE);
 
 	out[0] = (double)(mono_ns() - t0) / 1e6;
 	if (!rc)
-		rc = b_workers(1, B.cpu, parts_worker, arg, 120, W->why);
-	out[1] = (double)(W->t_end[0] - W->t_start[0]) / 1e6;
-	out[2] = (double)(W->t_end[1] - W->t_start[1]) / 1e6;
+		rc = workers_run(1, B.cpu, parts_worker, arg, 120);
+	out[1] = (double)(WL.sh->t_end[0] - WL.sh->t_start[0]) / 1e6;
+	out[2] = (double)(WL.sh->t_end[1] - WL.sh->t_start[1]) / 1e6;
 	out[4] = (double)topic_bytes() / n / 1024;
-	out[5] = (double)W->got[0] / n / 1024;
+	out[5] = (double)WL.sh->got[0] / n / 1024;
 	t1 = mono_ns();
-	drop_topic(tp);
+	wl_drop(&WL, tp);
 	out[3] = (double)(mono_ns() - t1) / 1e6;
 	return rc;
 }

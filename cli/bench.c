@@ -1,15 +1,17 @@
 /*
  * bench.c - `shmbus bench`: the speed figures of the core targets.
  *
- * Every figure runs its two sides in two forked worker processes, each
- * pinned to its own CPU (sched_setaffinity), as a real producer and a
- * real consumer would be.  The parent creates the topics, forks the
- * workers, sleeps until they exit (sigtimedwait on SIGCHLD, with a
- * deadline after which it kills them by pid), and reads what they
- * measured from one MAP_SHARED anonymous mapping made before any fork.
- * Each figure runs --runs times, each run warming up before it measures;
- * the table shows min / median / max across runs, and PASS or "short"
- * by comparing the median with the target.
+ * The figures are the core workloads of `make bench`, measured by the
+ * same code (workloads.c) with fewer sizes and their own targets.  Every
+ * figure runs its two sides in two forked worker processes, each pinned
+ * to its own CPU (workers.c), as a real producer and a real consumer
+ * would be.  The parent creates the topics, forks the workers, sleeps
+ * until they exit (sigtimedwait on SIGCHLD, with a deadline after which
+ * it kills them by pid), and reads what they measured from one
+ * MAP_SHARED anonymous mapping made before any fork.  Each figure runs
+ * --runs times, each run warming up before it measures; the table shows
+ * min / median / max across runs, and PASS or "short" by comparing the
+ * median with the target.
  *
  *   pingpong  round trip through two topics, both sides spinning (poll
  *             with timeout 0): p50, p90, p99, p99.9, max; and the bare
@@ -18,7 +20,7 @@
  *             record, zero-copy polls of up to 256: records/s end to end
  *   batch     the same with shmbus_producer_send_batch of 64 records
  *   large     1 MiB values end to end, the consumer copying each value
- *             out of the ring: GB/s
+ *             out of the ring (opts.copy): GB/s
  *   blocking  round trip with sleeping consumers (spin_us < 0), against a
  *             bare FUTEX_WAIT/FUTEX_WAKE ping-pong between two processes
  *
@@ -29,9 +31,9 @@
  *
  * Latencies are read with the TSC (calibrated against CLOCK_MONOTONIC)
  * when it is invariant, else with CLOCK_MONOTONIC; the cost of one read
- * is measured and printed.  Throughput is timed with CLOCK_MONOTONIC,
- * which both processes share: the producer stamps its first timed send,
- * the consumer its last record.  Throughput consumers wait inside poll
+ * is measured and printed.  Throughput is timed with CLOCK_MONOTONIC by
+ * the consumer, from its last warm-up record to its last record, as
+ * `make bench` times its peers.  Throughput consumers wait inside poll
  * (its own spin, then the futex), as an application would; --tight makes
  * them call poll with timeout 0 in a loop instead.  Throughput topics use
  * the backpressure policy with blocking producers, so a slower consumer
@@ -50,10 +52,7 @@
 #include "bench.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 static const struct sizes sizes_full = { 20000, 200000, 1000000, 10000000, 2000000, 20000000,
 					 200, 2000, 2000, 20000 };
@@ -148,8 +147,8 @@ static int parse_runs_cpus(struct bench *b, const char *runs, const char *cpus)
 		b->runs = (int)n;
 	}
 	b->cpus_given = cpus != NULL;
-	if (cpus && (sscanf(cpus, "%d,%d", &b->cpu[0], &b->cpu[1]) != 2 || b->cpu[0] < 0 ||
-		     b->cpu[1] < 0 || b->cpu[0] >= CPU_SETSIZE || b->cpu[1] >= CPU_SETSIZE)) {
+	if (cpus && (sscanf(cpus, "%d,%d", &b->w.cpu[0], &b->w.cpu[1]) != 2 || b->w.cpu[0] < 0 ||
+		     b->w.cpu[1] < 0 || b->w.cpu[0] >= CPU_SETSIZE || b->w.cpu[1] >= CPU_SETSIZE)) {
 		fprintf(stderr, "shmbus bench: --cpus takes two CPU numbers, as 0,1\n");
 		return -1;
 	}
@@ -200,8 +199,8 @@ static int parse_args(struct bench *b, int argc, char **argv)
 /* Two CPUs this process may run on (the first two, unless --cpus). */
 static int pick_cpus(struct bench *b)
 {
+	int *cpu = b->w.cpu, found = 0;
 	cpu_set_t set;
-	int found = 0;
 
 	if (sched_getaffinity(0, sizeof set, &set)) {
 		fprintf(stderr, "shmbus bench: sched_getaffinity: %s\n", strerror(errno));
@@ -209,111 +208,34 @@ static int pick_cpus(struct bench *b)
 	}
 	b->ncpus = CPU_COUNT(&set);
 	if (b->cpus_given) {
-		if (!CPU_ISSET(b->cpu[0], &set) || !CPU_ISSET(b->cpu[1], &set)) {
+		if (!CPU_ISSET(cpu[0], &set) || !CPU_ISSET(cpu[1], &set)) {
 			fprintf(stderr, "shmbus bench: CPU %d or %d is not one this process may use\n",
-				b->cpu[0], b->cpu[1]);
+				cpu[0], cpu[1]);
 			return -1;
 		}
 	} else {
 		for (int c = 0; c < CPU_SETSIZE && found < 2; c++)
 			if (CPU_ISSET(c, &set))
-				b->cpu[found++] = c;
+				cpu[found++] = c;
 		if (found == 1)
-			b->cpu[1] = b->cpu[0];
+			cpu[1] = cpu[0];
 	}
-	b->one_cpu = b->cpu[0] == b->cpu[1];
+	b->one_cpu = cpu[0] == cpu[1];
 	return 0;
 }
 
+/* The root (a temporary one under /dev/shm without --root) and the
+ * mapping the workers share, sized for the longest round trip. */
 static int open_root(struct bench *b, const char *root)
 {
-	SHMBUS_OPTS(shmbus_open_opts, oo);
-	int rc;
+	uint64_t trips = b->sz->pp_count > b->sz->blk_count ? b->sz->pp_count : b->sz->blk_count;
 
-	if (root) {
-		snprintf(b->root, sizeof b->root, "%s", root);
-	} else {
-		snprintf(b->root, sizeof b->root, "/dev/shm/shmbus-bench-XXXXXX");
-		if (!mkdtemp(b->root)) {
-			fprintf(stderr, "shmbus bench: cannot make a temporary root in /dev/shm: %s; "
-				"give one with --root\n", strerror(errno));
-			return -1;
-		}
-		b->tmp_root = true;
-	}
-	oo.root = b->root;
-	rc = shmbus_open(&oo, &b->bus);
-	if (rc)
-		fprintf(stderr, "shmbus bench: cannot open root %s: %s\n", b->root, shmbus_errmsg());
-	return rc ? -1 : 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	if (remove(path))
-		fprintf(stderr, "shmbus bench: cannot remove %s: %s\n", path, strerror(errno));
-	return 0;
-}
-
-static void close_root(struct bench *b)
-{
-	shmbus_close(b->bus); /* NULL is a no-op */
-	b->bus = NULL;
-	if (b->tmp_root)
-		nftw(b->root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts = { .tv_sec = ns / NS, .tv_nsec = ns % NS };
-
-	nanosleep(&ts, NULL);
-}
-
-static bool has_flag(const char *flags, const char *flag)
-{
-	size_t n = strlen(flag);
-
-	for (const char *p = strstr(flags, flag); p; p = strstr(p + 1, flag))
-		if ((p == flags || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0))
-			return true;
-	return false;
-}
-
-/* TSC when it is invariant (or asked for), calibrated against
- * CLOCK_MONOTONIC; then the cost of one read, averaged. */
-static void clock_init(struct bench *b)
-{
-	static char flags[8192];
-	volatile uint64_t sink = 0;
-	uint64_t c0, c1;
-	int64_t t0, t1;
-
-	cpuinfo("flags", flags, sizeof flags);
-#if defined(__x86_64__)
-	b->tsc = has_flag(flags, "rdtscp") && has_flag(flags, "constant_tsc") &&
-		 has_flag(flags, "nonstop_tsc");
-#endif
-	if (b->clock_name)
-		b->tsc = b->tsc && !strcmp(b->clock_name, "tsc");
-	b->ticks_per_ns = 1.0;
-	if (b->tsc) {
-		t0 = mono_ns();
-		c0 = ticks(b);
-		sleep_ns(b->quick ? 30000000 : 100000000);
-		t1 = mono_ns();
-		c1 = ticks(b);
-		b->ticks_per_ns = (double)(c1 - c0) / (double)(t1 - t0);
-	}
-	c0 = ticks(b);
-	for (int i = 0; i < 100000; i++)
-		sink += ticks(b);
-	c1 = ticks(b);
-	(void)sink;
-	b->clock_cost_ns = (double)(c1 - c0) / 100000 / b->ticks_per_ns;
+	b->w.timeout_s = RUN_TIMEOUT_S;
+	if (wl_open(&b->w, root, "/dev/shm", trips) == 0)
+		return 0;
+	fprintf(stderr, "shmbus bench: %s%s\n", workers_why(),
+		root ? "" : "; give a root with --root");
+	return -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -325,7 +247,8 @@ static bool run_figure(struct bench *b, struct result *r)
 	double out[MAX_METRICS] = { 0 };
 	int rc;
 
-	disturbance_begin(&r->dist, b->cpu, 0);
+	workers_forget();
+	disturbance_begin(&r->dist, b->w.cpu, 0);
 	rc = r->def->setup(b, r->desc, sizeof r->desc);
 	for (int k = 0; rc == 0 && k < b->runs; k++) {
 		rc = r->def->once(b, out);
@@ -340,12 +263,8 @@ static bool run_figure(struct bench *b, struct result *r)
 	print_result(r);
 	if (rc == -EINTR)
 		printf("  interrupted\n");
-	else if (rc == -ETIMEDOUT)
-		printf("  FAILED: a run took longer than %lld s; its workers were killed\n",
-		       RUN_TIMEOUT_NS / NS);
-	for (int w = 0; rc && w < 2; w++)
-		if (b->sh->rep[w].msg[0])
-			printf("  FAILED: worker %d (CPU %d): %s\n", w, b->cpu[w], b->sh->rep[w].msg);
+	else if (rc)
+		printf("  FAILED: %s\n", workers_why()[0] ? workers_why() : "unknown error");
 	fflush(stdout);
 	return rc == 0;
 }
@@ -357,7 +276,7 @@ static int run_all(struct bench *b)
 
 	machine_info(cpu, sizeof cpu, kernel, sizeof kernel, date, sizeof date);
 	print_header(b, cpu, kernel, date);
-	for (int k = 0; k < NFIGS && !b->interrupted; k++) {
+	for (int k = 0; k < NFIGS && !workers_interrupted(); k++) {
 		struct result *r = &b->res[k];
 
 		r->def = &figure_defs[k];
@@ -367,7 +286,7 @@ static int run_all(struct bench *b)
 	}
 	if (b->json && write_json(b, cpu, kernel, date))
 		failed++;
-	if (b->interrupted)
+	if (workers_interrupted())
 		return 130;
 	return failed ? 1 : 0;
 }
@@ -376,30 +295,25 @@ int cmd_bench(const char *root, int argc, char **argv)
 {
 	static struct bench bench; /* too large for the stack */
 	struct bench *b = &bench;
-	struct sigaction dfl = { .sa_handler = SIG_DFL }, old_chld;
 	int rc;
 
 	memset(b, 0, sizeof *b);
 	b->runs = 5;
-	b->parent = getpid();
 	rc = parse_args(b, argc, argv);
 	if (rc)
 		return rc > 0 ? 0 : 2;
 	b->sz = b->quick ? &sizes_quick : &sizes_full;
-	if (pick_cpus(b) || map_shared(b))
+	if (pick_cpus(b))
 		return 1;
-	clock_init(b);
-	/* Workers' exits and ^C arrive through sigtimedwait in reap(). */
-	sigemptyset(&b->waitset);
-	sigaddset(&b->waitset, SIGCHLD);
-	sigaddset(&b->waitset, SIGINT);
-	sigaddset(&b->waitset, SIGTERM);
-	sigaction(SIGCHLD, &dfl, &old_chld);
-	sigprocmask(SIG_BLOCK, &b->waitset, &b->oldmask);
+	measure_clock_init(!b->clock_name || !strcmp(b->clock_name, "tsc"),
+			   b->quick ? 30000000 : 100000000);
+	/* Workers' exits and ^C arrive through sigtimedwait in the reaper. */
+	if (workers_init(WORKERS_INTERRUPTIBLE | (b->one_cpu ? WORKERS_ONE_CPU : 0))) {
+		fprintf(stderr, "shmbus bench: %s\n", workers_why());
+		return 1;
+	}
 	rc = open_root(b, root) ? 1 : run_all(b);
-	close_root(b);
-	sigprocmask(SIG_SETMASK, &b->oldmask, NULL);
-	sigaction(SIGCHLD, &old_chld, NULL);
-	munmap(b->sh, b->sh_len);
+	wl_close(&b->w);
+	workers_fini();
 	return rc;
 }

@@ -1,11 +1,11 @@
 /*
  * bench_report.c - what `shmbus bench` prints and writes.
  *
- * Owns the header describing the machine and the clock, the statistics
- * (percentiles of one run's round trips; min / median / max of a metric
- * across runs, and PASS or "short" against its target), the accounting
- * of the CPU time other tasks and the hypervisor took from the workers'
- * CPUs during a figure, each figure's table, and the JSON file.
+ * Owns the header describing the machine and the clock, the summary of
+ * a metric across runs (min / median / max, and PASS or "short" against
+ * its target), the line saying how much CPU time other tasks and the
+ * hypervisor took from the workers' CPUs during a figure, each figure's
+ * table, and the JSON file.
  */
 #include "bench.h"
 
@@ -17,27 +17,6 @@
 /* ------------------------------------------------------------------ */
 /* The machine                                                         */
 
-/* The value of the first /proc/cpuinfo line named `name`, or "". */
-void cpuinfo(const char *name, char *buf, size_t len)
-{
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	char *line = NULL, *colon;
-	size_t cap = 0, n = strlen(name);
-
-	snprintf(buf, len, "%s", "");
-	while (f && getline(&line, &cap, f) > 0) {
-		colon = strchr(line, ':');
-		if (strncmp(line, name, n) || !colon)
-			continue;
-		snprintf(buf, len, "%s", colon + 1 + strspn(colon + 1, " \t"));
-		buf[strcspn(buf, "\n")] = 0;
-		break;
-	}
-	free(line);
-	if (f)
-		fclose(f);
-}
-
 void machine_info(char *cpu, size_t clen, char *kernel, size_t klen, char *date,
 		  size_t dlen)
 {
@@ -45,7 +24,7 @@ void machine_info(char *cpu, size_t clen, char *kernel, size_t klen, char *date,
 	time_t now = time(NULL);
 	struct tm tm;
 
-	cpuinfo("model name", cpu, clen);
+	measure_cpuinfo("model name", cpu, clen);
 	if (!cpu[0])
 		snprintf(cpu, clen, "unknown CPU");
 	if (uname(&u) == 0)
@@ -66,34 +45,26 @@ void print_header(const struct bench *b, const char *cpu, const char *kernel,
 	       b->quick ? " --quick" : "", b->runs, b->runs == 1 ? "" : "s");
 	printf("  machine  %s, %ld CPUs online; %s\n", cpu, sysconf(_SC_NPROCESSORS_ONLN), kernel);
 	printf("  cpus     worker 0 (ping, producer) on CPU %d, worker 1 (echo, consumer) on CPU %d "
-	       "(%d usable)\n", b->cpu[0], b->cpu[1], b->ncpus);
+	       "(%d usable)\n", b->w.cpu[0], b->w.cpu[1], b->ncpus);
 	if (b->one_cpu)
 		printf("  WARNING  both workers share CPU %d%s: spinners yield, and the figures "
-		       "measure the scheduler, not the bus\n", b->cpu[0],
+		       "measure the scheduler, not the bus\n", b->w.cpu[0],
 		       b->ncpus < 2 ? " (the only one usable)" : "");
 	printf("  date     %s; load average %.2f %.2f %.2f\n", date, load[0], load[1], load[2]);
-	printf("  root     %s%s\n", b->root, b->tmp_root ? " (temporary)" : "");
-	if (b->tsc)
+	printf("  root     %s%s\n", b->w.root, b->w.tmp_root ? " (temporary)" : "");
+	if (measure_clock.tsc)
 		printf("  clock    TSC at %.4f GHz (calibrated against CLOCK_MONOTONIC); "
-		       "one read costs %.1f ns\n", b->ticks_per_ns, b->clock_cost_ns);
+		       "one read costs %.1f ns\n", measure_clock.ticks_per_ns,
+		       measure_clock.tick_cost_ns);
 	else
-		printf("  clock    CLOCK_MONOTONIC; one read costs %.1f ns\n", b->clock_cost_ns);
+		printf("  clock    CLOCK_MONOTONIC; one read costs %.1f ns\n",
+		       measure_clock.tick_cost_ns);
 	printf("  rings    16 MiB (pingpong, send, batch, blocking), 64 MiB (large)\n");
 	fflush(stdout);
 }
 
 /* ------------------------------------------------------------------ */
 /* Statistics                                                          */
-
-/* p50, p90, p99, p99.9 and max of samples[from, from + count), in ns. */
-void latencies(const struct bench *b, size_t from, double *out)
-{
-	static const double q[] = { 0.50, 0.90, 0.99, 0.999, 1.0 };
-
-	measure_quantiles(b->sh->samples + from, b->cur.count, q, 5, out);
-	for (int i = 0; i < 5; i++)
-		out[i] /= b->ticks_per_ns;
-}
 
 struct summary {
 	double min, median, max;
@@ -227,9 +198,10 @@ int write_json(const struct bench *b, const char *machine, const char *kernel,
 	fprintf(f, ", \"kernel\": ");
 	json_str(f, kernel);
 	fprintf(f, ", \"cpus_online\": %ld, \"cpus_used\": [%d, %d]},\n",
-		sysconf(_SC_NPROCESSORS_ONLN), b->cpu[0], b->cpu[1]);
+		sysconf(_SC_NPROCESSORS_ONLN), b->w.cpu[0], b->w.cpu[1]);
 	fprintf(f, "  \"clock\": {\"source\": \"%s\", \"ticks_per_ns\": %.6f, \"read_ns\": %.2f},\n",
-		b->tsc ? "tsc" : "CLOCK_MONOTONIC", b->ticks_per_ns, b->clock_cost_ns);
+		measure_clock.tsc ? "tsc" : "CLOCK_MONOTONIC", measure_clock.ticks_per_ns,
+		measure_clock.tick_cost_ns);
 	fprintf(f, "  \"figures\": [");
 	json_figures(f, b);
 	fprintf(f, "\n  ]\n}\n");

@@ -1,18 +1,104 @@
 /*
- * measure.c - statistics and disturbance accounting shared by `shmbus
- * bench` and `make bench` (see measure.h).
+ * measure.c - the clock, statistics and disturbance accounting shared by
+ * `shmbus bench` and `make bench` (see measure.h).
  */
 #include "measure.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
-#define NS 1000000000LL
+struct measure_clock measure_clock = { .ticks_per_ns = 1.0 };
+
+/* ------------------------------------------------------------------ */
+/* The clock                                                           */
+
+void measure_cpuinfo(const char *name, char *buf, size_t len)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char *line = NULL, *colon;
+	size_t cap = 0, n = strlen(name);
+
+	snprintf(buf, len, "%s", "");
+	while (f && getline(&line, &cap, f) > 0) {
+		colon = strchr(line, ':');
+		if (strncmp(line, name, n) || !colon)
+			continue;
+		snprintf(buf, len, "%s", colon + 1 + strspn(colon + 1, " \t"));
+		buf[strcspn(buf, "\n")] = 0;
+		break;
+	}
+	free(line);
+	if (f)
+		fclose(f);
+}
+
+#if defined(__x86_64__)
+static bool has_flag(const char *flags, const char *flag)
+{
+	size_t n = strlen(flag);
+
+	for (const char *p = strstr(flags, flag); p; p = strstr(p + 1, flag))
+		if ((p == flags || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0))
+			return true;
+	return false;
+}
+#endif
+
+static void sleep_ns(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / NS, .tv_nsec = ns % NS };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+void measure_clock_init(bool allow_tsc, int64_t calibrate_ns)
+{
+	struct measure_clock *c = &measure_clock;
+	volatile uint64_t sink = 0;
+	uint64_t c0, c1;
+	int64_t t0, t1;
+
+	c->tsc = false;
+	c->ticks_per_ns = 1.0;
+#if defined(__x86_64__)
+	if (allow_tsc) {
+		static char flags[8192];
+
+		measure_cpuinfo("flags", flags, sizeof flags);
+		c->tsc = has_flag(flags, "rdtscp") && has_flag(flags, "constant_tsc") &&
+			 has_flag(flags, "nonstop_tsc");
+	}
+#else
+	(void)allow_tsc;
+#endif
+	if (c->tsc) {
+		t0 = mono_ns();
+		c0 = measure_ticks();
+		sleep_ns(calibrate_ns);
+		t1 = mono_ns();
+		c1 = measure_ticks();
+		c->ticks_per_ns = (double)(c1 - c0) / (double)(t1 - t0);
+	}
+	c0 = measure_ticks();
+	for (int i = 0; i < 200000; i++)
+		sink += measure_ticks();
+	c1 = measure_ticks();
+	c->tick_cost_ns = measure_ticks_ns(c1 - c0) / 200000;
+	t0 = mono_ns();
+	for (int i = 0; i < 200000; i++)
+		sink += (uint64_t)mono_ns();
+	c->mono_cost_ns = (double)(mono_ns() - t0) / 200000;
+	(void)sink;
+}
+
+/* ------------------------------------------------------------------ */
+/* Statistics                                                          */
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -54,16 +140,16 @@ void measure_quantiles(uint64_t *s, size_t n, const double *q, int nq, double *o
 	}
 }
 
+void measure_quantiles_ns(uint64_t *ticks, size_t n, const double *q, int nq, double *out)
+{
+	measure_quantiles(ticks, n, q, nq, out);
+	for (int i = 0; i < nq; i++)
+		if (!isnan(out[i]))
+			out[i] = measure_ticks_ns((uint64_t)out[i]);
+}
+
 /* ------------------------------------------------------------------ */
 /* Disturbance                                                         */
-
-static int64_t mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
-}
 
 static int64_t tv_ns(struct timeval tv)
 {
@@ -126,7 +212,7 @@ static void jiffies(const int cpu[2], long long *idle, long long *steal)
 void disturbance_begin(struct disturbance *d, const int cpu[2], pid_t extra_pid)
 {
 	*d = (struct disturbance){ .cpu = { cpu[0], cpu[1] }, .extra_pid = extra_pid };
-	d->t0 = mono();
+	d->t0 = mono_ns();
 	d->ours0 = ours_ns(extra_pid);
 	jiffies(d->cpu, &d->idle0, &d->steal0);
 }
@@ -140,7 +226,7 @@ void disturbance_end(struct disturbance *d)
 	long long idle, steal;
 
 	jiffies(d->cpu, &idle, &steal);
-	d->wall_s = (double)(mono() - d->t0) / 1e9;
+	d->wall_s = (double)(mono_ns() - d->t0) / 1e9;
 	d->steal_ms = (double)(steal - d->steal0) * ms_tick;
 	d->others_ms = d->wall_s * 1000 * ncpu - (double)(idle - d->idle0) * ms_tick -
 		       d->steal_ms - (double)(ours_ns(d->extra_pid) - d->ours0) / 1e6;

@@ -12,12 +12,14 @@
  * sends DATA batches of the frames as they lie in the ring, by writev
  * from the mapping (no copy per record), then a trailer saying whether
  * the bytes were still intact after the kernel took them (format.md §6
- * step 3).  With nothing to send it waits for the mirror's next message
- * or a 2 ms timer, never spinning.  The socket is the flow control: a
+ * step 3).  With nothing to send it sleeps on the partitions' futex
+ * notify words and on its socket at once (mirror_wait.c): a commit wakes
+ * it, never a timer, never a spin.  The socket is the flow control: a
  * send waits at most timeout_ms for the mirror to read, so nothing is
  * buffered here beyond the kernel's socket buffer.
  */
 #include "mirror.h"
+#include "mirror_wait.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -37,8 +39,7 @@
 
 #define MAX_CONNS     64      /* mirrors served at once */
 #define MAX_FETCHES   4096    /* partitions one mirror follows */
-#define BATCH_IOV     256     /* frames in one DATA (and its aborted ranges) */
-#define IDLE_WAIT_MS  2       /* the long-poll timer when nothing is new */
+#define BATCH_IOV     256     /* runs of frames in one DATA (and its aborted ranges) */
 #define HEARTBEAT_NS  1000000000LL
 
 struct fetch {
@@ -63,6 +64,7 @@ struct conn {
 	size_t rxlen;
 	int64_t heard_ns, sent_ns;   /* CLOCK_MONOTONIC */
 	bool sent_something;
+	struct mwait w;              /* its sleep on partitions and socket */
 };
 
 struct source {
@@ -152,6 +154,20 @@ static void add_hole(struct batch *b, uint64_t from, uint64_t to)
 	b->count++;
 }
 
+/* A frame into the batch: where it follows the last one in the ring (the
+ * common case: no padding or aborted range between), it lengthens that
+ * piece, so a batch of small records is a few iovecs, not one each. */
+static void add_frame(struct batch *b, uint8_t *at, uint64_t len)
+{
+	struct iovec *last = &b->iov[b->niov - 1];
+
+	if (b->niov > 1 && (uint8_t *)last->iov_base + last->iov_len == at)
+		last->iov_len += len;
+	else
+		b->iov[b->niov++] = (struct iovec){ .iov_base = at, .iov_len = len };
+	b->bytes += len;
+}
+
 /* The offsets the mirror asks for are no longer here: tell it, go on from
  * the oldest held. */
 static int send_gap(struct conn *c, struct fetch *f)
@@ -200,9 +216,7 @@ static int gather(struct fetch *f, struct batch *b)
 			add_hole(b, b->next, v.offset);
 		if (b->first_pos == UINT64_MAX)
 			b->first_pos = v.pos;
-		b->iov[b->niov++] = (struct iovec){ .iov_base = part_at(f->p, v.pos),
-						    .iov_len = v.len };
-		b->bytes += v.len;
+		add_frame(b, part_at(f->p, v.pos), v.len);
 		b->count++;
 		b->next = v.offset + 1;
 	}
@@ -524,6 +538,30 @@ static int serve_round(struct conn *c, const char **why)
 	return any;
 }
 
+/*
+ * Nothing was new: sleep until a partition has records, the mirror
+ * sends, shmbusd stops, or a heartbeat or the silence timeout is due
+ * (protocol.md §M5).  0, or -errno with why.
+ */
+static int idle(struct conn *c, int64_t timeout_ns, const char **why)
+{
+	int64_t due = c->sent_ns + HEARTBEAT_NS;
+	struct mwait_set s;
+	int sent;
+
+	if (c->heard_ns + timeout_ns + 1000000 < due)
+		due = c->heard_ns + timeout_ns + 1000000;
+	mwait_prepare(&c->w, &s);
+	for (size_t i = 0; i < c->nfetches; i++)
+		if (c->fetches[i].p)
+			mwait_add(&s, c->fetches[i].p);
+	/* look again after announcing the waits, or a wake may be missed */
+	sent = serve_round(c, why);
+	if (sent == 0 && !mwait_input(&c->w))
+		mwait_sleep(&s, due);
+	return sent < 0 ? sent : 0;
+}
+
 static const char *serve_conn(struct conn *c)
 {
 	const struct config_mirror_listen *l = &c->d->cfg.mlisten;
@@ -536,17 +574,21 @@ static const char *serve_conn(struct conn *c)
 	c->heard_ns = mono_ns();
 	if (process(c, &why)) /* what came with the HELLO */
 		return why;
+	if (mwait_start(&c->w, c->fd, src.stop_pipe[0]) < 0)
+		return "no thread to watch its socket";
 	while (!stopping()) {
-		struct pollfd p = { .fd = c->fd, .events = POLLIN };
 		int sent = serve_round(c, &why);
 
 		if (sent < 0)
 			return why;
-		if (poll(&p, 1, sent ? 0 : IDLE_WAIT_MS) > 0) {
+		if (mwait_input(&c->w)) {
 			rc = receive(c, &why);
+			mwait_drained(&c->w);
 			if (rc)
 				return why;
 		}
+		if (!sent && idle(c, l->timeout_ms * 1000000, &why) < 0)
+			return why;
 		if (mono_ns() - c->heard_ns > l->timeout_ms * 1000000)
 			return "it sent nothing for timeout_ms";
 		if (mono_ns() - c->sent_ns > HEARTBEAT_NS) {
@@ -566,6 +608,7 @@ static void *conn_main(void *arg)
 
 	rcu_register_thread();
 	why = serve_conn(c);
+	mwait_stop(&c->w);
 	log_notice("mirror %s (%s) disconnected: %s", c->host[0] ? c->host : "?", c->peer, why);
 	for (size_t i = 0; i < c->nfetches; i++)
 		cache_put(c->fetches[i].m);

@@ -72,6 +72,7 @@ struct lab {
 static struct lab L = { .d = { -1, -1 } };
 static const char *tmpdir = "/dev/shm";
 static const char *shmbusd;
+static char iperf3[PATH_MAX];      /* "" if not installed */
 static volatile pid_t iperf_pids[2] = { -1, -1 };
 
 static int own_opt(int argc, char **argv, int *i)
@@ -203,6 +204,22 @@ static void stop_mirror(void)
 	unlink(log);
 }
 
+/* iperf3 on $PATH (or the usual places) into iperf3[]. */
+static bool find_iperf3(void)
+{
+	char path[2048], *save = NULL;
+
+	snprintf(path, sizeof path, "%s:/usr/bin:/usr/local/bin",
+		 getenv("PATH") ? getenv("PATH") : "");
+	for (char *d = strtok_r(path, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		snprintf(iperf3, sizeof iperf3, "%s/iperf3", d);
+		if (d[0] == '/' && access(iperf3, X_OK) == 0)
+			return true;
+	}
+	iperf3[0] = '\0';
+	return false;
+}
+
 static int lab_up(void)
 {
 	snprintf(L.dir, sizeof L.dir, "%s/shmbus-mirror-bench-XXXXXX", tmpdir);
@@ -222,7 +239,7 @@ static int lab_up(void)
 		snprintf(L.why, sizeof L.why, "%s", B.why);
 		return -1;
 	}
-	L.iperf3 = access("/usr/bin/iperf3", X_OK) == 0;
+	L.iperf3 = find_iperf3();
 	return 0;
 }
 
@@ -243,9 +260,9 @@ static double iperf_bps(const char *json)
 static double iperf_run(int secs)
 {
 	char port[8], t[8], json[65536];
-	const char *server[] = { "/usr/bin/iperf3", "-s", "-1", "-B", L.n.addr[1], "-p", port,
+	const char *server[] = { iperf3, "-s", "-1", "-B", L.n.addr[1], "-p", port,
 				 NULL };
-	const char *client[] = { "/usr/bin/iperf3", "-c", L.n.addr[1], "-p", port, "-t", t,
+	const char *client[] = { iperf3, "-c", L.n.addr[1], "-p", port, "-t", t,
 				 "-J", NULL };
 	double bps = 0;
 

@@ -1,9 +1,9 @@
 /*
  * mirror.c - `shmbus mirror status [--json]`: what the daemon serving the
  * root mirrors from other hosts, one row per partition (source, the
- * replica's end and the source's, the lag in records, state, reconnects,
- * gaps, last error), asked through the control socket (MIRROR_STATUS,
- * docs/protocol.md §9).
+ * replica's end and the source's, the lag in records and milliseconds,
+ * state, reconnects, gaps, last error), asked through the control socket
+ * (MIRROR_STATUS, docs/protocol.md §9).
  */
 #include "cli.h"
 
@@ -15,8 +15,9 @@ static const char usage[] =
 	"\n"
 	"  status   each partition this root's shmbusd mirrors from another host\n"
 	"           ([mirror \"NAME\"] in shmbusd.conf): its source, the replica's end\n"
-	"           offset and the source's, the lag in records, the state, reconnects,\n"
-	"           gaps recorded, and the last error\n"
+	"           offset and the source's, the lag in records and in milliseconds (how\n"
+	"           long ago the replica last held all the source had), the state,\n"
+	"           reconnects, gaps recorded, and the last error\n"
 	"\n"
 	"Options:\n"
 	"  --json   one JSON object per partition, in a JSON array\n";
@@ -55,6 +56,9 @@ static void print_json(const struct shmbus_mirror_status *m, int n)
 		json_str("state", m[i].state, true);
 		printf("\"reconnects\":%llu,\"gaps\":%llu,", (unsigned long long)m[i].reconnects,
 		       (unsigned long long)m[i].gaps);
+		printf("\"lag_ms\":%llu,\"gap_offsets\":%llu,\"bytes\":%llu,\"records\":%llu,",
+		       (unsigned long long)m[i].lag_ms, (unsigned long long)m[i].gap_offsets,
+		       (unsigned long long)m[i].bytes, (unsigned long long)m[i].records);
 		json_str("last_error", m[i].last_error, false);
 		printf("}");
 	}
@@ -64,11 +68,11 @@ static void print_json(const struct shmbus_mirror_status *m, int n)
 static void print_table(const struct shmbus_mirror_status *m, int n)
 {
 	static const char *const heads[] = { "MIRROR", "SOURCE", "TOPIC", "PARTITION", "END",
-					     "SOURCE-END", "LAG", "STATE", "RECONNECTS", "GAPS",
-					     "LAST-ERROR", NULL };
+					     "SOURCE-END", "LAG", "LAG-MS", "STATE", "RECONNECTS",
+					     "GAPS", "LAST-ERROR", NULL };
 	_cleanup_(table_freep) struct table t;
 
-	table_init(&t, 11, heads);
+	table_init(&t, 12, heads);
 	for (int i = 0; i < n; i++) {
 		table_cell(&t, "%s", m[i].mirror);
 		table_cell(&t, "%s", m[i].source);
@@ -80,6 +84,7 @@ static void print_table(const struct shmbus_mirror_status *m, int n)
 		table_cell(&t, "%llu", (unsigned long long)m[i].end);
 		table_cell(&t, "%llu", (unsigned long long)m[i].source_end);
 		table_cell(&t, "%llu", (unsigned long long)m[i].lag);
+		table_cell(&t, "%llu", (unsigned long long)m[i].lag_ms);
 		table_cell(&t, "%s", m[i].state);
 		table_cell(&t, "%llu", (unsigned long long)m[i].reconnects);
 		table_cell(&t, "%llu", (unsigned long long)m[i].gaps);

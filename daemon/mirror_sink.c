@@ -13,6 +13,7 @@
  * again after a backoff of 100 ms doubling to 5 s.
  */
 #include "mirror.h"
+#include "mirror_lag.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -43,9 +44,10 @@ struct mpart {
 	struct replica r;
 	uint64_t max_frame;
 	uint64_t source_end;
-	uint64_t gaps;
 	bool stopped;                /* the source does not serve it (UNKNOWN) */
 	char error[200];
+	struct mlag lag;             /* its lag in ms (mirror_lag.h) */
+	uint64_t bytes, records;     /* received: frame bytes, offsets */
 };
 
 struct sink {
@@ -332,6 +334,7 @@ static int adopt_topic(struct sink *s, const struct mp_msg *t)
 		if (rc)
 			break;
 		mp->max_frame = pmap_part(mp->m)->max_frame;
+		mp->lag.since_ns = mono_ns(); /* not known to be caught up before */
 		pthread_mutex_lock(&s->lock);
 		s->nparts++;
 		pthread_mutex_unlock(&s->lock);
@@ -396,6 +399,20 @@ static struct mpart *part_of(struct sink *s, uint32_t id)
 	return id < s->nparts ? &s->parts[id] : NULL;
 }
 
+/* What a DATA tells of the replica's lag, and what it brought
+ * (under the lock). */
+static void count_data(struct mpart *mp, const struct mp_msg *m, int rc)
+{
+	int64_t now = mono_ns();
+
+	mlag_heard(&mp->lag, m->u.data.end, now);
+	if (rc)
+		return;
+	mlag_held(&mp->lag, replica_end(&mp->r), now);
+	mp->bytes += m->u.data.frames_len;
+	mp->records += m->u.data.next - m->u.data.first;
+}
+
 static int on_data(struct sink *s, const struct mp_msg *m)
 {
 	struct mpart *mp = part_of(s, m->u.data.id);
@@ -413,6 +430,7 @@ static int on_data(struct sink *s, const struct mp_msg *m)
 	}
 	pthread_mutex_lock(&s->lock);
 	mp->source_end = m->u.data.end;
+	count_data(mp, m, rc);
 	if (rc == -EIDRM) {
 		mp->stopped = true;
 		snprintf(mp->error, sizeof mp->error, "the replica was deleted here; restart "
@@ -449,7 +467,7 @@ static int on_gap(struct sink *s, const struct mp_msg *m)
 		 (unsigned long long)m->u.gap.to - 1);
 	rc = replica_gap(&mp->r, m->u.gap.to);
 	pthread_mutex_lock(&s->lock);
-	mp->gaps++;
+	mlag_held(&mp->lag, replica_end(&mp->r), mono_ns());
 	snprintf(mp->error, sizeof mp->error, "gap: offsets %llu..%llu were gone from the source",
 		 (unsigned long long)m->u.gap.from, (unsigned long long)m->u.gap.to - 1);
 	pthread_mutex_unlock(&s->lock);
@@ -474,6 +492,7 @@ static int dispatch(struct sink *s, const struct mp_msg *m)
 			strerror(-m->u.unknown.code));
 		pthread_mutex_lock(&s->lock);
 		mp->stopped = true;
+		mlag_lost(&mp->lag, s->heard_ns);
 		snprintf(mp->error, sizeof mp->error, "the source does not serve it: %s",
 			 strerror(-m->u.unknown.code));
 		pthread_mutex_unlock(&s->lock);
@@ -571,6 +590,8 @@ static int session(struct sink *s)
 		rc = stream(s);
 		pthread_mutex_lock(&s->lock);
 		s->connected = false;
+		for (size_t i = 0; i < s->nparts; i++)
+			mlag_lost(&s->parts[i].lag, s->heard_ns);
 		pthread_mutex_unlock(&s->lock);
 		rc = rc == -ECANCELED ? 1 : (log_warn("mirror %s: connection lost: %s; reconnecting",
 						      s->label, s->error), 1);
@@ -665,18 +686,25 @@ void mirror_sink_fini(struct daemon *d)
 
 static size_t status_line(const struct sink *s, const struct mpart *mp, char *buf, size_t len)
 {
-	uint64_t end = replica_end(&mp->r);
+	uint64_t end = replica_end(&mp->r), gaps, gap_offsets;
 	const char *state = mp->stopped ? "stopped" : s->connected ? "streaming" : "connecting";
-	int n;
+	int n, more;
 
+	replica_gaps(&mp->r, &gaps, &gap_offsets);
 	n = snprintf(buf, len, "mirror=%s\tsource=%s\ttopic=%s\tpartition=%u\tend=%llu\t"
 		     "source_end=%llu\tlag=%llu\tstate=%s\treconnects=%llu\tgaps=%llu\t"
-		     "last_error=%s\n", s->cfg->name, s->cfg->source, mp->topic, mp->partition,
+		     "last_error=%s", s->cfg->name, s->cfg->source, mp->topic, mp->partition,
 		     (unsigned long long)end, (unsigned long long)mp->source_end,
 		     (unsigned long long)(mp->source_end > end ? mp->source_end - end : 0), state,
-		     (unsigned long long)s->reconnects, (unsigned long long)mp->gaps,
+		     (unsigned long long)s->reconnects, (unsigned long long)gaps,
 		     mp->error[0] ? mp->error : s->error);
-	return n < 0 || (size_t)n >= len ? 0 : (size_t)n;
+	if (n < 0 || (size_t)n >= len)
+		return 0;
+	more = snprintf(buf + n, len - (size_t)n, "\tlag_ms=%llu\tgap_offsets=%llu\tbytes=%llu\t"
+			"records=%llu\n", (unsigned long long)mlag_ms(&mp->lag, mono_ns()),
+			(unsigned long long)gap_offsets, (unsigned long long)mp->bytes,
+			(unsigned long long)mp->records);
+	return more < 0 || (size_t)more >= len - (size_t)n ? 0 : (size_t)(n + more);
 }
 
 size_t mirror_status_text(struct daemon *d, char *buf, size_t len)
@@ -709,4 +737,57 @@ size_t mirror_status_text(struct daemon *d, char *buf, size_t len)
 		pthread_mutex_unlock(&s->lock);
 	}
 	return used;
+}
+
+/* One partition's figures (under its mirror's lock). */
+static void part_stats(const struct sink *s, const struct mpart *mp, int64_t now,
+		       struct mirror_part_stats *ret)
+{
+	uint64_t end = replica_end(&mp->r);
+
+	*ret = (struct mirror_part_stats){ .partition = mp->partition, .end = end,
+					   .source_end = mp->source_end,
+					   .lag_records = mp->source_end > end ?
+							  mp->source_end - end : 0,
+					   .lag_ms = mlag_ms(&mp->lag, now),
+					   .reconnects = s->reconnects, .bytes = mp->bytes,
+					   .records = mp->records };
+	ret->lag_seconds = (double)ret->lag_ms / 1000;
+	snprintf(ret->mirror, sizeof ret->mirror, "%s", s->cfg->name);
+	snprintf(ret->source, sizeof ret->source, "%s", s->cfg->source);
+	snprintf(ret->topic, sizeof ret->topic, "%s", mp->topic);
+	ret->state = mp->stopped ? "stopped" : s->connected ? "streaming" : "connecting";
+	replica_gaps(&mp->r, &ret->gaps, &ret->gap_offsets);
+}
+
+size_t mirror_sink_stats(struct mirror_part_stats *out, size_t max)
+{
+	int64_t now = mono_ns();
+	size_t n = 0;
+
+	for (size_t i = 0; i < nsinks; i++) {
+		struct sink *s = &sinks[i];
+
+		pthread_mutex_lock(&s->lock);
+		for (size_t j = 0; j < s->nparts; j++, n++)
+			if (n < max)
+				part_stats(s, &s->parts[j], now, &out[n]);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return n;
+}
+
+size_t mirror_sink_mirrors(struct mirror_stats *out, size_t max)
+{
+	for (size_t i = 0; i < nsinks && i < max; i++) {
+		struct sink *s = &sinks[i];
+
+		pthread_mutex_lock(&s->lock);
+		out[i] = (struct mirror_stats){ .connected = s->connected,
+						.reconnects = s->reconnects };
+		snprintf(out[i].mirror, sizeof out[i].mirror, "%s", s->cfg->name);
+		snprintf(out[i].source, sizeof out[i].source, "%s", s->cfg->source);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return nsinks;
 }

@@ -51,6 +51,7 @@ struct fetch {
 	struct part_cursor c;
 	uint64_t next;               /* the offset the mirror expects next */
 	bool placed;                 /* the cursor is placed at next */
+	bool told;                   /* a DATA went (the mirror knows the end) */
 };
 
 struct conn {
@@ -75,6 +76,7 @@ struct source {
 	int stop_pipe[2];
 	pthread_mutex_t lock;        /* guards fds: shut down at stop */
 	int fds[MAX_CONNS];
+	atomic_ullong accepted, refused, bytes, records, gaps; /* for metrics */
 };
 
 static struct source src = { .lfd = -1, .stop_pipe = { -1, -1 },
@@ -181,6 +183,7 @@ static int send_gap(struct conn *c, struct fetch *f)
 	log_warn("mirror %s (%s): %s/%u: offsets %llu..%llu are no longer held here "
 		 "(retention or a lap of the ring); the mirror records a gap", c->host, c->peer,
 		 f->topic, f->partition, (unsigned long long)f->next, (unsigned long long)lo - 1);
+	atomic_fetch_add(&src.gaps, 1);
 	m.u.gap.id = f->id;
 	m.u.gap.from = f->next;
 	m.u.gap.to = lo;
@@ -267,6 +270,28 @@ static __attribute__((noinline)) void probe_send(const struct fetch *f, uint64_t
 	SHMBUS_PROBE(mirror_send, f->topic, f->partition, f->next, count, bytes);
 }
 
+/* Nothing past the fetch's offset: an empty DATA (count 0, first = next)
+ * says so once, with the end, so the mirror knows it is caught up (its
+ * lag, protocol.md §M4).  1, or -errno. */
+static int tell_end(struct conn *c, struct fetch *f)
+{
+	uint8_t head[MP_DATA_HEAD], trailer[MP_TRAILER];
+	struct iovec iov[2] = { { .iov_base = head, .iov_len = sizeof head },
+				{ .iov_base = trailer, .iov_len = sizeof trailer } };
+	uint64_t lo, end;
+	int rc;
+
+	part_bounds(f->p, &lo, &end);
+	mp_data_head(head, f->id, 0, f->next, f->next, end > f->next ? end : f->next, 0);
+	mp_data_trailer(trailer, true);
+	rc = send_all(c->fd, iov, 2, 0);
+	if (rc)
+		return rc;
+	c->sent_ns = mono_ns();
+	f->told = true;
+	return 1;
+}
+
 /* Send what f has to send: 1 if a batch went, 0 if nothing was new, or
  * -errno (the connection is done) or -ERANGE/-EIDRM (the fetch is). */
 static int serve_fetch(struct conn *c, struct fetch *f)
@@ -292,7 +317,7 @@ static int serve_fetch(struct conn *c, struct fetch *f)
 		return send_gap(c, f) ?: 1;
 	}
 	if (rc || b.count == 0)
-		return rc;
+		return rc ? rc : f->told ? 0 : tell_end(c, f);
 	part_bounds(f->p, &lo, &end);
 	{
 		uint64_t next = b.next;
@@ -311,8 +336,11 @@ static int serve_fetch(struct conn *c, struct fetch *f)
 		if (rc)
 			return rc;
 		c->sent_ns = mono_ns();
+		f->told = true;
 		if (intact) {
 			probe_send(f, b.count, b.bytes);
+			atomic_fetch_add(&src.bytes, b.bytes);
+			atomic_fetch_add(&src.records, next - f->next);
 			f->next = next;
 		} else {
 			f->c = before; /* the mirror drops it; the next read finds the lap */
@@ -568,8 +596,11 @@ static const char *serve_conn(struct conn *c)
 	const char *why = "";
 	int rc = handshake(c, l->timeout_ms, &why);
 
-	if (rc)
+	if (rc) {
+		atomic_fetch_add(&src.refused, 1);
 		return why[0] ? why : strerror(-rc);
+	}
+	atomic_fetch_add(&src.accepted, 1);
 	log_info("mirror %s connected from %s", c->host, c->peer);
 	c->heard_ns = mono_ns();
 	if (process(c, &why)) /* what came with the HELLO */
@@ -646,6 +677,7 @@ static void start_conn(struct daemon *d, int fd, const char *peer)
 	if (!c || !c->fetches || atomic_load(&src.conns) >= MAX_CONNS) {
 		log_warn("mirror connection from %s refused: %s", peer,
 			 c && c->fetches ? "64 mirrors are served already" : "out of memory");
+		atomic_fetch_add(&src.refused, 1);
 		if (c)
 			free(c->fetches);
 		free(c);
@@ -663,6 +695,7 @@ static void start_conn(struct daemon *d, int fd, const char *peer)
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&t, &at, conn_main, c)) {
 		log_warn("mirror connection from %s refused: no thread for it", peer);
+		atomic_fetch_add(&src.refused, 1);
 		track(fd, false);
 		atomic_fetch_sub(&src.conns, 1);
 		close(fd);
@@ -774,4 +807,17 @@ void mirror_source_fini(struct daemon *d)
 	if (src.lfd >= 0)
 		close(src.lfd);
 	src.lfd = -1;
+}
+
+void mirror_source_stats(struct mirror_source_stats *ret)
+{
+	*ret = (struct mirror_source_stats){
+		.listening = src.started,
+		.connections = (uint64_t)atomic_load(&src.conns),
+		.accepted = atomic_load(&src.accepted),
+		.refused = atomic_load(&src.refused),
+		.bytes = atomic_load(&src.bytes),
+		.records = atomic_load(&src.records),
+		.gaps = atomic_load(&src.gaps),
+	};
 }

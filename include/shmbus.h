@@ -209,6 +209,12 @@ struct shmbus_mirror_status {
 	uint64_t reconnects;        /* connections lost and tried again */
 	uint64_t gaps;              /* gaps recorded: offsets the source no longer held */
 	char last_error[256];       /* "" if none */
+	/* since 1.1: (appended: keep new fields after these) */
+	uint64_t lag_ms;            /* ms since the replica last held all its source was
+				     * known to hold; 0 while it does (protocol.md §9) */
+	uint64_t gap_offsets;       /* offsets the gaps cover */
+	uint64_t bytes;             /* frame bytes received since shmbusd started */
+	uint64_t records;           /* offsets received since shmbusd started */
 };
 
 /*

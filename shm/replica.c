@@ -254,6 +254,12 @@ int replica_gap(struct replica *r, uint64_t to)
 	return put_hole(r, end, to);
 }
 
+void replica_gaps(const struct replica *r, uint64_t *ret_gaps, uint64_t *ret_offsets)
+{
+	*ret_gaps = load_relaxed(&r->p->hdr->mirror_gaps);
+	*ret_offsets = load_relaxed(&r->p->hdr->mirror_gap_offsets);
+}
+
 /*
  * The mirror died (kill -9) between a claim and its last publication: the
  * claim word is past replica_done, and the frames between are CLAIMED by a

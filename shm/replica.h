@@ -50,6 +50,10 @@ int replica_append(struct replica *r, const uint8_t *frames, size_t len, uint32_
  */
 int replica_gap(struct replica *r, uint64_t to);
 
+/* The gaps recorded in the replica's header since it was created, and
+ * the offsets they cover (durable: they outlive the mirror's daemon). */
+void replica_gaps(const struct replica *r, uint64_t *ret_gaps, uint64_t *ret_offsets);
+
 /*
  * Before a mirror appends again after it died: set the replica's end back
  * to the last frame it published, over the claims it left unpublished

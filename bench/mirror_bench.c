@@ -11,10 +11,11 @@
  *    sampled every 0.5 ms from its first record to its last.  Figures:
  *    records/s, the frames' bytes/s (what crosses the wire, DATA headers
  *    aside), the values' bytes/s, iperf3's bytes/s, and frames / iperf3.
- *  - mirror.lag.rate, mirror.lag.full: B follows topic "lag"; a producer
- *    thread on A (pinned to A's CPU) stamps each 64 B record with
- *    CLOCK_MONOTONIC, at 10 000 records/s, or back to back in batches
- *    of 32; a consumer thread on B's replica (pinned to B's CPU, no
+ *  - mirror.lag.rate, mirror.lag.1M, mirror.lag.full: B follows topic
+ *    "lag"; a producer thread on A (pinned to A's CPU) stamps each 64 B
+ *    record with CLOCK_MONOTONIC, at 10 000 records/s (one at a time),
+ *    at 1 M records/s (1000 every millisecond), or back to back in
+ *    batches of 32; a consumer thread on B's replica (pinned to B's CPU, no
  *    spinning: it sleeps on the replica's futex as a reader would) takes
  *    now minus the stamp of every record: append on the source to
  *    readable on the mirror, one clock.
@@ -407,6 +408,7 @@ static int run_tput(void *arg, double *out)
 
 struct lag {
 	int rate;                     /* records/s; 0: back to back */
+	int burst;                    /* records sent together at that rate */
 	double secs;
 	volatile bool done;           /* the producer has sent its last */
 	uint64_t sent, got, lost;
@@ -443,7 +445,7 @@ static void *lag_producer(void *arg)
 	end = t0 + (int64_t)(g->secs * 1e9);
 	g->t_first = t0;
 	while (mono_ns() < end && g->sent < limit) {
-		size_t k = g->rate ? 1 : LAG_BATCH;
+		uint64_t burst_end = g->sent + (uint64_t)(g->rate ? g->burst : LAG_BATCH);
 		int64_t now;
 
 		if (g->rate) {
@@ -454,14 +456,19 @@ static void *lag_producer(void *arg)
 					usleep((useconds_t)((due - now - 50000) / 1000));
 		}
 		now = mono_ns();
-		for (size_t i = 0; i < k; i++)
-			s[i] = (struct stamp){ .seq = g->sent + i, .sent_ns = now };
-		if (shmbus_producer_send_batch(p, 0, r, k) != (int)k) {
-			snprintf(g->why, sizeof g->why, "send: %s", shmbus_errmsg());
-			break;
+		while (g->sent < burst_end) {
+			size_t k = burst_end - g->sent < LAG_BATCH ? burst_end - g->sent : LAG_BATCH;
+
+			for (size_t i = 0; i < k; i++)
+				s[i] = (struct stamp){ .seq = g->sent + i, .sent_ns = now };
+			if (shmbus_producer_send_batch(p, 0, r, k) != (int)k) {
+				snprintf(g->why, sizeof g->why, "send: %s", shmbus_errmsg());
+				goto out;
+			}
+			g->sent += k;
 		}
-		g->sent += k;
 	}
+out:
 	g->t_last = mono_ns();
 	shmbus_producer_free(p);
 	__atomic_store_n(&g->done, true, __ATOMIC_RELEASE);
@@ -594,9 +601,10 @@ static void lag_cases(void)
 	};
 	SHMBUS_OPTS(shmbus_topic_opts, o, .partitions = 1, .capacity = LAG_RING);
 	SHMBUS_OPTS(shmbus_partition_info, info);
-	struct lag g = { .rate = LAG_RATE, .secs = B.quick ? 1 : 2 };
+	struct lag g = { .rate = LAG_RATE, .burst = 1, .secs = B.quick ? 1 : 2 };
 
-	if (!b_selected("mirror.lag.rate") && !b_selected("mirror.lag.full"))
+	if (!b_selected("mirror.lag.rate") && !b_selected("mirror.lag.1M") &&
+	    !b_selected("mirror.lag.full"))
 		return;
 	g.samples = malloc(MAX_SAMPLES * sizeof *g.samples);
 	if (!g.samples || shmbus_topic_create(L.bus[0], "lag", &o) < 0 || start_mirror("lag") < 0) {
@@ -609,6 +617,12 @@ static void lag_cases(void)
 	b_case("mirror.lag.rate", "mirroring lag at 10 000 records/s, 64 B",
 	       "append on A (CLOCK_MONOTONIC in the record) to read from B's replica by a "
 	       "consumer sleeping on its futex; every record", m, 4, run_lag, &g);
+	g.rate = 1000000;
+	g.burst = 1000;
+	g.secs = B.quick ? 0.5 : 1;
+	b_case("mirror.lag.1M", "mirroring lag at 1 M records/s, 64 B",
+	       "as mirror.lag.rate, 1000 records (batches of 32) every millisecond",
+	       m, 4, run_lag, &g);
 	g.rate = 0;
 	g.secs = B.quick ? 0.5 : 1;
 	b_case("mirror.lag.full", "mirroring lag at full rate, 64 B",

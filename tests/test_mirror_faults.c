@@ -216,13 +216,34 @@ static void source_killed_and_restarted(void **state)
 	shmbus_close(a);
 }
 
+/* B's status while it is cut off past timeout_ms: connecting, and its
+ * lag in time counts from the last it heard of its source. */
+static void stale_shows(struct tu_lab *l, int64_t at_least_ms)
+{
+	struct shmbus_mirror_status m[PARTS] = { { .sz = sizeof m[0] } };
+	shmbus *b = tu_open(l->root[1]);
+
+	assert_int_equal(shmbus_mirror_status(b, m, PARTS), PARTS);
+	for (int i = 0; i < PARTS; i++) {
+		printf("# cut off: partition %d lag_ms %llu, %s\n", i,
+		       (unsigned long long)m[i].lag_ms, m[i].state);
+		assert_string_equal(m[i].state, "connecting");
+		assert_true(m[i].lag_ms >= (uint64_t)at_least_ms);
+	}
+	shmbus_close(b);
+}
+
 /* B's link down for `ms` while A produces `count` records: several
  * laps of A's 64 KiB ring. */
 static void away_while_lapped(struct tu_lab *l, shmbus *a, uint64_t from, uint64_t count, int ms)
 {
+	int64_t t0 = tu_ms();
+
 	tu_lab_link(l, 1, false);
 	produce(a, from, count, 600);
 	usleep((useconds_t)ms * 1000);
+	if (ms > 2500) /* past timeout_ms (2 s): B gave the connection up */
+		stale_shows(l, tu_ms() - t0 - 1000);
 	tu_lab_link(l, 1, true);
 }
 

@@ -10,12 +10,14 @@
  *  - a chain: B mirrors A, and C mirrors B's replica (B serves its
  *    replicas through its own [mirror-listen]); C is byte-identical to A,
  *    aborted claims on A included (they travel as aborted ranges).  The
- *    lag in records and in milliseconds comes back to 0 on both hops,
- *    and the metrics say what came through.
+ *    lag in records and in milliseconds comes back to 0 on both hops
+ *    (the library, `shmbus mirror status` and --json say so), and the
+ *    metrics say what came through.
  *  - some topics: B mirrors `orders, metrics.*` of A's orders,
  *    metrics.cpu, metrics.mem, logs and metricsx: the first three are
  *    mirrored, byte-identical, the other two are not.
  */
+#include "lib/clirun.h"
 #include "lib/daemonutil.h"
 #include "lib/netlab.h"
 #include "lib/testutil.h"
@@ -51,7 +53,7 @@ static int teardown(void **state)
 
 /* `count` records to `topic` from `from` on, keys, a header, varied
  * values; every 97th claim is aborted instead (an aborted range). */
-static void produce(shmbus *bus, const char *topic, uint64_t from, uint64_t count)
+static void put_records(shmbus *bus, const char *topic, uint64_t from, uint64_t count)
 {
 	shmbus_producer *p;
 	char key[32], val[600];
@@ -97,7 +99,7 @@ static void *produce_main(void *arg)
 	struct bg *g = arg;
 
 	for (uint64_t i = 0; i < g->count; i += 250) {
-		produce(g->bus, g->topic, g->from + i, 250);
+		put_records(g->bus, g->topic, g->from + i, 250);
 		usleep(5000);
 	}
 	return NULL;
@@ -133,7 +135,7 @@ static void fan_out(void **state)
 	tu_lab_start(l, 0);
 	a = tu_open(l->root[0]);
 	create(a, "orders");
-	produce(a, "orders", 0, 1000);
+	put_records(a, "orders", 0, 1000);
 	tu_lab_start(l, 1);
 	tu_lab_start(l, 2);
 	g = (struct bg){ .bus = a, .topic = "orders", .from = 1000, .count = 5000 };
@@ -175,6 +177,32 @@ static void lag_zero(struct tu_lab *l, int i, uint64_t *ret_records)
 	shmbus_close(b);
 }
 
+/* `shmbus mirror status` on host i (a mirror of "from-b"): both
+ * partitions at A's end, lag 0 in records and ms, in the table and in
+ * JSON. */
+static void command_says(struct tu_lab *l, int i)
+{
+	struct run r;
+	char row[160];
+
+	CLI(&r, l->root[i], NULL, "mirror", "status");
+	expect_ok(&r, "mirror status");
+	expect_contains(r.out, "LAG-MS", "mirror status");
+	for (uint32_t p = 0; p < PARTS; p++) {
+		uint64_t end = tu_part_high(l->root[0], "orders", p);
+
+		snprintf(row, sizeof row, "\nfrom-b 10.201.0.2:9093 orders %u %llu %llu 0 0 "
+			 "streaming", p, (unsigned long long)end, (unsigned long long)end);
+		expect_row(r.out, row, "mirror status");
+	}
+	run_free(&r);
+	CLI(&r, l->root[i], NULL, "mirror", "status", "--json");
+	expect_ok(&r, "mirror status --json");
+	expect_contains(r.out, "\"lag\":0,\"state\":\"streaming\"", "mirror status --json");
+	expect_contains(r.out, "\"lag_ms\":0,\"gap_offsets\":0,\"bytes\":", "mirror status --json");
+	run_free(&r);
+}
+
 static void chain(void **state)
 {
 	struct tu_lab *l = *state;
@@ -194,7 +222,7 @@ static void chain(void **state)
 	tu_lab_start(l, 0);
 	a = tu_open(l->root[0]);
 	create(a, "orders");
-	produce(a, "orders", 0, 1000);
+	put_records(a, "orders", 0, 1000);
 	tu_lab_start(l, 1);
 	/* B's replica exists before C lists B's topics */
 	tu_lab_caught_up(l, l->root[0], l->root[1], "orders", PARTS, WAIT_MS);
@@ -227,6 +255,7 @@ static void chain(void **state)
 	}
 	assert_true(tu_metric(text, "shmbus_mirror_connected{mirror=\"from-b\","
 			      "source=\"10.201.0.2:9093\"}") == 1);
+	command_says(l, 2);
 	free(text);
 	shmbus_close(a);
 }
@@ -247,13 +276,13 @@ static void some_topics(void **state)
 	a = tu_open(l->root[0]);
 	for (size_t i = 0; i < 5; i++) {
 		create(a, all[i]);
-		produce(a, all[i], 0, 500 + 100 * i);
+		put_records(a, all[i], 0, 500 + 100 * i);
 	}
 	tu_lab_start(l, 1);
 	for (size_t i = 0; i < 3; i++)
 		mirrored(l, 0, 1, all[i]);
 	for (size_t i = 0; i < 3; i++)
-		produce(a, all[i], 1000, 300);
+		put_records(a, all[i], 1000, 300);
 	for (size_t i = 0; i < 3; i++)
 		mirrored(l, 0, 1, all[i]);
 	b = tu_open(l->root[1]);

@@ -45,7 +45,7 @@ int netpair_up(struct netpair *n, char *why, size_t len)
 		return fail(why, len, "needs root, for network namespaces");
 	for (int i = 0; i < 2; i++) {
 		snprintf(n->ns[i], sizeof n->ns[i], "shmbm%c%d", 'a' + i, pid);
-		snprintf(n->addr[i], sizeof n->addr[i], "10.202.0.%d", i + 1);
+		snprintf(n->addr[i], sizeof n->addr[i], "10.202.0.%hhu", (unsigned char)(i + 1));
 		if (netpair_sh("ip netns add %s", n->ns[i]) < 0)
 			return fail(why, len, "`ip netns add` failed (no iproute2, or no netns support)");
 		n->made[i] = true;

@@ -570,13 +570,16 @@ static void put_mirror_labels(struct buf *b, const char *mirror, const char *sou
 	put_label(b, "source", source);
 }
 
-static void render_mirror_sections(struct buf *b)
+/* The [mirror "NAME"] sections: how many there are. */
+static size_t render_mirror_sections(struct buf *b)
 {
 	struct mirror_stats m[64];
 	size_t n = mirror_sink_mirrors(m, 64);
 
 	if (n > 64)
 		n = 64;
+	if (n == 0)
+		return 0;
 	put_family(b, "shmbus_mirror_connected", "gauge",
 		   "1 if the mirror is connected to its source and streaming, else 0.");
 	for (size_t i = 0; i < n; i++) {
@@ -591,6 +594,7 @@ static void render_mirror_sections(struct buf *b)
 		put_mirror_labels(b, m[i].mirror, m[i].source);
 		put(b, "} %llu\n", (unsigned long long)m[i].reconnects);
 	}
+	return n;
 }
 
 #define MPF(name, type, kind, field, help) \
@@ -676,16 +680,15 @@ static void render_mirror_source(struct buf *b)
 #undef SOURCE_FAMILY
 }
 
-/* [mirror-listen] and [mirror "NAME"]: only what is configured. */
-static void render_mirrors(struct buf *b, struct daemon *d)
+/* [mirror-listen] and [mirror "NAME"]: only what runs. */
+static void render_mirrors(struct buf *b)
 {
 	struct mirror_part_stats *p;
 	size_t n;
 
 	render_mirror_source(b);
-	if (!d->cfg.nmirrors)
+	if (!render_mirror_sections(b))
 		return;
-	render_mirror_sections(b);
 	p = calloc(MIRROR_PARTS_MAX, sizeof *p);
 	if (!p) {
 		b->failed = true;
@@ -710,7 +713,7 @@ char *exposition_render(struct daemon *d, const struct ctr_file *ctr, size_t *re
 	sc.daemon_torn = ctr_daemon_read(ctr, &sc.daemon) != 0;
 	render_daemon(&b, &sc);
 	render_kevents(&b, d);
-	render_mirrors(&b, d);
+	render_mirrors(&b);
 	render_parts(&b, &sc);
 	render_groups(&b, &sc);
 	render_coordinated(&b);

@@ -69,6 +69,9 @@ struct sink {
 
 static struct sink *sinks;
 static size_t nsinks;
+/* sinks and nsinks for the metrics thread, which runs from before
+ * mirror_sink_init to after mirror_sink_fini */
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static int stop_pipe[2] = { -1, -1 };
 
 static bool stopping(int wait_ms)
@@ -661,7 +664,9 @@ int mirror_sink_init(struct daemon *d)
 			log_err("mirror %s: cannot start its thread", s->label);
 			return -ENOMEM;
 		}
+		pthread_mutex_lock(&stats_lock);
 		nsinks++;
+		pthread_mutex_unlock(&stats_lock);
 		log_warn("mirror %s: fetches over plain TCP (tls = off): records travel "
 			 "unencrypted; use it only on a network you trust", s->label);
 	}
@@ -673,6 +678,7 @@ void mirror_sink_fini(struct daemon *d)
 	(void)d;
 	if (stop_pipe[1] >= 0 && write(stop_pipe[1], "x", 1) < 0)
 		log_debug("mirror: cannot signal its threads to stop");
+	pthread_mutex_lock(&stats_lock);
 	for (size_t i = 0; i < nsinks; i++) {
 		pthread_join(sinks[i].thread, NULL);
 		free(sinks[i].parts);
@@ -682,6 +688,7 @@ void mirror_sink_fini(struct daemon *d)
 	free(sinks);
 	sinks = NULL;
 	nsinks = 0;
+	pthread_mutex_unlock(&stats_lock);
 }
 
 static size_t status_line(const struct sink *s, const struct mpart *mp, char *buf, size_t len)
@@ -765,6 +772,7 @@ size_t mirror_sink_stats(struct mirror_part_stats *out, size_t max)
 	int64_t now = mono_ns();
 	size_t n = 0;
 
+	pthread_mutex_lock(&stats_lock);
 	for (size_t i = 0; i < nsinks; i++) {
 		struct sink *s = &sinks[i];
 
@@ -774,11 +782,15 @@ size_t mirror_sink_stats(struct mirror_part_stats *out, size_t max)
 				part_stats(s, &s->parts[j], now, &out[n]);
 		pthread_mutex_unlock(&s->lock);
 	}
+	pthread_mutex_unlock(&stats_lock);
 	return n;
 }
 
 size_t mirror_sink_mirrors(struct mirror_stats *out, size_t max)
 {
+	size_t n;
+
+	pthread_mutex_lock(&stats_lock);
 	for (size_t i = 0; i < nsinks && i < max; i++) {
 		struct sink *s = &sinks[i];
 
@@ -789,5 +801,7 @@ size_t mirror_sink_mirrors(struct mirror_stats *out, size_t max)
 		snprintf(out[i].source, sizeof out[i].source, "%s", s->cfg->source);
 		pthread_mutex_unlock(&s->lock);
 	}
-	return nsinks;
+	n = nsinks;
+	pthread_mutex_unlock(&stats_lock);
+	return n;
 }

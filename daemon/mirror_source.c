@@ -77,6 +77,7 @@ struct source {
 	pthread_mutex_t lock;        /* guards fds: shut down at stop */
 	int fds[MAX_CONNS];
 	atomic_ullong accepted, refused, bytes, records, gaps; /* for metrics */
+	atomic_bool listening;       /* started, as the metrics thread sees it */
 };
 
 static struct source src = { .lfd = -1, .stop_pipe = { -1, -1 },
@@ -777,6 +778,7 @@ int mirror_source_init(struct daemon *d)
 		return -ENOMEM;
 	}
 	src.started = true;
+	atomic_store(&src.listening, true);
 	log_warn("[mirror-listen] serves mirrors on %s over plain TCP (tls = off): records travel "
 		 "unencrypted and any host that reaches the port may read every topic; use it "
 		 "only on a network you trust", addr);
@@ -786,6 +788,7 @@ int mirror_source_init(struct daemon *d)
 void mirror_source_fini(struct daemon *d)
 {
 	(void)d;
+	atomic_store(&src.listening, false);
 	if (src.started) {
 		if (write(src.stop_pipe[1], "x", 1) < 0)
 			log_debug("mirror source: cannot signal its threads to stop");
@@ -812,7 +815,7 @@ void mirror_source_fini(struct daemon *d)
 void mirror_source_stats(struct mirror_source_stats *ret)
 {
 	*ret = (struct mirror_source_stats){
-		.listening = src.started,
+		.listening = atomic_load(&src.listening),
 		.connections = (uint64_t)atomic_load(&src.conns),
 		.accepted = atomic_load(&src.accepted),
 		.refused = atomic_load(&src.refused),

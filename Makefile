@@ -44,7 +44,7 @@ TEST_PKGS := cmocka rdkafka
 # Debian packages that provide them (and the tools the tests use)
 APT_PKGS  := pkg-config liburcu-dev libnuma-dev libisal-dev libinih-dev libmicrohttpd-dev \
 	libsystemd-dev libcmocka-dev librdkafka-dev clang util-linux strace systemtap-sdt-dev \
-	libbpf-dev bpftool libssl-dev openssl
+	libbpf-dev bpftool libssl-dev openssl nftables
 
 ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)

@@ -693,6 +693,7 @@ int main(int argc, char **argv)
 	figure_rows("peer_zmq", "Peers: ZeroMQ");
 	figure_rows("peer_redis", "Peers: Redis Streams");
 	figure_rows("shmbus_workloads", "shmbus");
+	figure_rows("mirror_bench", "Mirroring: two hosts (namespaces) on a veth pair, vs iperf3");
 	core_targets();
 	ratios();
 	if (md && o.plots)

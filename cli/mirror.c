@@ -1,11 +1,12 @@
 /*
  * mirror.c - `shmbus mirror status [--json]`: what the daemon serving the
  * root mirrors from other hosts, one row per partition (source, the
- * replica's end and the source's, the lag in records, state, reconnects,
- * gaps, how the link is encrypted, last error), then the mirrors that
- * follow this host's partitions as the daemon's [mirror-listen] sees them
- * (the end each acknowledged, its lag, the mirrored offset), asked through
- * the control socket (MIRROR_STATUS, docs/protocol.md §9).
+ * replica's end and the source's, the lag in records and milliseconds,
+ * state, reconnects, gaps, how the link is encrypted, last error), then
+ * the mirrors that follow this host's partitions as the daemon's
+ * [mirror-listen] sees them (the end each acknowledged, its lag, the
+ * mirrored offset), asked through the control socket (MIRROR_STATUS,
+ * docs/protocol.md §9).
  */
 #include "cli.h"
 
@@ -17,10 +18,11 @@ static const char usage[] =
 	"\n"
 	"  status   each partition this root's shmbusd mirrors from another host\n"
 	"           ([mirror \"NAME\"] in shmbusd.conf): its source, the replica's end\n"
-	"           offset and the source's, the lag in records, the state, reconnects,\n"
-	"           gaps recorded, TLS (off, user-space, or kTLS in the kernel), and\n"
-	"           the last error; then each mirror following a partition of this\n"
-	"           host ([mirror-listen]): its host and address, the end it\n"
+	"           offset and the source's, the lag in records and in milliseconds (how\n"
+	"           long ago the replica last held all the source had), the state,\n"
+	"           reconnects, gaps recorded, TLS (off, user-space, or kTLS in the\n"
+	"           kernel), and the last error; then each mirror following a partition\n"
+	"           of this host ([mirror-listen]): its host and address, the end it\n"
 	"           acknowledged, its lag, the partition's mirrored offset (held by\n"
 	"           min_mirrors mirrors), the age of its last ACK; and the mirrors\n"
 	"           that disconnected lately, with why\n"
@@ -64,6 +66,9 @@ static void print_json(const struct shmbus_mirror_status *m, int n)
 		printf("\"reconnects\":%llu,\"gaps\":%llu,", (unsigned long long)m[i].reconnects,
 		       (unsigned long long)m[i].gaps);
 		json_str("tls", m[i].tls, true);
+		printf("\"lag_ms\":%llu,\"gap_offsets\":%llu,\"bytes\":%llu,\"records\":%llu,",
+		       (unsigned long long)m[i].lag_ms, (unsigned long long)m[i].gap_offsets,
+		       (unsigned long long)m[i].bytes, (unsigned long long)m[i].records);
 		json_str("last_error", m[i].last_error, false);
 		printf("}");
 	}
@@ -124,11 +129,11 @@ static void print_followers(const struct shmbus_mirror_follower *f, int n)
 static void print_table(const struct shmbus_mirror_status *m, int n)
 {
 	static const char *const heads[] = { "MIRROR", "SOURCE", "TOPIC", "PARTITION", "END",
-					     "SOURCE-END", "LAG", "STATE", "RECONNECTS", "GAPS",
-					     "TLS", "LAST-ERROR", NULL };
+					     "SOURCE-END", "LAG", "LAG-MS", "STATE", "RECONNECTS",
+					     "GAPS", "TLS", "LAST-ERROR", NULL };
 	_cleanup_(table_freep) struct table t;
 
-	table_init(&t, 12, heads);
+	table_init(&t, 13, heads);
 	for (int i = 0; i < n; i++) {
 		table_cell(&t, "%s", m[i].mirror);
 		table_cell(&t, "%s", m[i].source);
@@ -140,6 +145,7 @@ static void print_table(const struct shmbus_mirror_status *m, int n)
 		table_cell(&t, "%llu", (unsigned long long)m[i].end);
 		table_cell(&t, "%llu", (unsigned long long)m[i].source_end);
 		table_cell(&t, "%llu", (unsigned long long)m[i].lag);
+		table_cell(&t, "%llu", (unsigned long long)m[i].lag_ms);
 		table_cell(&t, "%s", m[i].state);
 		table_cell(&t, "%llu", (unsigned long long)m[i].reconnects);
 		table_cell(&t, "%llu", (unsigned long long)m[i].gaps);

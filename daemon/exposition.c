@@ -27,6 +27,7 @@
 #include "../shm/counters.h"
 #include "../shm/groups.h"
 #include "coordinator.h"
+#include "mirror.h"
 #include "../shm/read.h"
 #include "../shm/stats.h"
 
@@ -560,6 +561,148 @@ static void render_kevents(struct buf *b, struct daemon *d)
 	    (unsigned long long)st.dropped_publish);
 }
 
+/* ------------------------------------------------------------------ */
+/* Mirroring (docs/metrics.md "Mirroring")                             */
+
+#define MIRROR_PARTS_MAX 4096
+
+static void put_mirror_labels(struct buf *b, const char *mirror, const char *source)
+{
+	put(b, "{");
+	put_label(b, "mirror", mirror);
+	put(b, ",");
+	put_label(b, "source", source);
+}
+
+/* The [mirror "NAME"] sections: how many there are. */
+static size_t render_mirror_sections(struct buf *b)
+{
+	struct mirror_stats m[64];
+	size_t n = mirror_sink_mirrors(m, 64);
+
+	if (n > 64)
+		n = 64;
+	if (n == 0)
+		return 0;
+	put_family(b, "shmbus_mirror_connected", "gauge",
+		   "1 if the mirror is connected to its source and streaming, else 0.");
+	for (size_t i = 0; i < n; i++) {
+		put(b, "shmbus_mirror_connected");
+		put_mirror_labels(b, m[i].mirror, m[i].source);
+		put(b, "} %d\n", m[i].connected ? 1 : 0);
+	}
+	put_family(b, "shmbus_mirror_reconnects_total", "counter",
+		   "Connections to the source lost or refused, and tried again.");
+	for (size_t i = 0; i < n; i++) {
+		put(b, "shmbus_mirror_reconnects_total");
+		put_mirror_labels(b, m[i].mirror, m[i].source);
+		put(b, "} %llu\n", (unsigned long long)m[i].reconnects);
+	}
+	return n;
+}
+
+#define MPF(name, type, kind, field, help) \
+	{ "shmbus_mirror_" name, type, help, kind, offsetof(struct mirror_part_stats, field) }
+
+static const struct family mirror_families[] = {
+	MPF("end_offset", "gauge", V_U64, end, "The replica's end offset."),
+	MPF("source_end_offset", "gauge", V_U64, source_end,
+	    "The source's end offset, as its last DATA said."),
+	MPF("lag_records", "gauge", V_U64, lag_records,
+	    "Offsets the replica lacks: the source's end less the replica's."),
+	MPF("lag_seconds", "gauge", V_RATE, lag_seconds,
+	    "How long ago the replica last held all its source was known to hold (0: it does)."),
+	MPF("gaps_total", "counter", V_U64, gaps,
+	    "Gaps recorded in the replica: offsets the source no longer held when asked."),
+	MPF("gap_offsets_total", "counter", V_U64, gap_offsets, "Offsets those gaps cover."),
+	MPF("received_bytes_total", "counter", V_U64, bytes,
+	    "Frame bytes received and appended since shmbusd started."),
+	MPF("received_records_total", "counter", V_U64, records,
+	    "Offsets received and appended (records and aborted ranges) since shmbusd started."),
+};
+
+static void put_mirror_part_labels(struct buf *b, const struct mirror_part_stats *p)
+{
+	put_mirror_labels(b, p->mirror, p->source);
+	put(b, ",");
+	put_label(b, "topic", p->topic);
+	put(b, ",partition=\"%u\"", p->partition);
+}
+
+static void render_mirror_parts(struct buf *b, const struct mirror_part_stats *p, size_t n)
+{
+	for (size_t f = 0; f < sizeof mirror_families / sizeof mirror_families[0]; f++) {
+		const struct family *fam = &mirror_families[f];
+
+		put_family(b, fam->name, fam->type, fam->help);
+		for (size_t i = 0; i < n; i++) {
+			const char *field = (const char *)&p[i] + fam->off;
+
+			put(b, "%s", fam->name);
+			put_mirror_part_labels(b, &p[i]);
+			put(b, "} ");
+			if (fam->kind == V_RATE)
+				put_double(b, *(const double *)(const void *)field);
+			else
+				put(b, "%llu\n", (unsigned long long)*(const uint64_t *)(const void *)field);
+		}
+	}
+	put_family(b, "shmbus_mirror_state", "gauge",
+		   "1 for a mirrored partition's state (streaming, connecting, stopped).");
+	for (size_t i = 0; i < n; i++) {
+		put(b, "shmbus_mirror_state");
+		put_mirror_part_labels(b, &p[i]);
+		put(b, ",");
+		put_label(b, "state", p[i].state);
+		put(b, "} 1\n");
+	}
+}
+
+static void render_mirror_source(struct buf *b)
+{
+	struct mirror_source_stats st;
+
+	mirror_source_stats(&st);
+	if (!st.listening)
+		return;
+#define SOURCE_FAMILY(metric, type, help, v)                                  \
+	put_family(b, "shmbus_mirror_source_" metric, type, help);            \
+	put(b, "shmbus_mirror_source_" metric " %llu\n", (unsigned long long)(v));
+	SOURCE_FAMILY("connections", "gauge", "Mirrors connected to [mirror-listen] now.",
+		      st.connections)
+	SOURCE_FAMILY("connections_total", "counter",
+		      "Mirror connections that passed the handshake.", st.accepted)
+	SOURCE_FAMILY("refused_total", "counter",
+		      "Mirror connections refused: too many, no HELLO in time, a bad HELLO.",
+		      st.refused)
+	SOURCE_FAMILY("sent_bytes_total", "counter", "Frame bytes sent to mirrors in DATA.",
+		      st.bytes)
+	SOURCE_FAMILY("sent_records_total", "counter",
+		      "Offsets sent to mirrors in DATA (records and aborted ranges).", st.records)
+	SOURCE_FAMILY("gaps_total", "counter",
+		      "GAPs sent: a mirror asked for offsets no longer held here.", st.gaps)
+#undef SOURCE_FAMILY
+}
+
+/* [mirror-listen] and [mirror "NAME"]: only what runs. */
+static void render_mirrors(struct buf *b)
+{
+	struct mirror_part_stats *p;
+	size_t n;
+
+	render_mirror_source(b);
+	if (!render_mirror_sections(b))
+		return;
+	p = calloc(MIRROR_PARTS_MAX, sizeof *p);
+	if (!p) {
+		b->failed = true;
+		return;
+	}
+	n = mirror_sink_stats(p, MIRROR_PARTS_MAX);
+	render_mirror_parts(b, p, n < MIRROR_PARTS_MAX ? n : MIRROR_PARTS_MAX);
+	free(p);
+}
+
 /* The whole exposition, or NULL (out of memory). */
 char *exposition_render(struct daemon *d, const struct ctr_file *ctr, size_t *ret_len)
 {
@@ -574,6 +717,7 @@ char *exposition_render(struct daemon *d, const struct ctr_file *ctr, size_t *re
 	sc.daemon_torn = ctr_daemon_read(ctr, &sc.daemon) != 0;
 	render_daemon(&b, &sc);
 	render_kevents(&b, d);
+	render_mirrors(&b);
 	render_parts(&b, &sc);
 	render_groups(&b, &sc);
 	render_coordinated(&b);

@@ -99,6 +99,11 @@ static int wait_io(struct mlink *t, short events, int64_t ms)
 	return rc < 0 ? -errno : rc;
 }
 
+bool mlink_buffered(const struct mlink *t)
+{
+	return t->ssl && (t->buffered || SSL_pending(t->ssl) > 0);
+}
+
 int mlink_wait(struct mlink *t, int also, int wait_ms)
 {
 	struct pollfd p[2] = { { .fd = t->fd, .events = POLLIN }, { .fd = also, .events = POLLIN } };

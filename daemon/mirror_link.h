@@ -117,6 +117,10 @@ uint16_t mlink_auth(const struct mlink *t);
  * mirror with tls = on, at a plain listener)? */
 bool mlink_looks_tls(const uint8_t *buf, size_t len);
 
+/* Has OpenSSL read bytes ahead that the socket no longer shows?  (A
+ * watcher polling the socket cannot see them; the reader must look.) */
+bool mlink_buffered(const struct mlink *t);
+
 void mlink_close(struct mlink *t);
 
 #endif

@@ -20,6 +20,7 @@
  * is ACKed once a second besides (the heartbeat).
  */
 #include "mirror.h"
+#include "mirror_lag.h"
 #include "mirror_link.h"
 
 #include <errno.h>
@@ -53,11 +54,12 @@ struct mpart {
 	struct replica r;
 	uint64_t max_frame;
 	uint64_t source_end;
-	uint64_t gaps;
 	bool stopped;                /* the source does not serve it (UNKNOWN) */
 	bool ack_owed;               /* appended to since its last ACK */
 	struct part_synced synced;   /* ack = flushed: what msync wrote */
 	char error[200];
+	struct mlag lag;             /* its lag in ms (mirror_lag.h) */
+	uint64_t bytes, records;     /* received: frame bytes, offsets */
 };
 
 struct sink {
@@ -85,6 +87,9 @@ struct sink {
 
 static struct sink *sinks;
 static size_t nsinks;
+/* sinks and nsinks for the metrics thread, which runs from before
+ * mirror_sink_init to after mirror_sink_fini */
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static int stop_pipe[2] = { -1, -1 };
 
 static bool stopping(int wait_ms)
@@ -343,6 +348,7 @@ static int adopt_topic(struct sink *s, const struct mp_msg *t)
 		if (rc)
 			break;
 		mp->max_frame = pmap_part(mp->m)->max_frame;
+		mp->lag.since_ns = mono_ns(); /* not known to be caught up before */
 		pthread_mutex_lock(&s->lock);
 		s->nparts++;
 		pthread_mutex_unlock(&s->lock);
@@ -440,6 +446,20 @@ static void owe(struct sink *s, struct mpart *mp)
 	s->owed[s->nowed++] = (uint32_t)(mp - s->parts);
 }
 
+/* What a DATA tells of the replica's lag, and what it brought
+ * (under the lock). */
+static void count_data(struct mpart *mp, const struct mp_msg *m, int rc)
+{
+	int64_t now = mono_ns();
+
+	mlag_heard(&mp->lag, m->u.data.end, now);
+	if (rc)
+		return;
+	mlag_held(&mp->lag, replica_end(&mp->r), now);
+	mp->bytes += m->u.data.frames_len;
+	mp->records += m->u.data.next - m->u.data.first;
+}
+
 static int on_data(struct sink *s, const struct mp_msg *m)
 {
 	struct mpart *mp = part_of(s, m->u.data.id);
@@ -459,6 +479,7 @@ static int on_data(struct sink *s, const struct mp_msg *m)
 		owe(s, mp);
 	pthread_mutex_lock(&s->lock);
 	mp->source_end = m->u.data.end;
+	count_data(mp, m, rc);
 	if (rc == -EIDRM) {
 		mp->stopped = true;
 		snprintf(mp->error, sizeof mp->error, "the replica was deleted here; restart "
@@ -497,7 +518,7 @@ static int on_gap(struct sink *s, const struct mp_msg *m)
 	if (rc == 0)
 		owe(s, mp);
 	pthread_mutex_lock(&s->lock);
-	mp->gaps++;
+	mlag_held(&mp->lag, replica_end(&mp->r), mono_ns());
 	snprintf(mp->error, sizeof mp->error, "gap: offsets %llu..%llu were gone from the source",
 		 (unsigned long long)m->u.gap.from, (unsigned long long)m->u.gap.to - 1);
 	pthread_mutex_unlock(&s->lock);
@@ -522,6 +543,7 @@ static int dispatch(struct sink *s, const struct mp_msg *m)
 			strerror(-m->u.unknown.code));
 		pthread_mutex_lock(&s->lock);
 		mp->stopped = true;
+		mlag_lost(&mp->lag, s->heard_ns);
 		snprintf(mp->error, sizeof mp->error, "the source does not serve it: %s",
 			 strerror(-m->u.unknown.code));
 		pthread_mutex_unlock(&s->lock);
@@ -684,6 +706,8 @@ static int session(struct sink *s)
 		rc = stream(s);
 		pthread_mutex_lock(&s->lock);
 		s->connected = false;
+		for (size_t i = 0; i < s->nparts; i++)
+			mlag_lost(&s->parts[i].lag, s->heard_ns);
 		pthread_mutex_unlock(&s->lock);
 		rc = rc == -ECANCELED ? 1 : (log_warn("mirror %s: connection lost: %s; reconnecting",
 						      s->label, s->error), 1);
@@ -766,7 +790,9 @@ int mirror_sink_init(struct daemon *d)
 			log_err("mirror %s: cannot start its thread", s->label);
 			return -ENOMEM;
 		}
+		pthread_mutex_lock(&stats_lock);
 		nsinks++;
+		pthread_mutex_unlock(&stats_lock);
 		if (s->tls)
 			log_notice("mirror %s: fetches over %s; kernel TLS: %s", s->label,
 				   mlink_ctx_describe(s->tls), mlink_ktls_offered());
@@ -782,6 +808,7 @@ void mirror_sink_fini(struct daemon *d)
 	(void)d;
 	if (stop_pipe[1] >= 0 && write(stop_pipe[1], "x", 1) < 0)
 		log_debug("mirror: cannot signal its threads to stop");
+	pthread_mutex_lock(&stats_lock);
 	for (size_t i = 0; i < nsinks; i++) {
 		pthread_join(sinks[i].thread, NULL);
 		mlink_ctx_free(sinks[i].tls);
@@ -793,22 +820,30 @@ void mirror_sink_fini(struct daemon *d)
 	free(sinks);
 	sinks = NULL;
 	nsinks = 0;
+	pthread_mutex_unlock(&stats_lock);
 }
 
 static size_t status_line(const struct sink *s, const struct mpart *mp, char *buf, size_t len)
 {
-	uint64_t end = replica_end(&mp->r);
+	uint64_t end = replica_end(&mp->r), gaps, gap_offsets;
 	const char *state = mp->stopped ? "stopped" : s->connected ? "streaming" : "connecting";
-	int n;
+	int n, more;
 
+	replica_gaps(&mp->r, &gaps, &gap_offsets);
 	n = snprintf(buf, len, "mirror=%s\tsource=%s\ttopic=%s\tpartition=%u\tend=%llu\t"
 		     "source_end=%llu\tlag=%llu\tstate=%s\treconnects=%llu\tgaps=%llu\t"
-		     "tls=%s\tlast_error=%s\n", s->cfg->name, s->cfg->source, mp->topic,
+		     "tls=%s\tlast_error=%s", s->cfg->name, s->cfg->source, mp->topic,
 		     mp->partition, (unsigned long long)end, (unsigned long long)mp->source_end,
 		     (unsigned long long)(mp->source_end > end ? mp->source_end - end : 0), state,
-		     (unsigned long long)s->reconnects, (unsigned long long)mp->gaps, s->tls_mode,
+		     (unsigned long long)s->reconnects, (unsigned long long)gaps, s->tls_mode,
 		     mp->error[0] ? mp->error : s->error);
-	return n < 0 || (size_t)n >= len ? 0 : (size_t)n;
+	if (n < 0 || (size_t)n >= len)
+		return 0;
+	more = snprintf(buf + n, len - (size_t)n, "\tlag_ms=%llu\tgap_offsets=%llu\tbytes=%llu\t"
+			"records=%llu\n", (unsigned long long)mlag_ms(&mp->lag, mono_ns()),
+			(unsigned long long)gap_offsets, (unsigned long long)mp->bytes,
+			(unsigned long long)mp->records);
+	return more < 0 || (size_t)more >= len - (size_t)n ? 0 : (size_t)(n + more);
 }
 
 size_t mirror_status_text(struct daemon *d, char *buf, size_t len)
@@ -841,4 +876,64 @@ size_t mirror_status_text(struct daemon *d, char *buf, size_t len)
 		pthread_mutex_unlock(&s->lock);
 	}
 	return used;
+}
+
+/* One partition's figures (under its mirror's lock). */
+static void part_stats(const struct sink *s, const struct mpart *mp, int64_t now,
+		       struct mirror_part_stats *ret)
+{
+	uint64_t end = replica_end(&mp->r);
+
+	*ret = (struct mirror_part_stats){ .partition = mp->partition, .end = end,
+					   .source_end = mp->source_end,
+					   .lag_records = mp->source_end > end ?
+							  mp->source_end - end : 0,
+					   .lag_ms = mlag_ms(&mp->lag, now),
+					   .reconnects = s->reconnects, .bytes = mp->bytes,
+					   .records = mp->records };
+	ret->lag_seconds = (double)ret->lag_ms / 1000;
+	snprintf(ret->mirror, sizeof ret->mirror, "%s", s->cfg->name);
+	snprintf(ret->source, sizeof ret->source, "%s", s->cfg->source);
+	snprintf(ret->topic, sizeof ret->topic, "%s", mp->topic);
+	ret->state = mp->stopped ? "stopped" : s->connected ? "streaming" : "connecting";
+	replica_gaps(&mp->r, &ret->gaps, &ret->gap_offsets);
+}
+
+size_t mirror_sink_stats(struct mirror_part_stats *out, size_t max)
+{
+	int64_t now = mono_ns();
+	size_t n = 0;
+
+	pthread_mutex_lock(&stats_lock);
+	for (size_t i = 0; i < nsinks; i++) {
+		struct sink *s = &sinks[i];
+
+		pthread_mutex_lock(&s->lock);
+		for (size_t j = 0; j < s->nparts; j++, n++)
+			if (n < max)
+				part_stats(s, &s->parts[j], now, &out[n]);
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&stats_lock);
+	return n;
+}
+
+size_t mirror_sink_mirrors(struct mirror_stats *out, size_t max)
+{
+	size_t n;
+
+	pthread_mutex_lock(&stats_lock);
+	for (size_t i = 0; i < nsinks && i < max; i++) {
+		struct sink *s = &sinks[i];
+
+		pthread_mutex_lock(&s->lock);
+		out[i] = (struct mirror_stats){ .connected = s->connected,
+						.reconnects = s->reconnects };
+		snprintf(out[i].mirror, sizeof out[i].mirror, "%s", s->cfg->name);
+		snprintf(out[i].source, sizeof out[i].source, "%s", s->cfg->source);
+		pthread_mutex_unlock(&s->lock);
+	}
+	n = nsinks;
+	pthread_mutex_unlock(&stats_lock);
+	return n;
 }

@@ -12,14 +12,16 @@
  * sends DATA batches of the frames as they lie in the ring, by writev
  * from the mapping (no copy per record), then a trailer saying whether
  * the bytes were still intact after the kernel took them (format.md §6
- * step 3).  With nothing to send it waits for the mirror's next message
- * or a 2 ms timer, never spinning.  The socket is the flow control: a
+ * step 3).  With nothing to send it sleeps on the partitions' futex
+ * notify words and on its socket at once (mirror_wait.c): a commit wakes
+ * it, never a timer, never a spin.  The socket is the flow control: a
  * send waits at most timeout_ms for the mirror to read, so nothing is
  * buffered here beyond the kernel's socket buffer.
  */
 #include "mirror.h"
 #include "mirror_acks.h"
 #include "mirror_link.h"
+#include "mirror_wait.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -39,8 +41,7 @@
 
 #define MAX_CONNS     64      /* mirrors served at once */
 #define MAX_FETCHES   4096    /* partitions one mirror follows */
-#define BATCH_IOV     256     /* frames in one DATA (and its aborted ranges) */
-#define IDLE_WAIT_MS  2       /* the long-poll timer when nothing is new */
+#define BATCH_IOV     256     /* runs of frames in one DATA (and its aborted ranges) */
 #define HEARTBEAT_NS  1000000000LL
 
 struct fetch {
@@ -53,6 +54,7 @@ struct fetch {
 	uint64_t next;               /* the offset the mirror expects next */
 	bool placed;                 /* the cursor is placed at next */
 	struct follower *fl;         /* its position, for the mirrored offset */
+	bool told;                   /* a DATA went (the mirror knows the end) */
 };
 
 struct conn {
@@ -67,6 +69,7 @@ struct conn {
 	size_t rxlen;
 	int64_t heard_ns, sent_ns;   /* CLOCK_MONOTONIC */
 	bool sent_something;
+	struct mwait w;              /* its sleep on partitions and socket */
 };
 
 struct source {
@@ -78,6 +81,8 @@ struct source {
 	pthread_mutex_t lock;        /* guards fds: shut down at stop */
 	int fds[MAX_CONNS];
 	struct mlink_ctx *tls;       /* tls = on: the context of every connection */
+	atomic_ullong accepted, refused, bytes, records, gaps; /* for metrics */
+	atomic_bool listening;       /* started, as the metrics thread sees it */
 };
 
 static struct source src = { .lfd = -1, .stop_pipe = { -1, -1 },
@@ -133,6 +138,20 @@ static void add_hole(struct batch *b, uint64_t from, uint64_t to)
 	b->count++;
 }
 
+/* A frame into the batch: where it follows the last one in the ring (the
+ * common case: no padding or aborted range between), it lengthens that
+ * piece, so a batch of small records is a few iovecs, not one each. */
+static void add_frame(struct batch *b, uint8_t *at, uint64_t len)
+{
+	struct iovec *last = &b->iov[b->niov - 1];
+
+	if (b->niov > 1 && (uint8_t *)last->iov_base + last->iov_len == at)
+		last->iov_len += len;
+	else
+		b->iov[b->niov++] = (struct iovec){ .iov_base = at, .iov_len = len };
+	b->bytes += len;
+}
+
 /* The offsets the mirror asks for are no longer here: tell it, go on from
  * the oldest held. */
 static int send_gap(struct conn *c, struct fetch *f)
@@ -146,6 +165,7 @@ static int send_gap(struct conn *c, struct fetch *f)
 	log_warn("mirror %s (%s): %s/%u: offsets %llu..%llu are no longer held here "
 		 "(retention or a lap of the ring); the mirror records a gap", c->host, c->peer,
 		 f->topic, f->partition, (unsigned long long)f->next, (unsigned long long)lo - 1);
+	atomic_fetch_add(&src.gaps, 1);
 	m.u.gap.id = f->id;
 	m.u.gap.from = f->next;
 	m.u.gap.to = lo;
@@ -181,9 +201,7 @@ static int gather(struct fetch *f, struct batch *b)
 			add_hole(b, b->next, v.offset);
 		if (b->first_pos == UINT64_MAX)
 			b->first_pos = v.pos;
-		b->iov[b->niov++] = (struct iovec){ .iov_base = part_at(f->p, v.pos),
-						    .iov_len = v.len };
-		b->bytes += v.len;
+		add_frame(b, part_at(f->p, v.pos), v.len);
 		b->count++;
 		b->next = v.offset + 1;
 	}
@@ -234,6 +252,28 @@ static __attribute__((noinline)) void probe_send(const struct fetch *f, uint64_t
 	SHMBUS_PROBE(mirror_send, f->topic, f->partition, f->next, count, bytes);
 }
 
+/* Nothing past the fetch's offset: an empty DATA (count 0, first = next)
+ * says so once, with the end, so the mirror knows it is caught up (its
+ * lag, protocol.md §M4).  1, or -errno. */
+static int tell_end(struct conn *c, struct fetch *f)
+{
+	uint8_t head[MP_DATA_HEAD], trailer[MP_TRAILER];
+	struct iovec iov[2] = { { .iov_base = head, .iov_len = sizeof head },
+				{ .iov_base = trailer, .iov_len = sizeof trailer } };
+	uint64_t lo, end;
+	int rc;
+
+	part_bounds(f->p, &lo, &end);
+	mp_data_head(head, f->id, 0, f->next, f->next, end > f->next ? end : f->next, 0);
+	mp_data_trailer(trailer, true);
+	rc = mlink_send(c->link, iov, 2, false);
+	if (rc)
+		return rc;
+	c->sent_ns = mono_ns();
+	f->told = true;
+	return 1;
+}
+
 /* Send what f has to send: 1 if a batch went, 0 if nothing was new, or
  * -errno (the connection is done) or -ERANGE/-EIDRM (the fetch is). */
 static int serve_fetch(struct conn *c, struct fetch *f)
@@ -259,7 +299,7 @@ static int serve_fetch(struct conn *c, struct fetch *f)
 		return send_gap(c, f) ?: 1;
 	}
 	if (rc || b.count == 0)
-		return rc;
+		return rc ? rc : f->told ? 0 : tell_end(c, f);
 	part_bounds(f->p, &lo, &end);
 	{
 		uint64_t next = b.next;
@@ -278,8 +318,11 @@ static int serve_fetch(struct conn *c, struct fetch *f)
 		if (rc)
 			return rc;
 		c->sent_ns = mono_ns();
+		f->told = true;
 		if (intact) {
 			probe_send(f, b.count, b.bytes);
+			atomic_fetch_add(&src.bytes, b.bytes);
+			atomic_fetch_add(&src.records, next - f->next);
 			f->next = next;
 		} else {
 			f->c = before; /* the mirror drops it; the next read finds the lap */
@@ -530,6 +573,30 @@ static int serve_round(struct conn *c, const char **why)
 	return any;
 }
 
+/*
+ * Nothing was new: sleep until a partition has records, the mirror
+ * sends, shmbusd stops, or a heartbeat or the silence timeout is due
+ * (protocol.md §M5).  0, or -errno with why.
+ */
+static int idle(struct conn *c, int64_t timeout_ns, const char **why)
+{
+	int64_t due = c->sent_ns + HEARTBEAT_NS;
+	struct mwait_set s;
+	int sent;
+
+	if (c->heard_ns + timeout_ns + 1000000 < due)
+		due = c->heard_ns + timeout_ns + 1000000;
+	mwait_prepare(&c->w, &s);
+	for (size_t i = 0; i < c->nfetches; i++)
+		if (c->fetches[i].p)
+			mwait_add(&s, c->fetches[i].p);
+	/* look again after announcing the waits, or a wake may be missed */
+	sent = serve_round(c, why);
+	if (sent == 0 && !mwait_input(&c->w) && !mlink_buffered(c->link))
+		mwait_sleep(&s, due);
+	return sent < 0 ? sent : 0;
+}
+
 static const char *serve_conn(struct conn *c)
 {
 	const struct config_mirror_listen *l = &c->d->cfg.mlisten;
@@ -538,27 +605,37 @@ static const char *serve_conn(struct conn *c)
 	int rc = mlink_handshake(c->link, src.tls, true);
 
 	if (rc) {
+		atomic_fetch_add(&src.refused, 1);
 		log_warn("mirror connection from %s refused: %s", c->peer, mlink_why(c->link));
 		return NULL;
 	}
 	rc = handshake(c, l->timeout_ms, &why);
-	if (rc)
+	if (rc) {
+		atomic_fetch_add(&src.refused, 1);
 		return why[0] ? why : strerror(-rc);
+	}
+	atomic_fetch_add(&src.accepted, 1);
 	mlink_describe(c->link, how, sizeof how);
 	log_info("mirror %s connected from %s (%s)", c->host, c->peer, how);
 	c->heard_ns = mono_ns();
 	if (process(c, &why)) /* what came with the HELLO */
 		return why;
+	if (mwait_start(&c->w, c->fd, src.stop_pipe[0]) < 0)
+		return "no thread to watch its socket";
 	while (!stopping()) {
 		int sent = serve_round(c, &why);
 
 		if (sent < 0)
 			return why;
-		if (mlink_wait(c->link, -1, sent ? 0 : IDLE_WAIT_MS) > 0) {
+		/* input the watcher saw, or bytes OpenSSL read ahead of it */
+		if (mwait_input(&c->w) || mlink_buffered(c->link)) {
 			rc = receive(c, &why);
+			mwait_drained(&c->w);
 			if (rc)
 				return why;
 		}
+		if (!sent && idle(c, l->timeout_ms * 1000000, &why) < 0)
+			return why;
 		if (mono_ns() - c->heard_ns > l->timeout_ms * 1000000)
 			return "it sent nothing for timeout_ms";
 		if (mono_ns() - c->sent_ns > HEARTBEAT_NS) {
@@ -578,6 +655,7 @@ static void *conn_main(void *arg)
 
 	rcu_register_thread();
 	why = serve_conn(c);
+	mwait_stop(&c->w);
 	if (why) /* NULL: refused before HELLO, and logged */
 		log_notice("mirror %s (%s) disconnected: %s", c->host[0] ? c->host : "?", c->peer,
 			   why);
@@ -623,6 +701,7 @@ static void start_conn(struct daemon *d, int fd, const char *peer)
 	if (!c || !c->link || atomic_load(&src.conns) >= MAX_CONNS) {
 		log_warn("mirror connection from %s refused: %s", peer,
 			 c && c->link ? "64 mirrors are served already" : "out of memory");
+		atomic_fetch_add(&src.refused, 1);
 		if (c) {
 			free(c->fetches);
 			free(c->link);
@@ -643,6 +722,7 @@ static void start_conn(struct daemon *d, int fd, const char *peer)
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&t, &at, conn_main, c)) {
 		log_warn("mirror connection from %s refused: no thread for it", peer);
+		atomic_fetch_add(&src.refused, 1);
 		track(fd, false);
 		atomic_fetch_sub(&src.conns, 1);
 		mlink_close(c->link);
@@ -728,6 +808,7 @@ int mirror_source_init(struct daemon *d)
 		return -ENOMEM;
 	}
 	src.started = true;
+	atomic_store(&src.listening, true);
 	if (src.tls)
 		log_notice("[mirror-listen] serves mirrors on %s over %s; kernel TLS: %s", addr,
 			   mlink_ctx_describe(src.tls), mlink_ktls_offered());
@@ -741,6 +822,7 @@ int mirror_source_init(struct daemon *d)
 void mirror_source_fini(struct daemon *d)
 {
 	(void)d;
+	atomic_store(&src.listening, false);
 	if (src.started) {
 		if (write(src.stop_pipe[1], "x", 1) < 0)
 			log_debug("mirror source: cannot signal its threads to stop");
@@ -766,4 +848,17 @@ void mirror_source_fini(struct daemon *d)
 		mlink_ctx_free(src.tls);
 		src.tls = NULL;
 	}
+}
+
+void mirror_source_stats(struct mirror_source_stats *ret)
+{
+	*ret = (struct mirror_source_stats){
+		.listening = atomic_load(&src.listening),
+		.connections = (uint64_t)atomic_load(&src.conns),
+		.accepted = atomic_load(&src.accepted),
+		.refused = atomic_load(&src.refused),
+		.bytes = atomic_load(&src.bytes),
+		.records = atomic_load(&src.records),
+		.gaps = atomic_load(&src.gaps),
+	};
 }

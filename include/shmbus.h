@@ -214,6 +214,11 @@ struct shmbus_mirror_status {
 	char last_error[256];       /* "" if none */
 	char tls[16];               /* the link: "off", "on" (not connected yet), "user-space",
 				     * "kTLS tx", "kTLS rx" or "kTLS tx/rx"; "" from an older daemon */
+	uint64_t lag_ms;            /* ms since the replica last held all its source was
+				     * known to hold; 0 while it does (protocol.md §9) */
+	uint64_t gap_offsets;       /* offsets the gaps cover */
+	uint64_t bytes;             /* frame bytes received since shmbusd started */
+	uint64_t records;           /* offsets received since shmbusd started */
 };
 
 /*

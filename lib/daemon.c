@@ -551,6 +551,10 @@ static void mirror_line(const char *line, size_t n, struct shmbus_mirror_status 
 	m->gaps = field_u64(line, n, "gaps");
 	field(line, n, "last_error", m->last_error, sizeof m->last_error);
 	field(line, n, "tls", m->tls, sizeof m->tls);
+	m->lag_ms = field_u64(line, n, "lag_ms");
+	m->gap_offsets = field_u64(line, n, "gap_offsets");
+	m->bytes = field_u64(line, n, "bytes");
+	m->records = field_u64(line, n, "records");
 }
 
 /* The text of attribute `attr` of a MIRROR_STATUS RESULT, copied. */

@@ -36,8 +36,10 @@ uint64_t replica_end(const struct replica *r);
  * nothing: -EBADMSG with a message naming the partition, the offset and
  * what is wrong.  Then the frames are appended as they are (offsets,
  * timestamps, keys, values, headers, pid, CRC), aborted ranges as
- * aborted ranges.  Returns 0, or -EAGAIN (backpressure: a local
- * consumer holds the ring; try again), -EIDRM, -ECANCELED, -EBUSY.
+ * aborted ranges.  `frames` must not change during the call (the
+ * mirror's own receive buffer): it is checked once, then copied.
+ * Returns 0, or -EAGAIN (backpressure: a local consumer holds the ring;
+ * try again), -EIDRM, -ECANCELED, -EBUSY.
  */
 int replica_append(struct replica *r, const uint8_t *frames, size_t len, uint32_t count,
 		   uint64_t first, uint64_t next);
@@ -49,6 +51,10 @@ int replica_append(struct replica *r, const uint8_t *frames, size_t len, uint32_
  * mirror_gap_offsets), never passed over silently.  0 or -errno.
  */
 int replica_gap(struct replica *r, uint64_t to);
+
+/* The gaps recorded in the replica's header since it was created, and
+ * the offsets they cover (durable: they outlive the mirror's daemon). */
+void replica_gaps(const struct replica *r, uint64_t *ret_gaps, uint64_t *ret_offsets);
 
 /*
  * Before a mirror appends again after it died: set the replica's end back

@@ -71,11 +71,25 @@ int64_t tu_lab_catch_up_ms(struct tu_lab *l, int src, int dst, const char *topic
 /* Every offset the partition under `src` holds is under `dst` at the same
  * offset with the same bytes (commit word's length and offset, header,
  * key, headers, value), none is missing or doubled, both end at the same
- * offset.  Gaps recorded in the replica are allowed only if `gaps_ok`. */
+ * offset.  Gaps recorded in the replica are allowed only if `gaps_ok`;
+ * then, as a gap shifts the replica's frames in its ring, the replica
+ * may hold fewer of the oldest: less than one largest frame's bytes. */
 void tu_replica_identical(const char *src, const char *dst, const char *topic, uint32_t parts,
 			  bool gaps_ok);
 
 /* The end (high offset) of a partition, 0 if it cannot be read. */
 uint64_t tu_part_high(const char *root, const char *topic, uint32_t part);
+
+/* GET http://ADDR:PORT/path from inside host i's namespace (a thread
+ * that joins it): the whole response, headers and body, NUL-terminated,
+ * into buf (cut to fit).  0, or -errno (the namespace, the connection,
+ * or no answer within 5 s). */
+int tu_lab_http_get(struct tu_lab *l, int i, const char *addr, int port, const char *path,
+		    char *buf, size_t len);
+
+/* The value of the sample `name{labels}` (exactly as the text has it,
+ * e.g. "shmbus_mirror_gaps_total{mirror=\"a\",...}") in a Prometheus
+ * text, or -1 if it is not there. */
+double tu_metric(const char *text, const char *sample);
 
 #endif

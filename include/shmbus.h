@@ -530,7 +530,10 @@ struct shmbus_message {
  * Wait up to timeout_ms (-1: forever, 0: not at all) for records and
  * return up to max of them from the assigned partitions, in offset order
  * within each partition.  Returns the count, 0 on timeout, or -errno
- * (-ERANGE with SHMBUS_RESET_ERROR, -EIDRM, -EBADMSG).
+ * (-ERANGE with SHMBUS_RESET_ERROR, -EIDRM, -EBADMSG; -ESTALE once when
+ * a partition's end was cut back below this consumer's position: a
+ * mirror whose promoted source replaced records it had read, format.md
+ * §14 — the message names the offsets, and reading goes on from the cut).
  *
  * Without opts.copy the messages are views into shared memory, valid
  * until the next poll.  On an overwrite topic a producer may overwrite a
@@ -576,6 +579,8 @@ struct shmbus_consumer_stats {
 	uint64_t unblocked;         /* stalled claims this consumer aborted */
 	uint64_t crc_errors;        /* records refused for a bad CRC (check_crc) */
 	uint64_t waits;             /* times poll slept on a futex */
+	uint64_t cuts;              /* times a partition's end was cut back past this
+				     * consumer's position (poll said -ESTALE) */
 };
 
 SHMBUS_API int shmbus_consumer_stats(const shmbus_consumer *c, struct shmbus_consumer_stats *ret);

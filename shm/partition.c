@@ -28,6 +28,7 @@
 #include "../util/error.h"
 #include "../util/shareddir.h"
 #include "../util/futex.h"
+#include "epochs.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -145,6 +146,7 @@ static void init_header(struct part_header *h, const struct part_params *prm, ui
 	h->policy = prm->policy;
 	h->numa_node = prm->numa_node;
 	h->status = prm->status & PART_STATUS_REPLICA;
+	part_epochs_init(h, epoch, prm->status & PART_STATUS_REPLICA);
 	h->max_frame = (uint32_t)(prm->capacity / 2 > UINT32_MAX ? UINT32_MAX : prm->capacity / 2);
 	snprintf(h->topic, sizeof h->topic, "%s", prm->topic);
 	shm_ident_write(h, &part_format); /* the magic last */

@@ -415,9 +415,15 @@ static int mirror_key(struct parse *ps, const char *sect, const char *k, const c
 		return tls_value(ps, k, v, &m->tls);
 	} else if (!strcmp(k, "timeout_ms")) {
 		return timeout_value(ps, k, v, &m->timeout_ms);
+	} else if (!strcmp(k, "resync")) {
+		if (strcmp(v, "on") && strcmp(v, "off"))
+			return complain(ps, k, "\"%s\" is not on or off; write resync = off (a "
+					"recreated source stops its partitions) or on (the replica "
+					"is dropped and mirrored again)", v);
+		m->resync = !strcmp(v, "on");
 	} else {
-		return complain(ps, k, "unknown key in [mirror]%s; use source, topics, tls or "
-				"timeout_ms", "");
+		return complain(ps, k, "unknown key in [mirror]%s; use source, topics, tls, "
+				"timeout_ms or resync", "");
 	}
 	return 1;
 }

@@ -41,6 +41,7 @@ struct config_mirror {
 	char topics[1024];           /* names and patterns, comma-separated */
 	int tls;                     /* as above */
 	int64_t timeout_ms;          /* the source silent this long: reconnect */
+	bool resync;                 /* a recreated source: drop the replica, mirror again */
 };
 
 #define CONFIG_MIRRORS_MAX 64

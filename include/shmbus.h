@@ -209,6 +209,10 @@ struct shmbus_mirror_status {
 	uint64_t reconnects;        /* connections lost and tried again */
 	uint64_t gaps;              /* gaps recorded: offsets the source no longer held */
 	char last_error[256];       /* "" if none */
+	uint64_t epoch;             /* the replica's last epoch (its source's), 0 if none */
+	uint64_t cut;               /* offsets cut where this host's log parted from the
+				     * source's (an old source back as a mirror) */
+	uint64_t recreated;         /* times the source partition was found recreated */
 };
 
 /*
@@ -219,6 +223,20 @@ struct shmbus_mirror_status {
  * answer.  Safe from any thread.
  */
 SHMBUS_API int shmbus_mirror_status(shmbus *bus, struct shmbus_mirror_status *out, size_t max);
+
+/*
+ * Make replica topic `topic` writable here after its source is lost,
+ * through the daemon serving the bus's root (an administrator's request,
+ * as topic creation is): the mirror that follows it stops, each
+ * partition goes on from its end under a new epoch (docs/format.md §14),
+ * and local producers may append.  Everything the replica holds is kept.
+ * An operator's decision: no quorum, no election (docs/operations.md,
+ * "Promoting a replica").  With report (len bytes), a line per partition:
+ * "partition=N<TAB>epoch=HEX<TAB>from=OFFSET".  Returns the partitions
+ * promoted, or -errno: -ENOENT (no such topic, or no daemon), -EINVAL
+ * (not a replica), -EACCES, -ETIMEDOUT.  Safe from any thread.
+ */
+SHMBUS_API int shmbus_mirror_promote(shmbus *bus, const char *topic, char *report, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* Topics                                                              */

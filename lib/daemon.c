@@ -532,7 +532,7 @@ static uint64_t field_u64(const char *line, size_t n, const char *key)
 
 static void mirror_line(const char *line, size_t n, struct shmbus_mirror_status *m)
 {
-	char part[16];
+	char part[24];
 
 	memset(m, 0, sizeof *m);
 	m->sz = sizeof *m;
@@ -548,6 +548,10 @@ static void mirror_line(const char *line, size_t n, struct shmbus_mirror_status 
 	m->reconnects = field_u64(line, n, "reconnects");
 	m->gaps = field_u64(line, n, "gaps");
 	field(line, n, "last_error", m->last_error, sizeof m->last_error);
+	field(line, n, "epoch", part, sizeof part);
+	m->epoch = strtoull(part, NULL, 16);
+	m->cut = field_u64(line, n, "cut");
+	m->recreated = field_u64(line, n, "recreated");
 }
 
 static void read_mirrors(const struct ctl_msg *rep, void *out)
@@ -591,4 +595,35 @@ SHMBUS_API int shmbus_mirror_status(shmbus *bus, struct shmbus_mirror_status *ou
 	}
 	free(text);
 	return n;
+}
+
+static void read_promoted(const struct ctl_msg *rep, void *out)
+{
+	char **text = out;
+
+	*text = strdup(rep->has[CTL_A_PROMOTED] ? rep->str[CTL_A_PROMOTED] : "");
+}
+
+SHMBUS_API int shmbus_mirror_promote(shmbus *bus, const char *topic, char *report, size_t len)
+{
+	char *text = NULL;
+	int rc;
+
+	if (!topic || !dir_name_valid(topic))
+		return lib_err(-EINVAL, "\"%s\" is not a valid topic name", topic ? topic : "(null)");
+	rc = bus->no_daemon ? DAEMON_NONE
+			    : run(bus, CTL_MIRROR_PROMOTE, build_name, topic, ADMIN_TIMEOUT_MS,
+				  read_promoted, &text);
+	if (rc == DAEMON_NONE)
+		return no_daemon(bus);
+	if (rc < 0) {
+		if (rc == -EOPNOTSUPP)
+			lib_err(rc, "the shmbusd serving %s cannot promote (it is older): upgrade "
+				"it", bus->root);
+		return rc;
+	}
+	if (report && len)
+		snprintf(report, len, "%s", text ? text : "");
+	free(text);
+	return rc;
 }

@@ -94,6 +94,13 @@ void part_epochs_init(struct part_header *h, uint64_t epoch, bool replica);
  * word) or -EAGAIN (changing too fast to copy), with a message. */
 int part_epochs_read(const struct part *p, struct epoch_hist *ret);
 
+/* The history's word: it changes with every change of the history (a
+ * source sends its history again when it does). */
+static inline uint64_t part_epochs_version(const struct part_header *h)
+{
+	return __atomic_load_n(&h->epochs_word, __ATOMIC_ACQUIRE);
+}
+
 /* p's last epoch, 0 if none (or unreadable). */
 uint64_t part_epoch_last(const struct part *p);
 

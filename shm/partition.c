@@ -338,6 +338,16 @@ static void bump(uint32_t *word)
 	futex_wake_shared(word);
 }
 
+void part_set_replica(struct part *p, bool on)
+{
+	if (on)
+		__atomic_fetch_or(&p->hdr->status, PART_STATUS_REPLICA, __ATOMIC_SEQ_CST);
+	else
+		__atomic_fetch_and(&p->hdr->status, ~PART_STATUS_REPLICA, __ATOMIC_SEQ_CST);
+	/* producers blocked for room see the change now */
+	bump(&p->hdr->space);
+}
+
 void part_mark_deleted(struct part *p)
 {
 	__atomic_fetch_or(&p->hdr->status, PART_STATUS_DELETED, __ATOMIC_SEQ_CST);

@@ -40,6 +40,7 @@ enum ctl_type {
 	CTL_GROUP_RESET = 10,
 	CTL_GROUP_DELETE = 11,
 	CTL_MIRROR_STATUS = 12,       /* the mirrored partitions (protocol.md §9) */
+	CTL_MIRROR_PROMOTE = 13,      /* make a replica writable (protocol.md §10) */
 	CTL_RESULT = 128,         /* the one reply type */
 };
 
@@ -125,9 +126,10 @@ enum ctl_attr {
 	CTL_A_OFFSETS = 74,              /* bytes: struct ctl_tp records, value = offset */
 	/* mirroring */
 	CTL_A_MIRRORS = 75,              /* str: one mirrored partition a line (protocol.md §9) */
+	CTL_A_PROMOTED = 76,             /* str: one promoted partition a line (protocol.md §10) */
 	CTL_A_COUNT                   /* one past the last known type */
 };
-_Static_assert(CTL_A_COUNT == 76, "attribute numbers are an ABI: append, never renumber");
+_Static_assert(CTL_A_COUNT == 77, "attribute numbers are an ABI: append, never renumber");
 
 /* One partition in an ASSIGNMENT or OFFSETS attribute: 32 bytes, little-endian. */
 struct ctl_tp {

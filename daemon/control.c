@@ -422,7 +422,9 @@ void control_answer(struct daemon *d, uint64_t conn, uint32_t seq, uint16_t type
 void control_answer_promoted(struct daemon *d, uint64_t conn, uint32_t seq, int status,
 			     const char *msg, const char *promoted)
 {
-	answer(d, conn, seq, CTL_MIRROR_PROMOTE, status, msg, status >= 0 ? promoted : NULL);
+	/* STATUS is 0 or -errno: the partitions promoted are the lines */
+	answer(d, conn, seq, CTL_MIRROR_PROMOTE, status < 0 ? status : 0, msg,
+	       status >= 0 ? promoted : NULL);
 }
 
 static void put_counters(struct daemon *d, struct ctl_out *o)

@@ -39,6 +39,8 @@
 #define ACK_NS         1000000000LL
 #define PARTS_MAX      4096
 #define DATA_SLACK     8192 /* aborted ranges a DATA may carry beyond its frames */
+#define RELIST_DELETED_S 1  /* the source deleted a topic followed: list again */
+#define RELIST_MISSING_S 30 /* it does not have one: list again, now and then */
 
 /* One mirrored partition. */
 struct mpart {
@@ -85,6 +87,7 @@ struct sink {
 	pthread_cond_t released;
 	char release[PART_NAME_MAX + 1];
 	bool resync_pending;         /* a replica was dropped: connect again */
+	int64_t relist_ns;           /* connect again then (a topic deleted there); 0: no */
 };
 
 static struct sink *sinks;
@@ -491,6 +494,15 @@ static struct mpart *part_of(struct sink *s, uint32_t id)
 	return id < s->nparts ? &s->parts[id] : NULL;
 }
 
+/* Connect again (and list the topics) in `secs`, or sooner if asked. */
+static void relist_in(struct sink *s, int secs)
+{
+	int64_t at = mono_ns() + secs * 1000000000LL;
+
+	if (!s->relist_ns || at < s->relist_ns)
+		s->relist_ns = at;
+}
+
 /* Records for partition mp are appended only while it follows the
  * source: not before its EPOCHS (they are an older fetch's), nor once
  * it was stopped, let go of, or while a plain topic. */
@@ -831,14 +843,18 @@ static int dispatch(struct sink *s, const struct mp_msg *m)
 		if (mp->gone)
 			return 0;
 		log_err("mirror %s: the source does not serve %s/%u (%s); it is not mirrored until "
-			"the next connection", s->label, mp->topic, mp->partition,
-			strerror(-m->u.unknown.code));
+			"the source's topics are listed again (in %d s)", s->label, mp->topic,
+			mp->partition, strerror(-m->u.unknown.code),
+			m->u.unknown.code == -EIDRM ? RELIST_DELETED_S : RELIST_MISSING_S);
 		pthread_mutex_lock(&s->lock);
 		mp->stopped = true;
 		mp->awaiting = false;
 		snprintf(mp->error, sizeof mp->error, "the source does not serve it: %s",
 			 strerror(-m->u.unknown.code));
 		pthread_mutex_unlock(&s->lock);
+		/* deleted there (and maybe made again: a new log, whose epochs
+		 * the next connection compares), or missing: list again */
+		relist_in(s, m->u.unknown.code == -EIDRM ? RELIST_DELETED_S : RELIST_MISSING_S);
 		return 0;
 	case MP_HEARTBEAT:
 		return 0;
@@ -891,6 +907,11 @@ static int stream(struct sink *s)
 			set_error(s, "a replica was dropped to resync; connecting again");
 			return -EAGAIN;
 		}
+		if (s->relist_ns && mono_ns() >= s->relist_ns) {
+			set_error(s, "a topic followed is gone from the source; listing its topics "
+				  "again");
+			return -EAGAIN;
+		}
 		len = next_msg(s, 100, &type);
 		if (len < 0)
 			return len;
@@ -929,6 +950,7 @@ static int session(struct sink *s)
 
 	s->rxlen = 0;
 	s->resync_pending = false;
+	s->relist_ns = 0;
 	handle_release(s);
 	s->fd = connect_to(s);
 	if (s->fd < 0)

@@ -613,9 +613,16 @@ static int serve_round(struct conn *c, const char **why)
 			continue;
 		rc = serve_fetch(c, f);
 		if (rc == -ERANGE || rc == -EIDRM) {
+			struct mp_msg gone = { .type = MP_UNKNOWN,
+					       .u.unknown = { .id = f->id, .code = -EIDRM } };
+
 			if (rc == -EIDRM)
 				log_warn("mirror %s (%s): %s/%u was deleted here; it is no longer "
 					 "served", c->host, c->peer, f->topic, f->partition);
+			/* the mirror lists the topics again: recreated, it is
+			 * a new log (protocol.md §M9) */
+			if (rc == -EIDRM && send_msg(c, &gone) < 0)
+				return *why = "it has not read for timeout_ms", -ETIMEDOUT;
 			cache_put(f->m);
 			f->p = NULL;
 			f->m = NULL;

@@ -622,8 +622,13 @@ SHMBUS_API int shmbus_mirror_promote(shmbus *bus, const char *topic, char *repor
 				"it", bus->root);
 		return rc;
 	}
+	if (!text)
+		return lib_err(-ENOMEM, "out of memory");
 	if (report && len)
-		snprintf(report, len, "%s", text ? text : "");
+		snprintf(report, len, "%s", text);
+	rc = 0;
+	for (const char *c = text; *c; c++)
+		rc += *c == '\n';
 	free(text);
 	return rc;
 }

@@ -343,6 +343,7 @@ static int local_replica(struct sink *s, const struct mp_msg *t, struct bus_topi
 			 ret->partitions, (unsigned long long)ret->capacity, t->u.topic.partitions,
 			 (unsigned long long)t->u.topic.capacity);
 		drop_topic(s, name);
+		s->resync_pending = false; /* made again below, in this connection */
 	}
 	rc = admin_replica_create(s->d->bus, name, &o, s->label, NULL);
 	if (rc < 0) {

@@ -8,13 +8,17 @@
  *
  * Each DATA batch is checked whole and appended by shm/replica.c; a GAP
  * (the source no longer holds what the replica lacks) is recorded there
- * and logged.  Before any record of a fetch the source sends its epoch
- * history (EPOCHS): mirror_epoch.c decides whether to follow, cut this
- * host's log back, stop (or resync) a recreated source, or take over a
- * plain local topic the source continues; the replica adopts the
- * source's epochs as it appends (format.md §14, protocol.md §M9).  Any fault of the connection (refused, reset, silent past
+ * and logged.  Any fault of the connection (refused, reset, silent past
  * timeout_ms, a malformed message) closes it, and the thread connects
  * again after a backoff of 100 ms doubling to 5 s.
+ *
+ * Before any record of a fetch the source sends its epoch history
+ * (EPOCHS): mirror_epoch.c decides whether to follow, cut this host's
+ * log back, stop (or resync) a recreated source, or take over a plain
+ * local topic the source continues; the replica adopts the source's
+ * epochs as it appends (format.md §14, protocol.md §M9).  Promote asks
+ * the thread to let go of a topic (mirror_sink_release), which it does
+ * between messages.
  */
 #include "mirror.h"
 
@@ -40,7 +44,8 @@
 #define PARTS_MAX      4096
 #define DATA_SLACK     8192 /* aborted ranges a DATA may carry beyond its frames */
 #define RELIST_DELETED_S 1  /* the source deleted a topic followed: list again */
-#define RELIST_MISSING_S 30 /* it does not have one: list again, now and then */
+#define RELIST_MISSING_S 5  /* it does not have one: list again, */
+#define RELIST_MISSING_MAX 3 /* so many times in a row */
 
 /* One mirrored partition. */
 struct mpart {
@@ -65,6 +70,7 @@ struct mpart {
 	uint64_t epoch;              /* this partition's last epoch, for status */
 	uint64_t cut;                /* offsets cut where its log parted from the source's */
 	uint64_t recreated;          /* times the source was found recreated */
+	unsigned missing;            /* connections in a row the source lacked it */
 	char error[200];
 };
 
@@ -777,6 +783,7 @@ static int on_epochs(struct sink *s, const struct mp_msg *m)
 	pthread_mutex_lock(&s->lock);
 	mp->src = m->u.epochs.hist;
 	mp->source_end = m->u.epochs.end;
+	mp->missing = 0;
 	pthread_mutex_unlock(&s->lock);
 	v = mirror_epochs_verdict(mp_part(mp), !mp->candidate, &mp->src, m->u.epochs.end, &off,
 				  why, sizeof why);
@@ -844,9 +851,8 @@ static int dispatch(struct sink *s, const struct mp_msg *m)
 		if (mp->gone)
 			return 0;
 		log_err("mirror %s: the source does not serve %s/%u (%s); it is not mirrored until "
-			"the source's topics are listed again (in %d s)", s->label, mp->topic,
-			mp->partition, strerror(-m->u.unknown.code),
-			m->u.unknown.code == -EIDRM ? RELIST_DELETED_S : RELIST_MISSING_S);
+			"the source's topics are listed again", s->label, mp->topic, mp->partition,
+			strerror(-m->u.unknown.code));
 		pthread_mutex_lock(&s->lock);
 		mp->stopped = true;
 		mp->awaiting = false;
@@ -854,8 +860,12 @@ static int dispatch(struct sink *s, const struct mp_msg *m)
 			 strerror(-m->u.unknown.code));
 		pthread_mutex_unlock(&s->lock);
 		/* deleted there (and maybe made again: a new log, whose epochs
-		 * the next connection compares), or missing: list again */
-		relist_in(s, m->u.unknown.code == -EIDRM ? RELIST_DELETED_S : RELIST_MISSING_S);
+		 * the next connection compares), or missing (maybe between a
+		 * delete and a create there): list again, a few times */
+		if (m->u.unknown.code == -EIDRM)
+			relist_in(s, RELIST_DELETED_S);
+		else if (mp->missing++ < RELIST_MISSING_MAX)
+			relist_in(s, RELIST_MISSING_S);
 		return 0;
 	case MP_HEARTBEAT:
 		return 0;

@@ -63,7 +63,7 @@ static bool add_host(struct tu_lab *l, int i, int pid)
 	char in[16], out[16];
 
 	snprintf(l->ns[i], sizeof l->ns[i], "shmb%c%d", 'a' + i, pid);
-	snprintf(l->addr[i], sizeof l->addr[i], "10.201.0.%d", i + 1);
+	snprintf(l->addr[i], sizeof l->addr[i], "10.201.0.%u", (unsigned char)(i + 1));
 	snprintf(in, sizeof in, "shv%c%d", 'a' + i, pid % 1000000);
 	snprintf(out, sizeof out, "shw%c%d", 'a' + i, pid % 1000000);
 	if (tu_sh("ip netns add %s", l->ns[i]) < 0)

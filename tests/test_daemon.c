@@ -383,6 +383,8 @@ static void test_check_config_errors(void **state)
 		  " [mirror-listen] has no tls key: write tls = off to serve mirrors over plain TCP" },
 		{ "mirror without topics", "[mirror \"a\"]\nsource = 10.0.0.1:9093\ntls = off\n",
 		  " [mirror \"a\"] has no topics (names and patterns)" },
+		{ "bad resync", "[mirror \"a\"]\nresync = yes\n",
+		  "2: resync: \"yes\" is not on or off; write resync = off" },
 		{ "bad mirror key", "[mirror-listen]\nport = 9093\n",
 		  "2: port: unknown key in [mirror-listen]; use address, tls or timeout_ms" },
 		{ "bad policy", "[topic orders]\npartitions = 2\npolicy = fifo\n",

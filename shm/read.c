@@ -188,8 +188,9 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 
 	if (unlikely(status & PART_STATUS_DELETED))
 		return -EIDRM;
-	/* the same cache line as status; pairs with part_truncate() */
-	if (unlikely(load_acquire(&p->hdr->cuts) != c->cuts)) {
+	/* the same cache line as status; relaxed: equal means no cut seen,
+	 * and cut_seen() loads it again with acquire (part_truncate()) */
+	if (unlikely(load_relaxed(&p->hdr->cuts) != c->cuts)) {
 		int rc = cut_seen(p, c);
 
 		if (rc != 1)

@@ -792,6 +792,10 @@ static int on_epochs(struct sink *s, const struct mp_msg *m)
 			return mp->stopped ? 0 : stop_part(s, i, "cannot take it over as a replica");
 		v = mirror_epochs_verdict(mp_part(mp), true, &mp->src, m->u.epochs.end, &off, why,
 					  sizeof why);
+		/* local producers may have appended since the FETCH: fetch
+		 * again from the end as it is now, which the source checks */
+		if (v == MV_FOLLOW)
+			return fetch_one(s, i);
 	}
 	switch (v) {
 	case MV_FOLLOW:

@@ -16,6 +16,9 @@
  *    on A that had read past the cut is told (-ESTALE) and reads B's
  *    records from the cut.  The epoch histories survive a restart of
  *    both daemons, and A then follows B without cutting again.
+ *  - A plain topic of the mirror's own name is left alone unless the
+ *    source continues its log (then it is taken over, here with nothing
+ *    to cut).
  */
 #include "lib/cliutil.h"
 #include "lib/daemonutil.h"
@@ -357,6 +360,58 @@ static void the_old_source_cuts_at_the_promotion_and_follows(void **state)
 	shmbus_close(b);
 }
 
+
+/* A plain topic of the mirror's own is left alone (it keeps taking its
+ * producers); one whose log the source continues (its source was
+ * promoted from it, with nothing to cut) is taken over and followed. */
+static void a_plain_topic_is_taken_over_only_if_the_source_continues_it(void **state)
+{
+	struct tu_lab *l = *state;
+	struct shmbus_mirror_status m[PARTS];
+	const char *const promote[] = { "mirror", "promote", "orders", NULL };
+	char out[4096];
+	shmbus *a, *b;
+
+	tu_lab_need(l);
+	config(l, 0, listen_a, NULL);
+	config(l, 1, from_a, listen_b);
+	tu_lab_start(l, 0);
+	a = make_topic(l->root[0]);
+	produce(a, 'A', 0, 300);
+	b = make_topic(l->root[1]); /* B's own log of that name */
+	produce(b, 'B', 0, 50);
+	tu_lab_start(l, 1);
+	expect_log(l, 1, "the source does not continue this host's log", WAIT_MS);
+	assert_true(status_reaches(l, 1, 0, "stopped", WAIT_MS));
+	assert_int_equal(status_of(l, 1, m, PARTS), PARTS);
+	assert_non_null(strstr(m[0].last_error, "a topic of this host's own"));
+	produce(b, 'B', 50, 10); /* still B's, still writable */
+	assert_int_equal(tu_part_high(l->root[1], "orders", 0), 60);
+
+	/* B's topic goes; B mirrors A, A dies with nothing B lacks */
+	assert_int_equal(shmbus_topic_delete(b, "orders"), 0);
+	tu_daemon_stop(&l->d[1], 10000);
+	tu_lab_start(l, 1);
+	caught_up(l, 0, 1);
+	tu_lab_kill(l, 0);
+	if (tu_cli_run(l->root[1], promote, out, sizeof out, 60000) != 0) {
+		tu_daemon_dump(&l->d[1]);
+		fail_msg("shmbus mirror promote failed: %s", out);
+	}
+	produce(b, 'C', 300, 40);
+	/* A back as B's mirror: taken over, nothing cut, followed */
+	config(l, 0, from_b, NULL);
+	tu_lab_start(l, 0);
+	expect_log(l, 0, "is now a replica of the source", WAIT_MS);
+	caught_up(l, 1, 0);
+	tu_replica_identical(l->root[1], l->root[0], "orders", PARTS, false);
+	same_history(l->root[1], l->root[0]);
+	assert_int_equal(tu_daemon_log_count(&l->d[0], "cut offsets"), 0);
+	assert_true(status_reaches(l, 0, 1, "streaming", WAIT_MS));
+	shmbus_close(a);
+	shmbus_close(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -364,6 +419,9 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(the_old_source_cuts_at_the_promotion_and_follows,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			a_plain_topic_is_taken_over_only_if_the_source_continues_it, setup,
+			teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,6 +19,7 @@
  *  - A plain topic of the mirror's own name is left alone unless the
  *    source continues its log (then it is taken over, here with nothing
  *    to cut).
+ *  - A chain A -> B -> C: B promoted; C takes B's new epoch mid-stream.
  */
 #include "lib/cliutil.h"
 #include "lib/daemonutil.h"
@@ -53,6 +54,15 @@ static int setup(void **state)
 
 	*state = l;
 	tu_lab_init(l, 2);
+	return 0;
+}
+
+static int setup3(void **state)
+{
+	struct tu_lab *l = calloc(1, sizeof *l);
+
+	*state = l;
+	tu_lab_init(l, 3);
 	return 0;
 }
 
@@ -412,6 +422,42 @@ static void a_plain_topic_is_taken_over_only_if_the_source_continues_it(void **s
 	shmbus_close(b);
 }
 
+/* A chain A -> B -> C: B promoted after A is lost; C, still streaming
+ * from B, takes B's new epoch and goes on, nothing cut. */
+static void a_chain_follows_its_middle_promoted(void **state)
+{
+	struct tu_lab *l = *state;
+	const char *const promote[] = { "mirror", "promote", "orders", NULL };
+	char out[4096];
+	shmbus *a, *b;
+
+	tu_lab_need(l);
+	config(l, 0, listen_a, NULL);
+	config(l, 1, from_a, listen_b);
+	config(l, 2, from_b, NULL);
+	tu_lab_start(l, 0);
+	a = make_topic(l->root[0]);
+	produce(a, 'A', 0, 500);
+	tu_lab_start(l, 1);
+	tu_lab_start(l, 2);
+	caught_up(l, 0, 1);
+	caught_up(l, 1, 2);
+	tu_lab_kill(l, 0);
+	if (tu_cli_run(l->root[1], promote, out, sizeof out, 60000) != 0) {
+		tu_daemon_dump(&l->d[1]);
+		fail_msg("shmbus mirror promote failed: %s", out);
+	}
+	b = tu_open(l->root[1]);
+	produce(b, 'B', 500, 200);
+	caught_up(l, 1, 2);
+	tu_replica_identical(l->root[1], l->root[2], "orders", PARTS, false);
+	same_history(l->root[1], l->root[2]);
+	assert_int_equal(tu_daemon_log_count(&l->d[2], "cut offsets"), 0);
+	assert_int_equal(tu_daemon_log_count(&l->d[2], "recreated"), 0);
+	shmbus_close(a);
+	shmbus_close(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -422,6 +468,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			a_plain_topic_is_taken_over_only_if_the_source_continues_it, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(a_chain_follows_its_middle_promoted, setup3,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,7 +27,7 @@
 
 /* Open partition i of topic t (this process's own mapping, not the
  * cache's: the admin lock is held, and it is let go at once). */
-static int open_part(shmbus *bus, int dfd, const struct bus_topic *t, uint32_t i, struct part *p)
+static int open_part(int dfd, const struct bus_topic *t, uint32_t i, struct part *p)
 {
 	char file[16], label[PART_NAME_MAX + 16];
 	int rc;
@@ -35,13 +35,16 @@ static int open_part(shmbus *bus, int dfd, const struct bus_topic *t, uint32_t i
 	snprintf(file, sizeof file, "%u", i);
 	snprintf(label, sizeof label, "%s/%u", t->name, i);
 	rc = part_open(dfd, file, false, label, p);
-	if (rc == 0 && (p->topic_id != t->id || p->readonly)) {
-		part_unmap(p);
+	if (rc < 0)
+		return lib_err(rc, "topic \"%s\" partition %u: %s", t->name, i, shm_errmsg());
+	if (p->readonly || p->topic_id != t->id) {
 		rc = p->readonly ? -EROFS : -EIDRM;
+		part_unmap(p);
+		return lib_err(rc, "topic \"%s\" partition %u: %s", t->name, i,
+			       rc == -EROFS ? "this process may not write it (run shmbusd as the "
+			       "root's owner)" : "its file belongs to another topic of that name");
 	}
-	(void)bus;
-	return rc < 0 ? lib_err(rc, "topic \"%s\" partition %u: %s", t->name, i, shm_errmsg())
-		      : 0;
+	return 0;
 }
 
 /* Set every partition's REPLICA bit as `on` says. */
@@ -55,7 +58,7 @@ static int mark_parts(shmbus *bus, const struct bus_topic *t, bool on)
 	for (uint32_t i = 0; i < t->partitions; i++) {
 		struct part p;
 
-		rc = open_part(bus, dfd, t, i, &p);
+		rc = open_part(dfd, t, i, &p);
 		if (rc)
 			break;
 		part_set_replica(&p, on);
@@ -134,7 +137,7 @@ int admin_replica_promote(shmbus *bus, const char *name, struct admin_promoted *
 	for (uint32_t i = 0; i < t.partitions && rc == 0; i++) {
 		struct part p;
 
-		rc = open_part(bus, dfd, &t, i, &p);
+		rc = open_part(dfd, &t, i, &p);
 		if (rc == 0) {
 			rc = new_epoch(&p, t.name, i, &out[i]);
 			part_unmap(&p);

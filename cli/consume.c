@@ -484,6 +484,13 @@ static int consume_loop(struct consume_run *cr)
 				break;
 			n = read_some(cr, msgs, max, timeout);
 		}
+		if (n == -ESTALE) {
+			/* a mirror cut the partition's end back past what was
+			 * printed (format.md §14): say so, and go on from the cut */
+			cli_err("%s", shmbus_errmsg());
+			cli_err_forget();
+			continue;
+		}
 		if (n < 0)
 			return poll_failed(cr, n);
 		rc = print_messages(cr, msgs, n);

@@ -6,7 +6,8 @@
  * the mirrors that follow this host's partitions as the daemon's
  * [mirror-listen] sees them (the end each acknowledged, its lag, the
  * mirrored offset), asked through the control socket (MIRROR_STATUS,
- * docs/protocol.md §9).
+ * docs/protocol.md §9); and `shmbus mirror promote TOPIC`: a replica made
+ * writable after its source is lost (MIRROR_PROMOTE, §10).
  */
 #include "cli.h"
 
@@ -15,6 +16,7 @@
 
 static const char usage[] =
 	"Usage: shmbus mirror status [--json]\n"
+	"       shmbus mirror promote TOPIC\n"
 	"\n"
 	"  status   each partition this root's shmbusd mirrors from another host\n"
 	"           ([mirror \"NAME\"] in shmbusd.conf): its source, the replica's end\n"
@@ -26,6 +28,12 @@ static const char usage[] =
 	"           acknowledged, its lag, the partition's mirrored offset (held by\n"
 	"           min_mirrors mirrors), the age of its last ACK; and the mirrors\n"
 	"           that disconnected lately, with why\n"
+	"  promote  make replica TOPIC writable here after its source is lost: the\n"
+	"           mirror stops following it, each partition goes on from its end\n"
+	"           under a new epoch, and local producers may append.  An operator's\n"
+	"           decision (no quorum, no election): the old source must come back\n"
+	"           as a mirror of this host, and then cuts what it had past the\n"
+	"           promotion (docs/operations.md)\n"
 	"\n"
 	"Options:\n"
 	"  --json   {\"mirrors\": [one object per partition mirrored here],\n"
@@ -69,6 +77,9 @@ static void print_json(const struct shmbus_mirror_status *m, int n)
 		printf("\"lag_ms\":%llu,\"gap_offsets\":%llu,\"bytes\":%llu,\"records\":%llu,",
 		       (unsigned long long)m[i].lag_ms, (unsigned long long)m[i].gap_offsets,
 		       (unsigned long long)m[i].bytes, (unsigned long long)m[i].records);
+		printf("\"epoch\":\"%016llx\",\"cut\":%llu,\"recreated\":%llu,",
+		       (unsigned long long)m[i].epoch, (unsigned long long)m[i].cut,
+		       (unsigned long long)m[i].recreated);
 		json_str("last_error", m[i].last_error, false);
 		printf("}");
 	}
@@ -200,6 +211,39 @@ static int mirror_status(struct cli *cli, bool json)
 	return 0;
 }
 
+static int mirror_promote(struct cli *cli, const char *topic)
+{
+	_cleanup_(bus_closep) shmbus *bus = NULL;
+	char report[4096];
+	int n, rc;
+
+	rc = cli_open(cli, false, &bus);
+	if (rc == -ENOENT) {
+		cli_no_bus_note(cli);
+		return CLI_EXIT_FAIL;
+	}
+	if (rc < 0)
+		return CLI_EXIT_FAIL;
+	n = shmbus_mirror_promote(bus, topic, report, sizeof report);
+	if (n < 0)
+		return cli_fail(n, "cannot promote the topic");
+	printf("promoted topic \"%s\": %d partition%s writable here; each goes on from its "
+	       "end under a new epoch:\n", topic, n, n == 1 ? "" : "s");
+	for (char *line = report, *nl; *line; line = nl + 1) {
+		unsigned part = 0;
+		unsigned long long epoch = 0, from = 0;
+
+		nl = strchrnul(line, '\n');
+		if (sscanf(line, "partition=%u\tepoch=%llx\tfrom=%llu", &part, &epoch, &from) == 3)
+			printf("  partition %u: epoch %016llx from offset %llu\n", part, epoch, from);
+		if (!*nl)
+			break;
+	}
+	printf("its old source must not take producers again: bring it back as a mirror of this "
+	       "host, and it cuts what it had past the promotion\n");
+	return 0;
+}
+
 int cmd_mirror(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -208,24 +252,32 @@ int cmd_mirror(struct cli *cli, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *verb = argc > 1 ? argv[1] : "";
-	bool json = false;
+	bool json = false, promote = !strcmp(verb, "promote");
 	int c, rc;
 
 	opterr = 0;
 	if (!strcmp(verb, "-h") || !strcmp(verb, "--help"))
 		return cli_usage(usage, 0);
-	if (strcmp(verb, "status"))
-		return cli_usage_err(usage, "mirror: status%s%s%s?", *verb ? ", not \"" : "", verb,
-				     *verb ? "\"" : "");
+	if (strcmp(verb, "status") && !promote)
+		return cli_usage_err(usage, "mirror: status or promote%s%s%s?", *verb ? ", not \"" : "",
+				     verb, *verb ? "\"" : "");
 	argc--, argv++;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		if (c == OPT_JSON) {
+		if (c == OPT_JSON && !promote) {
 			json = true;
 			continue;
 		}
-		rc = cli_common_option(cli, c, "mirror status", argv, usage);
+		rc = cli_common_option(cli, c, promote ? "mirror promote" : "mirror status", argv,
+				       usage);
 		if (rc >= 0)
 			return rc;
+	}
+	if (promote) {
+		if (optind >= argc)
+			return cli_usage_err(usage, "mirror promote: which topic?");
+		if (optind + 1 < argc)
+			return cli_usage_err(usage, "mirror promote: \"%s\" is extra", argv[optind + 1]);
+		return mirror_promote(cli, argv[optind]);
 	}
 	if (optind < argc)
 		return cli_usage_err(usage, "mirror status: \"%s\" is extra", argv[optind]);

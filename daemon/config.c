@@ -463,9 +463,15 @@ static int mirror_key(struct parse *ps, const char *sect, const char *k, const c
 					"(the default: acknowledge what is appended) or ack = flushed "
 					"(only what msync wrote to disk)", v);
 		m->ack_flushed = !strcmp(v, "flushed");
+	} else if (!strcmp(k, "resync")) {
+		if (strcmp(v, "on") && strcmp(v, "off"))
+			return complain(ps, k, "\"%s\" is not on or off; write resync = off (a "
+					"recreated source stops its partitions) or on (the replica "
+					"is dropped and mirrored again)", v);
+		m->resync = !strcmp(v, "on");
 	} else {
 		return complain(ps, k, "unknown key in [mirror]%s; use source, topics, tls, cert, key, "
-				"ca, allow, psk_file, timeout_ms or ack", "");
+				"ca, allow, psk_file, timeout_ms, ack or resync", "");
 	}
 	return 1;
 }

@@ -58,6 +58,7 @@ struct config_mirror {
 	int64_t timeout_ms;          /* the source silent this long: reconnect */
 	struct config_tls creds;     /* tls = on */
 	bool ack_flushed;            /* ack = flushed: ACK only what msync wrote (disk roots) */
+	bool resync;                 /* a recreated source: drop the replica, mirror again */
 };
 
 #define CONFIG_MIRRORS_MAX 64

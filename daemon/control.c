@@ -391,23 +391,41 @@ static int do_delete(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 	return 0;
 }
 
-void control_answer(struct daemon *d, uint64_t conn, uint32_t seq, uint16_t type, int status,
-		    const char *msg)
+static void answer(struct daemon *d, uint64_t conn, uint32_t seq, uint16_t type, int status,
+		   const char *msg, const char *promoted)
 {
 	struct control *c = d->control;
 	struct conn *k = c ? c->conns : NULL;
+	struct ctl_out o;
 
 	while (k && k->serial != conn)
 		k = k->next;
 	if (!k)
 		return; /* it hung up meanwhile */
-	if (reply(c, k, seq, type, status, msg) < 0) {
+	result(c, &o, seq, type, status, msg);
+	if (promoted)
+		ctl_put_str(&o, CTL_A_PROMOTED, promoted);
+	if (send_out(c, k, &o) < 0) {
 		conn_close(d, k);
 		return;
 	}
 	k->parked = false;
 	if (loop_mod(d, k->fd, EPOLLIN) < 0)
 		conn_close(d, k);
+}
+
+void control_answer(struct daemon *d, uint64_t conn, uint32_t seq, uint16_t type, int status,
+		    const char *msg)
+{
+	answer(d, conn, seq, type, status, msg, NULL);
+}
+
+void control_answer_promoted(struct daemon *d, uint64_t conn, uint32_t seq, int status,
+			     const char *msg, const char *promoted)
+{
+	/* STATUS is 0 or -errno: the partitions promoted are the lines */
+	answer(d, conn, seq, CTL_MIRROR_PROMOTE, status < 0 ? status : 0, msg,
+	       status >= 0 ? promoted : NULL);
 }
 
 static void put_counters(struct daemon *d, struct ctl_out *o)
@@ -494,6 +512,28 @@ static int do_mirror_status(struct daemon *d, struct conn *k, const struct ctl_m
 	return send_out(c, k, &o);
 }
 
+/* MIRROR_PROMOTE: an admin's; run by the worker, as creates and deletes
+ * are (the mirror lets go of the topic first, which may take a while). */
+static int do_mirror_promote(struct daemon *d, struct conn *k, const struct ctl_msg *m)
+{
+	const char *name = m->str[CTL_A_NAME];
+	struct ctl_peer to;
+	char msg[600];
+	int rc;
+
+	if (!may_admin(d, k))
+		return refuse(d, k, m, "promote");
+	peer_of(k, m, &to);
+	rc = topics_promote(d, &to, name);
+	if (rc < 0) {
+		snprintf(msg, sizeof msg, "topic \"%s\": shmbusd cannot queue the request: %s",
+			 name, strerror(-rc));
+		return reply(k->ctl, k, m->hdr.seq, m->hdr.type, rc, msg);
+	}
+	park(d, k);
+	return 0;
+}
+
 static int unsupported(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 {
 	char msg[400], what[64], who[160];
@@ -507,7 +547,7 @@ static int unsupported(struct daemon *d, struct conn *k, const struct ctl_msg *m
 	else
 		snprintf(what, sizeof what, "request type %u is unknown here", m->hdr.type);
 	snprintf(msg, sizeof msg, "shmbusd %s: %s; it serves HELLO, TOPIC_CREATE, TOPIC_DELETE, "
-		 "STATUS, GROUP_* and MIRROR_STATUS (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
+		 "STATUS, GROUP_*, MIRROR_STATUS and MIRROR_PROMOTE (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
 		 "requests", SHMBUSD_VERSION, what, CTL_VERSION);
 	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, -EOPNOTSUPP, msg);
 }
@@ -564,6 +604,8 @@ static int serve(struct daemon *d, struct conn *k, size_t n)
 		return serve_group(d, k, &m);
 	case CTL_MIRROR_STATUS:
 		return do_mirror_status(d, k, &m);
+	case CTL_MIRROR_PROMOTE:
+		return do_mirror_promote(d, k, &m);
 	default:
 		return unsupported(d, k, &m);
 	}

@@ -14,6 +14,7 @@
 #include "shmbusd.h"
 #include "../util/clock.h"
 #include "../shm/mirrorproto.h"
+#include "../shm/truncate.h"
 
 /* Listen for mirrors if [mirror-listen] is configured (a warning says it
  * is plaintext); stop and drop them all. */
@@ -61,5 +62,49 @@ void mirror_source_stats(struct mirror_source_stats *ret);
 size_t mirror_sink_mirrors(struct mirror_stats *out, size_t max);
 /* Up to max mirrored partitions into out; how many there are. */
 size_t mirror_sink_stats(struct mirror_part_stats *out, size_t max);
+
+/* ------------------------------------------------------------------ */
+/* Epochs (mirror_epoch.c; docs/protocol.md §M3, §M9, §M10)            */
+
+/* The source's EPOCHS for fetch `id` of p: its history and its end;
+ * *ret_version the history's word it shows (sent again when it changes).
+ * 0, or -errno (a damaged history: the fetch is not served). */
+int mirror_epochs_msg(struct part *p, uint32_t id, struct mp_msg *m, uint64_t *ret_version);
+
+/* May the source stream from `from` to a mirror whose last epoch is
+ * mirror_epoch, its EPOCHS being `epochs`? */
+bool mirror_fetch_ok(const struct mp_msg *epochs, uint64_t mirror_epoch, uint64_t from);
+
+enum mirror_verdict {
+	MV_FOLLOW,     /* in step with the source: append what it sends */
+	MV_CUT,        /* cut this host's log back to *ret_off, then fetch again */
+	MV_RECREATED,  /* no epoch in common: the source partition was recreated */
+	MV_CONVERT,    /* a plain topic the source continues: make it a replica */
+	MV_FOREIGN,    /* a plain topic the source does not continue: leave it */
+};
+
+/* What the mirror does with partition p (a replica, or a plain topic of
+ * the same name) given the source's history and end; *why says both
+ * histories. */
+enum mirror_verdict mirror_epochs_verdict(struct part *p, bool replica, const struct epoch_hist *src,
+					  uint64_t src_end, uint64_t *ret_off, char *why,
+					  size_t len);
+
+/* MV_CUT: cut p back to off (format.md §14) and log every offset cut.
+ * 1 if something was cut (*ret), 0 if only the history was, -errno. */
+int mirror_epochs_cut(const char *label, const char *topic, uint32_t partition, struct part *p,
+		      uint64_t off, struct part_cut *ret);
+
+/* shmbus mirror promote (protocol.md §3, the worker's job): the mirror
+ * lets go of the topic, each partition gets a new epoch from its end and
+ * producers may append.  The partitions promoted, with a line per
+ * partition in report; or -errno with msg. */
+int mirror_promote(struct daemon *d, const char *topic, char *report, size_t len, char *msg,
+		   size_t msglen);
+
+/* Make every [mirror] that follows `topic` let go of it (promote): its
+ * partitions are no longer appended to, nor fetched.  0, or -ETIMEDOUT
+ * if a mirror did not within its timeout. */
+int mirror_sink_release(struct daemon *d, const char *topic);
 
 #endif

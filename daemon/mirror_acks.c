@@ -1,7 +1,7 @@
 /*
  * mirror_acks.c - the source's view of its mirrors' positions, and the
- * mirrored offset it publishes from them (docs/protocol.md §M9,
- * format.md §14; Kafka's high watermark).
+ * mirrored offset it publishes from them (docs/protocol.md §M11,
+ * format.md §15; Kafka's high watermark).
  *
  * Each fetch of each mirror connection is a follower of one partition.
  * Its position is the replica's end its mirror last acknowledged, or the

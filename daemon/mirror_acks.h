@@ -1,7 +1,7 @@
 /*
  * mirror_acks.h - the source's view of the mirrors that follow its
  * partitions, and the mirrored offset it publishes from their positions
- * (docs/protocol.md §M9, format.md §14).  Used by mirror_source.c (each
+ * (docs/protocol.md §M11, format.md §15).  Used by mirror_source.c (each
  * fetch of a mirror connection is a follower) and control.c (the
  * MIRROR_FOLLOWERS text of MIRROR_STATUS, protocol.md §9).
  */

@@ -62,6 +62,11 @@ const char *mlink_why(const struct mlink *t)
 	return t->why[0] ? t->why : "no reason known";
 }
 
+bool mlink_has_why(const struct mlink *t)
+{
+	return t->why[0] != '\0';
+}
+
 const char *mlink_mode(const struct mlink *t)
 {
 	if (!t || !t->ssl)

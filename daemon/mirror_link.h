@@ -101,6 +101,9 @@ int mlink_wait(struct mlink *t, int also, int wait_ms);
 
 /* Why the last call failed. */
 const char *mlink_why(const struct mlink *t);
+/* Did the link fail with a reason (a TLS alert, a refused certificate)?
+ * A silent close has none. */
+bool mlink_has_why(const struct mlink *t);
 
 /* "off", "user-space", "kTLS tx", "kTLS rx" or "kTLS tx/rx": how the
  * link's records are encrypted (docs/protocol.md §M7). */

@@ -12,9 +12,13 @@
  * sends DATA batches of the frames as they lie in the ring, by writev
  * from the mapping (no copy per record), then a trailer saying whether
  * the bytes were still intact after the kernel took them (format.md §6
- * step 3).  With nothing to send it sleeps on the partitions' futex
- * notify words and on its socket at once (mirror_wait.c): a commit wakes
- * it, never a timer, never a spin.  The socket is the flow control: a
+ * step 3).  Before any record of a fetch, and whenever its history
+ * changes, the thread sends the partition's epoch history (EPOCHS), and
+ * streams only to a mirror whose log is a prefix of this one's: another
+ * waits for the mirror to cut its own and fetch again (mirror_epoch.c,
+ * protocol.md §M9).  With nothing to send it sleeps on the partitions'
+ * futex notify words and on its socket at once (mirror_wait.c): a commit
+ * wakes it, never a timer, never a spin.  The socket is the flow control: a
  * send waits at most timeout_ms for the mirror to read, so nothing is
  * buffered here beyond the kernel's socket buffer.
  */
@@ -29,6 +33,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +43,7 @@
 
 #include "../shm/probes.h"
 #include "../shm/read.h"
+#include "../util/error.h"
 
 #define MAX_CONNS     64      /* mirrors served at once */
 #define MAX_FETCHES   4096    /* partitions one mirror follows */
@@ -53,8 +59,12 @@ struct fetch {
 	struct part_cursor c;
 	uint64_t next;               /* the offset the mirror expects next */
 	bool placed;                 /* the cursor is placed at next */
-	struct follower *fl;         /* its position, for the mirrored offset */
+	struct follower *fl;         /* its position, for the mirrored offset; NULL
+				      * while held */
 	bool told;                   /* a DATA went (the mirror knows the end) */
+	uint64_t epochs_sent;        /* the history's word in the last EPOCHS sent */
+	bool held;                   /* the mirror's log is not a prefix of this one:
+				      * nothing streams until it fetches again */
 };
 
 struct conn {
@@ -212,7 +222,22 @@ static int gather(struct fetch *f, struct batch *b)
 	return 0;
 }
 
-/* Place the cursor at f->next: 0, 1 (a GAP was sent), or -errno. */
+/* The fetch's partition's epoch history and end (protocol.md §M9). */
+static int send_epochs(struct conn *c, struct fetch *f)
+{
+	struct mp_msg m;
+
+	if (mirror_epochs_msg(f->p, f->id, &m, &f->epochs_sent) < 0) {
+		log_err("mirror %s (%s): %s/%u: %s; not served", c->host, c->peer, f->topic,
+			f->partition, shm_errmsg());
+		f->held = true;
+		return 0;
+	}
+	return send_msg(c, &m);
+}
+
+/* Place the cursor at f->next: 0, 1 (a GAP or EPOCHS was sent), or
+ * -errno. */
 static int place(struct conn *c, struct fetch *f)
 {
 	uint64_t lo, end;
@@ -222,16 +247,16 @@ static int place(struct conn *c, struct fetch *f)
 		return 0;
 	part_bounds(f->p, &lo, &end);
 	if (f->next > end) {
-		struct mp_msg m = { .type = MP_UNKNOWN };
-
-		log_warn("mirror %s (%s): %s/%u: it asks from offset %llu, past this end %llu: the "
-			 "topic was recreated here, or the mirror followed another source; delete "
-			 "its replica to start over", c->host, c->peer, f->topic, f->partition,
-			 (unsigned long long)f->next, (unsigned long long)end);
-		m.u.unknown.id = f->id;
-		m.u.unknown.code = -ERANGE;
-		rc = send_msg(c, &m);
-		return rc ? rc : -ERANGE;
+		/* this log is shorter than the mirror's (recreated, or cut back
+		 * here): its epochs tell it what to do (protocol.md §M9) */
+		log_notice("mirror %s (%s): %s/%u: it asks from offset %llu, past this end %llu: "
+			   "it is told this log's epochs, and fetches again once it has cut its "
+			   "own, or stops", c->host, c->peer, f->topic, f->partition,
+			   (unsigned long long)f->next, (unsigned long long)end);
+		f->held = true;
+		acks_unfollow(f->fl); /* its position is past this log's end */
+		f->fl = NULL;
+		return send_epochs(c, f) ?: 1;
 	}
 	if (f->next < lo)
 		return send_gap(c, f) ?: 1;
@@ -283,8 +308,13 @@ static int serve_fetch(struct conn *c, struct fetch *f)
 	struct part_cursor before;
 	uint64_t lo, end;
 	bool intact;
-	int rc = place(c, f);
+	int rc;
 
+	if (f->held)
+		return 0;
+	if (part_epochs_version(f->p->hdr) != f->epochs_sent)
+		return send_epochs(c, f) ?: 1; /* its history changed: the mirror hears first */
+	rc = place(c, f);
 	if (rc)
 		return rc == 1 ? 1 : rc;
 	before = f->c;
@@ -297,6 +327,16 @@ static int serve_fetch(struct conn *c, struct fetch *f)
 	if (rc == -ERANGE) {
 		f->placed = false;
 		return send_gap(c, f) ?: 1;
+	}
+	if (rc == -ESTALE) {
+		/* this log was cut back below the mirror's position: it hears
+		 * the new epochs and cuts its own (protocol.md §M9) */
+		log_notice("mirror %s (%s): %s/%u was cut back to offset %llu here, below the "
+			   "mirror's %llu: it is told this log's epochs", c->host, c->peer,
+			   f->topic, f->partition, (unsigned long long)f->c.off,
+			   (unsigned long long)f->next);
+		f->held = true;
+		return send_epochs(c, f) ?: 1;
 	}
 	if (rc || b.count == 0)
 		return rc ? rc : f->told ? 0 : tell_end(c, f);
@@ -382,32 +422,87 @@ static int do_list(struct conn *c, const struct mp_msg *req)
 	return send_msg(c, &m);
 }
 
+/* The fetch with this id, or NULL. */
+static struct fetch *fetch_of(struct conn *c, uint32_t id)
+{
+	for (size_t i = 0; i < c->nfetches; i++)
+		if (c->fetches[i].id == id)
+			return &c->fetches[i];
+	return NULL;
+}
+
+/* A FETCH: a new fetch, or one that replaces the fetch of its id (the
+ * mirror fetches again after it cut its log, protocol.md §M9).  The
+ * partition's epochs go first; records follow only if the mirror's log
+ * is a prefix of this one. */
+/* f serves nothing more: its follower (the mirrored offset's count) and
+ * its mapping go. */
+static void fetch_release(struct fetch *f)
+{
+	acks_unfollow(f->fl);
+	f->fl = NULL;
+	cache_put(f->m);
+	f->m = NULL;
+	f->p = NULL;
+}
+
 static int do_fetch(struct conn *c, const struct mp_msg *req)
 {
 	struct mp_msg no = { .type = MP_UNKNOWN, .u.unknown = { .id = req->u.fetch.id,
 								 .code = -ENOENT } };
+	struct mp_msg ep;
 	struct bus_topic t;
-	struct fetch *f;
+	struct fetch *f = fetch_of(c, req->u.fetch.id);
 
-	for (size_t i = 0; i < c->nfetches; i++)
-		if (c->fetches[i].id == req->u.fetch.id)
-			return -EPROTO; /* one FETCH per id */
-	if (c->nfetches >= MAX_FETCHES)
+	if (f) {
+		fetch_release(f); /* fetched again (after a cut, or a STOP) */
+	} else if (c->nfetches >= MAX_FETCHES) {
 		return -EMFILE;
+	} else {
+		f = &c->fetches[c->nfetches++];
+		*f = (struct fetch){ .id = req->u.fetch.id };
+	}
 	if (dir_lookup(&c->d->dir, req->u.fetch.name, &t) < 0 ||
 	    req->u.fetch.partition >= t.partitions)
 		return send_msg(c, &no);
-	f = &c->fetches[c->nfetches];
 	*f = (struct fetch){ .id = req->u.fetch.id, .partition = req->u.fetch.partition,
 			     .next = req->u.fetch.from };
 	snprintf(f->topic, sizeof f->topic, "%s", t.name);
 	if (cache_get(c->d->bus, &t, f->partition, &f->m) < 0)
 		return send_msg(c, &no);
 	f->p = pmap_part(f->m);
-	f->fl = acks_follow(c->host, c->peer, f->topic, f->p, f->next);
-	c->nfetches++;
-	log_info("mirror %s (%s) follows %s/%u from offset %llu", c->host, c->peer, f->topic,
-		 f->partition, (unsigned long long)f->next);
+	if (mirror_epochs_msg(f->p, f->id, &ep, &f->epochs_sent) < 0) {
+		log_err("mirror %s (%s): %s/%u: %s; not served", c->host, c->peer, f->topic,
+			f->partition, shm_errmsg());
+		fetch_release(f);
+		return send_msg(c, &no);
+	}
+	f->held = !mirror_fetch_ok(&ep, req->u.fetch.epoch, f->next);
+	if (f->held)
+		log_notice("mirror %s (%s) asks for %s/%u from offset %llu under epoch %016llx, "
+			   "which this log does not continue (this end %llu): it is told this "
+			   "log's epochs, and cuts its own or stops", c->host, c->peer, f->topic,
+			   f->partition, (unsigned long long)f->next,
+			   (unsigned long long)req->u.fetch.epoch, (unsigned long long)ep.u.epochs.end);
+	else
+		f->fl = acks_follow(c->host, c->peer, f->topic, f->p, f->next);
+	if (!f->held)
+		log_info("mirror %s (%s) follows %s/%u from offset %llu", c->host, c->peer,
+			 f->topic, f->partition, (unsigned long long)f->next);
+	return send_msg(c, &ep);
+}
+
+/* A STOP: the mirror no longer follows this fetch (its id may be fetched
+ * again). */
+static int do_stop(struct conn *c, const struct mp_msg *req)
+{
+	struct fetch *f = fetch_of(c, req->u.stop.id);
+
+	if (f && f->m) {
+		log_info("mirror %s (%s) stops following %s/%u", c->host, c->peer, f->topic,
+			 f->partition);
+		fetch_release(f);
+	}
 	return 0;
 }
 
@@ -424,11 +519,11 @@ static int handle(struct conn *c, const uint8_t *buf, uint32_t len, const char *
 		return do_list(c, &m);
 	case MP_FETCH:
 		rc = do_fetch(c, &m);
-		if (rc == -EPROTO)
-			*why = "a second FETCH for one id";
-		else if (rc == -EMFILE)
+		if (rc == -EMFILE)
 			*why = "more FETCHes than a mirror may have";
 		return rc;
+	case MP_STOP:
+		return do_stop(c, &m);
 	case MP_ACK:
 		probe_ack(c, &m);
 		on_ack(c, &m);
@@ -492,6 +587,21 @@ static bool stopping(void)
 	return poll(&p, 1, 0) > 0;
 }
 
+/* ERROR to the mirror before closing: what it logs. */
+static void refuse(struct conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void refuse(struct conn *c, int code, const char *fmt, ...)
+{
+	struct mp_msg m = { .type = MP_ERROR, .u.error.code = code };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m.u.error.text, sizeof m.u.error.text, fmt, ap);
+	va_end(ap);
+	log_warn("mirror %s (%s) refused: %s", c->host[0] ? c->host : "?", c->peer,
+		 m.u.error.text);
+	(void)send_msg(c, &m);
+}
+
 /* HELLO within the timeout, answered with ours: 0 or -errno with why. */
 static int handshake(struct conn *c, int64_t timeout_ms, const char **why)
 {
@@ -525,13 +635,16 @@ static int handshake(struct conn *c, int64_t timeout_ms, const char **why)
 	}
 	if (rc || type != MP_HELLO || mp_decode(c->rx, len, MP_FROM_MIRROR, &m) < 0)
 		return *why = "its first message is not a well-formed HELLO", -EPROTO;
-	if (m.u.hello.version != MP_VERSION)
-		return *why = "it speaks another protocol version", -EPROTO;
+	snprintf(c->host, sizeof c->host, "%s", m.u.hello.host);
+	if (m.u.hello.version != MP_VERSION) {
+		refuse(c, -EPROTO, "this source speaks mirroring protocol version %u (epochs), "
+		       "the mirror %u: upgrade the older shmbusd", MP_VERSION, m.u.hello.version);
+		return *why = "it speaks another protocol version (refused with ERROR)", -EPROTO;
+	}
 	if (m.u.hello.auth != mlink_auth(c->link))
 		return *why = m.u.hello.auth == MP_AUTH_TLS ? "its HELLO says TLS but arrived in plain "
 			      "TCP (a TLS proxy before this listener?)" : "its HELLO says plain TCP but "
 			      "arrived over TLS", -EPROTO;
-	snprintf(c->host, sizeof c->host, "%s", m.u.hello.host);
 	memmove(c->rx, c->rx + len, c->rxlen - len);
 	c->rxlen -= len;
 	m = (struct mp_msg){ .type = MP_HELLO_OK, .u.hello.version = MP_VERSION };
@@ -554,14 +667,17 @@ static int serve_round(struct conn *c, const char **why)
 			continue;
 		rc = serve_fetch(c, f);
 		if (rc == -ERANGE || rc == -EIDRM) {
+			struct mp_msg gone = { .type = MP_UNKNOWN,
+					       .u.unknown = { .id = f->id, .code = -EIDRM } };
+
 			if (rc == -EIDRM)
 				log_warn("mirror %s (%s): %s/%u was deleted here; it is no longer "
 					 "served", c->host, c->peer, f->topic, f->partition);
-			acks_unfollow(f->fl);
-			f->fl = NULL;
-			cache_put(f->m);
-			f->p = NULL;
-			f->m = NULL;
+			/* the mirror lists the topics again: recreated, it is
+			 * a new log (protocol.md §M9) */
+			if (rc == -EIDRM && send_msg(c, &gone) < 0)
+				return *why = "it has not read for timeout_ms", -ETIMEDOUT;
+			fetch_release(f);
 			continue;
 		}
 		if (rc < 0) {

@@ -16,6 +16,8 @@
 
 #include "../shm/recover.h"
 #include "../shm/replica.h"
+#include "../shm/read.h"
+#include "../shm/truncate.h"
 #include "../util/error.h"
 
 static void report(struct daemon *d, const struct dpart *dp, const struct part_recovery *r)
@@ -81,6 +83,20 @@ static void resume_replica(struct dpart *dp)
 			   dp->partition, (unsigned long long)cut);
 }
 
+/* A cut of the end its daemon was killed inside (format.md §14): readers
+ * wait until it is finished or undone. */
+static void settle_cut(struct dpart *dp)
+{
+	uint64_t tail, end;
+
+	if (part_truncate_settle(dp->part) <= 0)
+		return;
+	part_ends(dp->part, &tail, &end);
+	log_notice("partition %s/%u: a cut of its end that was under way when shmbusd stopped "
+		   "is settled (it now ends at offset %llu)", dp->topic, dp->partition,
+		   (unsigned long long)end);
+}
+
 void recovery_run(struct daemon *d, struct dpart *dp)
 {
 	struct part_recovery r;
@@ -90,6 +106,7 @@ void recovery_run(struct daemon *d, struct dpart *dp)
 	if (dp->part->readonly)
 		return;
 	check_status(d, dp);
+	settle_cut(dp);
 	if (part_is_replica(dp->part)) {
 		resume_replica(dp);
 		return;

@@ -136,6 +136,9 @@ struct ctl_peer {
  * RESULT (if the connection is still open) and read from it again. */
 void control_answer(struct daemon *d, uint64_t conn, uint32_t seq, uint16_t type, int status,
 		    const char *msg);
+/* The same for MIRROR_PROMOTE, with its PROMOTED lines (protocol.md §10). */
+void control_answer_promoted(struct daemon *d, uint64_t conn, uint32_t seq, int status,
+			     const char *msg, const char *promoted);
 
 /* ------------------------------------------------------------------ */
 /* Creating and deleting topics off the loop (topics.c)                */
@@ -148,6 +151,8 @@ int topics_init(struct daemon *d);
 int topics_create(struct daemon *d, const struct ctl_peer *to, const char *name,
 		  const struct shmbus_topic_opts *o);
 int topics_delete(struct daemon *d, const struct ctl_peer *to, const char *name);
+/* Queue a promote of a replica (mirror_promote in mirror_epoch.c). */
+int topics_promote(struct daemon *d, const struct ctl_peer *to, const char *name);
 
 /* Create the configuration's [topic]s that are missing: at once before
  * topics_init(), through the worker after. */

@@ -37,10 +37,14 @@
 #include <unistd.h>
 
 #include "../util/shareddir.h"
+#include "../util/ctlproto.h"
+#include "mirror.h"
 
 struct job {
 	struct job *next;
-	bool create;                 /* else delete */
+	bool create;                 /* else delete, or promote */
+	bool promote;                /* a replica made writable (mirror_epoch.c) */
+	char *report;                /* promote: a line per partition */
 	bool declared;               /* a [topic] of the configuration: no peer */
 	uint64_t conn;               /* control.c's serial of the peer to answer */
 	uint32_t seq;
@@ -128,6 +132,13 @@ static void run(struct daemon *d, struct topics *t, struct job *j)
 {
 	struct admin_hooks h = { .stop = &t->stop, .swept = swept };
 
+	if (j->promote) {
+		j->report = calloc(1, CTL_MSG_MAX / 2);
+		j->rc = j->report ? mirror_promote(d, j->name, j->report, CTL_MSG_MAX / 2, j->msg,
+						   sizeof j->msg)
+				  : -ENOMEM;
+		return;
+	}
 	if (!j->create) {
 		j->rc = admin_topic_delete(d->bus, j->name, &h);
 	} else {
@@ -178,9 +189,15 @@ static void *worker(void *arg)
 
 static void report(struct daemon *d, const struct job *j)
 {
-	const char *verb = j->create ? "create" : "delete";
+	const char *verb = j->create ? "create" : j->promote ? "promote" : "delete";
 
-	if (j->declared) {
+	if (j->promote) {
+		if (j->rc < 0)
+			log_notice("cannot promote topic \"%s\" for %s: %s", j->name, j->who, j->msg);
+		else
+			log_notice("promoted topic \"%s\" (%d partitions) for %s", j->name, j->rc,
+				   j->who);
+	} else if (j->declared) {
 		if (j->rc == 0) {
 			log_notice("created topic \"%s\" declared in the configuration (%u "
 				   "partitions)", j->name, j->o.partitions);
@@ -204,8 +221,12 @@ static void report(struct daemon *d, const struct job *j)
 static void finish(struct daemon *d, struct job *j)
 {
 	report(d, j);
-	if (j->conn)
+	if (j->conn && j->promote)
+		control_answer_promoted(d, j->conn, j->seq, j->rc, j->rc < 0 ? j->msg : NULL,
+					j->report ? j->report : "");
+	else if (j->conn)
 		control_answer(d, j->conn, j->seq, j->type, j->rc, j->rc < 0 ? j->msg : NULL);
+	free(j->report);
 	free(j);
 }
 
@@ -281,6 +302,16 @@ int topics_delete(struct daemon *d, const struct ctl_peer *to, const char *name)
 	struct job *j = new_job(false, to, name);
 
 	return j ? submit(d, j) : -ENOMEM;
+}
+
+int topics_promote(struct daemon *d, const struct ctl_peer *to, const char *name)
+{
+	struct job *j = new_job(false, to, name);
+
+	if (!j)
+		return -ENOMEM;
+	j->promote = true;
+	return submit(d, j);
 }
 
 /* The options of a topic declared in the configuration. */
@@ -369,7 +400,8 @@ static void drain(struct daemon *d, struct job *list, bool ran)
 		if (!ran) {
 			j->rc = -ECANCELED;
 			snprintf(j->msg, sizeof j->msg, "shmbusd is stopping: topic \"%s\" was not %s; "
-				 "ask again once it runs", j->name, j->create ? "created" : "deleted");
+				 "ask again once it runs", j->name, j->create ? "created"
+				 : j->promote ? "promoted" : "deleted");
 		}
 		finish(d, j);
 	}

@@ -219,6 +219,10 @@ struct shmbus_mirror_status {
 	uint64_t gap_offsets;       /* offsets the gaps cover */
 	uint64_t bytes;             /* frame bytes received since shmbusd started */
 	uint64_t records;           /* offsets received since shmbusd started */
+	uint64_t epoch;             /* the replica's last epoch (its source's), 0 if none */
+	uint64_t cut;               /* offsets cut where this host's log parted from the
+				     * source's (an old source back as a mirror) */
+	uint64_t recreated;         /* times the source partition was found recreated */
 };
 
 /*
@@ -260,6 +264,19 @@ struct shmbus_mirror_follower {
  */
 SHMBUS_API int shmbus_mirror_followers(shmbus *bus, const char *topic,
 				       struct shmbus_mirror_follower *out, size_t max);
+/*
+ * Make replica topic `topic` writable here after its source is lost,
+ * through the daemon serving the bus's root (an administrator's request,
+ * as topic creation is): the mirror that follows it stops, each
+ * partition goes on from its end under a new epoch (docs/format.md §14),
+ * and local producers may append.  Everything the replica holds is kept.
+ * An operator's decision: no quorum, no election (docs/operations.md,
+ * "Promoting a replica").  With report (len bytes), a line per partition:
+ * "partition=N<TAB>epoch=HEX<TAB>from=OFFSET".  Returns the partitions
+ * promoted, or -errno: -ENOENT (no such topic, or no daemon), -EINVAL
+ * (not a replica), -EACCES, -ETIMEDOUT.  Safe from any thread.
+ */
+SHMBUS_API int shmbus_mirror_promote(shmbus *bus, const char *topic, char *report, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* Topics                                                              */
@@ -440,7 +457,7 @@ struct shmbus_producer_opts {
  * With opts.acks = SHMBUS_ACKS_MIRRORS, send, send_batch and commit
  * return once every record they appended is mirrored: held by as many
  * mirrors as the daemon's [mirror-listen] min_mirrors says, so it
- * survives the loss of this host (docs/protocol.md §M9).  Past
+ * survives the loss of this host (docs/protocol.md §M11).  Past
  * ack_timeout_ms they fail with -ETIMEDOUT, naming the mirrors that lag
  * (or saying none follows the partition): the records are in this
  * host's log, and may still be mirrored later.  shmbus_producer_new
@@ -599,7 +616,10 @@ struct shmbus_message {
  * Wait up to timeout_ms (-1: forever, 0: not at all) for records and
  * return up to max of them from the assigned partitions, in offset order
  * within each partition.  Returns the count, 0 on timeout, or -errno
- * (-ERANGE with SHMBUS_RESET_ERROR, -EIDRM, -EBADMSG).
+ * (-ERANGE with SHMBUS_RESET_ERROR, -EIDRM, -EBADMSG; -ESTALE once when
+ * a partition's end was cut back below this consumer's position: a
+ * mirror whose promoted source replaced records it had read, format.md
+ * §14 — the message names the offsets, and reading goes on from the cut).
  *
  * Without opts.copy the messages are views into shared memory, valid
  * until the next poll.  On an overwrite topic a producer may overwrite a
@@ -645,6 +665,8 @@ struct shmbus_consumer_stats {
 	uint64_t unblocked;         /* stalled claims this consumer aborted */
 	uint64_t crc_errors;        /* records refused for a bad CRC (check_crc) */
 	uint64_t waits;             /* times poll slept on a futex */
+	uint64_t cuts;              /* times a partition's end was cut back past this
+				     * consumer's position (poll said -ESTALE) */
 };
 
 SHMBUS_API int shmbus_consumer_stats(const shmbus_consumer *c, struct shmbus_consumer_stats *ret);

@@ -7,7 +7,7 @@
  * With nothing ready it spins briefly, then sleeps on the partitions'
  * notify words (futex_waitv), waking early to unblock a claim whose
  * producer died.  With isolation=mirrored it delivers only records below
- * each partition's mirrored offset (format.md §14), and sleeps on the
+ * each partition's mirrored offset (format.md §15), and sleeps on the
  * offsets' own futex words instead.
  */
 #include "internal.h"
@@ -611,7 +611,7 @@ static int check_run(shmbus_consumer *c, struct assignment *a, struct shmbus_mes
 		/* back to the lost record, so ERROR policy reports it again
 		 * until the application seeks */
 		a->cur = (struct part_cursor){ .off = off, .pos = msgs[lost].priv[1],
-					       .skip_until = off };
+					       .skip_until = off, .cuts = a->cur.cuts };
 		*n = lost;
 		rc = reset(c, a, off);
 	}
@@ -635,6 +635,16 @@ static int gather_one(shmbus_consumer *c, struct assignment *a, struct shmbus_me
 			msgs[i].priv[0] = 0;
 	if (rc == -EIDRM)
 		return lib_err(rc, "topic \"%s\" was deleted; unassign it", a->topic);
+	if (rc == -ESTALE) {
+		c->st.cuts++;
+		return lib_err(rc, "partition %s/%d: its end was cut back to offset %llu while this "
+			       "consumer stood at %llu (a mirror of a promoted source dropped "
+			       "records its old source had, format.md §14): records read from "
+			       "offset %llu on are not in the log any more; reading goes on from "
+			       "%llu", a->topic, a->partition, (unsigned long long)a->cur.off,
+			       (unsigned long long)a->cur.cut_from, (unsigned long long)a->cur.off,
+			       (unsigned long long)a->cur.off);
+	}
 	if (rc == -ERANGE && *n > first)
 		return 0; /* deliver these; the cursor still points at the loss */
 	return rc < 0 ? rc : 0;

@@ -534,7 +534,7 @@ static uint64_t field_u64(const char *line, size_t n, const char *key)
 
 static void mirror_line(const char *line, size_t n, struct shmbus_mirror_status *m)
 {
-	char part[16];
+	char part[24];
 
 	memset(m, 0, sizeof *m);
 	m->sz = sizeof *m;
@@ -555,6 +555,10 @@ static void mirror_line(const char *line, size_t n, struct shmbus_mirror_status 
 	m->gap_offsets = field_u64(line, n, "gap_offsets");
 	m->bytes = field_u64(line, n, "bytes");
 	m->records = field_u64(line, n, "records");
+	field(line, n, "epoch", part, sizeof part);
+	m->epoch = strtoull(part, NULL, 16);
+	m->cut = field_u64(line, n, "cut");
+	m->recreated = field_u64(line, n, "recreated");
 }
 
 /* The text of attribute `attr` of a MIRROR_STATUS RESULT, copied. */
@@ -682,6 +686,42 @@ SHMBUS_API int shmbus_mirror_followers(shmbus *bus, const char *topic,
 	if (rc < 0)
 		return rc;
 	rc = each_line(text, follower_parse, &f, sizeof f, out, stride, max);
+	free(text);
+	return rc;
+}
+
+static void read_promoted(const struct ctl_msg *rep, void *out)
+{
+	char **text = out;
+
+	*text = strdup(rep->has[CTL_A_PROMOTED] ? rep->str[CTL_A_PROMOTED] : "");
+}
+
+SHMBUS_API int shmbus_mirror_promote(shmbus *bus, const char *topic, char *report, size_t len)
+{
+	char *text = NULL;
+	int rc;
+
+	if (!topic || !dir_name_valid(topic))
+		return lib_err(-EINVAL, "\"%s\" is not a valid topic name", topic ? topic : "(null)");
+	rc = bus->no_daemon ? DAEMON_NONE
+			    : run(bus, CTL_MIRROR_PROMOTE, build_name, topic, ADMIN_TIMEOUT_MS,
+				  read_promoted, &text);
+	if (rc == DAEMON_NONE)
+		return no_daemon(bus);
+	if (rc < 0) {
+		if (rc == -EOPNOTSUPP)
+			lib_err(rc, "the shmbusd serving %s cannot promote (it is older): upgrade "
+				"it", bus->root);
+		return rc;
+	}
+	if (!text)
+		return lib_err(-ENOMEM, "out of memory");
+	if (report && len)
+		snprintf(report, len, "%s", text);
+	rc = 0;
+	for (const char *c = text; *c; c++)
+		rc += *c == '\n';
 	free(text);
 	return rc;
 }

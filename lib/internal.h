@@ -156,7 +156,7 @@ int daemon_call(shmbus *bus, uint16_t type, void (*build)(struct ctl_out *o, con
 		const void *arg, void (*read_reply)(const struct ctl_msg *rep, void *out), void *out,
 		int timeout_ms);
 
-/* A producer's acks=mirrors (producer_acks.c, protocol.md §M9). */
+/* A producer's acks=mirrors (producer_acks.c, protocol.md §M11). */
 struct producer_acks {
 	int timeout_ms;
 	uint32_t min_mirrors;       /* the daemon's, for messages */

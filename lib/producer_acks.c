@@ -1,8 +1,8 @@
 /*
- * producer_acks.c - a producer's acks=mirrors (docs/protocol.md §M9): a
+ * producer_acks.c - a producer's acks=mirrors (docs/protocol.md §M11): a
  * send returns once its record is below the partition's mirrored
  * offset, which the source's shmbusd raises as its mirrors acknowledge
- * (shm/mirrored.c, format.md §14).  The wait is a futex sleep on the
+ * (shm/mirrored.c, format.md §15).  The wait is a futex sleep on the
  * offset's own word; no message to the daemon on the way.
  *
  * The daemon is asked twice only: when the producer is made (does

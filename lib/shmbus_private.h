@@ -24,6 +24,9 @@
  *    would conflict with this process's own.
  *  - admin_replica_create: a mirror creates its replica topics with the
  *    REPLICA flag no public call sets (mirror_sink.c).
+ *  - admin_replica_convert, admin_replica_promote: the flag set on a
+ *    topic a mirror takes over, and cleared by promote, with the
+ *    partitions' epochs (lib/replicas.c).
  *  - admin_topic_create, admin_topic_delete, admin_sweep: shmbusd's
  *    worker creates and deletes topics for its clients with the same
  *    code as the embedded mode, under the root's admin lock, with hooks
@@ -117,6 +120,26 @@ int admin_topic_delete(shmbus *bus, const char *name, const struct admin_hooks *
  */
 int admin_replica_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *opts,
 			 const char *source, const struct admin_hooks *h);
+
+/*
+ * A topic becomes a mirror's replica (shmbusd's mirror_sink.c, when its
+ * source continues this host's log: it was promoted in this host's
+ * place), or a replica stops being one (shmbus mirror promote): the
+ * topic entry's BUS_TOPIC_REPLICA flag, then every partition's REPLICA
+ * status, under the admin lock (lib/replicas.c).  Promote first gives
+ * each partition a new epoch from its end (format.md §14): *out[i] for
+ * partition i (max at least the topic's partitions).  Convert returns 0,
+ * promote the partitions promoted; or -errno with a message (-EINVAL: not
+ * a replica).
+ */
+struct admin_promoted {
+	uint32_t partition;
+	uint64_t epoch;             /* its new epoch */
+	uint64_t from;              /* the first offset under it: the replica's end */
+};
+
+int admin_replica_convert(shmbus *bus, const char *name, const char *source);
+int admin_replica_promote(shmbus *bus, const char *name, struct admin_promoted *out, size_t max);
 
 /* Remove the half-made topics (shmbusd at start); how many, or -errno. */
 int admin_sweep(shmbus *bus, const struct admin_hooks *h);

@@ -305,6 +305,29 @@ int dir_add(struct bus_dir *d, struct bus_topic *t)
 	return 0;
 }
 
+int dir_set_replica(struct bus_dir *d, const char *name, const char *source)
+{
+	uint64_t pub;
+	struct bus_table *next = begin(d, &pub);
+
+	for (uint32_t i = 0; i < next->count; i++) {
+		struct bus_topic *t = &next->topics[i];
+
+		if (!name_eq(t->name, name))
+			continue;
+		if (source) {
+			t->flags |= BUS_TOPIC_REPLICA;
+			snprintf(t->mirror_source, sizeof t->mirror_source, "%s", source);
+		} else {
+			t->flags &= ~BUS_TOPIC_REPLICA;
+			memset(t->mirror_source, 0, sizeof t->mirror_source);
+		}
+		publish(d, next, pub);
+		return 0;
+	}
+	return shm_err(-ENOENT, "topic \"%s\" does not exist", name);
+}
+
 uint64_t dir_reserve_id(struct bus_dir *d)
 {
 	return d->hdr->next_topic_id++;

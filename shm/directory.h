@@ -124,6 +124,10 @@ int dir_list(const struct bus_dir *d, struct bus_topic *out, size_t max);
 uint64_t dir_reserve_id(struct bus_dir *d);
 int dir_add(struct bus_dir *d, struct bus_topic *t);
 int dir_remove(struct bus_dir *d, const char *name);
+/* Make topic `name` a replica of `source` ("NAME (HOST:PORT)"), or, with
+ * source NULL, no replica (a promoted one): its entry's flag and label
+ * only; the partitions' status words follow (part_set_replica). */
+int dir_set_replica(struct bus_dir *d, const char *name, const char *source);
 
 /*
  * The daemon block (protocol.md §1): how clients find the daemon that

@@ -168,6 +168,19 @@ struct part_writer_slot {
 _Static_assert(sizeof(struct part_writer_slot) == 64, "writer slot is one cache line");
 
 /*
+ * One entry of a partition's epoch history (format.md §14, Kafka's
+ * KIP-101 leader epochs): the records from `start` on, up to the next
+ * entry's start, were written under `epoch` (random, never 0).
+ */
+#define PART_EPOCHS_MAX 32u
+
+struct part_epoch {
+	uint64_t epoch;
+	uint64_t start;
+};
+_Static_assert(sizeof(struct part_epoch) == 16, "an epoch entry is 16 bytes");
+
+/*
  * The header.  Identity fields are written once at creation and never
  * again.  Each group of hot words lives in its own 128-byte block (two
  * cache lines, against adjacent-line prefetch), and words written by
@@ -207,7 +220,15 @@ struct part_header {
 	uint64_t status;         /* PART_STATUS_* */
 	uint64_t start;          /* lowest readable offset (retention, recovery) */
 	uint64_t writer_mask;    /* bit i: writers[i] is taken (for supervisors) */
-	uint8_t pad_status[104];
+	/* truncation (format.md §14): `cuts` is odd while the end is being
+	 * cut back, and counts up by 2 for each cut; `cut_off` is the
+	 * offset the last cut went back to, `cut_pos` where its jump lies.
+	 * Readers compare `cuts` with their cursor's at every read: the
+	 * same cache line as `status`. */
+	uint64_t cuts;
+	uint64_t cut_off;
+	uint64_t cut_pos;
+	uint8_t pad_status[80];
 
 	/* [640, 768): the claim word {tail position, next offset}, producers */
 	pair128 claim;
@@ -218,7 +239,7 @@ struct part_header {
 	uint8_t pad_notify[124];
 
 	/* [896, 1024): offset mirrored to other hosts (high watermark,
-	 * format.md §14), written by the source's shmbusd only, and the futex
+	 * format.md §15), written by the source's shmbusd only, and the futex
 	 * word its raises wake (bit 31: someone waits) */
 	uint64_t mirrored;
 	uint32_t mirrored_wake;
@@ -245,7 +266,18 @@ struct part_header {
 	uint64_t mirror_gap_offsets; /* replica: offsets those gaps cover */
 	uint8_t pad_counters[64];
 
-	uint8_t reserved3[PART_PAGE - 1280];
+	/* [1280, 1408): the epoch history's word (format.md §14):
+	 * generation << 16 | first slot << 8 | count; 0: never written (the
+	 * history is {epoch, 0}); and what truncations cut */
+	uint64_t epochs_word;
+	uint64_t cut_total;        /* offsets cut by truncations, in all */
+	uint8_t pad_epochs[112];
+
+	/* [1408, 1920): the epoch history, a ring of PART_EPOCHS_MAX
+	 * {epoch, first offset} read from `first slot`, oldest first */
+	struct part_epoch epochs[PART_EPOCHS_MAX];
+
+	uint8_t reserved3[PART_PAGE - 1920];
 
 	/* [4096, 8192): registered consumers */
 	struct part_consumer_slot consumers[PART_MAX_CONSUMERS];
@@ -266,6 +298,9 @@ _Static_assert(offsetof(struct part_header, mirrored_wake) == 904, "its wake wor
 _Static_assert(offsetof(struct part_header, replica_done) == 912, "replica's resume point at 912");
 _Static_assert(offsetof(struct part_header, bp_gen) == 1024, "bp block at 1024");
 _Static_assert(offsetof(struct part_header, aborted_claims) == 1152, "counters at 1152");
+_Static_assert(offsetof(struct part_header, cuts) == 536, "cut count beside status");
+_Static_assert(offsetof(struct part_header, epochs_word) == 1280, "epoch history word at 1280");
+_Static_assert(offsetof(struct part_header, epochs) == 1408, "epoch history at 1408");
 _Static_assert(offsetof(struct part_header, consumers) == PART_PAGE, "slots on page 1");
 
 #define NOTIFY_WAITERS 0x80000000u /* in notify and space: someone sleeps on it */

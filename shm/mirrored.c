@@ -1,6 +1,6 @@
 /*
  * mirrored.c - the mirrored offset and its wake word (mirrored.h,
- * format.md §14).
+ * format.md §15).
  *
  * The raise is a compare-and-swap to the larger value, so it never moves
  * back whatever the order of concurrent raises; then, as for the notify

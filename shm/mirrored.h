@@ -1,7 +1,7 @@
 /*
- * mirrored.h - a partition's mirrored offset (format.md §14): offsets
+ * mirrored.h - a partition's mirrored offset (format.md §15): offsets
  * below it are held by at least min_mirrors mirrors, as the source's
- * shmbusd learned from their acknowledgements (docs/protocol.md §M9).
+ * shmbusd learned from their acknowledgements (docs/protocol.md §M11).
  * Kafka's high watermark.
  *
  * One writer, the source's shmbusd (daemon/mirror_acks.c), raises it;

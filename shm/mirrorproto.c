@@ -24,6 +24,7 @@ static const char *const names[] = {
 	[MP_LIST] = "LIST", [MP_TOPIC] = "TOPIC", [MP_LIST_END] = "LIST_END",
 	[MP_FETCH] = "FETCH", [MP_DATA] = "DATA", [MP_GAP] = "GAP",
 	[MP_UNKNOWN] = "UNKNOWN", [MP_ACK] = "ACK", [MP_HEARTBEAT] = "HEARTBEAT",
+	[MP_EPOCHS] = "EPOCHS", [MP_STOP] = "STOP",
 };
 
 const char *mp_type_name(uint16_t type)
@@ -37,10 +38,10 @@ static bool travels(uint16_t type, enum mp_dir dir)
 	switch (type) {
 	case MP_ERROR:
 		return true;
-	case MP_HELLO: case MP_LIST: case MP_FETCH: case MP_ACK:
+	case MP_HELLO: case MP_LIST: case MP_FETCH: case MP_ACK: case MP_STOP:
 		return dir == MP_FROM_MIRROR;
 	case MP_HELLO_OK: case MP_TOPIC: case MP_LIST_END: case MP_DATA: case MP_GAP:
-	case MP_UNKNOWN: case MP_HEARTBEAT:
+	case MP_UNKNOWN: case MP_HEARTBEAT: case MP_EPOCHS:
 		return dir == MP_FROM_SOURCE;
 	default:
 		return false;
@@ -160,6 +161,30 @@ bool mp_pattern_match(const char *pat, const char *name)
 	return *pat == '\0';
 }
 
+/* EPOCHS: id, end, count, then count {epoch, start}: a valid history
+ * (no epoch 0 or twice, starts that never go down) of at most
+ * PART_EPOCHS_MAX entries. */
+static void decode_epochs(struct rd *r, struct mp_msg *m)
+{
+	struct epoch_hist *h = &m->u.epochs.hist;
+	uint32_t n;
+
+	m->u.epochs.id = rd32(r);
+	m->u.epochs.end = rd64(r);
+	n = rd32(r);
+	if (n > PART_EPOCHS_MAX || m->u.epochs.end >= PART_POS_MAX) {
+		r->bad = true;
+		return;
+	}
+	h->n = n;
+	for (uint32_t i = 0; i < n; i++) {
+		h->e[i].epoch = rd64(r);
+		h->e[i].start = rd64(r);
+	}
+	if (!epochs_valid(h))
+		r->bad = true;
+}
+
 static void decode_body(struct rd *r, struct mp_msg *m)
 {
 	switch (m->type) {
@@ -221,6 +246,12 @@ static void decode_body(struct rd *r, struct mp_msg *m)
 	case MP_ACK:
 		m->u.ack.id = rd32(r);
 		m->u.ack.end = rd64(r);
+		break;
+	case MP_EPOCHS:
+		decode_epochs(r, m);
+		break;
+	case MP_STOP:
+		m->u.stop.id = rd32(r);
 		break;
 	default: /* HEARTBEAT: no body */
 		break;
@@ -361,6 +392,20 @@ static void encode_body(struct wr *w, const struct mp_msg *m)
 		wr64(w, m->u.ack.end);
 		break;
 	case MP_HEARTBEAT:
+		break;
+	case MP_EPOCHS:
+		wr32(w, m->u.epochs.id);
+		wr64(w, m->u.epochs.end);
+		wr32(w, m->u.epochs.hist.n);
+		for (uint32_t i = 0; i < m->u.epochs.hist.n && i < PART_EPOCHS_MAX; i++) {
+			wr64(w, m->u.epochs.hist.e[i].epoch);
+			wr64(w, m->u.epochs.hist.e[i].start);
+		}
+		if (m->u.epochs.hist.n > PART_EPOCHS_MAX)
+			w->bad = true;
+		break;
+	case MP_STOP:
+		wr32(w, m->u.stop.id);
 		break;
 	default:
 		w->bad = true;

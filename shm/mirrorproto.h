@@ -16,8 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "epochs.h"
+
 #define MP_MAGIC       0x31524d42484d53ULL  /* "SHMBMR1" in HELLO's first 8 bytes */
-#define MP_VERSION     1u
+#define MP_VERSION     2u          /* 2: epochs (FETCH's epoch, EPOCHS, STOP) */
 #define MP_HDR_SIZE    8u          /* u32 length (whole message), u16 type, u16 flags */
 #define MP_CTL_MAX     4096u       /* any message but DATA, header included */
 #define MP_BATCH_BYTES (1u << 20)  /* frame bytes a source puts in one DATA, unless one
@@ -43,7 +45,9 @@ enum mp_type {
 	MP_UNKNOWN = 10,    /* source -> mirror: no such topic or partition (or epoch) */
 	MP_ACK = 11,        /* mirror -> source: a fetch's end on the mirror; also its heartbeat */
 	MP_HEARTBEAT = 12,  /* source -> mirror: idle, still there */
-	MP_TYPE_MAX = 12,
+	MP_EPOCHS = 13,     /* source -> mirror: a fetch's partition's epoch history (v2) */
+	MP_STOP = 14,       /* mirror -> source: stop serving a fetch (v2) */
+	MP_TYPE_MAX = 14,
 };
 
 /* Who sent the bytes being decoded: each type travels one way (ERROR both). */
@@ -67,7 +71,7 @@ struct mp_msg {
 		struct {
 			char name[MP_NAME_MAX + 1];
 			uint32_t id, partition;
-			uint64_t epoch;       /* 0: any (epochs come with the next version) */
+			uint64_t epoch;       /* the mirror's last epoch; 0: it has none */
 			uint64_t from;
 		} fetch;
 		struct {
@@ -81,6 +85,12 @@ struct mp_msg {
 		struct { uint32_t id; uint64_t from, to; } gap;
 		struct { uint32_t id; int32_t code; } unknown; /* -ENOENT, -EIDRM */
 		struct { uint32_t id; uint64_t end; } ack;
+		struct {
+			uint32_t id;
+			uint64_t end;         /* the source partition's end offset */
+			struct epoch_hist hist;
+		} epochs;
+		struct { uint32_t id; } stop;
 	} u;
 };
 

@@ -28,6 +28,7 @@
 #include "../util/error.h"
 #include "../util/shareddir.h"
 #include "../util/futex.h"
+#include "epochs.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -145,6 +146,7 @@ static void init_header(struct part_header *h, const struct part_params *prm, ui
 	h->policy = prm->policy;
 	h->numa_node = prm->numa_node;
 	h->status = prm->status & PART_STATUS_REPLICA;
+	part_epochs_init(h, epoch, prm->status & PART_STATUS_REPLICA);
 	h->max_frame = (uint32_t)(prm->capacity / 2 > UINT32_MAX ? UINT32_MAX : prm->capacity / 2);
 	snprintf(h->topic, sizeof h->topic, "%s", prm->topic);
 	shm_ident_write(h, &part_format); /* the magic last */
@@ -334,6 +336,16 @@ static void bump(uint32_t *word)
 	while (!cas(word, &n, (n + 1) & ~NOTIFY_WAITERS))
 		;
 	futex_wake_shared(word);
+}
+
+void part_set_replica(struct part *p, bool on)
+{
+	if (on)
+		__atomic_fetch_or(&p->hdr->status, PART_STATUS_REPLICA, __ATOMIC_SEQ_CST);
+	else
+		__atomic_fetch_and(&p->hdr->status, ~PART_STATUS_REPLICA, __ATOMIC_SEQ_CST);
+	/* producers blocked for room see the change now */
+	bump(&p->hdr->space);
 }
 
 void part_mark_deleted(struct part *p)

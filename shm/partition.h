@@ -96,6 +96,12 @@ static inline bool part_is_replica(const struct part *p)
 	return load_relaxed(&p->hdr->status) & PART_STATUS_REPLICA;
 }
 
+/* Set or clear REPLICA in the status word (a topic a mirror takes over,
+ * or a promoted replica), under the root's admin lock, after the bus
+ * directory's flag (format.md §2): producers get -EROFS from now on, or
+ * may append again. */
+void part_set_replica(struct part *p, bool on);
+
 /* Mark the partition deleted: producers and consumers get -EIDRM. */
 void part_mark_deleted(struct part *p);
 

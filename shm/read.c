@@ -14,6 +14,7 @@
 
 #include "../util/clock.h"
 #include "../util/error.h"
+#include "truncate.h"
 #include "unblock.h"
 
 static const struct frame_hdr *frame_at(const struct part *p, uint64_t pos)
@@ -136,12 +137,65 @@ static int skip_aborted(struct part *p, struct part_cursor *c, uint64_t len)
 	return 1;
 }
 
+/* Where the log's end was last cut back (format.md §14): `cuts` (even)
+ * with *ret_off, or an odd value while a cut is under way. */
+static uint64_t last_cut(const struct part *p, uint64_t *ret_off)
+{
+	/* pairs with the store_release of the even count in part_truncate() */
+	uint64_t g = load_acquire(&p->hdr->cuts);
+
+	*ret_off = load_relaxed(&p->hdr->cut_off);
+	fence_acquire();
+	return load_relaxed(&p->hdr->cuts) == g ? g : g | 1;
+}
+
+/*
+ * The end was cut back since c was placed (format.md §14).  A cursor that
+ * had not passed the cut (one cut since, at or below its offset) goes on
+ * where it is: the records before the cut are the log's, and the cut's
+ * jump leads it to the new ones.  Any other was placed at, or read,
+ * records that are gone: it is put at the cut and told (-ESTALE).
+ * While a cut is under way, nothing is ready.
+ */
+static int cut_seen(struct part *p, struct part_cursor *c)
+{
+	uint64_t off, g = last_cut(p, &off), from = c->off, to;
+	bool one = (c->cuts & 1) ? g == c->cuts + 1 : g == c->cuts + 2;
+
+	if (g & 1)
+		return 0;
+	if (one && c->off <= off) {
+		c->cuts = g;
+		c->claim_end = false;
+		c->stalled = false;
+		refresh(p, c); /* the end it saw may be past the cut */
+		return 1;
+	}
+	to = from < off ? from : off;
+	if (part_seek(p, c, to) < 0) {
+		/* what it would go back to is gone too: a loss, for the reset
+		 * policy, never a silent jump back into the new log */
+		*c = (struct part_cursor){ .off = to, .cuts = g, .cut_from = from };
+		return -ERANGE;
+	}
+	c->cut_from = from;
+	return -ESTALE;
+}
+
 int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 {
 	uint64_t status = load_relaxed(&p->hdr->status);
 
 	if (unlikely(status & PART_STATUS_DELETED))
 		return -EIDRM;
+	/* the same cache line as status; relaxed: equal means no cut seen,
+	 * and cut_seen() loads it again with acquire (part_truncate()) */
+	if (unlikely(load_relaxed(&p->hdr->cuts) != c->cuts)) {
+		int rc = cut_seen(p, c);
+
+		if (rc != 1)
+			return rc;
+	}
 	/* before every record, including one found at the end of what was
 	 * read without loading the claim word (checked again after the
 	 * read, with the tail: part_after_read()) */
@@ -208,11 +262,17 @@ have_word:
 				continue;
 			return 1;
 		case FRAME_PADDING:
-			/* no claim pads from a lap's start: a padding that
-			 * long would lead back to itself a lap later */
-			if ((c->pos & p->mask) + len != p->cap || !(c->pos & p->mask))
-				return damaged(p, c, "padding does not end at the ring's end, "
-					       "or fills a whole lap");
+			/* to the ring's end, or a cut's jump to the new end
+			 * (format.md §14); shorter than a lap either way (no
+			 * claim pads from a lap's start: a padding that long
+			 * would lead back to itself a lap later) */
+			if (!part_padding_ok(p, c->pos, len, c->off, c->tail_seen)) {
+				refresh(p, c);
+				if (!part_padding_ok(p, c->pos, len, c->off, c->tail_seen))
+					return damaged(p, c, "padding neither ends at the ring's "
+						       "end nor jumps to the tail, or fills a "
+						       "whole lap");
+			}
 			c->pos += len;
 			continue;
 		case FRAME_ABORTED:
@@ -264,20 +324,31 @@ static bool resolve(struct part *p, uint64_t off, pair128 snap, uint64_t *ret_po
 	return true;
 }
 
-static void place(struct part_cursor *c, uint64_t off, uint64_t pos, uint64_t skip_until)
+/* `cuts` is loaded before anything that placed it was: a cut that
+ * begins after that is noticed at the first read (format.md §14). */
+static void place(struct part_cursor *c, uint64_t off, uint64_t pos, uint64_t skip_until,
+		  uint64_t cuts)
 {
-	*c = (struct part_cursor){ .off = off, .pos = pos, .skip_until = skip_until };
+	*c = (struct part_cursor){ .off = off, .pos = pos, .skip_until = skip_until,
+				   .cuts = cuts };
+}
+
+static uint64_t cuts_now(const struct part *p)
+{
+	/* pairs with the store_release of the count in part_truncate() */
+	return load_acquire(&p->hdr->cuts);
 }
 
 #define RESOLVE_BACK 4096 /* how far back a seek looks for a known frame */
 
 int part_seek(struct part *p, struct part_cursor *c, uint64_t off)
 {
+	uint64_t cuts = cuts_now(p);
 	pair128 snap = load_pair(&p->hdr->claim);
 	uint64_t lo = low_bound(p, snap), pos;
 
 	if (off == snap.hi) {
-		place(c, off, snap.lo, off);
+		place(c, off, snap.lo, off, cuts);
 		return 0;
 	}
 	if (off > snap.hi || off < lo)
@@ -287,7 +358,7 @@ int part_seek(struct part *p, struct part_cursor *c, uint64_t off)
 	 * what lies between. */
 	for (uint64_t o = off, n = 0; n < RESOLVE_BACK; o--, n++) {
 		if (resolve(p, o, snap, &pos)) {
-			place(c, o, pos, off);
+			place(c, o, pos, off, cuts);
 			return 0;
 		}
 		if (o == lo)
@@ -298,9 +369,10 @@ int part_seek(struct part *p, struct part_cursor *c, uint64_t off)
 
 int part_seek_end(struct part *p, struct part_cursor *c)
 {
+	uint64_t cuts = cuts_now(p);
 	pair128 snap = load_pair(&p->hdr->claim);
 
-	place(c, snap.hi, snap.lo, snap.hi);
+	place(c, snap.hi, snap.lo, snap.hi, cuts);
 	return 0;
 }
 
@@ -335,6 +407,7 @@ void part_bounds(struct part *p, uint64_t *ret_low, uint64_t *ret_end)
 int part_seek_begin(struct part *p, struct part_cursor *c)
 {
 	for (int tries = 0; tries < 16; tries++) {
+		uint64_t cuts = cuts_now(p);
 		pair128 snap = load_pair(&p->hdr->claim);
 		uint64_t pos, o = first_intact(p, snap, low_bound(p, snap));
 
@@ -342,12 +415,12 @@ int part_seek_begin(struct part *p, struct part_cursor *c)
 		while (o < snap.hi && !resolve(p, o, snap, &pos))
 			o++;
 		if (o == snap.hi) {
-			place(c, snap.hi, snap.lo, snap.hi);
+			place(c, snap.hi, snap.lo, snap.hi, cuts);
 			return 0;
 		}
 		/* Check the choice was not overwritten while we looked. */
 		if (load_acquire(&p->hdr->claim.lo) < pos + p->cap) {
-			place(c, o, pos, o);
+			place(c, o, pos, o, cuts);
 			return 0;
 		}
 	}

@@ -26,6 +26,8 @@ struct part_cursor {
 	uint64_t skipped;      /* offsets passed over as aborted */
 	bool claim_end;        /* pos is where a claim ended, reached by reading */
 	uint32_t peeks;        /* frontier checks since the claim word's last load */
+	uint64_t cuts;         /* the header's `cuts` when placed (format.md §14) */
+	uint64_t cut_from;     /* after -ESTALE: the offset it stood at before the cut */
 };
 
 /* Checks of the frontier's commit word alone before the claim word is
@@ -44,7 +46,10 @@ static inline void part_cursor_recheck(struct part_cursor *c)
  * (cursor advanced), 0 if none is ready (c->stalled when a claim holds the
  * frontier), -ERANGE if c->off has been overwritten or retired
  * (apply the reset policy), -EIDRM if the partition was deleted, -EBADMSG
- * if a frame is damaged (message in shm_errmsg()).
+ * if a frame is damaged (message in shm_errmsg()), -ESTALE if the
+ * partition's end was cut back below c->off since the cursor was placed
+ * (format.md §14: records it read are no longer the log's; the cursor is
+ * now at the cut, c->cut_from says where it stood).
  *
  * In overwrite mode the bytes behind *v may be overwritten at any time:
  * check part_intact(p, v->pos) after copying or using them.

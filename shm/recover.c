@@ -24,6 +24,7 @@
 #include "append.h"
 #include "frame.h"
 #include "../util/proc.h"
+#include "truncate.h"
 #include "unblock.h"
 
 struct walker {
@@ -131,7 +132,8 @@ static void walk(struct walker *wk, uint64_t *io, uint64_t *ipos)
 			pos += len;
 			continue;
 		case FRAME_PADDING:
-			if ((pos & p->mask) + len != p->cap || pos + len > wk->tail) {
+			/* to the ring's end, or a cut's jump (format.md §14) */
+			if (!part_padding_ok(p, pos, len, o, wk->tail) || pos + len > wk->tail) {
 				set_reason(wk->r, o, pos, "padding is damaged");
 				goto out;
 			}
@@ -249,8 +251,9 @@ static bool chain_to(struct part *p, uint64_t o, uint64_t ph, uint64_t last, uin
 			}
 			o++;
 		} else if (cw_state(w) == FRAME_PADDING && cw_off(w) == (uint32_t)o &&
-			   (ph & p->mask) + len == p->cap) {
-			/* padding: the same offset at the next lap's start */
+			   len >= FRAME_ALIGN && len < p->cap) {
+			/* padding: the same offset at the next lap's start, or
+			 * after a cut's jump (format.md §14) */
 		} else if (cw_state(w) == FRAME_ABORTED && part_cw_for(w, o) &&
 			   len >= FRAME_ABORT_MIN && len < p->cap && (ph & p->mask) + 16 <= p->cap &&
 			   *(const uint64_t *)(const void *)part_at(p, ph + 8) > o &&

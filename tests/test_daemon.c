@@ -397,6 +397,8 @@ static void test_check_config_errors(void **state)
 		  "or tls = on with cert, key and ca (or psk_file)" },
 		{ "mirror without topics", "[mirror \"a\"]\nsource = 10.0.0.1:9093\ntls = off\n",
 		  " [mirror \"a\"] has no topics (names and patterns)" },
+		{ "bad resync", "[mirror \"a\"]\nresync = yes\n",
+		  "2: resync: \"yes\" is not on or off; write resync = off" },
 		{ "bad mirror key", "[mirror-listen]\nport = 9093\n",
 		  "2: port: unknown key in [mirror-listen]; use address, tls, cert, key, ca, allow, "
 		  "psk_file, timeout_ms or min_mirrors" },

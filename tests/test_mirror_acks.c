@@ -1,6 +1,6 @@
 /*
- * test_mirror_acks.c - acknowledged writes (docs/protocol.md §M9,
- * format.md §14): the mirrored offset a source's shmbusd publishes from
+ * test_mirror_acks.c - acknowledged writes (docs/protocol.md §M11,
+ * format.md §15): the mirrored offset a source's shmbusd publishes from
  * its mirrors' ACKs, producers with acks=mirrors, consumers with
  * isolation=mirrored.
  *

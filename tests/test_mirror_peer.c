@@ -134,12 +134,35 @@ static void a_silent_peer_is_dropped_after_the_timeout(void **state)
 	close(fd);
 }
 
+/* A mirror of protocol version 1 (no epochs) is told why, in an ERROR
+ * naming both versions, and dropped. */
 static void another_version_is_refused(void **state)
 {
 	struct env *e = *state;
 	int fd = dial(e, 0);
+	uint8_t buf[MP_CTL_MAX];
+	size_t got = 0;
+	struct mp_msg m;
+	uint32_t len = 0;
+	uint16_t type;
 
-	hello(fd, 2);
+	hello(fd, 1);
+	while (got < sizeof buf) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t k;
+
+		assert_true(poll(&p, 1, 3000) > 0);
+		k = recv(fd, buf + got, sizeof buf - got, 0);
+		assert_true(k > 0);
+		got += (size_t)k;
+		if (mp_peek(buf, got, MP_FROM_SOURCE, 0, &len, &type) == 0 && len <= got)
+			break;
+	}
+	assert_int_equal(mp_decode(buf, len, MP_FROM_SOURCE, &m), 0);
+	assert_int_equal(m.type, MP_ERROR);
+	assert_int_equal(m.u.error.code, -EPROTO);
+	assert_non_null(strstr(m.u.error.text, "version 2"));
+	assert_non_null(strstr(m.u.error.text, "the mirror 1"));
 	assert_true(closed_within(fd, 3000));
 	assert_true(tu_daemon_log_has(&e->d, "another protocol version", 2000));
 	close(fd);

@@ -1,6 +1,6 @@
 /*
  * test_mirrored.c - the mirrored offset of a partition (shm/mirrored.c,
- * format.md §14) and the msync of what was appended (shm/sync.c), on
+ * format.md §15) and the msync of what was appended (shm/sync.c), on
  * partition files alone: no daemon, no root.
  *
  * The offset is raised, never lowered, never past the partition's end;

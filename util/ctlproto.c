@@ -53,7 +53,7 @@ static const struct attr_desc attrs[CTL_A_COUNT] = {
 	A(ASSIGNMENT, BYTES), A(LAST_POLL_NS, I64), A(HOST, STR), A(MEMBERS, STR),
 	A(GROUP_STATE, STR), A(GROUPS, STR), A(HEARTBEAT_MS, I64), A(REBALANCES, U64),
 	A(OFFSETS, BYTES), A(MIRRORS, STR), A(MIRROR_FOLLOWERS, STR), A(MIRROR_LISTEN, STR),
-	A(MIN_MIRRORS, U32),
+	A(MIN_MIRRORS, U32), A(PROMOTED, STR),
 };
 #undef A
 
@@ -72,6 +72,7 @@ const char *ctl_type_name(uint16_t type)
 	case CTL_GROUP_RESET: return "GROUP_RESET";
 	case CTL_GROUP_DELETE: return "GROUP_DELETE";
 	case CTL_MIRROR_STATUS: return "MIRROR_STATUS";
+	case CTL_MIRROR_PROMOTE: return "MIRROR_PROMOTE";
 	case CTL_RESULT: return "RESULT";
 	default: return "";
 	}
@@ -235,6 +236,7 @@ int ctl_check(const struct ctl_msg *m)
 	switch (m->hdr.type) {
 	case CTL_TOPIC_CREATE:
 	case CTL_TOPIC_DELETE:
+	case CTL_MIRROR_PROMOTE:
 		need = CTL_A_NAME;
 		break;
 	case CTL_RESULT:

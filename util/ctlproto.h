@@ -40,6 +40,7 @@ enum ctl_type {
 	CTL_GROUP_RESET = 10,
 	CTL_GROUP_DELETE = 11,
 	CTL_MIRROR_STATUS = 12,       /* the mirrored partitions (protocol.md §9) */
+	CTL_MIRROR_PROMOTE = 13,      /* make a replica writable (protocol.md §10) */
 	CTL_RESULT = 128,         /* the one reply type */
 };
 
@@ -128,9 +129,10 @@ enum ctl_attr {
 	CTL_A_MIRROR_FOLLOWERS = 76,     /* str: one mirror following a partition here a line */
 	CTL_A_MIRROR_LISTEN = 77,        /* str: [mirror-listen] address, "" if none (STATUS) */
 	CTL_A_MIN_MIRRORS = 78,          /* u32: [mirror-listen] min_mirrors (STATUS) */
+	CTL_A_PROMOTED = 79,             /* str: one promoted partition a line (protocol.md §10) */
 	CTL_A_COUNT                   /* one past the last known type */
 };
-_Static_assert(CTL_A_COUNT == 79, "attribute numbers are an ABI: append, never renumber");
+_Static_assert(CTL_A_COUNT == 80, "attribute numbers are an ABI: append, never renumber");
 
 /* One partition in an ASSIGNMENT or OFFSETS attribute: 32 bytes, little-endian. */
 struct ctl_tp {

@@ -7,7 +7,9 @@
  * Decoding never reads past the message (an exact-size heap copy, so
  * ASan sees an over-read); a decoded message re-encodes to the same
  * bytes (every field has one encoding); DATA's entries are walked as a
- * replica checks them, and none may end past the frames.
+ * replica checks them, and none may end past the frames.  An EPOCHS
+ * (version 2) that decodes holds a valid history, and the comparisons a
+ * mirror and a source make of it (shm/epochs.c) stay within it.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,6 +36,29 @@ static void walk(const struct mp_msg *m)
 	(void)n;
 }
 
+/* What mirror_epoch.c does with a history off the wire, against itself
+ * and against a short one. */
+static void epochs(const struct mp_msg *m)
+{
+	const struct epoch_hist *h = &m->u.epochs.hist;
+	struct epoch_hist mine = { .n = h->n ? 1 : 0 };
+	struct part_epoch add[PART_EPOCHS_MAX];
+	uint64_t off = 0, epoch = 0;
+	size_t n;
+
+	if (!epochs_valid(h) || h->n > PART_EPOCHS_MAX)
+		abort();
+	if (h->n)
+		mine.e[0] = h->e[0];
+	if (epochs_diverge(&mine, m->u.epochs.end, h, m->u.epochs.end, &off, &epoch) == 1 &&
+	    (epoch != h->e[0].epoch || off > m->u.epochs.end))
+		abort();
+	(void)epochs_fetch_ok(h, m->u.epochs.end, epochs_last(h), m->u.epochs.end);
+	n = epochs_to_adopt(&mine, h, m->u.epochs.end, add);
+	if (n > h->n)
+		abort();
+}
+
 static void one_way(const uint8_t *copy, size_t size, enum mp_dir dir)
 {
 	struct mp_msg m;
@@ -51,6 +76,8 @@ static void one_way(const uint8_t *copy, size_t size, enum mp_dir dir)
 		walk(&m);
 		return;
 	}
+	if (m.type == MP_EPOCHS)
+		epochs(&m);
 	n = mp_encode(&m, again, sizeof again);
 	if (n != len || memcmp(again, copy, len))
 		abort();

@@ -1,7 +1,7 @@
 /*
  * ackrtt.h - the round trip of a producer's send, measured through the
  * public API only: a plain send (acks=local) against one that waits for
- * the mirrors (acks=mirrors, docs/protocol.md §M9).  For the mirroring
+ * the mirrors (acks=mirrors, docs/protocol.md §M11).  For the mirroring
  * tests, and for a benchmark that wants the same figures.
  */
 #ifndef SHMBUS_ACKRTT_H

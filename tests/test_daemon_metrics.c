@@ -51,20 +51,6 @@ static void reply_free(struct reply *r)
 }
 
 /* A port of 127.0.0.1 nobody listens on (bound once, then released). */
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
 static int connect_to(int port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -409,7 +395,7 @@ static void start_on(struct env *e, const char *root)
 {
 	const char *args[] = { "--config", e->conf, "--metrics", e->addr, NULL };
 
-	e->port = free_port();
+	e->port = tu_free_port();
 	snprintf(e->addr, sizeof e->addr, "127.0.0.1:%d", e->port); /* args[3] */
 	if (tu_daemon_start(&e->d, root, args, NULL, START_MS) < 0)
 		fail_msg("shmbusd did not start on %s with --metrics %s", root, e->addr);

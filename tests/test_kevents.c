@@ -234,19 +234,6 @@ static void loopback(struct seen *s)
 	close(l);
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof a;
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(s >= 0);
-	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
-	close(s);
-	return ntohs(a.sin_port);
-}
-
 /* The metrics count at least `records` records and report both drops */
 static void check_metrics(int port, unsigned long long records)
 {
@@ -283,7 +270,7 @@ static void test_kevents_json(void **state)
 	(void)state;
 	need_bpf();
 	root = tu_tmpdir("kevents");
-	port = free_port();
+	port = tu_free_port();
 	start(d, root, "json", port);
 	run_true(s);
 	loopback(s);

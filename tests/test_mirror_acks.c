@@ -250,20 +250,6 @@ static int solo_teardown(void **state)
 	return 0;
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
 static void start_with(struct solo *s, const char *text)
 {
 	FILE *f = fopen(s->conf, "w");
@@ -307,7 +293,7 @@ static void nothing_to_acknowledge_is_said_at_once(void **state)
 	assert_int_equal(new_with_acks(s->root, &p), -ENOTCONN);
 	assert_errmsg_has("has no [mirror-listen] section");
 	/* a listener no mirror reaches: the send times out, saying so */
-	port = free_port();
+	port = tu_free_port();
 	snprintf(conf, sizeof conf, "[mirror-listen]\naddress = 127.0.0.1:%d\ntls = off\n", port);
 	start_with(s, conf);
 	bus = tu_open(s->root);

@@ -29,20 +29,6 @@ struct env {
 	struct tu_daemon d;
 };
 
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
 static int setup(void **state)
 {
 	struct env *e = calloc(1, sizeof *e);
@@ -51,7 +37,7 @@ static int setup(void **state)
 	e->dir = tu_tmpdir("mirror-peer");
 	snprintf(e->root, sizeof e->root, "%s/root", e->dir);
 	snprintf(e->conf, sizeof e->conf, "%s/a.conf", e->dir);
-	e->port = free_port();
+	e->port = tu_free_port();
 	f = fopen(e->conf, "w");
 	assert_non_null(f);
 	fprintf(f, "[daemon]\nroot = %s\n[mirror-listen]\naddress = 127.0.0.1:%d\ntls = off\n"

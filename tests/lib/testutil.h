@@ -50,6 +50,10 @@ void tu_pin(int cpu);
 /* Monotonic milliseconds. */
 int64_t tu_ms(void);
 
+/* A TCP port on 127.0.0.1 that was free a moment ago (bound, then
+ * closed): for a listener a test configures. */
+int tu_free_port(void);
+
 /* Skip the current test with a reason the runner prints. */
 #define tu_skip(...)                                         \
 	do {                                                 \

@@ -20,13 +20,23 @@
  *    spinning: it sleeps on the replica's futex as a reader would) takes
  *    now minus the stamp of every record: append on the source to
  *    readable on the mirror, one clock.
- *  - mirror.acks and mirror.tls: hooks for what this tree does not have
- *    yet (acks = mirrors, TLS); they write a skip line saying so.
+ *  - mirror.acks: B follows topic "acks"; a thread on A's CPU sends 2000
+ *    records of 100 B one at a time, plain (acks = local) and then with
+ *    acks = mirrors (docs/protocol.md §M11; A's min_mirrors is 1), and
+ *    each send's round trip is taken (tests/lib/ackrtt.c): p50, p99, max
+ *    of both, and the ratio of the medians.
+ *  - mirror.tls.64B, mirror.tls.64KiB: the catch-up of mirror.tput.*
+ *    (a ring's worth filled on A, a fresh B following it) twice in each
+ *    run, with tls = off and with tls = on (ECDSA certificates made with
+ *    the openssl command in the lab's directory; A's shmbusd restarted
+ *    with its [mirror-listen] changed), the order alternating between
+ *    runs: both rates, their ratio (the cost), and whether B's status
+ *    showed the link in kernel TLS.
  *
  * Host A's shmbusd and the producer run on the first of --cpus, B's
  * shmbusd and the consumer on the second; iperf3's client and server
  * likewise.  TLS is off (the plain TCP the configuration allows
- * explicitly).  Needs root and `ip netns`; without them, or without
+ * explicitly) but in mirror.tls.*.  Needs root and `ip netns`; without them, or without
  * iperf3, the cases skip with the reason (without iperf3 only the
  * comparison is left out).  Everything started is stopped by pid, and
  * the namespaces and roots are removed, also on SIGTERM.
@@ -34,6 +44,7 @@
 #include "common.h"
 #include "netpair.h"
 #include "../cli/measure.h"
+#include "../tests/lib/ackrtt.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -185,15 +196,23 @@ static int start_host(int i)
 
 /* Host B, the mirror of `topics`, on a root of its own (fresh each
  * time: a replica starts empty). */
-static int start_mirror(const char *topics)
+static int start_mirror_with(const char *topics, const char *tls)
 {
+	char text[2048];
+
 	snprintf(L.root[1], sizeof L.root[1], "%s/b%d", L.dir, L.fresh++);
 	if (mkdir(L.root[1], 0755) < 0)
 		return workers_fail("mkdir %s: %s", L.root[1], strerror(errno));
-	if (configure(1, "[mirror \"from-a\"]\nsource = 10.202.0.1:9093\ntopics = %s\n"
-		      "tls = off\ntimeout_ms = 5000\n", topics) < 0)
+	snprintf(text, sizeof text, "[mirror \"from-a\"]\nsource = 10.202.0.1:9093\ntopics = %s\n"
+		 "%stimeout_ms = 5000\n", topics, tls);
+	if (configure(1, "%s", text) < 0)
 		return -1;
 	return start_host(1);
+}
+
+static int start_mirror(const char *topics)
+{
+	return start_mirror_with(topics, "tls = off\n");
 }
 
 static void stop_mirror(void)
@@ -639,26 +658,267 @@ static void lag_cases(void)
 	free(g.samples);
 }
 
-/*
- * Hook: an acks = mirrors producer's round trip against a plain one
- * (issue #9, Speed).  The acks helper's branch brings the producer
- * option; measure here its send → acknowledged time (p50/p99) next to a
- * plain send, with B following the topic, as lag_cases() does.
- */
-static void acks_mirrors_case(void)
+/* ------------------------------------------------------------------ */
+/* acks = mirrors: a send's round trip                                 */
+
+#define RTT_SENDS 2000
+#define RTT_VALUE 100
+
+/* B's mirror follows partition 0 of topic, as A sees it (protocol.md §M11: only then can a send be acknowledged). */
+static int wait_following(const char *topic)
 {
-	b_skip("mirror.acks", "acks = mirrors round trip vs a plain producer",
-	       "acks = mirrors is not in this tree yet (bench/mirror_bench.c "
-	       "acks_mirrors_case() is its hook)");
+	int64_t until = mono_ns() + READY_MS * 1000000LL;
+
+	while (mono_ns() < until) {
+		struct shmbus_mirror_follower f[4] = { { .sz = sizeof f[0] } };
+		int n = shmbus_mirror_followers(L.bus[0], topic, f, 4);
+
+		for (int i = 0; i < n && i < 4; i++)
+			if (!strcmp(f[i].state, "following"))
+				return 0;
+		usleep(10000);
+	}
+	return workers_fail("B's mirror did not follow %s in %d ms; see %s.log", topic, READY_MS,
+			    L.root[1]);
 }
 
-/* Hook: the TLS cost (the tls helper's branch): mirror.tput.* again with
- * tls = on, and whether kernel TLS was used. */
+/* The plain send and the acks = mirrors one, in the same run, from a
+ * thread pinned to A's CPU. */
+struct rtt_run {
+	struct tu_rtt plain, acks;
+};
+
+static void *rtt_main(void *arg)
+{
+	struct rtt_run *r = arg;
+
+	workers_pin(B.cpu[0]);
+	tu_rtt_measure(L.bus[0], "acks", 0, SHMBUS_ACKS_LOCAL, RTT_SENDS, RTT_VALUE, &r->plain);
+	tu_rtt_measure(L.bus[0], "acks", 0, SHMBUS_ACKS_MIRRORS, RTT_SENDS, RTT_VALUE, &r->acks);
+	return NULL;
+}
+
+static int run_rtt(void *arg, double *out)
+{
+	struct rtt_run r;
+	pthread_t t;
+
+	(void)arg;
+	if (pthread_create(&t, NULL, rtt_main, &r))
+		return workers_fail("no thread");
+	pthread_join(t, NULL);
+	if (r.plain.err || r.acks.err)
+		return workers_fail("send (%s): %s", r.plain.err ? "plain" : "acks = mirrors",
+				    shmbus_strerror(r.plain.err ? r.plain.err : r.acks.err));
+	out[0] = r.plain.p50_us;
+	out[1] = r.plain.p99_us;
+	out[2] = r.plain.max_us;
+	out[3] = r.acks.p50_us;
+	out[4] = r.acks.p99_us;
+	out[5] = r.acks.max_us;
+	out[6] = r.acks.p50_us / r.plain.p50_us;
+	return 0;
+}
+
+/* An acks = mirrors producer's round trip against a plain one (issue #9,
+ * Speed): B follows topic "acks" (A's min_mirrors is 1), one send at a
+ * time of 100 B each. */
+static void acks_mirrors_case(void)
+{
+	static const struct bmetric m[] = {
+		{ "plain.p50", "us", LOWER }, { "plain.p99", "us", LOWER },
+		{ "plain.max", "us", LOWER }, { "acks.p50", "us", LOWER },
+		{ "acks.p99", "us", LOWER },  { "acks.max", "us", LOWER },
+		{ "acks/plain.p50", "x", LOWER },
+	};
+	SHMBUS_OPTS(shmbus_topic_opts, o, .partitions = 1, .capacity = 64u << 20);
+
+	if (!b_selected("mirror.acks"))
+		return;
+	if (shmbus_topic_create(L.bus[0], "acks", &o) < 0) {
+		b_skip("mirror.acks", "acks = mirrors round trip vs a plain send", shmbus_errmsg());
+		return;
+	}
+	if (start_mirror("acks") < 0 || wait_following("acks") < 0) {
+		b_skip("mirror.acks", "acks = mirrors round trip vs a plain send", workers_why());
+	} else {
+		b_case("mirror.acks", "acks = mirrors round trip vs a plain send, 100 B",
+		       "2000 sends one at a time from a thread on A's CPU, plain (acks = local) "
+		       "then acks = mirrors (returns once B's ACK raised A's mirrored offset past "
+		       "it; min_mirrors 1), in the same run, over the veth pair; TLS off; "
+		       "CLOCK_MONOTONIC around each send (tests/lib/ackrtt.c)",
+		       m, 7, run_rtt, NULL);
+	}
+	stop_mirror();
+	shmbus_topic_delete(L.bus[0], "acks");
+}
+
+/* ------------------------------------------------------------------ */
+/* TLS: the catch-up again, encrypted                                  */
+
+/* A CA, and a certificate for each host signed by it, made with the
+ * openssl command in the lab's directory (as tests/test_mirror_tls.c
+ * does).  A's names its address, which B's default `allow` checks. */
+static const char mk_certs[] =
+	"set -e\n"
+	"ec='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'\n"
+	"openssl req -x509 $ec -keyout ca.key -out ca.crt -days 2 -subj /CN=bench-ca\n"
+	"leaf() {\n"
+	"  openssl req -new $ec -keyout $1.key -out $1.csr -subj /CN=$2\n"
+	"  printf 'subjectAltName=%s\\n' \"$3\" > $1.ext\n"
+	"  openssl x509 -req -in $1.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $1.crt"
+	" -days 2 -extfile $1.ext\n"
+	"}\n"
+	"leaf a shmbus-a IP:10.202.0.1\n"
+	"leaf b shmbus-b DNS:shmbus-b\n"
+	"chmod 600 *.key\n";
+
+static int make_certs(void)
+{
+	char path[700], cmd[800];
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/mk-certs.sh", L.dir);
+	f = fopen(path, "w");
+	if (!f)
+		return workers_fail("cannot write %s: %s", path, strerror(errno));
+	fputs(mk_certs, f);
+	if (fclose(f))
+		return workers_fail("cannot write %s", path);
+	snprintf(cmd, sizeof cmd, "cd '%s' && sh mk-certs.sh >/dev/null 2>&1", L.dir);
+	if (system(cmd) != 0)
+		return workers_fail("the openssl command (Debian openssl) could not make the "
+				    "certificates in %s", L.dir);
+	return 0;
+}
+
+/* Host h's TLS lines: its certificate, key and the CA. */
+static void tls_lines(int h, char *buf, size_t len)
+{
+	snprintf(buf, len, "tls = on\ncert = %s/%c.crt\nkey = %s/%c.key\nca = %s/ca.crt\n", L.dir,
+		 'a' + h, L.dir, 'a' + h, L.dir);
+}
+
+/* Host A's shmbusd again, its [mirror-listen] with TLS on or off. */
+static int restart_source(bool tls)
+{
+	char text[1700];
+
+	stop_host(0);
+	if (tls)
+		tls_lines(0, text, sizeof text);
+	else
+		snprintf(text, sizeof text, "tls = off\n");
+	if (configure(0, "[mirror-listen]\naddress = 10.202.0.1:9093\n%s"
+		      "timeout_ms = 5000\n", text) < 0)
+		return -1;
+	return start_host(0);
+}
+
+/* B's TLS link, as its status says ("user-space", "kTLS tx/rx", ...). */
+static char link_tls[16];
+
+static void note_link(const char *topic)
+{
+	struct shmbus_mirror_status st[4] = { { .sz = sizeof st[0] } };
+	int n = shmbus_mirror_status(L.bus[1], st, 4);
+
+	for (int i = 0; i < n && i < 4; i++)
+		if (!strcmp(st[i].topic, topic))
+			snprintf(link_tls, sizeof link_tls, "%s", st[i].tls);
+}
+
+/* One catch-up of n records of topic by a fresh B: records/s. */
+static int catch_up(const char *topic, uint64_t n, bool tls, double *ret_rate)
+{
+	char text[1700];
+	int rc;
+
+	if (restart_source(tls) < 0)
+		return -1;
+	if (tls)
+		tls_lines(1, text, sizeof text);
+	else
+		snprintf(text, sizeof text, "tls = off\n");
+	rc = start_mirror_with(topic, text);
+	if (rc == 0)
+		rc = follow(topic, n, ret_rate);
+	if (rc == 0 && tls)
+		note_link(topic);
+	stop_mirror();
+	return rc;
+}
+
+static int run_tls(void *arg, double *out)
+{
+	SHMBUS_OPTS(shmbus_topic_opts, o, .partitions = 1);
+	struct tput *t = arg;
+	size_t flen = frame_len(t->value);
+	uint64_t n = t->ring / 100 * 85 / flen;
+	double rate[2] = { 0, 0 };
+	bool tls_first = t->run % 2;
+	char topic[64];
+	int rc;
+
+	snprintf(topic, sizeof topic, "tls%zu-%d", t->value, t->run++);
+	o.capacity = t->ring;
+	if (shmbus_topic_create(L.bus[0], topic, &o) < 0)
+		return workers_fail("cannot create %s on host A: %s", topic, shmbus_errmsg());
+	rc = fill(topic, t, n);
+	/* plain first in even runs, TLS first in odd ones */
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		bool tls = (i == 0) == tls_first;
+
+		rc = catch_up(topic, n, tls, &rate[tls]);
+	}
+	if (restart_source(false) < 0)
+		rc = -1;
+	shmbus_topic_delete(L.bus[0], topic);
+	if (rc)
+		return -1;
+	out[0] = rate[0] / 1e6;
+	out[1] = rate[1] / 1e6;
+	out[2] = rate[1] * (double)t->value / 1e9;
+	out[3] = rate[0] / rate[1];
+	out[4] = !strncmp(link_tls, "kTLS", 4);
+	return 0;
+}
+
+/* The TLS cost (issue #9, Speed): the catch-up of mirror.tput.* with TLS
+ * off and on, in the same run, and whether kernel TLS carried it. */
 static void tls_case(void)
 {
-	b_skip("mirror.tls", "mirroring throughput with TLS",
-	       "TLS for mirroring is not in this tree yet (bench/mirror_bench.c tls_case() "
-	       "is its hook)");
+	static const struct bmetric m[] = {
+		{ "plain", "M rec/s", HIGHER }, { "tls", "M rec/s", HIGHER },
+		{ "tls.values", "GB/s", HIGHER }, { "cost", "x", LOWER },
+		{ "kTLS", "1 = yes", HIGHER },
+	};
+	static const size_t sizes[] = { 64, 65536 };
+
+	if (!b_selected("mirror.tls.64B") && !b_selected("mirror.tls.64KiB"))
+		return;
+	if (make_certs() < 0) {
+		b_skip("mirror.tls.*", "mirroring throughput with TLS", workers_why());
+		return;
+	}
+	for (size_t i = 0; i < 2; i++) {
+		struct tput t = { .value = sizes[i], .ring = B.quick ? 64ULL << 20 : 256ULL << 20 };
+		char id[32], title[96], note[500];
+
+		snprintf(id, sizeof id, "mirror.tls.%s", i ? "64KiB" : "64B");
+		snprintf(title, sizeof title, "mirroring throughput with TLS, %s records",
+			 i ? "64 KiB" : "64 B");
+		snprintf(note, sizeof note, "as mirror.tput.*: %llu MiB of records on A, then a fresh "
+			 "B catches up, once with tls = off and once with tls = on (ECDSA P-256 "
+			 "certificates from the openssl command, A's [mirror-listen] restarted for "
+			 "each), in the same run, the order alternating; cost = plain / tls; kTLS: "
+			 "1 if B's status showed the link in kernel TLS",
+			 (unsigned long long)(t.ring >> 20) * 85 / 100);
+		link_tls[0] = '\0';
+		b_case(id, title, note, m, 5, run_tls, &t);
+		fprintf(stderr, "  %s: B's link was \"%s\" (shmbus_mirror_status tls)\n", id,
+			link_tls);
+	}
 }
 
 int main(int argc, char **argv)

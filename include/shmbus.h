@@ -501,8 +501,8 @@ SHMBUS_API int shmbus_producer_partition_for(const shmbus_producer *p, const voi
  * together, in the order they were sent, as one claim (send_batch's
  * path), as soon as one of these happens:
  *  - the next record would take its staged bytes past opts.batch_bytes
- *    (bytes as the ring holds them: 48 bytes of frame header, key,
- *    headers and value, each padded to 8); a record larger than
+ *    (bytes as the ring holds them: a 48-byte frame header, key,
+ *    headers and value, padded to 8); a record larger than
  *    batch_bytes is published alone, right after what was staged, and
  *    its offset is returned;
  *  - linger_us have passed since its first staged record: the

@@ -8,6 +8,11 @@
  *                    both consumers polling with timeout 0
  *   pingpong.block   the same with consumers that sleep in the futex
  *                    (spin_us < 0)
+ *   pingpong.spin.linger
+ *                    pingpong.spin with producers lingering 100 us: each
+ *                    record waits for its linger thread, so a hop costs
+ *                    linger_us plus the thread's wake-up; the bound
+ *                    linger sets on latency
  *   tput.<size>.<send|batch>.<copy|zc>
  *                    one producer -> one consumer at 64 B, 1 KiB, 64 KiB
  *                    and 1 MiB values; shmbus_producer_send of one record
@@ -16,6 +21,9 @@
  *                    reads the sequence number in the value's first 8
  *                    bytes, the bytes a consumer that needs no copy
  *                    touches)
+ *   tput.64B.send.linger
+ *                    64 B, one send per record with opts.linger_us 100
+ *                    (batch_bytes 16384): sends staged, published in runs
  * and, in shmbus_scale.c, producers sharing a partition, readers of one
  * writer, seeks, and the cost of partitions.
  *
@@ -69,11 +77,14 @@ static const struct bmetric m_trip[] = {
 	{ "p50 / bare p50", "x", LOWER },
 };
 
-static void trip_case(bool blocking)
+#define LINGER_US 100
+
+static void trip_case(bool blocking, bool linger)
 {
-	const char *id = blocking ? "pingpong.block" : "pingpong.spin";
-	struct wl_trip t = { .w = &WL, .blocking = blocking,
-			     .count = blocking ? (B.quick ? 5000 : 20000) :
+	const char *id = linger ? "pingpong.spin.linger" : blocking ? "pingpong.block" :
+		"pingpong.spin";
+	struct wl_trip t = { .w = &WL, .blocking = blocking, .linger_us = linger ? LINGER_US : 0,
+			     .count = blocking || linger ? (B.quick ? 5000 : 20000) :
 						 (B.quick ? 50000 : 200000) };
 	char note[500];
 
@@ -91,7 +102,11 @@ static void trip_case(bool blocking)
 		 "poll with timeout 0 in a loop", (unsigned long long)t.warm,
 		 (unsigned long long)t.count, WL_TRIP_BLOCK,
 		 blocking ? "FUTEX_WAIT/FUTEX_WAKE round trip" : "cache-line round trip");
-	b_case(id, blocking ? "round trip, blocking consumers" : "round trip, spinning consumers",
+	if (linger)
+		snprintf(note + strlen(note), sizeof note - strlen(note), "; both producers "
+			 "linger %d us (each hop waits for the linger thread)", LINGER_US);
+	b_case(id, linger ? "round trip, spinning consumers, producers lingering" :
+	       blocking ? "round trip, blocking consumers" : "round trip, spinning consumers",
 	       note, m_trip, 7, run_trips, &t);
 	wl_trip_drop(&t);
 }
@@ -128,17 +143,19 @@ static const struct size_def sizes[] = {
 	{ 1 << 20, "1MiB", 64ULL << 20, 4, 4, 4000, 4000 },
 };
 
-static void tput_case(const struct size_def *s, bool batch, bool copy)
+static void tput_case(const struct size_def *s, bool batch, bool copy, bool linger)
 {
-	uint64_t count = (batch ? s->batch_count : s->send_count) / (B.quick ? 4 : 1);
+	uint64_t count = (batch || linger ? s->batch_count : s->send_count) / (B.quick ? 4 : 1);
 	struct wl_tput t = { .w = &WL, .size = s->size, .batch = batch ? s->batch : 1,
+			     .linger_us = linger ? LINGER_US : 0,
 			     .poll_max = s->poll_max, .copy = copy, .ring = s->ring,
 			     .warm = count / 10, .count = count };
 	char id[64], title[128], note[500];
 
 	snprintf(id, sizeof id, "tput.%s.%s.%s", s->name, batch ? "batch" : "send",
-		 copy ? "copy" : "zc");
-	snprintf(title, sizeof title, "%s records, %s, %s", s->name, batch ? "send_batch" : "send",
+		 linger ? "linger" : copy ? "copy" : "zc");
+	snprintf(title, sizeof title, "%s records, %s, %s", s->name,
+		 batch ? "send_batch" : linger ? "send with linger" : "send",
 		 copy ? "copy-out" : "zero-copy");
 	if (!b_selected(id))
 		return;
@@ -156,6 +173,9 @@ static void tput_case(const struct size_def *s, bool batch, bool copy)
 	if (batch)
 		snprintf(note + strlen(note), sizeof note - strlen(note), "; batches of %zu",
 			 t.batch);
+	if (linger)
+		snprintf(note + strlen(note), sizeof note - strlen(note), "; producer lingers %d "
+			 "us (batch_bytes 16384)", LINGER_US);
 	b_case(id, title, note, m_tput, 2, run_tput, &t);
 	wl_tput_drop(&t);
 }
@@ -174,11 +194,13 @@ int main(int argc, char **argv)
 		wl_close(&WL);
 		return 1;
 	}
-	trip_case(false);
-	trip_case(true);
+	trip_case(false, false);
+	trip_case(true, false);
+	trip_case(false, true);
 	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
 		for (int k = 0; k < 4; k++)
-			tput_case(&sizes[i], k & 1, k & 2);
+			tput_case(&sizes[i], k & 1, k & 2, false);
+	tput_case(&sizes[0], false, false, true);
 	scale_cases();
 	wl_close(&WL);
 	return b_exit();

@@ -24,6 +24,7 @@
 static const char usage[] =
 	"Usage: shmbus produce TOPIC [-p PARTITION] [-K DELIM] [-H NAME=VALUE]... [-v]\n"
 	"                      [--acks local|mirrors] [--ack-timeout MS]\n"
+	"                      [--linger-us US [--batch-bytes N]]\n"
 	"\n"
 	"Append one record per line of stdin (the newline is not part of it).\n"
 	"\n"
@@ -38,7 +39,11 @@ static const char usage[] =
 	"                 ([mirror-listen] min_mirrors of them); local (default): once\n"
 	"                 it is in this host's log\n"
 	"  --ack-timeout MS  with --acks mirrors: fail (naming the mirrors that lag) if\n"
-	"                 a batch is not mirrored within MS milliseconds (default 30000)\n";
+	"                 a batch is not mirrored within MS milliseconds (default 30000)\n"
+	"  --linger-us US one send per line, staged and published in batches once\n"
+	"                 --batch-bytes are staged or US microseconds have passed\n"
+	"                 (Kafka's linger.ms); all of it is published at the end\n"
+	"  --batch-bytes N  with --linger-us: bytes a batch holds (default 16384)\n";
 
 #define BATCH 1024
 #define WAIT_SAY_MS 1000 /* backpressure: after this long without room, say why */
@@ -62,6 +67,8 @@ struct producer_run {
 	bool said_waiting;             /* backpressure: who we wait for, said once */
 	enum shmbus_acks acks;         /* --acks */
 	int ack_timeout_ms;            /* --ack-timeout */
+	int linger_us;                 /* --linger-us: one send a line, staged */
+	int batch_bytes;               /* --batch-bytes */
 };
 
 /* Send the pending records; a failure is reported with its line number. */
@@ -73,7 +80,7 @@ static int flush_records(struct producer_run *pr)
 		size_t left = pr->nrecs - done;
 		int rc;
 
-		if (left == 1) {
+		if (left == 1 || pr->linger_us) { /* linger: the library batches */
 			rc = shmbus_producer_send(pr->prod, pr->partition, &pr->recs[done], NULL);
 			rc = rc < 0 ? rc : 1;
 		} else {
@@ -231,6 +238,8 @@ static int parse_options(struct cli *cli, struct producer_run *pr, int argc, cha
 		CLI_COMMON_OPTIONS,
 		{ "acks", required_argument, NULL, 'a' },
 		{ "ack-timeout", required_argument, NULL, 't' },
+		{ "linger-us", required_argument, NULL, 'L' },
+		{ "batch-bytes", required_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t v;
@@ -264,6 +273,14 @@ static int parse_options(struct cli *cli, struct producer_run *pr, int argc, cha
 			if (parse_u64("--ack-timeout", optarg, 1, INT32_MAX, &v) < 0)
 				return CLI_EXIT_USAGE;
 			pr->ack_timeout_ms = (int)v;
+		} else if (c == 'L') {
+			if (parse_u64("--linger-us", optarg, 1, 60000000, &v) < 0)
+				return CLI_EXIT_USAGE;
+			pr->linger_us = (int)v;
+		} else if (c == 'B') {
+			if (parse_u64("--batch-bytes", optarg, 1, 16u << 20, &v) < 0)
+				return CLI_EXIT_USAGE;
+			pr->batch_bytes = (int)v;
 		} else {
 			rc = cli_common_option(cli, c, "produce", argv, usage);
 		}
@@ -272,6 +289,8 @@ static int parse_options(struct cli *cli, struct producer_run *pr, int argc, cha
 	}
 	if (pr->ack_timeout_ms && pr->acks != SHMBUS_ACKS_MIRRORS)
 		return cli_usage_err(usage, "produce: --ack-timeout goes with --acks mirrors");
+	if (pr->batch_bytes && !pr->linger_us)
+		return cli_usage_err(usage, "produce: --batch-bytes goes with --linger-us");
 	if (optind >= argc)
 		return cli_usage_err(usage, "produce: to which topic?");
 	if (optind + 1 < argc)
@@ -285,7 +304,8 @@ static int parse_options(struct cli *cli, struct producer_run *pr, int argc, cha
 static int open_producer(struct producer_run *pr, shmbus *bus)
 {
 	SHMBUS_OPTS(shmbus_producer_opts, po, .block = true, .block_timeout_ms = WAIT_SAY_MS,
-		    .acks = pr->acks, .ack_timeout_ms = pr->ack_timeout_ms);
+		    .acks = pr->acks, .ack_timeout_ms = pr->ack_timeout_ms,
+		    .linger_us = pr->linger_us, .batch_bytes = pr->batch_bytes);
 	SHMBUS_OPTS(shmbus_topic_info, ti);
 	int rc = shmbus_topic_describe(bus, pr->topic, &ti);
 
@@ -320,6 +340,12 @@ int cmd_produce(struct cli *cli, int argc, char **argv)
 	}
 	if (rc < 0)
 		rc = produce_stream(pr, STDIN_FILENO);
+	if (rc == 0 && pr->linger_us) { /* the last batch, and its acks */
+		int f = shmbus_producer_flush(pr->prod);
+
+		if (f < 0)
+			rc = cli_fail(f, "the last lines of stdin were not all sent");
+	}
 	if (pr->verbose)
 		fprintf(stderr, "shmbus: %llu record%s sent to topic \"%s\"\n",
 			(unsigned long long)pr->sent, pr->sent == 1 ? "" : "s", pr->topic);

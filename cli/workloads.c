@@ -144,11 +144,11 @@ int wl_check_seq(const struct shmbus_message *m, size_t len, uint64_t want)
 
 /* A blocking producer on topic; and a consumer of its partition 0 from
  * the end, a lap being an error (reset "error"), so nothing lost counts. */
-static int new_producer(shmbus *bus, const char *topic, shmbus_producer **ret)
+static int new_producer(shmbus *bus, const char *topic, int linger_us, shmbus_producer **ret)
 {
 	/* No block timeout: the library would read the clock on every send
 	 * to compute a deadline; a stuck worker is killed by the parent. */
-	SHMBUS_OPTS(shmbus_producer_opts, po, .block = true);
+	SHMBUS_OPTS(shmbus_producer_opts, po, .block = true, .linger_us = linger_us);
 
 	if (shmbus_producer_new(bus, topic, &po, ret))
 		return workers_fail("producer of %s: %s", topic, shmbus_errmsg());
@@ -181,14 +181,14 @@ struct handles {
  * not NULL), then wait for the other worker: a consumer is assigned
  * before anything it should read is sent.  0 or -1. */
 static int handles_open(const struct wl *w, struct handles *h, const char *ctopic,
-			const char *ptopic, bool blocking, bool copy)
+			const char *ptopic, bool blocking, bool copy, int linger_us)
 {
 	int rc = wl_worker_bus(w, &h->bus);
 
 	if (!rc && ctopic)
 		rc = new_consumer(h->bus, ctopic, blocking, copy, &h->c);
 	if (!rc && ptopic)
-		rc = new_producer(h->bus, ptopic, &h->p);
+		rc = new_producer(h->bus, ptopic, linger_us, &h->p);
 	return rc ? rc : workers_rendezvous(&w->sh->ready, 2);
 }
 
@@ -275,7 +275,8 @@ static int trip_worker(int role, void *arg)
 {
 	const struct wl_trip *t = arg;
 	struct handles h = { 0 };
-	int rc = handles_open(t->w, &h, t->topic[!role], t->topic[role], t->blocking, false);
+	int rc = handles_open(t->w, &h, t->topic[!role], t->topic[role], t->blocking, false,
+			      t->linger_us);
 
 	if (!rc)
 		rc = trips(t, role, h.p, h.c);
@@ -346,6 +347,8 @@ static int produce(const struct wl_tput *t, shmbus_producer *p)
 			rc = workers_fail("send to %s: %s", t->topic, shmbus_errmsg());
 		seq += t->batch == 1 ? 1 : (uint64_t)sent;
 	}
+	if (!rc && shmbus_producer_flush(p)) /* linger: the last run */
+		rc = workers_fail("flush %s: %s", t->topic, shmbus_errmsg());
 	free(recs);
 	free(vals);
 	return rc;
@@ -389,7 +392,7 @@ static int tput_worker(int role, void *arg)
 	const struct wl_tput *t = arg;
 	struct handles h = { 0 };
 	int rc = handles_open(t->w, &h, role ? t->topic : NULL, role ? NULL : t->topic, false,
-			      t->copy);
+			      t->copy, t->linger_us);
 
 	if (!rc)
 		rc = role ? consume(t, h.c) : produce(t, h.p);

@@ -95,6 +95,7 @@ int wl_check_seq(const struct shmbus_message *m, size_t len, uint64_t want);
 struct wl_trip {
 	struct wl *w;
 	bool blocking;              /* consumers sleep in the futex; bare: futex */
+	int linger_us;              /* producers' opts.linger_us (0: none) */
 	uint64_t warm, count;       /* round trips a run (count <= w->max_trips) */
 	char topic[2][WL_TOPIC_LEN];/* worker 0 sends on [0], worker 1 on [1] */
 	double bus[WL_NQ];          /* one run: p50, p90, p99, p99.9, max (ns) */
@@ -113,6 +114,7 @@ struct wl_tput {
 	struct wl *w;
 	size_t size;                /* value bytes, >= 8 */
 	size_t batch;               /* records a send call: 1 is shmbus_producer_send */
+	int linger_us;              /* the producer's opts.linger_us (0: none) */
 	size_t poll_max;
 	bool copy;                  /* consumer opts.copy, else zero-copy views */
 	bool tight;                 /* poll with timeout 0 in a loop, else 100 ms */

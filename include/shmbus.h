@@ -441,12 +441,27 @@ enum shmbus_acks {
 				     * by [mirror-listen] min_mirrors mirrors (Kafka's acks=all) */
 };
 
+/* A run of records a lingering producer published, or lost (since 1.2). */
+struct shmbus_delivery {
+	int32_t partition;
+	uint64_t first_offset;      /* of the run's first record (err 0) */
+	size_t count;               /* records, in the order they were sent */
+	int err;                    /* 0, or why they are lost (-errno) */
+};
+
 struct shmbus_producer_opts {
 	size_t sz;
 	bool block;                 /* backpressure: wait for room instead of -EAGAIN */
 	int block_timeout_ms;       /* with block: give up after this (0: forever) */
 	enum shmbus_acks acks;      /* since 1.2 */
 	int ack_timeout_ms;         /* acks=mirrors: -ETIMEDOUT after this; 0: 30000 */
+	/* linger (since 1.2; Kafka's linger.ms and batch.size): see below */
+	int linger_us;              /* stage sends up to this long; 0: no linger */
+	int batch_bytes;            /* with linger: publish once this many bytes are
+				     * staged for a partition; 0: 16384 */
+	/* with linger: called once per published (or lost) run of records */
+	void (*on_delivery)(void *arg, const struct shmbus_delivery *d);
+	void *delivery_arg;
 };
 
 /*
@@ -466,6 +481,8 @@ struct shmbus_producer_opts {
  */
 SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
 				   const struct shmbus_producer_opts *opts, shmbus_producer **ret);
+/* Free a producer; with linger, after publishing what it staged (a run
+ * that cannot be published goes to on_delivery as lost).  NULL: no-op. */
 SHMBUS_API void shmbus_producer_free(shmbus_producer *p);
 
 /* Number of partitions of the producer's topic. */
@@ -477,11 +494,57 @@ SHMBUS_API int shmbus_producer_partition_for(const shmbus_producer *p, const voi
 					     size_t key_len);
 
 /*
+ * Linger (opts.linger_us > 0; Kafka's linger.ms and batch.size).  send
+ * copies the record into the producer's staging buffer for its partition
+ * and returns: the record is not visible yet and *ret_offset is
+ * SHMBUS_OFFSET_PENDING.  A partition's staged records are published
+ * together, in the order they were sent, as one claim (send_batch's
+ * path), as soon as one of these happens:
+ *  - the next record would take its staged bytes past opts.batch_bytes
+ *    (bytes as the ring holds them: a 48-byte frame header, key,
+ *    headers and value, padded to 8); a record larger than
+ *    batch_bytes is published alone, right after what was staged, and
+ *    its offset is returned;
+ *  - linger_us have passed since its first staged record: the
+ *    producer's linger thread publishes it without any further call,
+ *    a few tens of microseconds late at most on a machine that runs the
+ *    thread promptly;
+ *  - shmbus_producer_flush, send_batch, claim, or shmbus_producer_free.
+ * The offsets come through opts.on_delivery (first offset and count of
+ * each published run) and their publication through flush.  Records
+ * staged when the process dies are lost, as Kafka's unsent buffer is.
+ * A run that cannot be published is lost too, except after -EAGAIN and
+ * -EBUSY (backpressure, a zero-copy claim in the way): those stay
+ * staged and are tried again linger_us later.  A loss is reported to
+ * on_delivery with its error and by the next flush.  on_delivery runs
+ * in the thread that publishes (the caller's, inside send, send_batch,
+ * claim, flush or free, or the linger thread), with the producer
+ * locked: it must not call this producer.  With acks=mirrors, send does
+ * not wait; flush waits for every record published since the last one
+ * to be mirrored.  docs/design-notes.md, "Linger".
+ */
+#define SHMBUS_OFFSET_PENDING UINT64_MAX
+
+/*
  * Append one record to `partition` (or SHMBUS_PARTITION_ANY).  Returns the
- * partition it went to, with its offset in *ret_offset (may be NULL).
+ * partition it went to, with its offset in *ret_offset (may be NULL); with
+ * linger, SHMBUS_OFFSET_PENDING unless it was published in this call.
+ * With linger, an error is this record's only (it was not staged: the
+ * staged run in its way could not be published); losses of records
+ * staged before are reported by flush.
  */
 SHMBUS_API int shmbus_producer_send(shmbus_producer *p, int32_t partition,
 				    const struct shmbus_record *rec, uint64_t *ret_offset);
+
+/*
+ * Publish every record this producer has staged (linger), and with
+ * acks=mirrors wait until every record published since the last flush is
+ * mirrored.  Returns 0, or the first error since the last flush: a run
+ * lost (its message names the partition and how many records), or one
+ * kept staged (-EAGAIN, -EBUSY: call flush again).  Without linger there
+ * is nothing staged, and it returns 0 at once.  Since 1.2.
+ */
+SHMBUS_API int shmbus_producer_flush(shmbus_producer *p);
 
 /*
  * Append n records.  Consecutive records for one partition are claimed

@@ -174,6 +174,39 @@ int producer_acks_check(shmbus *bus, const char *topic, struct producer_acks *re
 int producer_acks_wait(shmbus *bus, const struct producer_acks *a, struct part *p,
 		       const char *topic, uint32_t part, uint64_t off, int64_t deadline_ns);
 
+/*
+ * A producer's linger (producer_linger.c, docs/design-notes.md "Linger").
+ * linger_check validates the options (also when linger is off);
+ * linger_new starts the linger thread.  linger_send stages one converted
+ * record (its bytes are copied) or publishes it alone: 0 with *ret_off
+ * SHMBUS_OFFSET_PENDING or its offset, or -errno for this record.
+ * linger_flush publishes everything and waits for acks (producer_await).
+ * The rest of the producer's calls hold linger_lock while they use the
+ * writers, and publish a partition's staged run (part >= 0) or every
+ * run (-1) before appending past it (linger_publish_locked).  A NULL
+ * linger makes lock, unlock and publish_locked no-ops.
+ */
+struct linger;
+int linger_check(const struct shmbus_producer_opts *o);
+int linger_new(shmbus_producer *p, const char *topic, uint32_t nparts,
+	       const struct shmbus_producer_opts *o, struct linger **ret);
+void linger_free(struct linger *l);
+struct part_rec;
+int linger_send(struct linger *l, uint32_t part, const struct part_rec *r, uint64_t *ret_off);
+int linger_flush(struct linger *l);
+void linger_lock(struct linger *l);
+void linger_unlock(struct linger *l);
+int linger_publish_locked(struct linger *l, int32_t part);
+
+/* producer.c, for linger: append n converted records to part (how many,
+ * with the offset of the first in *ret_first, or -errno; a short count's
+ * reason is producer_stopped() and shmbus_errmsg()); and wait for
+ * acks=mirrors of what was appended since the last wait (0 without). */
+int producer_publish(shmbus_producer *p, uint32_t part, const struct part_rec *recs, size_t n,
+		     uint64_t *ret_first);
+int producer_stopped(const shmbus_producer *p, uint32_t part);
+int producer_await(shmbus_producer *p);
+
 /* Record an error message and return err. */
 #define lib_err(err, ...) shm_err((err), __VA_ARGS__)
 

@@ -5,7 +5,10 @@
  * process's cache) and keeps one writer per partition; the data path is
  * shm/append.c with no lock, no system call and no allocation (header
  * encoding reuses a scratch buffer).  With acks=mirrors each call then
- * waits for its records to be mirrored (producer_acks.c).
+ * waits for its records to be mirrored (producer_acks.c).  With linger,
+ * sends are staged and published in batches (producer_linger.c), and
+ * every call that touches the writers holds the linger lock, which the
+ * linger thread takes to publish.
  */
 #include "internal.h"
 
@@ -38,6 +41,7 @@ struct shmbus_producer {
 				   * record this call appended (0: none) */
 	uint32_t *touched;        /* the partitions with unacked set */
 	uint32_t ntouched;
+	struct linger *linger;    /* opts.linger_us > 0 */
 };
 
 #define ACK_TIMEOUT_MS 30000      /* acks=mirrors, by default (Kafka's request.timeout.ms) */
@@ -77,6 +81,9 @@ SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
 	rc = OPTS_LOAD(shmbus_producer_opts, o, opts);
 	if (rc < 0)
 		return rc;
+	rc = linger_check(&o);
+	if (rc < 0)
+		return rc;
 	p = calloc(1, sizeof *p);
 	if (!p)
 		return lib_err(-ENOMEM, "out of memory");
@@ -104,6 +111,11 @@ SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
 	}
 	p->flags = o.block ? PART_APPEND_BLOCK : 0;
 	p->block_timeout_ms = o.block_timeout_ms;
+	if (o.linger_us) {
+		rc = linger_new(p, p->topic.name, p->nparts, &o, &p->linger);
+		if (rc)
+			goto fail;
+	}
 	*ret = p;
 	return 0;
 fail:
@@ -115,6 +127,7 @@ SHMBUS_API void shmbus_producer_free(shmbus_producer *p)
 {
 	if (!p)
 		return;
+	linger_free(p->linger); /* publishes what is staged */
 	for (uint32_t i = 0; i < p->nparts; i++) {
 		part_writer_fini(&p->parts[i].w);
 		cache_put(p->parts[i].m);
@@ -310,6 +323,14 @@ SHMBUS_API int shmbus_producer_send(shmbus_producer *p, int32_t partition,
 	rc = convert(p, rec, p->scratch, hsize, rec->timestamp_ns ? 0 : fast_real_ns(), &r);
 	if (rc)
 		return rc;
+	if (p->linger) {
+		rc = linger_send(p->linger, (uint32_t)part, &r, &off);
+		if (rc < 0)
+			return rc;
+		if (ret_offset)
+			*ret_offset = off;
+		return part;
+	}
 	rc = part_append(&p->parts[part].w, &r, 1, p->flags, deadline(p), &off);
 	if (rc < 0)
 		return append_error(p, (uint32_t)part, rc);
@@ -396,8 +417,8 @@ static int send_batch(shmbus_producer *p, int32_t partition, const struct shmbus
 	return (int)done;
 }
 
-SHMBUS_API int shmbus_producer_send_batch(shmbus_producer *p, int32_t partition,
-					  const struct shmbus_record *recs, size_t n)
+static int send_batch_acked(shmbus_producer *p, int32_t partition,
+			    const struct shmbus_record *recs, size_t n)
 {
 	int done = send_batch(p, partition, recs, n), rc;
 
@@ -407,14 +428,60 @@ SHMBUS_API int shmbus_producer_send_batch(shmbus_producer *p, int32_t partition,
 	return rc < 0 && done >= 0 ? rc : done;
 }
 
+SHMBUS_API int shmbus_producer_send_batch(shmbus_producer *p, int32_t partition,
+					  const struct shmbus_record *recs, size_t n)
+{
+	int rc;
+
+	linger_lock(p->linger);
+	/* records sent before go first: every staged run, as recs may go
+	 * to any partition */
+	rc = linger_publish_locked(p->linger, -1);
+	if (rc == 0)
+		rc = send_batch_acked(p, partition, recs, n);
+	linger_unlock(p->linger);
+	return rc;
+}
+
+SHMBUS_API int shmbus_producer_flush(shmbus_producer *p)
+{
+	return p->linger ? linger_flush(p->linger) : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* For linger (producer_linger.c), under its lock                      */
+
+int producer_publish(shmbus_producer *p, uint32_t part, const struct part_rec *recs, size_t n,
+		     uint64_t *ret_first)
+{
+	int rc = part_append(&p->parts[part].w, recs, n, p->flags, deadline(p), ret_first);
+
+	if (rc < 0)
+		return append_error(p, part, rc);
+	if (rc > 0)
+		unacked(p, part, *ret_first + (uint64_t)rc);
+	if ((size_t)rc < n)
+		append_error(p, part, p->parts[part].w.stopped_by); /* the message */
+	return rc;
+}
+
+int producer_stopped(const shmbus_producer *p, uint32_t part)
+{
+	return p->parts[part].w.stopped_by;
+}
+
+int producer_await(shmbus_producer *p)
+{
+	return p->acks ? await_batch(p) : 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Zero-copy claims                                                    */
 
 enum { C_POS, C_OFF, C_LEN, C_FRAME, C_PAD };
 
-SHMBUS_API int shmbus_producer_claim(shmbus_producer *p, int32_t partition,
-				     const struct shmbus_record *meta, size_t value_cap,
-				     struct shmbus_claim *ret)
+static int claim(shmbus_producer *p, int32_t partition, const struct shmbus_record *meta,
+		 size_t value_cap, struct shmbus_claim *ret)
 {
 	int64_t hsize = headers_size(meta);
 	struct part_claim c;
@@ -434,6 +501,9 @@ SHMBUS_API int shmbus_producer_claim(shmbus_producer *p, int32_t partition,
 	if (rc)
 		return rc;
 	r.flags &= (uint16_t)~FRAME_F_VALUE_NULL;
+	rc = linger_publish_locked(p->linger, part); /* records sent before go first */
+	if (rc)
+		return rc;
 	rc = part_claim(&p->parts[part].w, &r, (uint32_t)value_cap, p->flags, deadline(p), &c);
 	if (rc)
 		return append_error(p, (uint32_t)part, rc);
@@ -462,8 +532,7 @@ static int claim_back(shmbus_producer *p, const struct shmbus_claim *in, struct 
 	return 0;
 }
 
-SHMBUS_API int shmbus_producer_commit(shmbus_producer *p, struct shmbus_claim *claim,
-				      size_t value_len)
+static int commit(shmbus_producer *p, struct shmbus_claim *claim, size_t value_len)
 {
 	struct part_claim c;
 	int rc = claim_back(p, claim, &c);
@@ -483,7 +552,7 @@ SHMBUS_API int shmbus_producer_commit(shmbus_producer *p, struct shmbus_claim *c
 	return p->acks ? acked(p, (uint32_t)claim->partition, c.off, ack_deadline(p)) : 0;
 }
 
-SHMBUS_API int shmbus_producer_abort(shmbus_producer *p, struct shmbus_claim *claim)
+static int abort_claim(shmbus_producer *p, struct shmbus_claim *claim)
 {
 	struct part_claim c;
 	int rc = claim_back(p, claim, &c);
@@ -492,5 +561,39 @@ SHMBUS_API int shmbus_producer_abort(shmbus_producer *p, struct shmbus_claim *cl
 		return rc;
 	rc = part_abort(&p->parts[claim->partition].w, &c);
 	claim->priv[C_FRAME] = 0;
+	return rc;
+}
+
+/* With linger, the linger thread publishes through the same writers. */
+SHMBUS_API int shmbus_producer_claim(shmbus_producer *p, int32_t partition,
+				     const struct shmbus_record *meta, size_t value_cap,
+				     struct shmbus_claim *ret)
+{
+	int rc;
+
+	linger_lock(p->linger);
+	rc = claim(p, partition, meta, value_cap, ret);
+	linger_unlock(p->linger);
+	return rc;
+}
+
+SHMBUS_API int shmbus_producer_commit(shmbus_producer *p, struct shmbus_claim *claim,
+				      size_t value_len)
+{
+	int rc;
+
+	linger_lock(p->linger);
+	rc = commit(p, claim, value_len);
+	linger_unlock(p->linger);
+	return rc;
+}
+
+SHMBUS_API int shmbus_producer_abort(shmbus_producer *p, struct shmbus_claim *claim)
+{
+	int rc;
+
+	linger_lock(p->linger);
+	rc = abort_claim(p, claim);
+	linger_unlock(p->linger);
 	return rc;
 }

@@ -76,11 +76,13 @@ static int close_wl(void **state)
 	return 0;
 }
 
-static void tput_case(size_t size, size_t batch, bool copy, uint64_t warm, uint64_t count)
+static void tput_case(size_t size, size_t batch, bool copy, uint64_t warm, uint64_t count,
+		      int linger_us)
 {
 	SHMBUS_OPTS(shmbus_partition_info, info);
 	struct wl_tput t = { .w = &w, .size = size, .batch = batch, .poll_max = 256, .copy = copy,
-			     .warm = warm, .count = count, .ring = 16ULL << 20 };
+			     .warm = warm, .count = count, .ring = 16ULL << 20,
+			     .linger_us = linger_us };
 	int rc;
 
 	workers_forget();
@@ -101,9 +103,10 @@ static void tput_case(size_t size, size_t batch, bool copy, uint64_t warm, uint6
 static void test_tput_counts_every_record(void **state)
 {
 	(void)state;
-	tput_case(64, 1, false, 1000, 20000);
-	tput_case(64, 64, true, 1000, 20001); /* the last batch holds one record */
-	tput_case(1 << 20, 1, true, 4, 40);
+	tput_case(64, 1, false, 1000, 20000, 0);
+	tput_case(64, 64, true, 1000, 20001, 0); /* the last batch holds one record */
+	tput_case(1 << 20, 1, true, 4, 40, 0);
+	tput_case(64, 1, false, 1000, 20001, 100); /* linger: the last run by the flush */
 }
 
 static void expect_ordered(const double *q, const char *what)

@@ -44,7 +44,7 @@ TEST_PKGS := cmocka rdkafka
 # Debian packages that provide them (and the tools the tests use)
 APT_PKGS  := pkg-config liburcu-dev libnuma-dev libisal-dev libinih-dev libmicrohttpd-dev \
 	libsystemd-dev libcmocka-dev librdkafka-dev clang util-linux strace systemtap-sdt-dev \
-	libbpf-dev bpftool libssl-dev openssl nftables
+	libbpf-dev bpftool libssl-dev openssl nftables spin
 
 ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)
@@ -141,6 +141,8 @@ $(DEPSOK): Makefile
 	echo '#include <sys/sdt.h>' | $(CC) -E -x c - >/dev/null 2>&1 || missing="$$missing sys/sdt.h"; \
 	if [ "$$(id -u)" = 0 ]; then pkg-config --exists libbpf 2>/dev/null && \
 		command -v bpftool >/dev/null 2>&1 || missing="$$missing libbpf bpftool"; fi; \
+	if [ "$$(id -u)" = 0 ]; then command -v spin >/dev/null 2>&1 || \
+		missing="$$missing spin"; fi; \
 	if [ -n "$$missing" ]; then \
 		echo "shmbus: missing:$$missing"; \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -1,5 +1,5 @@
 /*
- * topic.c - `shmbus topic create|list|describe|delete`.
+ * topic.c - `shmbus topic create|alter|list|describe|delete`.
  *
  * Thin over the library's admin calls, which take the root's lock and
  * check names and geometry: this file parses the options, shows the
@@ -15,6 +15,7 @@ static const char usage[] =
 	"Usage: shmbus topic create NAME [--partitions N] [--capacity SIZE]\n"
 	"                    [--policy overwrite|backpressure] [--numa NODE]\n"
 	"                    [--index-capacity N] [--retention-ms MS]\n"
+	"       shmbus topic alter NAME --partitions N [--dry-run]\n"
 	"       shmbus topic list\n"
 	"       shmbus topic describe NAME\n"
 	"       shmbus topic delete NAME\n"
@@ -28,9 +29,14 @@ static const char usage[] =
 	"      --numa NODE        bind the partitions' memory to a NUMA node\n"
 	"      --index-capacity N offset index slots, a power of two, at least 64\n"
 	"                         (default capacity/64)\n"
-	"      --retention-ms MS  age limit, enforced by shmbusd (default: the ring only)\n";
+	"      --retention-ms MS  age limit, enforced by shmbusd (default: the ring only)\n"
+	"\n"
+	"alter adds partitions: --partitions N is the new count, more than the topic\n"
+	"has (partitions are never removed).  Its producers and consumers go on;\n"
+	"keyed records spread over N partitions from then on, and consumer groups\n"
+	"rebalance onto the new ones.  --dry-run checks without changing anything.\n";
 
-enum { OPT_POLICY = OPT_FIRST_PRIVATE, OPT_NUMA, OPT_ICAP, OPT_RETENTION };
+enum { OPT_POLICY = OPT_FIRST_PRIVATE, OPT_NUMA, OPT_ICAP, OPT_RETENTION, OPT_DRY_RUN };
 
 /* The one NAME argument left after the options. */
 static int one_name(int argc, char **argv, const char *what, const char **ret)
@@ -136,6 +142,60 @@ static int topic_create(struct cli *cli, int argc, char **argv)
 		       info.partitions, info.partitions == 1 ? "" : "s",
 		       fmt_size(cap, sizeof cap, info.capacity), policy_name(info.policy),
 		       shmbus_root(bus));
+	return 0;
+}
+
+static int describe(struct cli *cli, const char *name, shmbus **bus,
+		    struct shmbus_topic_info *ret);
+
+static int topic_alter(struct cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "partitions", required_argument, NULL, 'p' },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		CLI_COMMON_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	SHMBUS_OPTS(shmbus_add_partitions_opts, o);
+	_cleanup_(bus_closep) shmbus *bus = NULL;
+	SHMBUS_OPTS(shmbus_topic_info, before);
+	const char *name;
+	uint32_t count = 0;
+	uint64_t v;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, ":p:h", longopts, NULL)) != -1) {
+		if (c == 'p') {
+			if (parse_u64("--partitions", optarg, 1, UINT32_MAX, &v) < 0)
+				return CLI_EXIT_USAGE;
+			count = (uint32_t)v;
+			continue;
+		}
+		if (c == OPT_DRY_RUN) {
+			o.validate_only = true;
+			continue;
+		}
+		rc = cli_common_option(cli, c, "topic alter", argv, usage);
+		if (rc >= 0)
+			return rc;
+	}
+	rc = one_name(argc, argv, "alter", &name);
+	if (rc >= 0)
+		return rc;
+	if (!count)
+		return cli_usage_err(usage, "topic alter: how many partitions in all? "
+				     "(--partitions N)");
+	rc = describe(cli, name, &bus, &before);
+	if (rc)
+		return rc;
+	rc = shmbus_topic_add_partitions(bus, name, count, &o);
+	if (rc < 0)
+		return cli_fail(rc, "cannot add partitions to the topic");
+	if (o.validate_only)
+		printf("topic \"%s\" can grow from %u to %u partitions (dry run: nothing changed)\n",
+		       name, before.partitions, count);
+	else
+		printf("topic \"%s\": %u partitions, was %u\n", name, count, before.partitions);
 	return 0;
 }
 
@@ -296,13 +356,15 @@ int cmd_topic(struct cli *cli, int argc, char **argv)
 
 	opterr = 0;
 	if (!verb)
-		return cli_usage_err(usage, "topic: create, list, describe or delete?");
+		return cli_usage_err(usage, "topic: create, alter, list, describe or delete?");
 	if (!strcmp(verb, "-h") || !strcmp(verb, "--help"))
 		return cli_usage(usage, 0);
 	if (!strcmp(verb, "create"))
 		return topic_create(cli, argc - 1, argv + 1);
+	if (!strcmp(verb, "alter"))
+		return topic_alter(cli, argc - 1, argv + 1);
 	if (!strcmp(verb, "list") || !strcmp(verb, "describe") || !strcmp(verb, "delete"))
 		return topic_simple(cli, argc - 1, argv + 1);
-	return cli_usage_err(usage, "topic: unknown subcommand \"%s\"; use create, list, "
-			     "describe or delete", verb);
+	return cli_usage_err(usage, "topic: unknown subcommand \"%s\"; use create, alter, "
+			     "list, describe or delete", verb);
 }

@@ -391,6 +391,29 @@ static int do_delete(struct daemon *d, struct conn *k, const struct ctl_msg *m)
 	return 0;
 }
 
+static int do_grow(struct daemon *d, struct conn *k, const struct ctl_msg *m)
+{
+	const char *name = m->str[CTL_A_NAME];
+	uint64_t count = m->num[CTL_A_PARTITIONS];
+	struct ctl_peer to;
+	char msg[600];
+	int rc;
+
+	if (!may_admin(d, k))
+		return refuse(d, k, m, "add partitions to");
+	peer_of(k, m, &to);
+	rc = topics_grow(d, &to, name, count > UINT32_MAX ? UINT32_MAX : (uint32_t)count,
+			 m->num[CTL_A_FLAGS] & CTL_GROW_VALIDATE_ONLY);
+	if (rc < 0) {
+		snprintf(msg, sizeof msg, "topic \"%s\": shmbusd cannot queue the request: %s",
+			 name, strerror(-rc));
+		log_notice("cannot add partitions to topic \"%s\" for %s: %s", name, to.who, msg);
+		return reply(k->ctl, k, m->hdr.seq, m->hdr.type, rc, msg);
+	}
+	park(d, k);
+	return 0;
+}
+
 static void answer(struct daemon *d, uint64_t conn, uint32_t seq, uint16_t type, int status,
 		   const char *msg, const char *promoted)
 {
@@ -547,7 +570,7 @@ static int unsupported(struct daemon *d, struct conn *k, const struct ctl_msg *m
 	else
 		snprintf(what, sizeof what, "request type %u is unknown here", m->hdr.type);
 	snprintf(msg, sizeof msg, "shmbusd %s: %s; it serves HELLO, TOPIC_CREATE, TOPIC_DELETE, "
-		 "STATUS, GROUP_*, MIRROR_STATUS and MIRROR_PROMOTE (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
+		 "TOPIC_GROW, STATUS, GROUP_*, MIRROR_STATUS and MIRROR_PROMOTE (protocol version %u, docs/protocol.md); upgrade shmbusd for newer "
 		 "requests", SHMBUSD_VERSION, what, CTL_VERSION);
 	return reply(k->ctl, k, m->hdr.seq, m->hdr.type, -EOPNOTSUPP, msg);
 }
@@ -598,6 +621,8 @@ static int serve(struct daemon *d, struct conn *k, size_t n)
 		return do_create(d, k, &m);
 	case CTL_TOPIC_DELETE:
 		return do_delete(d, k, &m);
+	case CTL_TOPIC_GROW:
+		return do_grow(d, k, &m);
 	case CTL_STATUS:
 		return do_status(d, k, &m);
 	case CTL_GROUP_JOIN ... CTL_GROUP_DELETE:

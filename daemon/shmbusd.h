@@ -153,6 +153,10 @@ int topics_create(struct daemon *d, const struct ctl_peer *to, const char *name,
 int topics_delete(struct daemon *d, const struct ctl_peer *to, const char *name);
 /* Queue a promote of a replica (mirror_promote in mirror_epoch.c). */
 int topics_promote(struct daemon *d, const struct ctl_peer *to, const char *name);
+/* Queue adding partitions to topic `name` (`count` in all), run as a
+ * create is. */
+int topics_grow(struct daemon *d, const struct ctl_peer *to, const char *name, uint32_t count,
+		bool validate_only);
 
 /* Create the configuration's [topic]s that are missing: at once before
  * topics_init(), through the worker after. */

@@ -1,5 +1,5 @@
 /*
- * topics.c - creating and deleting topics off the event loop.
+ * topics.c - creating, deleting and growing topics off the event loop.
  *
  * Making a topic writes and allocates every partition file: thousands of
  * them take seconds, and inside the loop that would hold up STATUS, the
@@ -12,6 +12,9 @@
  * group, and maps its partitions into the bus's cache; then it wakes the
  * loop through an eventfd, and the loop refreshes its table (the
  * partitions are mapped already), counts, logs and answers.
+ *
+ * Growing a topic (adding partitions) is a create of the new partitions:
+ * the same worker, the same group fix-up and premapping.
  *
  * While the worker creates, supervise_refresh() leaves the table alone
  * (topics_creating()): the directory changes meanwhile only by the
@@ -42,8 +45,11 @@
 
 struct job {
 	struct job *next;
-	bool create;                 /* else delete, or promote */
+	bool create;                 /* else delete, grow, or promote */
 	bool promote;                /* a replica made writable (mirror_epoch.c) */
+	bool grow;                   /* partitions added: `count` in all */
+	bool validate_only;          /* grow: check only */
+	uint32_t count;
 	char *report;                /* promote: a line per partition */
 	bool declared;               /* a [topic] of the configuration: no peer */
 	uint64_t conn;               /* control.c's serial of the peer to answer */
@@ -90,6 +96,14 @@ static void swept(void *ctx, const char *name, uint64_t files, uint64_t bytes)
 		 (unsigned long long)bytes);
 }
 
+static void swept_grow(void *ctx, const char *name, uint64_t files, uint64_t bytes)
+{
+	(void)ctx;
+	log_warn("removed %llu file%s (%llu bytes) of topic \"%s\" past its partitions: left by "
+		 "an interrupted grow (the topic keeps the partitions it had)",
+		 (unsigned long long)files, files == 1 ? "" : "s", (unsigned long long)bytes, name);
+}
+
 /* Give the files of a new topic the root's group: the topics directory
  * is setgid (control.c), so this only repairs what did not inherit. */
 static void regroup_topic(struct daemon *d, const char *name, uint32_t partitions)
@@ -130,9 +144,19 @@ static void premap(struct daemon *d, struct topics *t, const char *name)
 
 static void run(struct daemon *d, struct topics *t, struct job *j)
 {
-	struct admin_hooks h = { .stop = &t->stop, .swept = swept };
+	struct admin_hooks h = { .stop = &t->stop, .swept = swept, .swept_grow = swept_grow };
 
-	if (j->promote) {
+	if (j->grow) {
+		/* the loop maps the new partitions only once we have (premap) */
+		__atomic_store_n(&t->creating, 1, __ATOMIC_RELEASE);
+		j->rc = admin_topic_grow(d->bus, j->name, j->count, j->validate_only, &h);
+		if (j->rc == 0 && !j->validate_only) {
+			regroup_topic(d, j->name, j->count);
+			premap(d, t, j->name);
+		}
+		/* pairs with the load in topics_creating() */
+		__atomic_store_n(&t->creating, 0, __ATOMIC_RELEASE);
+	} else if (j->promote) {
 		j->report = calloc(1, CTL_MSG_MAX / 2);
 		j->rc = j->report ? mirror_promote(d, j->name, j->report, CTL_MSG_MAX / 2, j->msg,
 						   sizeof j->msg)
@@ -191,7 +215,14 @@ static void report(struct daemon *d, const struct job *j)
 {
 	const char *verb = j->create ? "create" : j->promote ? "promote" : "delete";
 
-	if (j->promote) {
+	if (j->grow) {
+		if (j->rc < 0)
+			log_notice("cannot add partitions to topic \"%s\" for %s: %s", j->name, j->who,
+				   j->msg);
+		else if (!j->validate_only)
+			log_notice("topic \"%s\" has %u partitions now, for %s", j->name, j->count,
+				   j->who);
+	} else if (j->promote) {
 		if (j->rc < 0)
 			log_notice("cannot promote topic \"%s\" for %s: %s", j->name, j->who, j->msg);
 		else
@@ -304,6 +335,19 @@ int topics_delete(struct daemon *d, const struct ctl_peer *to, const char *name)
 	return j ? submit(d, j) : -ENOMEM;
 }
 
+int topics_grow(struct daemon *d, const struct ctl_peer *to, const char *name, uint32_t count,
+		bool validate_only)
+{
+	struct job *j = new_job(false, to, name);
+
+	if (!j)
+		return -ENOMEM;
+	j->grow = true;
+	j->count = count;
+	j->validate_only = validate_only;
+	return submit(d, j);
+}
+
 int topics_promote(struct daemon *d, const struct ctl_peer *to, const char *name)
 {
 	struct job *j = new_job(false, to, name);
@@ -357,7 +401,7 @@ void topics_declare(struct daemon *d)
 
 void topics_sweep(struct daemon *d)
 {
-	struct admin_hooks h = { .swept = swept };
+	struct admin_hooks h = { .swept = swept, .swept_grow = swept_grow };
 	int rc = admin_sweep(d->bus, &h);
 
 	if (rc < 0)
@@ -401,7 +445,7 @@ static void drain(struct daemon *d, struct job *list, bool ran)
 			j->rc = -ECANCELED;
 			snprintf(j->msg, sizeof j->msg, "shmbusd is stopping: topic \"%s\" was not %s; "
 				 "ask again once it runs", j->name, j->create ? "created"
-				 : j->promote ? "promoted" : "deleted");
+				 : j->promote ? "promoted" : j->grow ? "given partitions" : "deleted");
 		}
 		finish(d, j);
 	}

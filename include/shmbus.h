@@ -319,6 +319,31 @@ SHMBUS_API int shmbus_topic_create(shmbus *bus, const char *name,
  * left; half-made topics of other names are removed too. */
 SHMBUS_API int shmbus_topic_delete(shmbus *bus, const char *name);
 
+struct shmbus_add_partitions_opts {
+	size_t sz;
+	bool validate_only;         /* check everything, make nothing (Kafka's validateOnly) */
+};
+
+/*
+ * Give topic `name` `count` partitions in all, more than it has (since
+ * 1.2; Kafka's `kafka-topics --alter --partitions`).  The topic keeps its
+ * id and records: its producers and consumers go on, producers that
+ * choose partitions (by key or round-robin) spread over the new ones from
+ * their next send, and consumer groups subscribed to it rebalance so each
+ * new partition has an owner, moving no other.  A key's partition is
+ * murmur2(key) % count: keys move with the count, as in Kafka.  Safe from
+ * any thread and process (the root's admin lock); opts may be NULL.
+ * -EINVAL when count is not more than the topic's partitions (they can
+ * only be added) or above 16384, -EROFS for a mirror's replica (grow its
+ * source), -ENOENT, -ENOSPC (checked before any file is made); through
+ * shmbusd also -EACCES, -ECANCELED and -ETIMEDOUT as for create.  The new
+ * partitions are published only once all their files exist: a grow that
+ * was killed leaves the topic as it was, and the next admin call (or
+ * shmbusd's start) removes the files it made.
+ */
+SHMBUS_API int shmbus_topic_add_partitions(shmbus *bus, const char *name, uint32_t count,
+					   const struct shmbus_add_partitions_opts *opts);
+
 /* A topic, as described and listed.  Filled by the library: set sz. */
 struct shmbus_topic_info {
 	size_t sz;

@@ -419,6 +419,31 @@ static void build_name(struct ctl_out *out, const void *arg)
 	ctl_put_str(out, CTL_A_NAME, arg);
 }
 
+struct grow_args {
+	const char *name;
+	uint32_t count;
+	bool validate_only;
+};
+
+static void build_grow(struct ctl_out *out, const void *arg)
+{
+	const struct grow_args *a = arg;
+
+	ctl_put_str(out, CTL_A_NAME, a->name);
+	ctl_put_u32(out, CTL_A_PARTITIONS, a->count);
+	if (a->validate_only)
+		ctl_put_u32(out, CTL_A_FLAGS, CTL_GROW_VALIDATE_ONLY);
+}
+
+int daemon_topic_grow(shmbus *bus, const char *name, uint32_t count, bool validate_only)
+{
+	struct grow_args a = { .name = name, .count = count, .validate_only = validate_only };
+
+	if (bus->no_daemon)
+		return DAEMON_NONE;
+	return run(bus, CTL_TOPIC_GROW, build_grow, &a, ADMIN_TIMEOUT_MS, NULL, NULL);
+}
+
 int daemon_topic_delete(shmbus *bus, const char *name)
 {
 	if (bus->no_daemon)

@@ -148,6 +148,7 @@ void daemon_link_open(shmbus *bus);
 void daemon_link_close(shmbus *bus);
 int daemon_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *o);
 int daemon_topic_delete(shmbus *bus, const char *name);
+int daemon_topic_grow(shmbus *bus, const char *name, uint32_t count, bool validate_only);
 /* Any request (groups: member.c, groupadm.c): 0, -errno with the daemon's
  * message, or DAEMON_NONE.  read_reply runs on success with the RESULT. */
 struct ctl_out;

@@ -27,8 +27,9 @@
  *  - admin_replica_convert, admin_replica_promote: the flag set on a
  *    topic a mirror takes over, and cleared by promote, with the
  *    partitions' epochs (lib/replicas.c).
- *  - admin_topic_create, admin_topic_delete, admin_sweep: shmbusd's
- *    worker creates and deletes topics for its clients with the same
+ *  - admin_topic_create, admin_topic_delete, admin_topic_grow,
+ *    admin_sweep: shmbusd's
+ *    worker creates, deletes and grows topics for its clients with the same
  *    code as the embedded mode, under the root's admin lock, with hooks
  *    to stop a long create at SIGTERM and to log half-made topics it
  *    removes.
@@ -55,6 +56,7 @@
 #ifndef SHMBUS_LIB_PRIVATE_H
 #define SHMBUS_LIB_PRIVATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "shmbus.h"
@@ -97,6 +99,9 @@ struct admin_hooks {
 				 * for the lock) */
 	/* a half-made topic was removed (left by an interrupted create) */
 	void (*swept)(void *ctx, const char *name, uint64_t files, uint64_t bytes);
+	/* files past topic `name`'s partitions were removed (left by an
+	 * interrupted grow, format.md §9) */
+	void (*swept_grow)(void *ctx, const char *name, uint64_t files, uint64_t bytes);
 	void *ctx;
 };
 
@@ -111,6 +116,15 @@ struct admin_hooks {
 int admin_topic_create(shmbus *bus, const char *name, const struct shmbus_topic_opts *o,
 		       const struct admin_hooks *h);
 int admin_topic_delete(shmbus *bus, const char *name, const struct admin_hooks *h);
+
+/*
+ * Give topic `name` `count` partitions here, under the admin lock: what
+ * shmbus_topic_add_partitions does without a daemon, and shmbusd's worker
+ * for its clients.  Removes half-made topics and a killed grow's files
+ * first; with validate_only, checks and makes nothing.
+ */
+int admin_topic_grow(shmbus *bus, const char *name, uint32_t count, bool validate_only,
+		     const struct admin_hooks *h);
 
 /*
  * Create a mirror's replica topic (shmbusd's mirror_sink.c): as

@@ -38,6 +38,7 @@
 
 #include "../util/clock.h"
 #include "../util/shareddir.h"
+#include "../util/testpoint.h"
 
 #define LOCK_POLL_US 10000  /* a stoppable wait for the admin lock checks this often */
 
@@ -171,10 +172,16 @@ out:
 
 /* Under the admin lock: remove every half-made topic.  Sets *named if
  * one of them was `name` (NULL: none asked about). */
+static void sweep_grow_locked(shmbus *bus, const struct admin_hooks *h);
+
 static int sweep_locked(shmbus *bus, const char *name, bool *named, const struct admin_hooks *h)
 {
 	size_t n;
-	char *names = half_made_names(bus, &n), *at = names;
+	char *names, *at;
+
+	sweep_grow_locked(bus, h); /* never a half-made topic: its entry names its directory */
+	names = half_made_names(bus, &n);
+	at = names;
 
 	for (size_t i = 0; i < n; i++, at += strlen(at) + 1) {
 		uint64_t files = 0, bytes = 0;
@@ -187,6 +194,89 @@ static int sweep_locked(shmbus *bus, const char *name, bool *named, const struct
 	}
 	free(names);
 	return (int)n;
+}
+
+/* Is `name` the file of a partition below n ("0" .. "n-1", as created)? */
+static bool live_partition_file(const char *name, uint32_t n)
+{
+	uint32_t v = 0;
+	size_t len = strlen(name);
+
+	if (len == 0 || len > 5 || (name[0] == '0' && len > 1))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return false;
+		v = v * 10 + (uint32_t)(name[i] - '0');
+	}
+	return v < n;
+}
+
+/* Remove every file in t's directory that is not one of its partitions:
+ * what an interrupted grow made past the entry's count. */
+static void remove_extra_files(shmbus *bus, const struct bus_topic *t, uint64_t *files,
+			       uint64_t *bytes)
+{
+	int fd = sdir_open(bus->topicsfd, t->name, O_RDONLY | O_DIRECTORY);
+	struct dirent *e;
+	struct stat st;
+	DIR *d;
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+		    live_partition_file(e->d_name, t->partitions))
+			continue;
+		if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			*bytes += (uint64_t)st.st_blocks * 512;
+		if (unlinkat(fd, e->d_name, 0) == 0)
+			(*files)++;
+	}
+	closedir(d);
+}
+
+/* The entry of topic `id`, if the directory still has it. */
+static int lookup_id(shmbus *bus, uint64_t id, struct bus_topic *ret)
+{
+	struct bus_topic *all = malloc(sizeof *all * BUS_MAX_TOPICS);
+	int n, rc = -ENOENT;
+
+	if (!all)
+		return -ENOMEM;
+	n = dir_list(&bus->dir, all, BUS_MAX_TOPICS);
+	for (int i = 0; i < n && rc; i++)
+		if (all[i].id == id) {
+			*ret = all[i];
+			rc = 0;
+		}
+	free(all);
+	return rc;
+}
+
+/* Under the admin lock: what a grow that was interrupted left (format.md
+ * §9).  Its topic is in the directory with the count it had, or the one
+ * asked for if the grow was stopped after publishing it; the files past
+ * that count are no partition of it.  A topic deleted since is gone with
+ * its directory. */
+static void sweep_grow_locked(shmbus *bus, const struct admin_hooks *h)
+{
+	uint64_t id = dir_grow_pending(&bus->dir, NULL), files = 0, bytes = 0;
+	struct bus_topic t;
+
+	if (!id)
+		return;
+	if (lookup_id(bus, id, &t) == 0) {
+		remove_extra_files(bus, &t, &files, &bytes);
+		if (files && h && h->swept_grow)
+			h->swept_grow(h->ctx, t.name, files, bytes);
+	}
+	dir_grow_end(&bus->dir);
 }
 
 int admin_sweep(shmbus *bus, const struct admin_hooks *h)
@@ -218,12 +308,13 @@ static const char *human(char *buf, size_t len, uint64_t bytes)
 	return buf;
 }
 
-/* Room on the root's filesystem for every file of t, before the first
- * is made. */
-static int check_room(shmbus *bus, const struct bus_topic *t)
+/* Room on the root's filesystem for n new partition files of t (all of
+ * them for a create, the added ones for a grow), before the first is
+ * made.  `fix` ends the message: what the user may change. */
+static int check_room(shmbus *bus, const struct bus_topic *t, uint32_t n, const char *fix)
 {
 	uint64_t each = part_file_size(t->capacity, t->index_capacity);
-	uint64_t need = each * t->partitions, avail;
+	uint64_t need = each * n, avail;
 	char a[32], b[32];
 	struct statvfs sv;
 
@@ -233,25 +324,67 @@ static int check_room(shmbus *bus, const struct bus_topic *t)
 	if (need > avail)
 		return lib_err(-ENOSPC, "topic \"%s\" needs %llu bytes (%s: %u partition%s of %llu "
 			       "bytes) on the filesystem of %s, which has %llu bytes (%s) free; free "
-			       "space there, or create the topic with fewer --partitions or a "
-			       "smaller --capacity", t->name, (unsigned long long)need,
-			       human(a, sizeof a, need), t->partitions, t->partitions == 1 ? "" : "s",
+			       "space there, or %s", t->name, (unsigned long long)need,
+			       human(a, sizeof a, need), n, n == 1 ? "" : "s",
 			       (unsigned long long)each,
-			       bus->root, (unsigned long long)avail, human(b, sizeof b, avail));
-	if (sv.f_files && sv.f_favail < (uint64_t)t->partitions + 1)
+			       bus->root, (unsigned long long)avail, human(b, sizeof b, avail), fix);
+	if (sv.f_files && sv.f_favail < (uint64_t)n + 1)
 		return lib_err(-ENOSPC, "topic \"%s\" needs %u files on the filesystem of %s, "
-			       "which has %llu free inodes; delete unused topics, or create it "
-			       "with fewer --partitions (a tmpfs takes nr_inodes= to have more)",
-			       t->name, t->partitions + 1, bus->root,
-			       (unsigned long long)sv.f_favail);
+			       "which has %llu free inodes; delete unused topics, or %s (a tmpfs "
+			       "takes nr_inodes= to have more)", t->name, n + 1, bus->root,
+			       (unsigned long long)sv.f_favail, fix);
 	return 0;
+}
+
+/* The files of partitions [from, t->partitions) of t, in its directory
+ * dfd; a stop between two gives -ECANCELED (the caller removes them). */
+static int create_files(shmbus *bus, int dfd, const struct bus_topic *t, uint32_t from,
+			const struct admin_hooks *h)
+{
+	char errbuf[512];
+	int rc = 0;
+
+	(void)bus;
+	for (uint32_t i = from; i < t->partitions && rc == 0; i++) {
+		struct part_params prm = {
+			.topic = t->name, .topic_id = t->id, .partition = i,
+			.capacity = t->capacity, .index_capacity = t->index_capacity,
+			.policy = t->policy, .numa_node = t->numa_node, .mode = t->mode,
+			.status = bus_topic_status(t),
+		};
+		char name[16];
+		struct part p;
+
+		if (stopped(h) && from == 0) {
+			rc = lib_err(-ECANCELED, "topic \"%s\" was not created: stopped after %u of %u "
+				     "partitions (shmbusd is stopping), and what was made is removed; "
+				     "create it again", t->name, i, t->partitions);
+			break;
+		}
+		if (stopped(h)) {
+			rc = lib_err(-ECANCELED, "topic \"%s\" keeps its %u partitions: stopped after "
+				     "making %u of the %u new ones (shmbusd is stopping), and those are "
+				     "removed; add them again", t->name, from, i - from,
+				     t->partitions - from);
+			break;
+		}
+		snprintf(name, sizeof name, "%u", i);
+		rc = part_create(dfd, name, &prm, &p);
+		if (rc == 0) {
+			part_unmap(&p);
+		} else {
+			snprintf(errbuf, sizeof errbuf, "%s", shm_errmsg());
+			lib_err(rc, "topic \"%s\" partition %u: %s", t->name, i, errbuf);
+		}
+		SHM_TESTPOINT(topic_partition_made);
+	}
+	return rc;
 }
 
 static int create_partitions(shmbus *bus, const struct bus_topic *t, const struct admin_hooks *h)
 {
-	char errbuf[512];
 	struct stat st;
-	int dfd, rc = 0;
+	int dfd, rc;
 
 	/* no topic owns the name (we hold the admin lock): a link or file
 	 * there was planted; remove it, never follow it */
@@ -265,31 +398,7 @@ static int create_partitions(shmbus *bus, const struct bus_topic *t, const struc
 	if (dfd < 0)
 		return lib_err(dfd, "cannot open directory of topic \"%s\": %s", t->name,
 			       sdir_why(dfd));
-	for (uint32_t i = 0; i < t->partitions && rc == 0; i++) {
-		struct part_params prm = {
-			.topic = t->name, .topic_id = t->id, .partition = i,
-			.capacity = t->capacity, .index_capacity = t->index_capacity,
-			.policy = t->policy, .numa_node = t->numa_node, .mode = t->mode,
-			.status = bus_topic_status(t),
-		};
-		char name[16];
-		struct part p;
-
-		if (stopped(h)) {
-			rc = lib_err(-ECANCELED, "topic \"%s\" was not created: stopped after %u of %u "
-				     "partitions (shmbusd is stopping), and what was made is removed; "
-				     "create it again", t->name, i, t->partitions);
-			break;
-		}
-		snprintf(name, sizeof name, "%u", i);
-		rc = part_create(dfd, name, &prm, &p);
-		if (rc == 0) {
-			part_unmap(&p);
-		} else {
-			snprintf(errbuf, sizeof errbuf, "%s", shm_errmsg());
-			lib_err(rc, "topic \"%s\" partition %u: %s", t->name, i, errbuf);
-		}
-	}
+	rc = create_files(bus, dfd, t, 0, h);
 	close(dfd);
 	return rc;
 }
@@ -353,7 +462,8 @@ static int create_topic(shmbus *bus, const char *name, const struct shmbus_topic
 	if (dir_lookup(&bus->dir, name, &old) == 0) {
 		rc = lib_err(-EEXIST, "topic \"%s\" already exists (%u partitions); use it, or "
 			     "delete it first", name, old.partitions);
-	} else if ((rc = check_room(bus, &t)) == 0) {
+	} else if ((rc = check_room(bus, &t, t.partitions, "create the topic with fewer "
+				     "--partitions or a smaller --capacity")) == 0) {
 		t.id = dir_reserve_id(&bus->dir);
 		rc = create_partitions(bus, &t, h);
 		if (rc == 0)
@@ -457,4 +567,107 @@ SHMBUS_API int shmbus_topic_delete(shmbus *bus, const char *name)
 		return rc;
 	}
 	return admin_topic_delete(bus, name, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Adding partitions                                                   */
+
+/* May topic t grow to `count` partitions?  0, or -errno with the message. */
+static int grow_check(const struct bus_topic *t, uint32_t count)
+{
+	if (t->flags & BUS_TOPIC_REPLICA)
+		return lib_err(-EROFS, "topic \"%s\" is a replica mirrored from %.64s: its partitions "
+			       "are its source's; add partitions to the source topic instead",
+			       t->name, t->mirror_source);
+	if (count <= t->partitions)
+		return lib_err(-EINVAL, "topic \"%s\" has %u partition%s: partitions can only be "
+			       "added, so ask for more than %u (removing one would lose its "
+			       "records and move its keys)", t->name, t->partitions,
+			       t->partitions == 1 ? "" : "s", t->partitions);
+	if (count > BUS_MAX_PARTITIONS)
+		return lib_err(-EINVAL, "topic \"%s\": %u partitions are more than a topic may have, "
+			       "%u (each partition is a file, and a mapping in every process that "
+			       "uses the whole topic); use fewer, or spread the records over several "
+			       "topics", t->name, count, BUS_MAX_PARTITIONS);
+	return 0;
+}
+
+/*
+ * Under the admin lock: make the files of partitions [t->partitions,
+ * count), then publish the entry with the larger count (format.md §9).
+ * The grow record in the bus file says, until the end, which topic is
+ * growing: a grow killed before the publication leaves files its entry
+ * does not count, which the next holder of the lock removes
+ * (sweep_grow_locked); one stopped or failed removes them itself.
+ */
+static int grow_locked(shmbus *bus, const struct bus_topic *t, uint32_t count,
+		       const struct admin_hooks *h)
+{
+	struct bus_topic grown = *t;
+	uint64_t files = 0, bytes = 0;
+	int dfd, rc;
+
+	dfd = sdir_open(bus->topicsfd, t->name, O_RDONLY | O_DIRECTORY);
+	if (dfd < 0)
+		return lib_err(dfd, "cannot open directory of topic \"%s\": %s", t->name,
+			       sdir_why(dfd));
+	grown.partitions = count;
+	dir_grow_begin(&bus->dir, t->id, count);
+	rc = create_files(bus, dfd, &grown, t->partitions, h);
+	close(dfd);
+	if (rc == 0) {
+		SHM_TESTPOINT(grow_before_publish);
+		rc = dir_set_partitions(&bus->dir, t->name, t->id, count);
+	}
+	if (rc)
+		remove_extra_files(bus, t, &files, &bytes);
+	dir_grow_end(&bus->dir);
+	return rc;
+}
+
+int admin_topic_grow(shmbus *bus, const char *name, uint32_t count, bool validate_only,
+		     const struct admin_hooks *h)
+{
+	uint64_t files = 0, bytes = 0;
+	struct bus_topic t;
+	int rc = lock_unless_stopped(bus, name, h);
+
+	if (rc)
+		return rc;
+	sweep_locked(bus, NULL, NULL, h); /* their room counts too */
+	rc = topic_lookup(bus, name, &t);
+	if (rc == 0)
+		rc = grow_check(&t, count);
+	if (rc == 0) {
+		/* files in the way of the new ones (a grow by an older
+		 * library, killed): no partition of t, so removed */
+		remove_extra_files(bus, &t, &files, &bytes);
+		if (files && h && h->swept_grow)
+			h->swept_grow(h->ctx, t.name, files, bytes);
+		rc = check_room(bus, &t, count - t.partitions, "add fewer partitions");
+	}
+	if (rc == 0 && !validate_only)
+		rc = grow_locked(bus, &t, count, h);
+	admin_unlock(bus);
+	return rc;
+}
+
+SHMBUS_API int shmbus_topic_add_partitions(shmbus *bus, const char *name, uint32_t count,
+					   const struct shmbus_add_partitions_opts *opts)
+{
+	struct shmbus_add_partitions_opts o;
+	struct bus_topic t;
+	int rc;
+
+	rc = OPTS_LOAD(shmbus_add_partitions_opts, o, opts);
+	if (rc == 0)
+		rc = topic_lookup(bus, name, &t);
+	if (rc == 0)
+		rc = grow_check(&t, count); /* a clear error before asking anyone */
+	if (rc)
+		return rc;
+	rc = daemon_topic_grow(bus, name, count, o.validate_only); /* shmbusd does it, if one serves */
+	if (rc != DAEMON_NONE)
+		return rc;
+	return admin_topic_grow(bus, name, count, o.validate_only, NULL);
 }

@@ -328,6 +328,55 @@ int dir_set_replica(struct bus_dir *d, const char *name, const char *source)
 	return shm_err(-ENOENT, "topic \"%s\" does not exist", name);
 }
 
+int dir_set_partitions(struct bus_dir *d, const char *name, uint64_t id, uint32_t partitions)
+{
+	uint64_t pub;
+	struct bus_table *next = begin(d, &pub);
+
+	for (uint32_t i = 0; i < next->count; i++) {
+		struct bus_topic *t = &next->topics[i];
+
+		if (!name_eq(t->name, name))
+			continue;
+		if (t->id != id)
+			return shm_err(-EIDRM, "topic \"%s\" was deleted and recreated meanwhile",
+				       name);
+		if (partitions <= t->partitions || partitions > BUS_MAX_PARTITIONS)
+			return shm_err(-EINVAL, "topic \"%s\" has %u partitions: cannot set %u "
+				       "(only more, up to %u)", name, t->partitions, partitions,
+				       BUS_MAX_PARTITIONS);
+		t->partitions = partitions;
+		publish(d, next, pub);
+		return 0;
+	}
+	return shm_err(-ENOENT, "topic \"%s\" does not exist", name);
+}
+
+/* The grow record is written and read only under the admin lock (flock
+ * orders it between processes); release/acquire all the same, so a
+ * reader outside the lock (a diagnostic) never sees `to` older than the
+ * id. */
+void dir_grow_begin(struct bus_dir *d, uint64_t id, uint32_t to)
+{
+	store_relaxed(&d->hdr->grow_to, to);
+	/* pairs with the load_acquire in dir_grow_pending() */
+	store_release(&d->hdr->grow_topic_id, id);
+}
+
+void dir_grow_end(struct bus_dir *d)
+{
+	store_release(&d->hdr->grow_topic_id, (uint64_t)0);
+}
+
+uint64_t dir_grow_pending(const struct bus_dir *d, uint32_t *ret_to)
+{
+	uint64_t id = load_acquire(&d->hdr->grow_topic_id);
+
+	if (ret_to) /* bounded by the caller: the file may be damaged */
+		*ret_to = load_relaxed(&d->hdr->grow_to);
+	return id;
+}
+
 uint64_t dir_reserve_id(struct bus_dir *d)
 {
 	return d->hdr->next_topic_id++;

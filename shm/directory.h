@@ -87,12 +87,19 @@ struct bus_header {
 	int64_t daemon_heartbeat_ns;
 	char control_socket[232];
 
-	uint8_t reserved[BUS_HEADER_SIZE - 512];
+	/* [512, 528): a grow under way (format.md §9): the topic whose
+	 * partitions are being added (0: none), and the count asked for */
+	uint64_t grow_topic_id;
+	uint32_t grow_to;
+	uint32_t grow_reserved;
+
+	uint8_t reserved[BUS_HEADER_SIZE - 528];
 };
 _Static_assert(sizeof(struct bus_header) == BUS_HEADER_SIZE, "bus header is a page");
 SHM_IDENT_ASSERT(struct bus_header);
 _Static_assert(offsetof(struct bus_header, published) == 128, "publication word at 128");
 _Static_assert(offsetof(struct bus_header, daemon_pid) == 256, "daemon block at 256");
+_Static_assert(offsetof(struct bus_header, grow_topic_id) == 512, "grow word at 512");
 
 struct bus_dir {
 	struct bus_header *hdr;
@@ -128,6 +135,21 @@ int dir_remove(struct bus_dir *d, const char *name);
  * source NULL, no replica (a promoted one): its entry's flag and label
  * only; the partitions' status words follow (part_set_replica). */
 int dir_set_replica(struct bus_dir *d, const char *name, const char *source);
+
+/*
+ * Growing a topic (format.md §9), under dir_lock().  dir_grow_begin()
+ * records that topic `id` is getting partitions up to `to` before the
+ * first new file is made; dir_set_partitions() publishes the entry with
+ * the larger count (same id), once every new file exists;
+ * dir_grow_end() clears the record.  A record found set by the next
+ * holder of the lock (dir_grow_pending(): the topic id, 0 if none) is
+ * left by a grow that was interrupted: the files of that topic past its
+ * entry's count are left over.
+ */
+void dir_grow_begin(struct bus_dir *d, uint64_t id, uint32_t to);
+int dir_set_partitions(struct bus_dir *d, const char *name, uint64_t id, uint32_t partitions);
+void dir_grow_end(struct bus_dir *d);
+uint64_t dir_grow_pending(const struct bus_dir *d, uint32_t *ret_to);
 
 /*
  * The daemon block (protocol.md §1): how clients find the daemon that

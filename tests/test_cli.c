@@ -49,7 +49,7 @@ static void test_usage(void **state)
 		{ ARGS("consume", "t", "-f", "\\q"), 2, NULL, "unknown escape" },
 		{ ARGS("produce", "t", "-H", "novalue"), 2, NULL, "NAME=VALUE" },
 		{ ARGS("produce", "t", "-p", "-1"), 2, NULL, "-p wants a whole number" },
-		{ ARGS("topic"), 2, NULL, "create, list, describe or delete" },
+		{ ARGS("topic"), 2, NULL, "create, alter, list, describe or delete" },
 		{ ARGS("topic", "rename", "t"), 2, NULL, "unknown subcommand \"rename\"" },
 		{ ARGS("topic", "list", "extra"), 2, NULL, "takes no arguments" },
 		{ ARGS("group", "offsets"), 2, NULL, "which group" },

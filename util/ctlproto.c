@@ -73,6 +73,7 @@ const char *ctl_type_name(uint16_t type)
 	case CTL_GROUP_DELETE: return "GROUP_DELETE";
 	case CTL_MIRROR_STATUS: return "MIRROR_STATUS";
 	case CTL_MIRROR_PROMOTE: return "MIRROR_PROMOTE";
+	case CTL_TOPIC_GROW: return "TOPIC_GROW";
 	case CTL_RESULT: return "RESULT";
 	default: return "";
 	}
@@ -238,6 +239,9 @@ int ctl_check(const struct ctl_msg *m)
 	case CTL_TOPIC_DELETE:
 	case CTL_MIRROR_PROMOTE:
 		need = CTL_A_NAME;
+		break;
+	case CTL_TOPIC_GROW:
+		need = m->has[CTL_A_NAME] ? CTL_A_PARTITIONS : CTL_A_NAME;
 		break;
 	case CTL_RESULT:
 		need = CTL_A_STATUS;

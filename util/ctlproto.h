@@ -41,11 +41,15 @@ enum ctl_type {
 	CTL_GROUP_DELETE = 11,
 	CTL_MIRROR_STATUS = 12,       /* the mirrored partitions (protocol.md §9) */
 	CTL_MIRROR_PROMOTE = 13,      /* make a replica writable (protocol.md §10) */
+	CTL_TOPIC_GROW = 14,          /* add partitions to a topic (protocol.md §3) */
 	CTL_RESULT = 128,         /* the one reply type */
 };
 
 /* HELLO's FLAGS */
 #define CTL_HELLO_REGISTER 0x1u   /* watch my pid (taken from SO_PEERCRED) */
+
+/* TOPIC_GROW's FLAGS */
+#define CTL_GROW_VALIDATE_ONLY 0x1u /* check, make nothing */
 
 /* Attribute types (protocol.md §4).  Numbers are never reused. */
 enum ctl_attr {

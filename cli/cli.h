@@ -220,6 +220,10 @@ struct output {
  * topic of nparts partitions have been written.  0 or -ENOMEM. */
 int output_open(struct output *o, int fd, uint32_t nparts);
 
+/* The topic grew to nparts partitions: track them too (if tracking).
+ * 0 or -ENOMEM. */
+int output_grow(struct output *o, uint32_t nparts);
+
 /* After printing m to o->f: note where it ends.  0 or -ENOMEM. */
 int output_record(struct output *o, const struct shmbus_message *m);
 

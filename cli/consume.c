@@ -96,6 +96,7 @@ struct consume_run {
 	uint64_t printed;
 	bool uncommitted;           /* printed records not committed yet */
 	int64_t committed_ms;       /* when positions were last committed */
+	int64_t grown_ms;           /* when the topic's partition count was last read */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -439,6 +440,36 @@ static bool at_end(struct consume_run *cr)
 	return true;
 }
 
+/*
+ * Reading the whole topic (no -p, no -G): partitions added to it since
+ * (`shmbus topic alter`) are read too, from their beginning: every record
+ * in them came after the consume started.  Checked every GROW_CHECK_MS.
+ */
+#define GROW_CHECK_MS 100
+
+static int follow_growth(shmbus *bus, struct consume_run *cr)
+{
+	SHMBUS_OPTS(shmbus_topic_info, ti);
+	int rc;
+
+	if (cr->m || cr->partition != SHMBUS_PARTITION_ANY || now_ms() - cr->grown_ms < GROW_CHECK_MS)
+		return 0;
+	cr->grown_ms = now_ms();
+	if (shmbus_topic_describe(bus, cr->topic, &ti) < 0 || ti.partitions <= cr->nparts)
+		return 0; /* deleted: the next poll says so */
+	if (output_grow(&cr->out, ti.partitions) < 0)
+		return cli_fail(-ENOMEM, "cannot follow the topic's new partitions");
+	for (uint32_t p = cr->nparts; p < ti.partitions; p++) {
+		rc = shmbus_consumer_assign(cr->c, cr->topic, (int32_t)p,
+					    cr->group ? SHMBUS_OFFSET_COMMITTED
+						      : SHMBUS_OFFSET_BEGINNING);
+		if (rc < 0)
+			return cli_fail(rc, "cannot read a new partition of the topic");
+		cr->nparts = p + 1;
+	}
+	return 0;
+}
+
 static int print_messages(struct consume_run *cr, const struct shmbus_message *msgs, int n)
 {
 	for (int i = 0; i < n; i++) {
@@ -466,7 +497,7 @@ static int read_some(struct consume_run *cr, struct shmbus_message *msgs, size_t
 		     : shmbus_consumer_poll(cr->c, msgs, max, ms);
 }
 
-static int consume_loop(struct consume_run *cr)
+static int consume_loop(shmbus *bus, struct consume_run *cr)
 {
 	struct shmbus_message msgs[POLL_MAX];
 	int timeout = cr->exit_at_end ? 10 : 100, rc = 0;
@@ -477,6 +508,9 @@ static int consume_loop(struct consume_run *cr)
 
 		if (cr->count && cr->count - cr->printed < max)
 			max = (size_t)(cr->count - cr->printed);
+		rc = follow_growth(bus, cr);
+		if (rc)
+			break;
 		n = read_some(cr, msgs, max, 0);
 		if (n == 0) { /* caught up: flush and commit before waiting */
 			rc = flush_and_commit(cr);
@@ -530,7 +564,8 @@ int cmd_consume(struct cli *cli, int argc, char **argv)
 	if (rc == 0) {
 		catch_signals();
 		cr.committed_ms = now_ms();
-		rc = consume_loop(&cr);
+		cr.grown_ms = now_ms();
+		rc = consume_loop(bus, &cr);
 		if (rc == 0)
 			rc = flush_and_commit(&cr);
 		if (rc == -EPIPE)

@@ -60,6 +60,21 @@ int output_open(struct output *o, int fd, uint32_t nparts)
 	return 0;
 }
 
+int output_grow(struct output *o, uint32_t nparts)
+{
+	uint64_t *d;
+
+	if (!o->nparts || nparts <= o->nparts)
+		return 0;
+	d = realloc(o->delivered, nparts * sizeof *d);
+	if (!d)
+		return -ENOMEM;
+	memset(d + o->nparts, 0, (nparts - o->nparts) * sizeof *d);
+	o->delivered = d;
+	o->nparts = nparts;
+	return 0;
+}
+
 void output_settle(struct output *o)
 {
 	while (o->len && o->q[o->head].end <= o->written) {

@@ -142,21 +142,33 @@ static void premap(struct daemon *d, struct topics *t, const char *name)
 			cache_put(m);
 }
 
+/* Partitions added, as a create makes them: given the root's group and
+ * mapped here before the loop refreshes its table. */
+static void run_grow(struct daemon *d, struct topics *t, struct job *j,
+		     const struct admin_hooks *h)
+{
+	/* the loop maps the new partitions only once we have (premap) */
+	__atomic_store_n(&t->creating, 1, __ATOMIC_RELEASE);
+	j->rc = admin_topic_grow(d->bus, j->name, j->count, j->validate_only, h);
+	if (j->rc == 0 && !j->validate_only) {
+		regroup_topic(d, j->name, j->count);
+		premap(d, t, j->name);
+	}
+	/* pairs with the load in topics_creating() */
+	__atomic_store_n(&t->creating, 0, __ATOMIC_RELEASE);
+	if (j->rc < 0)
+		snprintf(j->msg, sizeof j->msg, "%s", shmbus_errmsg());
+}
+
 static void run(struct daemon *d, struct topics *t, struct job *j)
 {
 	struct admin_hooks h = { .stop = &t->stop, .swept = swept, .swept_grow = swept_grow };
 
 	if (j->grow) {
-		/* the loop maps the new partitions only once we have (premap) */
-		__atomic_store_n(&t->creating, 1, __ATOMIC_RELEASE);
-		j->rc = admin_topic_grow(d->bus, j->name, j->count, j->validate_only, &h);
-		if (j->rc == 0 && !j->validate_only) {
-			regroup_topic(d, j->name, j->count);
-			premap(d, t, j->name);
-		}
-		/* pairs with the load in topics_creating() */
-		__atomic_store_n(&t->creating, 0, __ATOMIC_RELEASE);
-	} else if (j->promote) {
+		run_grow(d, t, j, &h);
+		return;
+	}
+	if (j->promote) {
 		j->report = calloc(1, CTL_MSG_MAX / 2);
 		j->rc = j->report ? mirror_promote(d, j->name, j->report, CTL_MSG_MAX / 2, j->msg,
 						   sizeof j->msg)

@@ -198,6 +198,8 @@ int linger_flush(struct linger *l);
 void linger_lock(struct linger *l);
 void linger_unlock(struct linger *l);
 int linger_publish_locked(struct linger *l, int32_t part);
+/* The producer's topic grew to nparts partitions (under linger_lock). */
+int linger_grow(struct linger *l, uint32_t nparts);
 
 /* producer.c, for linger: append n converted records to part (how many,
  * with the offset of the first in *ret_first, or -errno; a short count's

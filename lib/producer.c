@@ -9,12 +9,21 @@
  * sends are staged and published in batches (producer_linger.c), and
  * every call that touches the writers holds the linger lock, which the
  * linger thread takes to publish.
+ *
+ * A topic may gain partitions (shmbus_topic_add_partitions, format.md
+ * §9).  Each send, batch and claim first compares the bus file's
+ * publication generation with the one the producer last saw: one load of
+ * a word that changes only when topics are created, deleted or grown.
+ * When it moved, the producer looks its topic up and maps the new
+ * partitions (grow()), under the linger lock, so that keyed and
+ * round-robin records spread over them from then on.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../shm/append.h"
 #include "../util/clock.h"
@@ -42,6 +51,7 @@ struct shmbus_producer {
 	uint32_t *touched;        /* the partitions with unacked set */
 	uint32_t ntouched;
 	struct linger *linger;    /* opts.linger_us > 0 */
+	uint64_t dir_gen;         /* the bus directory's generation nparts reflects */
 };
 
 #define ACK_TIMEOUT_MS 30000      /* acks=mirrors, by default (Kafka's request.timeout.ms) */
@@ -88,6 +98,7 @@ SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
 	if (!p)
 		return lib_err(-ENOMEM, "out of memory");
 	p->bus = bus;
+	p->dir_gen = dir_generation(&bus->dir); /* before the lookup: a grow after it is seen */
 	rc = topic_lookup(bus, topic, &p->topic);
 	if (rc)
 		goto fail;
@@ -151,6 +162,78 @@ SHMBUS_API int shmbus_producer_partition_for(const shmbus_producer *p, const voi
 		return lib_err(-EINVAL, "a null key has no partition: keyless records are spread "
 			       "round-robin");
 	return (int)murmur2_partition(key, key_len, p->nparts);
+}
+
+/* Make room for, map and open writers on partitions [nparts, n); then
+ * they are used.  Under the linger lock (or without linger). */
+static int grow_to(shmbus_producer *p, const struct bus_topic *t, uint32_t n)
+{
+	struct pwriter *parts = realloc(p->parts, n * sizeof *parts);
+	uint32_t have = p->nparts;
+	int rc = 0;
+
+	if (!parts)
+		return lib_err(-ENOMEM, "out of memory");
+	p->parts = parts; /* writers hold no pointer to themselves */
+	if (p->acks) {
+		uint64_t *u = realloc(p->unacked, n * sizeof *u);
+		uint32_t *tch = u ? realloc(p->touched, n * sizeof *tch) : NULL;
+
+		if (u)
+			p->unacked = u;
+		if (!tch)
+			return lib_err(-ENOMEM, "out of memory");
+		p->touched = tch;
+		memset(p->unacked + p->nparts, 0, (n - p->nparts) * sizeof *u);
+	}
+	rc = linger_grow(p->linger, n);
+	for (uint32_t i = have; i < n && rc == 0; i++) {
+		rc = cache_get(p->bus, t, i, &parts[i].m);
+		if (rc == 0 && (rc = part_writer_init(&parts[i].w, &parts[i].m->part)) < 0)
+			cache_put(parts[i].m);
+		if (rc == 0)
+			have = i + 1;
+	}
+	/* the partitions mapped are used even if a later one failed: each
+	 * holds its writer until shmbus_producer_free */
+	p->nparts = have;
+	p->topic.partitions = have;
+	return rc;
+}
+
+/* The topic gained partitions since we looked (format.md §9)? */
+static void grow(shmbus_producer *p)
+{
+	uint64_t gen = dir_generation(&p->bus->dir);
+	struct bus_topic t;
+
+	if (gen == p->dir_gen)
+		return;
+	/* Seen once per generation, success or not: a failed grow (no
+	 * memory, no writer slot) keeps the partitions the producer has, and
+	 * the next change of the directory tries again. */
+	p->dir_gen = gen;
+	if (dir_lookup(&p->bus->dir, p->topic.name, &t) < 0 || t.id != p->topic.id ||
+	    t.partitions <= p->nparts || t.partitions > BUS_MAX_PARTITIONS)
+		return; /* deleted or recreated: the partitions say -EIDRM */
+	(void)grow_to(p, &t, t.partitions);
+}
+
+/* grow(), cheaply: one load when nothing changed.  Under the linger lock. */
+static inline void refresh_locked(shmbus_producer *p)
+{
+	if (__builtin_expect(dir_generation(&p->bus->dir) != p->dir_gen, 0))
+		grow(p);
+}
+
+/* For send, which takes the linger lock only to stage. */
+static inline void refresh(shmbus_producer *p)
+{
+	if (__builtin_expect(dir_generation(&p->bus->dir) != p->dir_gen, 0)) {
+		linger_lock(p->linger);
+		grow(p);
+		linger_unlock(p->linger);
+	}
 }
 
 static int pick(shmbus_producer *p, int32_t partition, const struct shmbus_record *r)
@@ -313,6 +396,7 @@ SHMBUS_API int shmbus_producer_send(shmbus_producer *p, int32_t partition,
 	uint64_t off;
 	int part, rc;
 
+	refresh(p);
 	part = pick(p, partition, rec);
 	if (part < 0)
 		return part;
@@ -434,6 +518,7 @@ SHMBUS_API int shmbus_producer_send_batch(shmbus_producer *p, int32_t partition,
 	int rc;
 
 	linger_lock(p->linger);
+	refresh_locked(p);
 	/* records sent before go first: every staged run, as recs may go
 	 * to any partition */
 	rc = linger_publish_locked(p->linger, -1);
@@ -572,6 +657,7 @@ SHMBUS_API int shmbus_producer_claim(shmbus_producer *p, int32_t partition,
 	int rc;
 
 	linger_lock(p->linger);
+	refresh_locked(p);
 	rc = claim(p, partition, meta, value_cap, ret);
 	linger_unlock(p->linger);
 	return rc;

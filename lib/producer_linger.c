@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../shm/append.h"
 #include "../util/clock.h"
@@ -332,6 +333,22 @@ int linger_publish_locked(struct linger *l, int32_t part)
 	if (!l)
 		return 0;
 	return part < 0 ? publish_all(l) : publish_part(l, (uint32_t)part);
+}
+
+int linger_grow(struct linger *l, uint32_t nparts)
+{
+	struct stage *st;
+
+	if (!l || nparts <= l->nparts)
+		return 0;
+	st = realloc(l->st, nparts * sizeof *st);
+	if (!st)
+		return lib_err(-ENOMEM, "out of memory");
+	/* stages hold no pointer to themselves: records point into buf */
+	memset(st + l->nparts, 0, (nparts - l->nparts) * sizeof *st);
+	l->st = st;
+	l->nparts = nparts;
+	return 0;
 }
 
 int linger_new(shmbus_producer *p, const char *topic, uint32_t nparts,

@@ -510,7 +510,8 @@ SHMBUS_API int shmbus_producer_new(shmbus *bus, const char *topic,
  * that cannot be published goes to on_delivery as lost).  NULL: no-op. */
 SHMBUS_API void shmbus_producer_free(shmbus_producer *p);
 
-/* Number of partitions of the producer's topic. */
+/* Number of partitions of the producer's topic, as of its last send (a
+ * topic grown since counts from the next send, shmbus_topic_add_partitions). */
 SHMBUS_API int shmbus_producer_partitions(const shmbus_producer *p);
 
 /* The partition Kafka's default partitioner (the Java client's murmur2)

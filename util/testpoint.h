@@ -25,6 +25,11 @@
  * and one on the supervisor's side of step 3:
  *   writer_read_pos      part_writer_read() loaded a slot's pos, not yet
  *                           its off
+ *
+ * and two in lib/topics.c, for the steps of a grow (format.md §9):
+ *   topic_partition_made after each partition file a create or grow made
+ *   grow_before_publish  every new file of a grow made, its entry with
+ *                           the larger count not yet published
  */
 #ifndef SHMBUS_SHM_TESTPOINT_H
 #define SHMBUS_SHM_TESTPOINT_H

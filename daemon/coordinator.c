@@ -117,6 +117,25 @@ static struct cpart *old_part(struct cpart *old, size_t n, uint64_t topic_id, ui
 	return NULL;
 }
 
+/*
+ * Partition k was added to a topic the group already reads (the topic
+ * grew, format.md §9): start it at offset 0 for the group, unless it has
+ * a commit.  Every record in it came after the group subscribed, so none
+ * is skipped whatever the members' reset policy; Kafka's consumers with
+ * auto.offset.reset=latest skip those produced before they got it.
+ */
+static void start_new_partition(struct cgroup *g, const struct bus_topic *t, uint32_t k)
+{
+	uint64_t off;
+
+	if (!old_part(g->parts, g->nparts, t->id, 0) ||
+	    group_fetch(&g->gf, t->id, k, &off, NULL) == 0)
+		return; /* a topic new to the group: the reset policy says */
+	if (group_reset(&g->gf, t->id, k, 0) < 0)
+		log_warn("group \"%s\": cannot start new partition %s/%u at offset 0: %s", g->name,
+			 t->name, k, shm_errmsg());
+}
+
 /* The partitions of every topic some member subscribes to, keeping what
  * is known of those that were there before. */
 static int rebuild_parts(struct daemon *d, struct cgroup *g)
@@ -143,6 +162,8 @@ static int rebuild_parts(struct daemon *d, struct cgroup *g)
 			struct cpart *p = &parts[np++], *was = old_part(g->parts, g->nparts, ts[i].id, k);
 
 			*p = was ? *was : (struct cpart){ .topic_id = ts[i].id, .partition = k };
+			if (!was)
+				start_new_partition(g, &ts[i], k);
 			snprintf(p->topic, sizeof p->topic, "%s", ts[i].name);
 		}
 	}

@@ -1,5 +1,6 @@
 /*
- * topics.c - creating and deleting topics, under the root's admin lock.
+ * topics.c - creating, deleting and growing topics, under the root's admin
+ * lock.
  *
  * Changes to the root run under its admin lock (a mutex for this
  * process's threads, flock for other processes).  A topic becomes visible
@@ -20,6 +21,14 @@
  * topic that cannot fit fails at once with the numbers instead of after
  * filling the filesystem; and it can be stopped between two partitions
  * (shmbusd's SIGTERM), removing what it made.
+ *
+ * A topic grows (adding partitions, never removing one) the same way:
+ * the new files are made whole before the entry with the larger count is
+ * published, keeping the topic's id.  A grower killed in between leaves
+ * files past the entry's count in a directory the entry names; a record
+ * in the bus header (format.md §9) lets the next holder of the lock find
+ * and remove them, without scanning every topic and without mistaking
+ * them for a half-made topic.
  *
  * When shmbusd serves the root, creation and deletion are asked of it
  * (daemon.c): it decides who may, and its files get the root's group and
@@ -338,13 +347,12 @@ static int check_room(shmbus *bus, const struct bus_topic *t, uint32_t n, const 
 
 /* The files of partitions [from, t->partitions) of t, in its directory
  * dfd; a stop between two gives -ECANCELED (the caller removes them). */
-static int create_files(shmbus *bus, int dfd, const struct bus_topic *t, uint32_t from,
+static int create_files(int dfd, const struct bus_topic *t, uint32_t from,
 			const struct admin_hooks *h)
 {
 	char errbuf[512];
 	int rc = 0;
 
-	(void)bus;
 	for (uint32_t i = from; i < t->partitions && rc == 0; i++) {
 		struct part_params prm = {
 			.topic = t->name, .topic_id = t->id, .partition = i,
@@ -398,7 +406,7 @@ static int create_partitions(shmbus *bus, const struct bus_topic *t, const struc
 	if (dfd < 0)
 		return lib_err(dfd, "cannot open directory of topic \"%s\": %s", t->name,
 			       sdir_why(dfd));
-	rc = create_files(bus, dfd, t, 0, h);
+	rc = create_files(dfd, t, 0, h);
 	close(dfd);
 	return rc;
 }
@@ -613,7 +621,7 @@ static int grow_locked(shmbus *bus, const struct bus_topic *t, uint32_t count,
 			       sdir_why(dfd));
 	grown.partitions = count;
 	dir_grow_begin(&bus->dir, t->id, count);
-	rc = create_files(bus, dfd, &grown, t->partitions, h);
+	rc = create_files(dfd, &grown, t->partitions, h);
 	close(dfd);
 	if (rc == 0) {
 		SHM_TESTPOINT(grow_before_publish);

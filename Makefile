@@ -330,6 +330,7 @@ install: all
 		-e 's|@DOCDIR@|$(DOCDIR)|g' systemd/shmbusd.service.in \
 		> $(DESTDIR)$(SYSTEMDUNITDIR)/shmbusd.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/shmbusd.service
+	install -m 0644 systemd/shmbusd.socket $(DESTDIR)$(SYSTEMDUNITDIR)/shmbusd.socket
 	install -m 0644 systemd/shmbus.conf $(DESTDIR)$(TMPFILESDIR)/shmbus.conf
 	install -m 0644 systemd/shmbus-sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/shmbus.conf
 	install -m 0644 systemd/shmbusd.conf.example $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf.example
@@ -349,6 +350,7 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/lib/shmbus/kevents.bpf.o \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig/shmbus.pc \
 		$(DESTDIR)$(PREFIX)/sbin/shmbusd $(DESTDIR)$(SYSTEMDUNITDIR)/shmbusd.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/shmbusd.socket \
 		$(DESTDIR)$(TMPFILESDIR)/shmbus.conf $(DESTDIR)$(SYSUSERSDIR)/shmbus.conf
 	for m in $(MAN_PAGES); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}; done
 	if cmp -s systemd/shmbusd.conf.example $(DESTDIR)$(SYSCONFDIR)/shmbus/shmbusd.conf; then \

@@ -778,9 +778,13 @@ static void on_listen(struct daemon *d, uint32_t events, void *arg)
 
 static int listen_at(struct daemon *d, struct control *c)
 {
-	_cleanup_close_ int fd = ctlsock_bind(d, c->path, &c->sock);
+	_cleanup_close_ int fd = ctlsock_inherit(c->path);
 	int rc = 0;
 
+	if (fd >= 0)
+		log_info("control socket %s: passed by systemd (socket activation)", c->path);
+	else if (fd == -ENOENT)
+		fd = ctlsock_bind(d, c->path, &c->sock);
 	if (fd < 0)
 		return fd;
 	if (listen(fd, 128) < 0 || (rc = loop_add(d, fd, EPOLLIN, on_listen, c)) < 0) {

@@ -4,6 +4,11 @@
  * it is given the root's group and a mode that follows the root's; at
  * stop it is unlinked only if it is still the one we bound.
  *
+ * Or it comes from systemd (socket activation: shmbusd.socket listens at
+ * the path and starts the daemon on the first connection): the listening
+ * socket passed with LISTEN_FDS is used as it is; systemd owns its file,
+ * its owner and its mode (SocketGroup=, SocketMode=), and removes it.
+ *
  * Whoever may write the socket's directory (the root's group, for the
  * default <root>/control) could put a link to another file in its place
  * between bind() and chmod: owner and mode are set through an O_PATH
@@ -22,6 +27,8 @@
 #include <unistd.h>
 
 #include "../util/ctlproto.h"
+
+#include <systemd/sd-daemon.h>
 
 /* Remove a socket nobody listens on; 0, or -errno (logged) if the path
  * is in use or is not a socket. */
@@ -132,6 +139,35 @@ int ctlsock_bind(struct daemon *d, const char *path, struct ctlsock *ret)
 	rc = fd;
 	fd = -1;
 	return rc;
+}
+
+int ctlsock_inherit(const char *path)
+{
+	int n = sd_listen_fds(1); /* unsets LISTEN_FDS: our children get none */
+
+	if (n == 0)
+		return -ENOENT;
+	if (n < 0) {
+		log_err("cannot take the sockets systemd passed (LISTEN_FDS): %s", strerror(-n));
+		return n;
+	}
+	for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+		int fl = fcntl(fd, F_GETFL);
+
+		if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, path, 0) <= 0)
+			continue;
+		if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+		    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+			log_err("control socket %s (from systemd): cannot make it non-blocking: %s",
+				path, strerror(errno));
+			return -errno;
+		}
+		return fd;
+	}
+	log_err("systemd passed %d socket%s, none a SOCK_SEQPACKET socket listening on %s "
+		"(control_socket); set ListenSequentialPacket=%s in shmbusd.socket, or "
+		"control_socket to the path it listens on", n, n == 1 ? "" : "s", path, path);
+	return -EINVAL;
 }
 
 void ctlsock_unlink(const char *path, const struct ctlsock *s)

@@ -187,6 +187,11 @@ struct ctlsock {
  * mode that follows the root's.  The socket's fd, or -errno (logged). */
 int ctlsock_bind(struct daemon *d, const char *path, struct ctlsock *ret);
 
+/* The listening socket systemd passed for path (socket activation,
+ * sd_listen_fds), made non-blocking: its fd, -ENOENT if systemd passed
+ * none, or -errno (logged) if it passed others. */
+int ctlsock_inherit(const char *path);
+
 /* Unlink the socket file if it is still the one ctlsock_bind bound. */
 void ctlsock_unlink(const char *path, const struct ctlsock *s);
 

@@ -10,6 +10,14 @@
  * connection for the life of the handle.  Requests of one handle go one at
  * a time (link_lock): send, then wait for the RESULT with the same seq.
  *
+ * With no daemon named there, a socket at <root>/control may still be
+ * listened on by systemd for a daemon it starts on the first connection
+ * (shmbusd.socket, docs/operations.md): the bus connects, and trusts the
+ * peer by its uid alone (the listener is systemd, or
+ * systemd-socket-activate, not the daemon), waits longer for the HELLO
+ * (the daemon starts, and recovers its partitions, first), and then
+ * checks that the daemon that answered is the one the bus file now names.
+ *
  * A connection that breaks (the daemon died, or restarted) is dropped;
  * the call then looks for a daemon once more, and without one returns
  * DAEMON_NONE so the caller does the work itself (the embedded mode).  A
@@ -37,13 +45,14 @@
 #define HELLO_TIMEOUT_MS   2000
 #define STATUS_TIMEOUT_MS  5000
 #define ADMIN_TIMEOUT_MS   120000  /* creating many large partitions takes a while */
+#define ACTIVATE_TIMEOUT_MS 30000  /* a socket-activated daemon's start, recovery included */
 
 #define CLIENT_VERSION \
 	((uint32_t)SHMBUS_VERSION_MAJOR << 16 | SHMBUS_VERSION_MINOR << 8 | SHMBUS_VERSION_PATCH)
 
 /* The daemon the bus file names. */
 struct served {
-	uint32_t pid;
+	uint32_t pid;             /* 0: one systemd may start (activatable()) */
 	char path[DIR_SOCKET_MAX];
 };
 
@@ -81,13 +90,37 @@ static int served_by(shmbus *bus, struct served *ret)
 	return 0;
 }
 
-/* The peer must be the daemon the bus file names, run by root, by us, or
- * by the owner of the root. */
+/* No daemon named (or the one named is gone): a socket at <root>/control
+ * that someone may listen on to start one (socket activation).  0, or
+ * -ENOENT.  A daemon that is there but silent (stopped, hung) is not
+ * replaced this way: its clients work without it, as before. */
+static int activatable(shmbus *bus, struct served *ret)
+{
+	struct dir_daemon b;
+	struct stat st;
+	int n;
+
+	dir_daemon_read(&bus->dir, &b);
+	if (b.pid && proc_alive((pid_t)b.pid, b.start_time))
+		return -ENOENT;
+	if (fstatat(bus->rootfd, CTL_SOCKET_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISSOCK(st.st_mode))
+		return -ENOENT;
+	n = snprintf(ret->path, sizeof ret->path, "%s/%s", bus->root, CTL_SOCKET_NAME);
+	if (n < 0 || (size_t)n >= sizeof ret->path)
+		return -ENOENT;
+	ret->pid = 0;
+	return 0;
+}
+
+/* The peer must be the daemon the bus file names (for one being
+ * activated, its listener: its pid is not the daemon's), run by root, by
+ * us, or by the owner of the root. */
 static bool peer_trusted(shmbus *bus, const struct served *s, const struct ucred *cr)
 {
 	struct stat st;
 
-	if ((uint32_t)cr->pid != s->pid)
+	if (s->pid && (uint32_t)cr->pid != s->pid)
 		return false;
 	if (cr->uid == 0 || cr->uid == geteuid())
 		return true;
@@ -213,7 +246,8 @@ static int answer(shmbus *bus, const struct ctl_msg *rep)
 		       shmbus_strerror((int)st));
 }
 
-static int hello(shmbus *bus, uint8_t *rbuf)
+/* HELLO; *daemon_pid is the pid the daemon says it has (0 if it did not). */
+static int hello(shmbus *bus, uint8_t *rbuf, int timeout_ms, uint32_t *daemon_pid)
 {
 	uint8_t sbuf[256];
 	struct ctl_msg rep;
@@ -225,10 +259,26 @@ static int hello(shmbus *bus, uint8_t *rbuf)
 	ctl_put_u32(&o, CTL_A_CLIENT_VERSION, CLIENT_VERSION);
 	ctl_put_u32(&o, CTL_A_PID, (uint32_t)proc_self(NULL));
 	ctl_put_u32(&o, CTL_A_FLAGS, CTL_HELLO_REGISTER);
-	rc = call(bus, &o, seq, rbuf, &rep, HELLO_TIMEOUT_MS);
+	rc = call(bus, &o, seq, rbuf, &rep, timeout_ms);
 	if (rc == 0)
 		rc = answer(bus, &rep);
+	*daemon_pid = rc == 0 ? (uint32_t)rep.num[CTL_A_DAEMON_PID] : 0;
 	return rc;
+}
+
+/* A daemon started by our connection answered: it must be the one the
+ * bus file names now, as a daemon found there would have been. */
+static int activated(shmbus *bus, uint32_t daemon_pid)
+{
+	struct served now;
+
+	if (served_by(bus, &now) < 0 || now.pid != daemon_pid)
+		return lib_err(-EPERM, "no daemon serves %s (the daemon started on connecting to "
+			       "%s/%s says it is pid %u, but the bus file names %s)", bus->root,
+			       bus->root, CTL_SOCKET_NAME, daemon_pid,
+			       now.pid ? "another" : "none");
+	bus->link_daemon = now.pid;
+	return 0;
 }
 
 /* Connect to the daemon serving the root and say HELLO: 0, DAEMON_NONE
@@ -239,16 +289,19 @@ static int link_up(shmbus *bus, uint8_t *rbuf)
 	struct sockaddr_un sa;
 	struct ucred cr = { 0 };
 	socklen_t crlen = sizeof cr;
+	uint32_t daemon_pid;
 	struct served s;
 	int dirfd, fd, rc;
 
-	if (bus->no_daemon || served_by(bus, &s) < 0)
+	if (bus->no_daemon || (served_by(bus, &s) < 0 && activatable(bus, &s) < 0))
 		return DAEMON_NONE;
 	rc = ctl_sockaddr(s.path, &sa, &dirfd);
 	fd = rc ? -1 : socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-		rc = lib_err(-errno, "no daemon serves %s (shmbusd pid %u: cannot connect to %s: "
-			     "%s)", bus->root, s.pid, s.path, strerror(errno));
+		rc = s.pid ? lib_err(-errno, "no daemon serves %s (shmbusd pid %u: cannot connect to "
+				     "%s: %s)", bus->root, s.pid, s.path, strerror(errno))
+			   : lib_err(-errno, "no daemon serves %s (nothing listens on %s to start "
+				     "one: %s)", bus->root, s.path, strerror(errno));
 	else if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0)
 		rc = -errno;
 	else if (fd >= 0 && !peer_trusted(bus, &s, &cr))
@@ -264,7 +317,9 @@ static int link_up(shmbus *bus, uint8_t *rbuf)
 	bus->linkfd = fd;
 	bus->link_pid = proc_self(NULL);
 	bus->link_daemon = s.pid;
-	rc = hello(bus, rbuf);
+	rc = hello(bus, rbuf, s.pid ? HELLO_TIMEOUT_MS : ACTIVATE_TIMEOUT_MS, &daemon_pid);
+	if (rc == 0 && !s.pid)
+		rc = activated(bus, daemon_pid);
 	if (rc) {
 		link_drop(bus);
 		/* a daemon is there and said no: not a reason to go embedded unseen */

@@ -238,6 +238,7 @@ static void install_into(const char *dest, const char *prefix, const char *etc)
 	for (const char *const *f = (const char *const[]){ "bin/shmbus", "sbin/shmbusd",
 		     "include/shmbus.h", "lib/libshmbus.so", "lib/libshmbus.a",
 		     "lib/pkgconfig/shmbus.pc", "lib/systemd/system/shmbusd.service",
+		     "lib/systemd/system/shmbusd.socket",
 		     "share/man/man1/shmbus.1", "share/man/man8/shmbusd.8",
 		     "share/man/man5/shmbusd.conf.5", "share/man/man3/libshmbus.3",
 		     "share/doc/shmbus/operations.md", NULL }; *f; f++)

@@ -289,19 +289,26 @@ static int link_up(shmbus *bus, uint8_t *rbuf)
 	struct sockaddr_un sa;
 	struct ucred cr = { 0 };
 	socklen_t crlen = sizeof cr;
+	char why[300] = "";
 	uint32_t daemon_pid;
 	struct served s;
 	int dirfd, fd, rc;
 
-	if (bus->no_daemon || (served_by(bus, &s) < 0 && activatable(bus, &s) < 0))
+	if (bus->no_daemon)
 		return DAEMON_NONE;
+	if (served_by(bus, &s) < 0) {
+		/* its reason stands unless a socket is found (activatable() sets none) */
+		snprintf(why, sizeof why, "%s", shmbus_errmsg());
+		if (activatable(bus, &s) < 0)
+			return DAEMON_NONE;
+	}
 	rc = ctl_sockaddr(s.path, &sa, &dirfd);
 	fd = rc ? -1 : socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
 		rc = s.pid ? lib_err(-errno, "no daemon serves %s (shmbusd pid %u: cannot connect to "
 				     "%s: %s)", bus->root, s.pid, s.path, strerror(errno))
-			   : lib_err(-errno, "no daemon serves %s (nothing listens on %s to start "
-				     "one: %s)", bus->root, s.path, strerror(errno));
+			   : lib_err(-errno, "%s; nothing listens on %s to start one (%s)", why,
+				     s.path, strerror(errno));
 	else if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0)
 		rc = -errno;
 	else if (fd >= 0 && !peer_trusted(bus, &s, &cr))

@@ -30,7 +30,7 @@
  * and remove them, without scanning every topic and without mistaking
  * them for a half-made topic.
  *
- * When shmbusd serves the root, creation and deletion are asked of it
+ * When shmbusd serves the root, creation, deletion and growth are asked of it
  * (daemon.c): it decides who may, and its files get the root's group and
  * its configured mode.  Without it, or if it vanishes, they run here.
  */
@@ -179,10 +179,11 @@ out:
 	return names;
 }
 
-/* Under the admin lock: remove every half-made topic.  Sets *named if
- * one of them was `name` (NULL: none asked about). */
 static void sweep_grow_locked(shmbus *bus, const struct admin_hooks *h);
 
+/* Under the admin lock: remove every half-made topic, and what an
+ * interrupted grow left.  Sets *named if one of the half-made topics was
+ * `name` (NULL: none asked about). */
 static int sweep_locked(shmbus *bus, const char *name, bool *named, const struct admin_hooks *h)
 {
 	size_t n;

@@ -16,7 +16,10 @@
  * timeout belongs to a producer stuck (or dead) inside its claim; the
  * claim is aborted with PART_UNBLOCK_FORCE, so consumers go on.  A slot
  * the producer still holds keeps its claim from being lapped (its late
- * writes land in an aborted frame, harmlessly).
+ * writes land in an aborted frame, harmlessly).  When a watched writer
+ * dies, only the frames it marked with its pid are aborted at once: its
+ * last announcement may be a claim word another producer won, so a
+ * never-marked hole is left to the readers' unblock timeout.
  */
 #include "shmbusd.h"
 
@@ -245,7 +248,7 @@ static void unstick(struct daemon *d, struct dpart *dp, int64_t now)
 		if (now - sw->since < d->cfg.unblock_timeout_ms * 1000000)
 			continue;
 		sw->since = now; /* one attempt per timeout */
-		n = part_abort_claim(p, a.off, a.pos);
+		n = part_abort_claim(p, a.off, a.pos, 0);
 		if (n < 0) {
 			log_err("cannot abort the claim pid %u has held for over %lld ms: %s "
 				"(`shmbus recover %s -p %u`, once its producers and consumers "
@@ -279,8 +282,11 @@ void supervise_client_gone(struct daemon *d, pid_t pid)
 
 			if (a.pid != (uint32_t)pid)
 				continue;
-			/* a writer killed inside an announcement had no claim */
-			n = ok && a.busy ? part_abort_claim(p, a.off, a.pos) : 0;
+			/* a writer killed inside an announcement had no claim; one
+			 * killed before its claim CAS (or after a failed one)
+			 * announced a claim word another producer may have won:
+			 * only frames marked with the dead pid are its own */
+			n = ok && a.busy ? part_abort_claim(p, a.off, a.pos, pid) : 0;
 			if (n < 0)
 				log_err("cannot abort the claim of exited pid %d: %s (`shmbus "
 					"recover %s -p %u`, once its producers and consumers are "

@@ -505,7 +505,10 @@ static int unblock(shmbus_consumer *c, struct assignment *a)
 		return 1;
 	if (rc == -EBADMSG)
 		return rc; /* part_unblock() said what and where */
-	/* the claimant lives (-EBUSY): check again after another timeout */
+	/* the claimant lives, or another unblocker holds the partition's
+	 * unblock guard (-EBUSY); or the ring lapped the frontier meanwhile
+	 * (-ERANGE: the next read reports it): check again after another
+	 * timeout */
 	SHMBUS_PROBE(stall, a->topic, a->partition, a->cur.off, pid);
 	a->cur.stall_ns = mono_ns();
 	return 0;

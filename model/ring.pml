@@ -55,28 +55,32 @@
  * Configuration (spin -D...): C, PREFILL, START, K0, K1, KILLS, DAEMON,
  * ATTEMPTS, PEEKS, GIVEUP, NO_CONSUMER, below.
  *
- * What the model found in today's code (docs/format.md "The model"), each
- * with a switch that assumes it away or applies a proposed fix; without
- * them the model is the code as it is:
- *   ASSUME_UNBLOCK_IN_LAP  part_unblock() checks the lap once, on the claim
- *                    word it loads first: an unblocker delayed for a lap
- *                    before its commit-word load takes a word of the next
- *                    lap for a never-marked hole and aborts it (a committed
- *                    record), and one delayed between its CAS and
- *                    part_abort_finish() writes its end offset over the
- *                    next lap's frame (a spurious "damaged frame").  The
- *                    switch makes the timing the code relies on explicit.
- *   FIX_GONE_PID     supervise_client_gone() aborts the claim at a dead
- *                    writer's announcement by force, but a writer killed
- *                    after announcing and before its CAS (or after a
- *                    failed one) announced a claim word another producer
- *                    won.  Fix: for a death, abort only CLAIMED frames
- *                    carrying the dead pid; leave holes to the timeouts.
- *   FIX_SKIP_LAP     skip_aborted() trusts the end offset at frame + 8
- *                    after reloading the claim word without checking the
- *                    lap again: lapped, frame + 8 holds the next lap's
- *                    offset and the consumer skips committed records.
- *                    Fix: check the tail after loading the end offset.
+ * What the model found in the code before its fixes (docs/format.md "The
+ * model"), each now fixed, the fix modelled by default, and the old code
+ * reachable by a switch (a case of tests/test_model.c shows spin finds
+ * each defect again):
+ *   OLD_UNBLOCK      finding 1: part_unblock() checked the lap once, on the
+ *                    claim word it loaded first: an unblocker delayed for
+ *                    a lap took a word of the next lap for a never-marked
+ *                    hole and aborted it (a committed record), or wrote its
+ *                    end offset and index entries over the next lap's.
+ *                    Fix: the unblock guard (gpos, gheld; shm/guard.h):
+ *                    taken before the claim word is loaded, loaded by
+ *                    producers after their claim CAS; a claim that laps
+ *                    it waits.  Index entries leading past the range are
+ *                    left alone.
+ *   OLD_GONE_PID     finding 2: supervise_client_gone() aborted the claim
+ *                    at a dead writer's announcement by force, but a
+ *                    writer killed after announcing and before its CAS (or
+ *                    after a failed one) announced a claim word another
+ *                    producer won.  Fix: for a death, abort only CLAIMED
+ *                    frames carrying the dead pid; holes go to the
+ *                    readers' timeouts.
+ *   OLD_SKIP_LAP     finding 3: skip_aborted() trusted the end offset at
+ *                    frame + 8 after reloading the claim word without
+ *                    checking the lap again: lapped, frame + 8 holds the
+ *                    next lap's offset and the consumer skipped committed
+ *                    records.  Fix: check the tail after loading the end.
  *
  * Seeded bugs (each makes spin report an error):
  *   BUG_COMMIT_BEFORE_PAYLOAD  commit the frame before writing its payload
@@ -178,20 +182,12 @@ byte claimpos[NOFF];           /* the position claimed for offset o */
 bool dirty = true;
 #define WROTE dirty = true
 
-/* ASSUME_UNBLOCK_IN_LAP: the timing today's code relies on (finding 1,
- * docs/format.md "The model"): an unblocker finishes part_unblock(),
- * from its load of the claim word to its last store, before the
- * producers write a whole lap, so no claim ends a lap past the position
- * it works at.  ug[u]: that position for unblocker u (0: the consumer,
- * 1: the daemon), 255: none. */
-#ifdef ASSUME_UNBLOCK_IN_LAP
-byte ug[2] = 255;
-#define UG_SET(u, p) ug[u] = p
-#define LAP_OK(end) ((ug[0] == 255 || (end) < ug[0] + C) && (ug[1] == 255 || (end) < ug[1] + C))
-#else
-#define UG_SET(u, p) skip
-#define LAP_OK(end) true
-#endif
+/* The unblock guard (header bytes 656-671, shm/guard.h): the position an
+ * unblocker works at, gheld its holder + 1 (0: the consumer, 1: the
+ * daemon), 0: free.  Taken and released by CAS; producers load it after
+ * their claim CAS and never write a claim that laps gpos.  OLD_UNBLOCK:
+ * no guard (finding 1). */
+byte gpos, gheld;
 
 /* ------------------------------------------------------------------ */
 /* Helpers shared by the consumer and the daemon (shm/unblock.c,       */
@@ -356,10 +352,13 @@ inline next_boundary(boff, bpos, bt, bn)
 		 a_seq = 0; a_pos = 0; a_off = 0; a_pid = 0; a_busy = 0; a_ok = 0; a_try = 0 }
 }
 
-/* part_abort_finish(p, off, pos, end_off): the end offset, then the
- * index.  P6: neither lands on a newer frame (its commit word, or index
- * entry, written for a later offset: the ring lapped the range). */
-inline abort_finish(foff, fpos, fend)
+/* abort_publish(p, off, pos, end_off, end_pos) (shm/unblock.c): the end
+ * offset, then the index, an entry replaced only if it leads before the
+ * range's end (OLD_UNBLOCK: always, part_abort_finish()).  P6: neither
+ * lands on a newer frame (its commit word, or index entry, written for a
+ * later offset: the ring lapped the range).  (Its check of the tail
+ * before the store is left out: under the guard it never finds a lap.) */
+inline abort_finish(foff, fpos, fend, fendpos)
 {
 	atomic {
 		assert(cw[PHYS(fpos)] == 0 || CW_OFF(cw[PHYS(fpos)]) <= foff);   /* P6 */
@@ -368,8 +367,18 @@ inline abort_finish(foff, fpos, fend)
 	do
 	:: g < fend && g - foff < C ->
 		atomic {
+#ifdef OLD_UNBLOCK
 			assert(idx[g % C] <= fpos);   /* P6 */
 			idx[g % C] = fpos; WROTE; g++
+#else
+			if
+			:: idx[g % C] < fendpos ->
+				assert(idx[g % C] <= fpos);   /* P6 */
+				idx[g % C] = fpos; WROTE
+			:: else
+			fi;
+			g++
+#endif
 		}
 	:: else -> break
 	od;
@@ -409,7 +418,14 @@ inline claimant(coff, cpos)
  */
 inline part_unblock(uoff, upos, force, mand, who)
 {
-	atomic { u_t = tail; u_n = next; ur = U_NONE; UG_SET(who, upos) }
+#ifndef OLD_UNBLOCK
+	/* part_guard_take(): CAS free -> {pos, us}; while another holds it,
+	 * wait (an unblock is short; the code says -EBUSY after 10 ms, and
+	 * its caller tries again) */
+	atomic { gheld == 0 -> gheld = who + 1; gpos = upos }
+#endif
+	/* unblock_at(): the claim word, after the guard */
+	atomic { u_t = tail; u_n = next; ur = U_NONE }
 	if
 	:: uoff >= u_n -> ur = U_NONE
 	:: u_t >= upos + C -> ur = U_RANGE
@@ -432,7 +448,7 @@ inline part_unblock(uoff, upos, force, mand, who)
 				:: nb_pos != upos + u_len -> ur = U_BUSY
 				:: else ->
 					atomic { u_endoff = nb_off; ghost_abort(uoff, u_endoff, 0, upos) }
-					abort_finish(uoff, upos, u_endoff);
+					abort_finish(uoff, upos, u_endoff, upos + u_len);
 					ur = U_DONE
 				fi
 			fi
@@ -446,9 +462,9 @@ inline part_unblock(uoff, upos, force, mand, who)
 				claimant(uoff, upos);
 				if
 				:: !(force) && u_pid != 255 && ALIVE(u_pid) -> ur = U_BUSY
-#ifdef FIX_GONE_PID
-				/* proposed: for a death, only a frame that carries
-				 * the dead producer's pid */
+#ifndef OLD_GONE_PID
+				/* for a death, only a frame that carries the dead
+				 * producer's pid */
 				:: force && mand != 0 && u_pid != mand -> ur = U_BUSY
 #endif
 				:: else ->
@@ -466,7 +482,7 @@ inline part_unblock(uoff, upos, force, mand, who)
 						fi
 					}
 					if
-					:: ur == U_DONE -> abort_finish(uoff, upos, uoff + 1)
+					:: ur == U_DONE -> abort_finish(uoff, upos, uoff + 1, upos + u_len)
 					:: else
 					fi
 				fi
@@ -477,9 +493,9 @@ inline part_unblock(uoff, upos, force, mand, who)
 		if
 		:: u_hole ->
 			/* never marked: abort up to the first claim boundary after it */
-#ifdef FIX_GONE_PID
-			/* proposed: not for a death (whose claim it is cannot be
-			 * known); readers abort it after their timeout */
+#ifndef OLD_GONE_PID
+			/* abort_hole(): not for a death (whose claim it is cannot
+			 * be known); readers abort it after their timeout */
 			if
 			:: force && mand != 0 -> ur = U_BUSY; goto ub_out
 			:: else
@@ -503,7 +519,7 @@ inline part_unblock(uoff, upos, force, mand, who)
 					fi
 				}
 				if
-				:: ur == U_DONE -> abort_finish(uoff, upos, u_endoff)
+				:: ur == U_DONE -> abort_finish(uoff, upos, u_endoff, u_end)
 				:: else
 				fi
 			fi
@@ -512,7 +528,11 @@ inline part_unblock(uoff, upos, force, mand, who)
 	fi;
 ub_out:
 	atomic { u_t = 0; u_n = 0; u_w = 0; u_len = 0; u_pid = 0; u_end = 0; u_endoff = 0;
-		 u_hole = 0; nb_pos = 0; nb_off = 0; ab_e = 0; UG_SET(who, 255) }
+		 u_hole = 0; nb_pos = 0; nb_off = 0; ab_e = 0;
+#ifndef OLD_UNBLOCK
+		 gheld = 0; gpos = 0     /* part_guard_release() */
+#endif
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -586,7 +606,6 @@ proctype producer(byte me)
 				atomic { sseq[me] = sseq[me] + 1; WROTE }
 				/* cas128(&claim, &cur, {end, next + 1}) */
 				atomic {
-					tail != cur_t || next != cur_n || LAP_OK(end);   /* (the assumption) */
 					if
 					:: tail == cur_t && next == cur_n ->
 						tail = end; next = off + 1; WROTE; ok = true;
@@ -600,6 +619,11 @@ proctype producer(byte me)
 				:: ok ->
 					seen_t = end;
 					seen_n = off + 1;
+#ifndef OLD_UNBLOCK
+					/* part_guard_settle(): load the guard; wait
+					 * while the claim laps a guarded position */
+					atomic { gheld == 0 || end <= gpos + C - 1 }
+#endif
 					break
 				:: else ->
 					/* the word that beat us: idle while re-planning */
@@ -805,9 +829,9 @@ proctype consumer()
 					fi
 				:: else
 				fi;
-#ifdef FIX_SKIP_LAP
-				/* proposed: the end offset is trusted only if the
-				 * tail, loaded after it, shows nothing lapped it */
+#ifndef OLD_SKIP_LAP
+				/* the end offset is trusted only if the tail,
+				 * loaded after it, shows nothing lapped it */
 				atomic { t_seen = tail; n_seen = next }
 				if
 				:: t_seen >= pos + C -> rc = R_RANGE; ab_e = 0; break

@@ -9,7 +9,8 @@
  * 3. Announce the claim word about to be CAS'd in this writer's slot,
  *    marked busy, then CAS {tail, next} -> {tail + bytes, next + k} as one
  *    16-byte word.  A failed CAS clears the mark before anything else: a
- *    writer is marked only while it makes or holds a claim.
+ *    writer is marked only while it makes or holds a claim.  A claim that
+ *    laps the position an unblocker guards waits for it (guard.h).
  * 4. Write CLAIMED into each frame's commit word (the claim's first word
  *    with a CAS, which fails if an unblocker already aborted this claim),
  *    the index slots, and zero the commit word just past the claim, so the
@@ -29,6 +30,7 @@
 #endif
 
 #include "backpressure.h"
+#include "guard.h"
 #include "probes.h"
 #include "../util/clock.h"
 #include "../util/crc32c.h"
@@ -302,8 +304,11 @@ int append_claim(struct part_writer *w, uint64_t *lens, size_t n, uint64_t offs,
 			rc = bp_room(w, pl->end, flags, deadline_ns);
 		else {
 			announce(w, cur);
+			SHM_TESTPOINT(claim_announced);
 			if (cas128(&p->hdr->claim, &cur,
 				   (pair128){ .lo = pl->end, .hi = cur.hi + pl->offs })) {
+				/* never lap a position being unblocked (format.md §7) */
+				part_guard_settle(p, pl->end);
 				SHM_TESTPOINT(claim_after_cas);
 				SHMBUS_PROBE(append, p->hdr->topic, p->partition, cur.hi, pl->k, pl->end - pl->pos);
 				w->seen = (pair128){ .lo = pl->end, .hi = cur.hi + pl->offs };

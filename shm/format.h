@@ -230,9 +230,13 @@ struct part_header {
 	uint64_t cut_pos;
 	uint8_t pad_status[80];
 
-	/* [640, 768): the claim word {tail position, next offset}, producers */
+	/* [640, 768): the claim word {tail position, next offset}, producers;
+	 * then the unblock guard {pos | 1, pid} (format.md §7, guard.h):
+	 * written only while a claim is unblocked, and loaded by producers
+	 * after each claim CAS, from this very cache line */
 	pair128 claim;
-	uint8_t pad_claim[112];
+	pair128 unblock_guard;
+	uint8_t pad_claim[96];
 
 	/* [768, 896): futex notify word, bit 31 = a consumer waits */
 	uint32_t notify;
@@ -292,6 +296,7 @@ _Static_assert(offsetof(struct part_header, writers) == 2 * PART_PAGE, "writers 
 _Static_assert(offsetof(struct part_header, topic) == 128, "topic name at 128");
 _Static_assert(offsetof(struct part_header, status) == 512, "status block at 512");
 _Static_assert(offsetof(struct part_header, claim) == 640, "claim block at 640");
+_Static_assert(offsetof(struct part_header, unblock_guard) == 656, "unblock guard at 656");
 _Static_assert(offsetof(struct part_header, notify) == 768, "notify block at 768");
 _Static_assert(offsetof(struct part_header, mirrored) == 896, "mirrored block at 896");
 _Static_assert(offsetof(struct part_header, mirrored_wake) == 904, "its wake word at 904");

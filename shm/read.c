@@ -14,6 +14,7 @@
 
 #include "../util/clock.h"
 #include "../util/error.h"
+#include "../util/testpoint.h"
 #include "truncate.h"
 #include "unblock.h"
 
@@ -116,6 +117,7 @@ static int skip_aborted(struct part *p, struct part_cursor *c, uint64_t len)
 {
 	uint64_t end;
 
+	SHM_TESTPOINT(read_aborted);
 	/* a range to skip is trusted only where nothing can have lapped it:
 	 * this bounds a chain of ranges by a lap, whatever the words say */
 	if (c->tail_seen >= c->pos + p->cap)
@@ -130,6 +132,16 @@ static int skip_aborted(struct part *p, struct part_cursor *c, uint64_t len)
 		if (!end)
 			return not_ready(p, c);
 	}
+	/* The end offset is trusted only if nothing lapped the range while it
+	 * was loaded: lapped, frame + 8 holds the offset of the next lap's
+	 * frame, which passes the checks above, and committed records would be
+	 * skipped as aborted.  So the tail once more, after the load (format.md
+	 * §6 step 2, as step 3 does for frames): the fence orders the load of
+	 * the end before it, and pairs with the claim CAS of the producer that
+	 * overwrites it. */
+	fence_acquire();
+	if (lapped(p, c))
+		return -ERANGE;
 	c->skipped += end - c->off;
 	c->off = end;
 	c->pos += len;

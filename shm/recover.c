@@ -23,6 +23,7 @@
 
 #include "append.h"
 #include "frame.h"
+#include "guard.h"
 #include "../util/proc.h"
 #include "truncate.h"
 #include "unblock.h"
@@ -352,9 +353,11 @@ static void cut(struct part *p, struct part_recovery *r, uint64_t o, uint64_t po
 	r->new_next = o;
 }
 
-/* Free the writer and consumer slots of processes that are gone. */
+/* Free the writer and consumer slots, and the unblock guard, of processes
+ * that are gone. */
 static void release_dead_slots(struct part *p)
 {
+	part_guard_clear_dead(p);
 	for (int i = 0; i < PART_MAX_WRITERS; i++) {
 		struct part_writer_slot *s = &p->hdr->writers[i];
 

@@ -12,6 +12,14 @@
  * Boundaries come from writers' announcements (each writer publishes the
  * claim word it is about to CAS, before the CAS), so a live producer's
  * claim that is not marked yet is never swallowed by the range.
+ *
+ * An unblocker works under the unblock guard (guard.h): it takes the
+ * guard at the position it aborts, then loads the claim word, so no claim
+ * laps that position while it loads and writes the words there.  Without
+ * it, an unblocker delayed for a lap of the ring after its lap check
+ * would abort a committed record of the next lap, or write its end
+ * offset over one.  Index entries it replaces only if they do not lead
+ * past the aborted range (a later offset's, the index lapping first).
  */
 #include "unblock.h"
 
@@ -19,9 +27,11 @@
 
 #include "../util/error.h"
 #include "frame.h"
+#include "guard.h"
 #include "notify.h"
 #include "probes.h"
 #include "../util/proc.h"
+#include "../util/testpoint.h"
 
 uint64_t part_abort_end(const struct part *p, uint64_t off, uint64_t pos, uint64_t len,
 			uint64_t tail, uint64_t next)
@@ -31,7 +41,7 @@ uint64_t part_abort_end(const struct part *p, uint64_t off, uint64_t pos, uint64
 
 	if (len < FRAME_ABORT_MIN || pos + len > tail || (pos & p->mask) + 16 > p->cap)
 		return 0;
-	/* pairs with store_release of the end in part_abort_finish() */
+	/* pairs with store_release of the end in abort_publish() */
 	end = load_acquire(endp);
 	return end > off && end <= next ? end : 0;
 }
@@ -118,21 +128,68 @@ void part_abort_finish(struct part *p, uint64_t off, uint64_t pos, uint64_t end_
 	part_notify(p);
 }
 
+/*
+ * Under the guard (guard.h) no claim laps `pos`, unless we were stopped
+ * for longer than producers wait for the guard: then one took it away,
+ * and may lap pos.  Checked before each store.
+ */
+static bool guard_lost(struct part *p, uint64_t pos)
+{
+	return !part_guard_kept(p, pos);
+}
+
+/*
+ * part_abort_finish() for an unblocker, which works while producers
+ * append: the end offset (if the guard is still ours), then the
+ * index entries of the aborted offsets, each replaced only if it does not
+ * lead at or past the range's end (`end_pos`): such an entry is a later
+ * offset's, whose slot the index (icap slots, filled by frames of 48
+ * bytes) may reach before the ring laps.  -ERANGE if lapped.
+ */
+static int abort_publish(struct part *p, uint64_t off, uint64_t pos, uint64_t end_off,
+			 uint64_t end_pos)
+{
+	if (guard_lost(p, pos))
+		return -ERANGE;
+	/* pairs with load_acquire of the end in part_abort_end() */
+	store_release((uint64_t *)(void *)part_at(p, pos + 8), end_off);
+	for (uint64_t o = off; o < end_off && o - off < p->icap; o++) {
+		uint64_t *slot = &p->index[o & p->imask], q = load_relaxed(slot);
+
+		/* a few tries: a failed CAS means a producer wrote the slot */
+		for (int t = 0; t < 4 && q < end_pos && q != pos; t++)
+			if (cas(slot, &q, pos))
+				break;
+	}
+	fetch_add(&p->hdr->aborted_claims, end_off - off);
+	part_notify(p);
+	return 1;
+}
+
 static int abort_claimed(struct part *p, uint64_t off, uint64_t pos, uint64_t w, unsigned flags,
-			 pid_t *ret_pid)
+			 pid_t only, pid_t *ret_pid)
 {
 	uint64_t len = cw_len(w);
 	pid_t pid = part_claimant(p, off, pos);
+	int rc;
 
+	/* for a death, the dead producer's frames alone (format.md §7) */
+	if (only && pid != only)
+		return -EBUSY;
 	if (!(flags & PART_UNBLOCK_FORCE) && proc_alive(pid, 0)) {
 		if (ret_pid)
 			*ret_pid = pid;
 		return -EBUSY;
 	}
+	if (guard_lost(p, pos))
+		return -ERANGE;
 	part_zero_ahead(p, pos + len, off + 1);
 	if (!cas(part_commit_word(p, pos), &w, cw_make(FRAME_ABORTED, len, off)))
 		return 0;
-	part_abort_finish(p, off, pos, off + 1);
+	SHM_TESTPOINT(unblock_after_cas);
+	rc = abort_publish(p, off, pos, off + 1, pos + len);
+	if (rc < 0)
+		return rc;
 	SHMBUS_PROBE(unblock, p->hdr->topic, p->partition, off, 1, pid);
 	if (ret_pid)
 		*ret_pid = pid;
@@ -150,22 +207,51 @@ static int repair_abort(struct part *p, uint64_t off, uint64_t pos, uint64_t w, 
 	end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end);
 	if (end != pos + cw_len(w))
 		return -EBUSY;
-	part_abort_finish(p, off, pos, end_off);
+	return abort_publish(p, off, pos, end_off, end);
+}
+
+/* A claim never marked: abort it up to the first claim boundary after it
+ * (format.md §7).  Not for a death (`only`): whose claim an empty word is
+ * cannot be told, and the dead writer's last announcement may be a claim
+ * word another producer won; the readers that stall at it abort it after
+ * their unblock timeout. */
+static int abort_hole(struct part *p, uint64_t off, uint64_t pos, uint64_t w, pair128 snap,
+		      pid_t only)
+{
+	uint64_t end, end_off;
+	int rc;
+
+	if (only)
+		return -EBUSY;
+	end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end);
+	if (end - pos < FRAME_ABORT_MIN)
+		return -EBUSY;
+	if (guard_lost(p, pos))
+		return -ERANGE;
+	part_zero_ahead(p, end, end_off);
+	/* pairs with load_acquire of the commit word in part_read() */
+	if (!cas(part_commit_word(p, pos), &w, cw_make(FRAME_ABORTED, end - pos, off)))
+		return 0;
+	SHM_TESTPOINT(unblock_after_cas);
+	rc = abort_publish(p, off, pos, end_off, end);
+	if (rc < 0)
+		return rc;
+	SHMBUS_PROBE(unblock, p->hdr->topic, p->partition, off, end_off - off, -1);
 	return 1;
 }
 
-int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uint64_t stall_tail,
-		 pid_t *ret_pid)
+/* part_unblock() with the guard held at pos: the claim word is loaded
+ * after the guard was taken, so its tail bounds every claim that did not
+ * see the guard (guard.h). */
+static int unblock_at(struct part *p, uint64_t off, uint64_t pos, unsigned flags, pid_t only,
+		      pid_t *ret_pid)
 {
 	pair128 snap = load_pair(&p->hdr->claim);
-	uint64_t *cw = part_commit_word(p, pos);
-	uint64_t w, end, end_off;
+	uint64_t w;
 
-	if (p->readonly)
-		return -EROFS;
 	if (off >= snap.hi)
 		return 0;
-	if ((snap.lo & (FRAME_ALIGN - 1)) || snap.lo >= PART_POS_MAX || (pos & (FRAME_ALIGN - 1)))
+	if ((snap.lo & (FRAME_ALIGN - 1)) || snap.lo >= PART_POS_MAX)
 		return shm_err(-EBADMSG, "partition %s/%u: its claim word is damaged (tail %llu); "
 			       "run recovery on it", p->hdr->topic, p->partition,
 			       (unsigned long long)snap.lo);
@@ -173,7 +259,7 @@ int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uin
 		return -ERANGE;
 	if (!part_end_plausible(off, pos, snap.lo, snap.hi))
 		return part_end_damaged(p, snap.lo, snap.hi);
-	w = load_acquire(cw);
+	w = load_acquire(part_commit_word(p, pos));
 	if (part_cw_for(w, off)) {
 		switch (cw_state(w)) {
 		case FRAME_COMMITTED:
@@ -183,27 +269,44 @@ int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uin
 			return repair_abort(p, off, pos, w, snap);
 		case FRAME_CLAIMED:
 			if (part_claimant(p, off, pos))
-				return abort_claimed(p, off, pos, w, flags, ret_pid);
+				return abort_claimed(p, off, pos, w, flags, only, ret_pid);
 			break; /* a length that does not fit: damaged, abort as a hole */
 		}
 	}
-	/* Never marked: abort up to the first claim boundary after it. */
+	return abort_hole(p, off, pos, w, snap, only);
+}
+
+/* part_unblock(), for the claims of process `only` alone if it is not 0
+ * (a death), with the guard taken around it. */
+static int unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, pid_t only,
+		   pid_t *ret_pid)
+{
+	int rc;
+
+	if (p->readonly)
+		return -EROFS;
+	if (pos & (FRAME_ALIGN - 1))
+		return shm_err(-EBADMSG, "partition %s/%u: position %llu is not a frame boundary; "
+			       "run recovery on it", p->hdr->topic, p->partition,
+			       (unsigned long long)pos);
+	rc = part_guard_take(p, pos);
+	if (rc)
+		return rc;
+	rc = unblock_at(p, off, pos, flags, only, ret_pid);
+	part_guard_release(p, pos);
+	return rc;
+}
+
+int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uint64_t stall_tail,
+		 pid_t *ret_pid)
+{
 	(void)stall_tail;
-	end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end);
-	if (end - pos < FRAME_ABORT_MIN)
-		return -EBUSY;
-	part_zero_ahead(p, end, end_off);
-	/* pairs with load_acquire of the commit word in part_read() */
-	if (!cas(cw, &w, cw_make(FRAME_ABORTED, end - pos, off)))
-		return 0;
-	part_abort_finish(p, off, pos, end_off);
-	SHMBUS_PROBE(unblock, p->hdr->topic, p->partition, off, end_off - off, -1);
-	return 1;
+	return unblock(p, off, pos, flags, 0, ret_pid);
 }
 
 /* Nothing from shared memory bounds the walk but the ring: a claim ends
  * within a lap of its start, and each step passes at least 8 bytes. */
-int64_t part_abort_claim(struct part *p, uint64_t off, uint64_t pos)
+int64_t part_abort_claim(struct part *p, uint64_t off, uint64_t pos, pid_t only)
 {
 	pair128 snap = load_pair(&p->hdr->claim);
 	uint64_t end, end_off = part_next_boundary(p, off, pos, snap.lo, snap.hi, &end), done = 0;
@@ -212,7 +315,7 @@ int64_t part_abort_claim(struct part *p, uint64_t off, uint64_t pos)
 		end = pos + p->cap;
 	while (pos < end && off < end_off) {
 		uint64_t w, len, e;
-		int rc = part_unblock(p, off, pos, PART_UNBLOCK_FORCE, snap.lo, NULL);
+		int rc = unblock(p, off, pos, PART_UNBLOCK_FORCE, only, NULL);
 
 		if (rc == 1)
 			done++;

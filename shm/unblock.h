@@ -27,10 +27,13 @@
  * its claim and its first write) is aborted up to the next claim boundary;
  * an aborted range whose end offset was never stored gets it.
  *
+ * It works under the unblock guard (guard.h): no claim laps pos
+ * meanwhile.
+ *
  * Returns 1 if it aborted something, 0 if there was nothing to do (the
  * claim progressed meanwhile), -EBUSY if the claimant lives (*ret_pid
- * names it) or the hole cannot yet be bounded safely, -ERANGE if (off,
- * pos) has been overwritten.  After aborting a CLAIMED frame *ret_pid is
+ * names it), the hole cannot yet be bounded safely or another unblocker
+ * holds the guard, -ERANGE if (off, pos) has been overwritten.  After aborting a CLAIMED frame *ret_pid is
  * its (dead) producer, whose later claims the caller may abort at once.
  */
 int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uint64_t stall_tail,
@@ -91,16 +94,22 @@ uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t
  * After an ABORTED word for `off` at `pos` is in place: publish the offset
  * after the range (end_off), point the index of every aborted offset at
  * the range (positions stay monotonic in the index), count, wake readers.
+ * For recovery, which holds the partition exclusively: an unblocker, which
+ * works while producers append, has a lap-proof version of its own
+ * (unblock.c).
  */
 void part_abort_finish(struct part *p, uint64_t off, uint64_t pos, uint64_t end_off);
 
 /*
  * Abort every frame of the claim that starts at (off, pos), a boundary a
  * writer announced: up to the next claim boundary, CLAIMED frames and
- * unmarked holes alike (forced: the producer is stuck or gone).  Returns
- * the offsets aborted, or -EBADMSG if the partition is damaged there
- * (shm_errmsg() says how).
+ * unmarked holes alike (forced: the producer is stuck).  With `only` (a
+ * writer that died, format.md §7): only CLAIMED frames that carry its pid;
+ * its last announcement may be a claim word another producer won, and an
+ * unmarked hole may be that producer's, so holes are left to the readers'
+ * and the stuck-claim timeouts.  Returns the offsets aborted, or -EBADMSG
+ * if the partition is damaged there (shm_errmsg() says how).
  */
-int64_t part_abort_claim(struct part *p, uint64_t off, uint64_t pos);
+int64_t part_abort_claim(struct part *p, uint64_t off, uint64_t pos, pid_t only);
 
 #endif

@@ -10,9 +10,9 @@
  * that must fail needs spin to report the assertion it names (and write
  * a trail).  Three kinds:
  *
- *   - the protocol in configurations that each exercise a part of it,
- *     with the switches for the three findings on (TODAY_FIXED);
- *   - the findings: today's code, one switch off, fails;
+ *   - the protocol in configurations that each exercise a part of it;
+ *   - the three findings the model made in the code before their fixes:
+ *     with the old code's switch (OLD_...), each fails again;
  *   - seeded bugs on top of a passing configuration: each fails.
  *
  * Without spin (Debian package "spin") or a C compiler the cases skip.
@@ -25,11 +25,11 @@
 #include <string.h>
 #include <sys/wait.h>
 
-/* The finding switches (model/ring.pml's header says what each does). */
-#define ASSUME "-DASSUME_UNBLOCK_IN_LAP"
-#define FIX_GONE "-DFIX_GONE_PID"
-#define FIX_SKIP "-DFIX_SKIP_LAP"
-#define TODAY_FIXED ASSUME " " FIX_GONE " " FIX_SKIP
+/* The old code of the three findings (model/ring.pml's header says what
+ * each was). */
+#define OLD_UNBLOCK "-DOLD_UNBLOCK"
+#define OLD_GONE "-DOLD_GONE_PID"
+#define OLD_SKIP "-DOLD_SKIP_LAP"
 
 /* Configurations (docs/format.md "The model" says what each covers). */
 #define READ "-DC=2 -DSTART=0"
@@ -49,7 +49,7 @@ struct model_case {
 };
 
 #define PASS(name, cfg, b) \
-	static const struct model_case name = { cfg " " TODAY_FIXED, NULL, b }
+	static const struct model_case name = { cfg, NULL, b }
 #define FAIL(name, cfg, text) \
 	static const struct model_case name = { cfg, text, false }
 
@@ -63,20 +63,20 @@ PASS(case_slots, SLOTS, false);
 PASS(case_laps, LAPS, false);
 PASS(case_stale, STALE, false);
 
-/* findings: today's code, in the respect each switch covers */
-FAIL(case_finding_stale_unblock, STALE " " FIX_GONE " " FIX_SKIP, "(idx[(g%2)]<=ac_pos)");
-FAIL(case_finding_gone_aborts_another, GONE " " ASSUME " " FIX_SKIP, "(owner[g]==dmand)");
-FAIL(case_finding_skip_after_lap, LAPS " " ASSUME " " FIX_GONE, "!((committed&(1<<g)))");
+/* findings: the code before each fix, the others fixed */
+FAIL(case_finding_stale_unblock, STALE " " OLD_UNBLOCK, "(idx[(g%2)]<=ac_pos)");
+FAIL(case_finding_gone_aborts_another, GONE " " OLD_GONE, "(owner[g]==dmand)");
+FAIL(case_finding_skip_after_lap, LAPS " " OLD_SKIP, "!((committed&(1<<g)))");
 
 /* seeded bugs */
-FAIL(case_bug_commit_before_payload, READ " " TODAY_FIXED " -DBUG_COMMIT_BEFORE_PAYLOAD",
+FAIL(case_bug_commit_before_payload, READ " -DBUG_COMMIT_BEFORE_PAYLOAD",
      "((h1==(v_off+1))&&(h2==(v_off+1)))");
-FAIL(case_bug_no_lap_check, READ " " TODAY_FIXED " -DBUG_NO_LAP_CHECK",
+FAIL(case_bug_no_lap_check, READ " -DBUG_NO_LAP_CHECK",
      "((h1==(v_off+1))&&(h2==(v_off+1)))");
-FAIL(case_bug_mark_by_store, READ " " TODAY_FIXED " -DBUG_MARK_BY_STORE", "!((aborted&(1<<off)))");
-FAIL(case_bug_no_announcements, FRONTIER " " TODAY_FIXED " -DBUG_NO_ANNOUNCEMENTS",
+FAIL(case_bug_mark_by_store, READ " -DBUG_MARK_BY_STORE", "!((aborted&(1<<off)))");
+FAIL(case_bug_no_announcements, FRONTIER " -DBUG_NO_ANNOUNCEMENTS",
      "(owner[g]==owner[off])");
-FAIL(case_bug_no_seqlock_recheck, SLOTS " " TODAY_FIXED " -DBUG_NO_SEQLOCK_RECHECK",
+FAIL(case_bug_no_seqlock_recheck, SLOTS " -DBUG_NO_SEQLOCK_RECHECK",
      "(claimpos[ac_off]==ac_pos)");
 
 /* ------------------------------------------------------------------ */
@@ -201,11 +201,11 @@ int main(void)
 		CASE("model passes: announcements read while rewritten", case_slots),
 		CASE("model passes: the consumer passes aborted ranges over laps", case_laps),
 		CASE("model passes: shmbusd unblocks while the ring laps", case_stale),
-		CASE("finding 1, today's code: a late part_unblock writes into the next lap",
+		CASE("finding 1, the old code: a late part_unblock writes into the next lap",
 		     case_finding_stale_unblock),
-		CASE("finding 2, today's code: client_gone aborts another producer's claim",
+		CASE("finding 2, the old code: client_gone aborts another producer's claim",
 		     case_finding_gone_aborts_another),
-		CASE("finding 3, today's code: skip_aborted trusts frame + 8 after a lap",
+		CASE("finding 3, the old code: skip_aborted trusts frame + 8 after a lap",
 		     case_finding_skip_after_lap),
 		CASE("seeded bug found: commit before the payload", case_bug_commit_before_payload),
 		CASE("seeded bug found: no lap check after the copy", case_bug_no_lap_check),

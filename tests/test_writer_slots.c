@@ -51,7 +51,7 @@ static int64_t supervisor_aborts(struct part *p, int slot, uint64_t watched_seq)
 
 	if (!part_writer_read(p, slot, &a) || !a.busy || a.seq != watched_seq)
 		return 0;
-	return part_abort_claim(p, a.off, a.pos);
+	return part_abort_claim(p, a.off, a.pos, 0);
 }
 
 static void abort_never_takes_a_pair_from_two_claims(void **state)

@@ -11,6 +11,7 @@
  * and, if one is set, calls it with the point's name.
  *
  * A point is named after the step of format.md §4 it sits in:
+ *   claim_announced      3: the claim word announced, busy; no CAS yet
  *   claim_after_cas      3: the claim CAS won; nothing of the claim written
  *   mark_first_frame     4: the first frame's word is CLAIMED; with PADDING,
  *                           the padding's word not taken yet
@@ -22,9 +23,18 @@
  *   publish_after_frame  5: after each frame's commit CAS (between the
  *                           frames of a batch, and after the last)
  *
- * and one on the supervisor's side of step 3:
+ * one on the supervisor's side of step 3:
  *   writer_read_pos      part_writer_read() loaded a slot's pos, not yet
  *                           its off
+ *
+ * one in a read (format.md §6 step 2):
+ *   read_aborted         part_read() loaded an ABORTED word for its offset,
+ *                           not yet the range's end offset
+ *
+ * one in an unblock (format.md §7):
+ *   unblock_after_cas    part_unblock() CASed the commit word to ABORTED
+ *                           (the guard held); end offset and index not
+ *                           yet written
  *
  * and two in lib/topics.c, for the steps of a grow (format.md §9):
  *   topic_partition_made after each partition file a create or grow made

@@ -93,6 +93,8 @@ static void print_followers_json(const struct shmbus_mirror_follower *f, int n)
 		printf("%s{", i ? ",\n " : "");
 		json_str("host", f[i].host, true);
 		json_str("peer", f[i].peer, true);
+		json_str("id", f[i].id, true);
+		json_str("cert", f[i].cert, true);
 		json_str("topic", f[i].topic, true);
 		printf("\"partition\":%d,\"acked\":%llu,\"sent\":%llu,\"end\":%llu,\"lag\":%llu,"
 		       "\"mirrored\":%llu,\"ack_age_ms\":%lld,", (int)f[i].partition,
@@ -108,17 +110,19 @@ static void print_followers_json(const struct shmbus_mirror_follower *f, int n)
 
 static void print_followers(const struct shmbus_mirror_follower *f, int n)
 {
-	static const char *const heads[] = { "MIRROR-HOST", "PEER", "TOPIC", "PARTITION", "ACKED",
-					     "END", "LAG", "MIRRORED", "LAST-ACK-MS", "STATE",
-					     "LAST-ERROR", NULL };
+	static const char *const heads[] = { "MIRROR-HOST", "PEER", "MIRROR-ID", "TOPIC",
+					     "PARTITION", "ACKED", "END", "LAG", "MIRRORED",
+					     "LAST-ACK-MS", "STATE", "LAST-ERROR", NULL };
 	_cleanup_(table_freep) struct table t;
 
-	table_init(&t, 11, heads);
+	table_init(&t, 12, heads);
 	for (int i = 0; i < n; i++) {
 		bool gone = f[i].partition < 0;
 
 		table_cell(&t, "%s", f[i].host);
 		table_cell(&t, "%s", f[i].peer);
+		/* the id, or "-" for a mirror of protocol version 2 */
+		table_cell(&t, "%s", f[i].id[0] ? f[i].id : "-");
 		table_cell(&t, "%s", gone ? "-" : f[i].topic);
 		if (gone) {
 			for (int k = 0; k < 5; k++)

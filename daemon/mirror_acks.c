@@ -10,9 +10,16 @@
  * believed (a mirror holds only what it was sent, or had at FETCH).
  *
  * At each change of a position, the partition's followers are counted
- * one per mirror, a mirror being its host name and its address without
- * the port: a mirror that reconnected before its old connection timed
- * out here counts once, at its newest position.  The mirrored offset is
+ * one per mirror, a mirror being its mirror id (protocol.md §M12: made
+ * once in its root, said in its HELLO), so a mirror that reconnected
+ * from another address before its old connection timed out here counts
+ * once, at its newest position, and two hosts behind one address count
+ * twice.  A newer connection of an id replaces the older ones at once
+ * (acks_replace: their followers count no more; mirror_source.c closes
+ * them).  A mirror of protocol version 2 has no id: it is counted by its
+ * host name and its address without the port, and the same as any
+ * follower of that name and address (counting too few mirrors only
+ * delays an acknowledgement; too many would break it).  The mirrored offset is
  * raised to the min_mirrors-th highest position (shm/mirrored.c caps it
  * at the partition's end).  It never moves back: a mirror that falls
  * behind or disconnects leaves it where it is, and the next record waits
@@ -47,7 +54,9 @@ struct follower {
 	struct part *p;
 	uint64_t topic_id;
 	uint32_t partition;
-	const char *host, *peer, *topic; /* its connection's and fetch's */
+	const struct acks_mirror *who;   /* its connection's */
+	const char *topic;               /* its fetch's */
+	bool replaced;               /* a newer connection of its mirror took over */
 	uint64_t acked;              /* it holds every offset below */
 	uint64_t sent;               /* what its connection sent it */
 	int64_t heard_ns;            /* its last ACK or its FETCH (CLOCK_MONOTONIC) */
@@ -56,6 +65,7 @@ struct follower {
 struct gone {
 	char host[64];
 	char peer[96];
+	char id[2 * MP_ID_SIZE + 1];
 	char why[160];
 	int64_t at_ns;
 };
@@ -88,10 +98,18 @@ static size_t addr_len(const char *peer)
 	return colon ? (size_t)(colon - peer) : strlen(peer);
 }
 
-static bool same_mirror(const struct follower *a, const struct follower *b)
+static bool has_id(const struct acks_mirror *m)
 {
+	return m->id_hex[0] != '\0';
+}
+
+static bool same_mirror(const struct follower *fa, const struct follower *fb)
+{
+	const struct acks_mirror *a = fa->who, *b = fb->who;
 	size_t n = addr_len(a->peer);
 
+	if (has_id(a) && has_id(b))
+		return !memcmp(a->id, b->id, MP_ID_SIZE);
 	return n == addr_len(b->peer) && !strncmp(a->peer, b->peer, n) && !strcmp(a->host, b->host);
 }
 
@@ -105,7 +123,7 @@ static size_t positions(const struct part *p, uint64_t *pos)
 	for (const struct follower *f = *bucket(p->topic_id, p->partition); f; f = f->next) {
 		size_t i;
 
-		if (f->topic_id != p->topic_id || f->partition != p->partition)
+		if (f->topic_id != p->topic_id || f->partition != p->partition || f->replaced)
 			continue;
 		for (i = 0; i < n && !same_mirror(seen[i], f); i++)
 			;
@@ -142,8 +160,8 @@ static void publish(struct part *p)
 	part_mirrored_raise(p, pos[k - 1]);
 }
 
-struct follower *acks_follow(const char *host, const char *peer, const char *topic,
-			     struct part *p, uint64_t from)
+struct follower *acks_follow(const struct acks_mirror *who, const char *topic, struct part *p,
+			     uint64_t from)
 {
 	struct follower *f = calloc(1, sizeof *f), **b;
 	uint64_t tail, end;
@@ -152,7 +170,7 @@ struct follower *acks_follow(const char *host, const char *peer, const char *top
 		return NULL;
 	part_ends(p, &tail, &end);
 	*f = (struct follower){ .p = p, .topic_id = p->topic_id, .partition = p->partition,
-				.host = host, .peer = peer, .topic = topic,
+				.who = who, .topic = topic,
 				/* past our end it holds another log: nothing of ours */
 				.acked = from <= end ? from : 0, .sent = from,
 				.heard_ns = mono_ns() };
@@ -177,6 +195,24 @@ void acks_ack(struct follower *f, uint64_t end, uint64_t sent)
 	pthread_mutex_unlock(&acks.lock);
 }
 
+size_t acks_replace(const struct acks_mirror *newer)
+{
+	size_t n = 0;
+
+	if (!has_id(newer))
+		return 0;
+	pthread_mutex_lock(&acks.lock);
+	for (size_t i = 0; i < BUCKETS; i++)
+		for (struct follower *f = acks.buckets[i]; f; f = f->next)
+			if (f->who != newer && has_id(f->who) && !f->replaced &&
+			    !memcmp(f->who->id, newer->id, MP_ID_SIZE)) {
+				f->replaced = true;
+				n++;
+			}
+	pthread_mutex_unlock(&acks.lock);
+	return n;
+}
+
 void acks_unfollow(struct follower *f)
 {
 	if (!f)
@@ -191,14 +227,15 @@ void acks_unfollow(struct follower *f)
 	free(f);
 }
 
-void acks_gone(const char *host, const char *peer, const char *why)
+void acks_gone(const struct acks_mirror *who, const char *why)
 {
 	struct gone *g;
 
 	pthread_mutex_lock(&acks.lock);
 	g = &acks.gone[acks.ngone++ % GONE_MAX];
-	snprintf(g->host, sizeof g->host, "%s", host[0] ? host : "?");
-	snprintf(g->peer, sizeof g->peer, "%s", peer);
+	snprintf(g->host, sizeof g->host, "%s", who->host[0] ? who->host : "?");
+	snprintf(g->peer, sizeof g->peer, "%s", who->peer);
+	snprintf(g->id, sizeof g->id, "%s", who->id_hex);
 	snprintf(g->why, sizeof g->why, "%s", why);
 	g->at_ns = mono_ns();
 	pthread_mutex_unlock(&acks.lock);
@@ -236,12 +273,14 @@ static bool follower_line(const struct follower *f, int64_t now, char *buf, size
 	part_ends(f->p, &tail, &end);
 	return put_line(buf, len, used, "host=%s\tpeer=%s\ttopic=%s\tpartition=%u\tacked=%llu\t"
 			"sent=%llu\tend=%llu\tlag=%llu\tmirrored=%llu\tack_age_ms=%lld\t"
-			"state=following\n", f->host, f->peer, f->topic, f->partition,
+			"state=following\tid=%s\tlink=%s\tcert=%s\n", f->who->host, f->who->peer,
+			f->topic, f->partition,
 			(unsigned long long)f->acked, (unsigned long long)f->sent,
 			(unsigned long long)end,
 			(unsigned long long)(end > f->acked ? end - f->acked : 0),
 			(unsigned long long)part_mirrored(f->p),
-			(long long)((now - f->heard_ns) / 1000000));
+			(long long)((now - f->heard_ns) / 1000000), f->who->id_hex, f->who->link,
+			f->who->cert);
 }
 
 size_t acks_status_text(const char *topic, char *buf, size_t len)
@@ -255,14 +294,14 @@ size_t acks_status_text(const char *topic, char *buf, size_t len)
 	pthread_mutex_lock(&acks.lock);
 	for (size_t i = 0; i < BUCKETS && room; i++)
 		for (const struct follower *f = acks.buckets[i]; f && room; f = f->next)
-			if (!topic || !topic[0] || !strcmp(f->topic, topic))
+			if (!f->replaced && (!topic || !topic[0] || !strcmp(f->topic, topic)))
 				room = follower_line(f, now, buf, len, &used);
 	for (unsigned i = 0; i < GONE_MAX && i < acks.ngone && room; i++) {
 		const struct gone *g = &acks.gone[(acks.ngone - 1 - i) % GONE_MAX];
 
 		room = put_line(buf, len, &used, "host=%s\tpeer=%s\tstate=disconnected\t"
-				"ago_ms=%lld\tlast_error=%s\n", g->host, g->peer,
-				(long long)((now - g->at_ns) / 1000000), g->why);
+				"ago_ms=%lld\tlast_error=%s\tid=%s\n", g->host, g->peer,
+				(long long)((now - g->at_ns) / 1000000), g->why, g->id);
 	}
 	pthread_mutex_unlock(&acks.lock);
 	return used;

@@ -11,21 +11,45 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../shm/mirrorproto.h"
+
 struct part;
 struct follower;
+
+/*
+ * Who a mirror connection is, as its HELLO and its link said: filled by
+ * its connection at HELLO, and outliving its followers.  Followers are
+ * counted one per mirror id; a mirror of protocol version 2 has none
+ * (all zero) and is counted by its host name and its address without the
+ * port, as before (protocol.md §M11, §M12).
+ */
+struct acks_mirror {
+	const char *host;            /* HELLO's host name */
+	const char *peer;            /* "ADDR:PORT" */
+	const char *link;            /* HELLO's [mirror "NAME"]; "" before version 3 */
+	const char *cert;            /* its certificate's names, "" without one */
+	uint8_t id[MP_ID_SIZE];      /* all zero: none (version 2) */
+	char id_hex[2 * MP_ID_SIZE + 1]; /* "" without one */
+};
 
 /* Count a partition mirrored once min_mirrors mirrors hold it. */
 void acks_init(unsigned min_mirrors);
 
 /*
- * A mirror (its HELLO's host name, its address "ADDR:PORT") fetches
- * partition p of topic from offset `from`: it holds the offsets below
- * it.  The strings must outlive the follower (they are its
- * connection's).  NULL if out of memory: its ACKs then count for
- * nothing, which is never unsafe.
+ * A mirror (`who`) fetches partition p of topic from offset `from`: it
+ * holds the offsets below it.  who and topic must outlive the follower
+ * (they are its connection's).  NULL if out of memory: its ACKs then
+ * count for nothing, which is never unsafe.
  */
-struct follower *acks_follow(const char *host, const char *peer, const char *topic,
-			     struct part *p, uint64_t from);
+struct follower *acks_follow(const struct acks_mirror *who, const char *topic, struct part *p,
+			     uint64_t from);
+
+/*
+ * A new connection of mirror `newer` (which has an id): the followers of
+ * its older connections with the same id count no more, from now on
+ * (their connections are being closed).  How many were replaced.
+ */
+size_t acks_replace(const struct acks_mirror *newer);
 
 /*
  * Its ACK: the replica's end, `end`; `sent`, the offset after what this
@@ -39,7 +63,7 @@ void acks_ack(struct follower *f, uint64_t end, uint64_t sent);
 void acks_unfollow(struct follower *f);
 
 /* A mirror connection ended, and why: kept (the last few) for status. */
-void acks_gone(const char *host, const char *peer, const char *why);
+void acks_gone(const struct acks_mirror *who, const char *why);
 
 /*
  * The followers of `topic`'s partitions (NULL or "": of every topic),

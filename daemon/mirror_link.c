@@ -305,6 +305,17 @@ int mlink_handshake(struct mlink *t, struct mlink_ctx *x, bool server)
 	return 0;
 }
 
+void mlink_peer_name(const struct mlink *t, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (t->ssl)
+		peer_subject((struct mlink *)t, buf, len);
+	/* a status field: no tab or newline (X509_NAME_oneline escapes them) */
+	for (char *c = buf; *c; c++)
+		if (*c == '\t' || *c == '\n')
+			*c = ' ';
+}
+
 void mlink_describe(const struct mlink *t, char *buf, size_t len)
 {
 	char subject[200];

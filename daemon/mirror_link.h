@@ -113,6 +113,10 @@ const char *mlink_mode(const struct mlink *t);
  * TLS_AES_256_GCM_SHA384, peer /CN=mirror-b, user-space TLS (no kTLS)". */
 void mlink_describe(const struct mlink *t, char *buf, size_t len);
 
+/* The peer certificate's subject ("/CN=mirror-b"), or "" (plain TCP, a
+ * pre-shared key): named with a mirror's id in the log and the status. */
+void mlink_peer_name(const struct mlink *t, char *buf, size_t len);
+
 /* HELLO's auth for this link: MP_AUTH_NONE or MP_AUTH_TLS. */
 uint16_t mlink_auth(const struct mlink *t);
 

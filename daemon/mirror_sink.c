@@ -28,6 +28,7 @@
  * between messages.
  */
 #include "mirror.h"
+#include "mirror_id.h"
 #include "mirror_lag.h"
 #include "mirror_link.h"
 
@@ -113,6 +114,8 @@ struct sink {
 	pthread_cond_t released;
 	char release[PART_NAME_MAX + 1];
 	bool resync_pending;         /* a replica was dropped: connect again */
+	bool old_source;             /* the source refused version 3: the next HELLO says 2 */
+	bool told_old;               /* ... which was logged (once) */
 	int64_t relist_ns;           /* connect again then (a topic deleted there); 0: no */
 };
 
@@ -287,28 +290,52 @@ static int expect(struct sink *s, struct mp_msg *m)
 	return len;
 }
 
+/* Did a source of protocol version 2 refuse our HELLO of 3?  It says so
+ * in an ERROR -EPROTO (protocol.md §M8): the next connection says 2,
+ * without this host's mirror id (§M12). */
+static void older_source(struct sink *s, const struct mp_msg *m, uint16_t sent)
+{
+	if (sent < 3 || m->type != MP_ERROR || m->u.error.code != -EPROTO ||
+	    !strstr(m->u.error.text, "version 2 "))
+		return;
+	s->old_source = true;
+	if (!s->told_old)
+		log_warn("mirror %s: the source speaks mirroring protocol version 2, which has no "
+			 "mirror ids: this mirror connects with version 2, and the source counts it "
+			 "by its host name and address; upgrade the source's shmbusd (said once)",
+			 s->label);
+	s->told_old = true;
+}
+
 static int handshake(struct sink *s)
 {
-	struct mp_msg m = { .type = MP_HELLO, .u.hello = { .version = MP_VERSION,
+	uint16_t version = s->old_source ? MP_VERSION_MIN : MP_VERSION;
+	struct mp_msg m = { .type = MP_HELLO, .u.hello = { .version = version,
 							   .auth = mlink_auth(s->link) } };
 	int rc;
 
+	/* tried once at version 2; the connection after it tries 3 again */
+	s->old_source = false;
 	gethostname(m.u.hello.host, sizeof m.u.hello.host - 1);
 	if (!m.u.hello.host[0])
 		snprintf(m.u.hello.host, sizeof m.u.hello.host, "shmbusd");
+	memcpy(m.u.hello.id, mirror_id(), MP_ID_SIZE);
+	snprintf(m.u.hello.link, sizeof m.u.hello.link, "%s", s->cfg->name);
 	rc = send_msg(s, &m);
 	if (rc == 0)
 		rc = expect(s, &m);
+	if (rc == -ECONNREFUSED)
+		older_source(s, &m, version);
 	/* a TLS alert (a certificate refused after the handshake, as TLS 1.3
 	 * checks the mirror's) is said already, with its reason */
 	if (rc == -ECONNRESET && !mlink_has_why(s->link))
 		set_error(s, "the source closed the connection at HELLO without a word: it may "
 			  "speak mirroring protocol version 1, and this shmbusd speaks %u (epochs); "
 			  "upgrade the source's shmbusd", MP_VERSION);
-	if (rc >= 0 && (m.type != MP_HELLO_OK || m.u.hello.version != MP_VERSION)) {
+	if (rc >= 0 && (m.type != MP_HELLO_OK || m.u.hello.version != version)) {
 		set_error(s, "the source answered HELLO with %s of protocol version %u; this "
 			  "shmbusd speaks %u: upgrade the older one", mp_type_name(m.type),
-			  m.u.hello.version, MP_VERSION);
+			  m.u.hello.version, version);
 		rc = -EPROTO;
 	}
 	return rc < 0 ? rc : 0;
@@ -1199,6 +1226,8 @@ int mirror_sink_init(struct daemon *d)
 {
 	if (!d->cfg.nmirrors)
 		return 0;
+	if (mirror_id_load(d) < 0)
+		return -EINVAL;
 	sinks = calloc(d->cfg.nmirrors, sizeof *sinks);
 	if (!sinks || pipe2(stop_pipe, O_CLOEXEC) < 0)
 		return -ENOMEM;

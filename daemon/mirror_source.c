@@ -24,6 +24,7 @@
  */
 #include "mirror.h"
 #include "mirror_acks.h"
+#include "mirror_id.h"
 #include "mirror_link.h"
 #include "mirror_wait.h"
 
@@ -73,6 +74,10 @@ struct conn {
 	struct mlink *link;          /* the transport over fd: plain TCP or TLS */
 	char peer[96];               /* "10.0.0.2:41234" */
 	char host[MP_NAME_MAX + 1];  /* the mirror's name, from HELLO */
+	char section[MP_NAME_MAX + 1]; /* its [mirror "NAME"], from HELLO (version 3) */
+	char cert[200];              /* its certificate's subject, "" */
+	struct acks_mirror who;      /* all of it, for mirror_acks.c (§M12) */
+	atomic_bool replaced;        /* a newer connection of the same mirror took over */
 	struct fetch *fetches;
 	size_t nfetches;
 	uint8_t rx[2 * MP_CTL_MAX];
@@ -91,6 +96,8 @@ struct source {
 	pthread_mutex_t lock;        /* guards fds: shut down at stop */
 	int fds[MAX_CONNS];
 	struct mlink_ctx *tls;       /* tls = on: the context of every connection */
+	struct conn *ided[MAX_CONNS]; /* connections of mirrors with an id (under lock) */
+	atomic_bool told_v2;         /* a version-2 mirror's fallback was logged */
 	atomic_ullong accepted, refused, bytes, records, gaps; /* for metrics */
 	atomic_bool listening;       /* started, as the metrics thread sees it */
 };
@@ -485,7 +492,7 @@ static int do_fetch(struct conn *c, const struct mp_msg *req)
 			   f->partition, (unsigned long long)f->next,
 			   (unsigned long long)req->u.fetch.epoch, (unsigned long long)ep.u.epochs.end);
 	else
-		f->fl = acks_follow(c->host, c->peer, f->topic, f->p, f->next);
+		f->fl = acks_follow(&c->who, f->topic, f->p, f->next);
 	if (!f->held)
 		log_info("mirror %s (%s) follows %s/%u from offset %llu", c->host, c->peer,
 			 f->topic, f->partition, (unsigned long long)f->next);
@@ -636,10 +643,16 @@ static int handshake(struct conn *c, int64_t timeout_ms, const char **why)
 	if (rc || type != MP_HELLO || mp_decode(c->rx, len, MP_FROM_MIRROR, &m) < 0)
 		return *why = "its first message is not a well-formed HELLO", -EPROTO;
 	snprintf(c->host, sizeof c->host, "%s", m.u.hello.host);
-	if (m.u.hello.version != MP_VERSION) {
-		refuse(c, -EPROTO, "this source speaks mirroring protocol version %u (epochs), "
-		       "the mirror %u: upgrade the older shmbusd", MP_VERSION, m.u.hello.version);
+	if (m.u.hello.version < MP_VERSION_MIN || m.u.hello.version > MP_VERSION) {
+		refuse(c, -EPROTO, "this source speaks mirroring protocol version %u (mirror ids) "
+		       "and version %u (epochs), the mirror %u: upgrade the older shmbusd",
+		       MP_VERSION, MP_VERSION_MIN, m.u.hello.version);
 		return *why = "it speaks another protocol version (refused with ERROR)", -EPROTO;
+	}
+	if (m.u.hello.version >= 3) {
+		memcpy(c->who.id, m.u.hello.id, MP_ID_SIZE);
+		mirror_id_hex(c->who.id, c->who.id_hex);
+		snprintf(c->section, sizeof c->section, "%s", m.u.hello.link);
 	}
 	if (m.u.hello.auth != mlink_auth(c->link))
 		return *why = m.u.hello.auth == MP_AUTH_TLS ? "its HELLO says TLS but arrived in plain "
@@ -647,7 +660,9 @@ static int handshake(struct conn *c, int64_t timeout_ms, const char **why)
 			      "arrived over TLS", -EPROTO;
 	memmove(c->rx, c->rx + len, c->rxlen - len);
 	c->rxlen -= len;
-	m = (struct mp_msg){ .type = MP_HELLO_OK, .u.hello.version = MP_VERSION };
+	/* the mirror's version: a version-2 mirror reads a HELLO_OK of 2 */
+	m = (struct mp_msg){ .type = MP_HELLO_OK, .u.hello.version = m.u.hello.version };
+	memcpy(m.u.hello.id, mirror_id(), MP_ID_SIZE);
 	gethostname(m.u.hello.host, sizeof m.u.hello.host - 1);
 	if (!m.u.hello.host[0])
 		snprintf(m.u.hello.host, sizeof m.u.hello.host, "shmbusd");
@@ -713,6 +728,63 @@ static int idle(struct conn *c, int64_t timeout_ns, const char **why)
 	return sent < 0 ? sent : 0;
 }
 
+/* A version-2 mirror has no id: said once, as it weakens the count. */
+static void tell_v2(const struct conn *c)
+{
+	if (atomic_exchange(&src.told_v2, true))
+		return;
+	log_warn("mirror %s (%s) speaks mirroring protocol version 2, without a mirror id: it is "
+		 "counted by its host name and address, so if it connects again from another "
+		 "address before its old connection times out here it counts twice toward "
+		 "min_mirrors meanwhile; upgrade its shmbusd (said once)", c->host, c->peer);
+}
+
+/*
+ * Who the mirror is (protocol.md §M12), for mirror_acks.c; a newer
+ * connection of the same mirror and section replaces the older ones at
+ * once: their followers count no more, and they are shut down (their
+ * threads end, saying why).
+ */
+static void identify(struct conn *c)
+{
+	size_t slot = MAX_CONNS;
+
+	if (!c->who.id_hex[0]) {
+		tell_v2(c);
+		return;
+	}
+	pthread_mutex_lock(&src.lock);
+	for (size_t i = 0; i < MAX_CONNS; i++) {
+		struct conn *o = src.ided[i];
+
+		if (!o) {
+			slot = slot < MAX_CONNS ? slot : i;
+			continue;
+		}
+		if (memcmp(o->who.id, c->who.id, MP_ID_SIZE) || strcmp(o->section, c->section) ||
+		    atomic_exchange(&o->replaced, true))
+			continue;
+		log_notice("mirror %s (id %s, [mirror \"%s\"]) connected again from %s: its "
+			   "connection from %s is closed (replaced by a new connection from the same "
+			   "mirror)", c->host, c->who.id_hex, c->section, c->peer, o->peer);
+		shutdown(o->fd, SHUT_RDWR);
+	}
+	if (slot < MAX_CONNS)
+		src.ided[slot] = c;
+	pthread_mutex_unlock(&src.lock);
+	acks_replace(&c->who);
+}
+
+/* The connection ends: no newer one may shut its fd down any more. */
+static void unidentify(struct conn *c)
+{
+	pthread_mutex_lock(&src.lock);
+	for (size_t i = 0; i < MAX_CONNS; i++)
+		if (src.ided[i] == c)
+			src.ided[i] = NULL;
+	pthread_mutex_unlock(&src.lock);
+}
+
 static const char *serve_conn(struct conn *c)
 {
 	const struct config_mirror_listen *l = &c->d->cfg.mlisten;
@@ -732,7 +804,14 @@ static const char *serve_conn(struct conn *c)
 	}
 	atomic_fetch_add(&src.accepted, 1);
 	mlink_describe(c->link, how, sizeof how);
-	log_info("mirror %s connected from %s (%s)", c->host, c->peer, how);
+	mlink_peer_name(c->link, c->cert, sizeof c->cert);
+	if (c->who.id_hex[0])
+		log_info("mirror %s (id %s%s%s, [mirror \"%s\"]) connected from %s (%s)", c->host,
+			 c->who.id_hex, c->cert[0] ? ", certificate " : "", c->cert, c->section,
+			 c->peer, how);
+	else
+		log_info("mirror %s connected from %s (%s)", c->host, c->peer, how);
+	identify(c);
 	c->heard_ns = mono_ns();
 	if (process(c, &why)) /* what came with the HELLO */
 		return why;
@@ -771,6 +850,9 @@ static void *conn_main(void *arg)
 
 	rcu_register_thread();
 	why = serve_conn(c);
+	unidentify(c);
+	if (why && atomic_load(&c->replaced))
+		why = "replaced by a new connection from the same mirror";
 	mwait_stop(&c->w);
 	if (why) /* NULL: refused before HELLO, and logged */
 		log_notice("mirror %s (%s) disconnected: %s", c->host[0] ? c->host : "?", c->peer,
@@ -780,7 +862,7 @@ static void *conn_main(void *arg)
 		cache_put(c->fetches[i].m);
 	}
 	if (c->host[0])
-		acks_gone(c->host, c->peer, why);
+		acks_gone(&c->who, why);
 	rcu_unregister_thread();
 	track(c->fd, false);
 	mlink_close(c->link); /* and its fd */
@@ -832,6 +914,8 @@ static void start_conn(struct daemon *d, int fd, const char *peer)
 	*c = (struct conn){ .d = d, .fd = fd, .link = c->link, .fetches = c->fetches,
 			    .sent_ns = mono_ns() };
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
+	c->who = (struct acks_mirror){ .host = c->host, .peer = c->peer, .link = c->section,
+				       .cert = c->cert };
 	atomic_fetch_add(&src.conns, 1);
 	track(fd, true);
 	pthread_attr_init(&at);
@@ -908,6 +992,8 @@ int mirror_source_init(struct daemon *d)
 
 	if (!addr[0])
 		return 0;
+	if (mirror_id_load(d) < 0)
+		return -EINVAL;
 	if (mlink_ctx_new(&d->cfg.mlisten.creds, d->cfg.mlisten.tls == 1, true, "[mirror-listen]",
 			  NULL, &src.tls) < 0)
 		return -EINVAL;

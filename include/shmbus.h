@@ -252,6 +252,12 @@ struct shmbus_mirror_follower {
 	int64_t ack_age_ms;         /* since its last ACK; disconnected: since it left */
 	char state[16];             /* "following" or "disconnected" */
 	char last_error[256];       /* why it disconnected */
+	/* since 1.2, shmbusd with mirroring protocol version 3 (docs/protocol.md
+	 * §M12): the mirror's id, 32 hex digits ("" from a mirror of version
+	 * 2: it is counted by host and address), and its certificate's
+	 * subject ("" without TLS certificates) */
+	char id[33];
+	char cert[200];
 };
 
 /*

@@ -753,6 +753,8 @@ static void follower_parse(const char *line, size_t n, void *arg)
 	f->ack_age_ms = (int64_t)field_u64(line, n, f->topic[0] ? "ack_age_ms" : "ago_ms");
 	field(line, n, "state", f->state, sizeof f->state);
 	field(line, n, "last_error", f->last_error, sizeof f->last_error);
+	field(line, n, "id", f->id, sizeof f->id);
+	field(line, n, "cert", f->cert, sizeof f->cert);
 }
 
 SHMBUS_API int shmbus_mirror_followers(shmbus *bus, const char *topic,

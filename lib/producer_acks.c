@@ -70,7 +70,8 @@ static void say(char *buf, size_t len, size_t *used, const char *fmt, ...)
 		*used += (size_t)n < len - *used ? (size_t)n : len - *used - 1;
 }
 
-/* "10.0.0.2:41234" and "10.0.0.2:41300" are one mirror's address. */
+/* One mirror id is one mirror (protocol.md §M12); without ids,
+ * "10.0.0.2:41234" and "10.0.0.2:41300" are one mirror's address. */
 static bool same_mirror(const struct shmbus_mirror_follower *a,
 			const struct shmbus_mirror_follower *b)
 {
@@ -78,6 +79,8 @@ static bool same_mirror(const struct shmbus_mirror_follower *a,
 	size_t na = ca ? (size_t)(ca - a->peer) : strlen(a->peer);
 	size_t nb = cb ? (size_t)(cb - b->peer) : strlen(b->peer);
 
+	if (a->id[0] && b->id[0])
+		return !strcmp(a->id, b->id);
 	return na == nb && !strncmp(a->peer, b->peer, na) && !strcmp(a->host, b->host);
 }
 

@@ -185,6 +185,25 @@ static void decode_epochs(struct rd *r, struct mp_msg *m)
 		r->bad = true;
 }
 
+/* HELLO's and HELLO_OK's since version 3 (§M12): the sender's id, not
+ * all zero, and the link's name (HELLO: not empty; HELLO_OK: empty). */
+static void decode_id(struct rd *r, struct mp_msg *m)
+{
+	const uint8_t *id = take(r, MP_ID_SIZE);
+	uint8_t any = 0;
+
+	if (!id) {
+		r->bad = true;
+		return;
+	}
+	memcpy(m->u.hello.id, id, MP_ID_SIZE);
+	for (unsigned i = 0; i < MP_ID_SIZE; i++)
+		any |= id[i];
+	rdstr(r, m->u.hello.link, MP_NAME_MAX);
+	if (!any || (m->type == MP_HELLO) != (m->u.hello.link[0] != '\0'))
+		r->bad = true;
+}
+
 static void decode_body(struct rd *r, struct mp_msg *m)
 {
 	switch (m->type) {
@@ -199,6 +218,8 @@ static void decode_body(struct rd *r, struct mp_msg *m)
 		rdstr(r, m->u.hello.host, MP_NAME_MAX);
 		if (!m->u.hello.host[0])
 			r->bad = true;
+		if (m->u.hello.version >= 3)
+			decode_id(r, m);
 		break;
 	}
 	case MP_ERROR:
@@ -352,6 +373,13 @@ static void encode_body(struct wr *w, const struct mp_msg *m)
 		wr16(w, m->u.hello.version);
 		wr16(w, m->u.hello.auth);
 		wrstr(w, m->u.hello.host, MP_NAME_MAX);
+		if (m->u.hello.version >= 3) {
+			uint8_t *id = put(w, MP_ID_SIZE);
+
+			if (id)
+				memcpy(id, m->u.hello.id, MP_ID_SIZE);
+			wrstr(w, m->u.hello.link, MP_NAME_MAX);
+		}
 		break;
 	case MP_ERROR:
 		wr32(w, (uint32_t)m->u.error.code);

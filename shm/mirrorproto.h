@@ -19,7 +19,11 @@
 #include "epochs.h"
 
 #define MP_MAGIC       0x31524d42484d53ULL  /* "SHMBMR1" in HELLO's first 8 bytes */
-#define MP_VERSION     2u          /* 2: epochs (FETCH's epoch, EPOCHS, STOP) */
+#define MP_VERSION     3u          /* 3: the mirror's id in HELLO (§M12) */
+#define MP_VERSION_MIN 2u          /* 2: epochs (FETCH's epoch, EPOCHS, STOP); a source
+				    * serves 2 beside 3, counting such a mirror by its
+				    * host name and address */
+#define MP_ID_SIZE     16u         /* a shmbusd's mirror id: random, made once per root */
 #define MP_HDR_SIZE    8u          /* u32 length (whole message), u16 type, u16 flags */
 #define MP_CTL_MAX     4096u       /* any message but DATA, header included */
 #define MP_BATCH_BYTES (1u << 20)  /* frame bytes a source puts in one DATA, unless one
@@ -59,7 +63,15 @@ enum mp_dir {
 struct mp_msg {
 	uint16_t type;
 	union {
-		struct { uint16_t version, auth; char host[MP_NAME_MAX + 1]; } hello; /* and HELLO_OK */
+		struct {
+			uint16_t version, auth;
+			char host[MP_NAME_MAX + 1];
+			/* version >= 3: the sender's mirror id (never all zero), and
+			 * in HELLO the [mirror "NAME"] section that connects (not
+			 * empty; HELLO_OK's is empty) */
+			uint8_t id[MP_ID_SIZE];
+			char link[MP_NAME_MAX + 1];
+		} hello; /* and HELLO_OK */
 		struct { int32_t code; char text[MP_TEXT_MAX + 1]; } error;
 		struct { char pattern[MP_NAME_MAX + 1]; } list;
 		struct {

@@ -207,6 +207,7 @@ static void serve_until_fetch(struct env *e, uint32_t *ret_id, uint64_t *ret_fro
 	assert_int_equal(m.type, MP_HELLO);
 	out = (struct mp_msg){ .type = MP_HELLO_OK, .u.hello = { .version = MP_VERSION } };
 	snprintf(out.u.hello.host, sizeof out.u.hello.host, "fake-source");
+	memset(out.u.hello.id, 0xa5, sizeof out.u.hello.id); /* version 3: its id */
 	send_msg(e, &out);
 	next_not_ack(e, &m);
 	assert_int_equal(m.type, MP_LIST);

@@ -87,6 +87,9 @@ static void hello(int fd, uint16_t version)
 	struct mp_msg m = { .type = MP_HELLO, .u.hello = { .version = version } };
 
 	snprintf(m.u.hello.host, sizeof m.u.hello.host, "fake-mirror");
+	/* version 3 says who it is (protocol.md §M12) */
+	memset(m.u.hello.id, 0x5a, sizeof m.u.hello.id);
+	snprintf(m.u.hello.link, sizeof m.u.hello.link, "fake");
 	send_msg(fd, &m);
 }
 

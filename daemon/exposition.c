@@ -27,6 +27,7 @@
 #include "../shm/counters.h"
 #include "../shm/groups.h"
 #include "coordinator.h"
+#include "group_cut.h"
 #include "mirror.h"
 #include "../shm/read.h"
 #include "../shm/stats.h"
@@ -684,6 +685,15 @@ static void render_mirror_source(struct buf *b)
 #undef SOURCE_FAMILY
 }
 
+/* Group offsets moved back by cuts (group_cut.c, format.md §14). */
+static void render_group_cuts(struct buf *b)
+{
+	put_family(b, "shmbus_daemon_group_offsets_cut_total", "counter",
+		   "Committed group offsets moved back to a partition's end that was cut back.");
+	put(b, "shmbus_daemon_group_offsets_cut_total %llu\n",
+	    (unsigned long long)groups_cut_moved());
+}
+
 /* [mirror-listen] and [mirror "NAME"]: only what runs. */
 static void render_mirrors(struct buf *b)
 {
@@ -717,6 +727,7 @@ char *exposition_render(struct daemon *d, const struct ctr_file *ctr, size_t *re
 	sc.daemon_torn = ctr_daemon_read(ctr, &sc.daemon) != 0;
 	render_daemon(&b, &sc);
 	render_kevents(&b, d);
+	render_group_cuts(&b);
 	render_mirrors(&b);
 	render_parts(&b, &sc);
 	render_groups(&b, &sc);

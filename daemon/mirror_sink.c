@@ -28,6 +28,7 @@
  * between messages.
  */
 #include "mirror.h"
+#include "group_cut.h"
 #include "mirror_id.h"
 #include "mirror_lag.h"
 #include "mirror_link.h"
@@ -849,6 +850,8 @@ static int cut_part(struct sink *s, size_t i, uint64_t off)
 			 (unsigned long long)c.from, (unsigned long long)c.to - 1,
 			 (unsigned long long)(c.to - c.from), (unsigned long long)c.records);
 		pthread_mutex_unlock(&s->lock);
+		/* no group resumes past records the source's log puts there */
+		groups_cut_back(s->d, mp->topic, mp_part(mp)->topic_id, mp->partition, c.from);
 	}
 	return fetch_one(s, i);
 }

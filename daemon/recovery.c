@@ -11,6 +11,7 @@
  * and the unblocker handles their stalled claims.
  */
 #include "shmbusd.h"
+#include "group_cut.h"
 
 #include <errno.h>
 
@@ -85,7 +86,7 @@ static void resume_replica(struct dpart *dp)
 
 /* A cut of the end its daemon was killed inside (format.md §14): readers
  * wait until it is finished or undone. */
-static void settle_cut(struct dpart *dp)
+static void settle_cut(struct daemon *d, struct dpart *dp)
 {
 	uint64_t tail, end;
 
@@ -95,6 +96,8 @@ static void settle_cut(struct dpart *dp)
 	log_notice("partition %s/%u: a cut of its end that was under way when shmbusd stopped "
 		   "is settled (it now ends at offset %llu)", dp->topic, dp->partition,
 		   (unsigned long long)end);
+	/* its mirror may have died before it moved the groups back */
+	groups_cut_back(d, dp->topic, dp->part->topic_id, dp->partition, end);
 }
 
 void recovery_run(struct daemon *d, struct dpart *dp)
@@ -106,7 +109,7 @@ void recovery_run(struct daemon *d, struct dpart *dp)
 	if (dp->part->readonly)
 		return;
 	check_status(d, dp);
-	settle_cut(dp);
+	settle_cut(d, dp);
 	if (part_is_replica(dp->part)) {
 		resume_replica(dp);
 		return;

@@ -158,7 +158,8 @@ static struct group_slot *find(const struct group_file *g, uint64_t key, bool cl
 
 /* Swap the entry's {offset, owner} pair from what `ok` accepts to what
  * `next` makes of it; the CAS retries only while others change the pair.
- * 0, or -ESTALE when `ok` refuses the pair seen (left in *seen). */
+ * 0 with the pair it swapped from in *seen, or -ESTALE when `ok` refuses
+ * the pair seen (left in *seen). */
 static int swap_pair(struct group_slot *s, bool (*ok)(pair128 cur, uint64_t arg),
 		     pair128 (*next)(pair128 cur, uint64_t a, uint64_t b), uint64_t a, uint64_t b,
 		     pair128 *seen)
@@ -171,8 +172,10 @@ static int swap_pair(struct group_slot *s, bool (*ok)(pair128 cur, uint64_t arg)
 			*seen = cur;
 			return -ESTALE;
 		}
-		if (cas128(&s->fenced, &cur, next(cur, a, b)))
+		if (cas128(&s->fenced, &cur, next(cur, a, b))) {
+			*seen = cur;
 			return 0;
+		}
 	}
 	*seen = cur;
 	return -EBUSY;
@@ -181,6 +184,11 @@ static int swap_pair(struct group_slot *s, bool (*ok)(pair128 cur, uint64_t arg)
 static bool owner_is(pair128 cur, uint64_t epoch)
 {
 	return cur.hi == epoch;
+}
+
+static bool above(pair128 cur, uint64_t end)
+{
+	return cur.lo > end;
 }
 
 static bool any(pair128 cur, uint64_t epoch)
@@ -264,6 +272,29 @@ int group_reset(struct group_file *g, uint64_t topic_id, uint32_t partition, uin
 	if (rc == 0)
 		store_release(&s->commit_ns, real_ns()); /* pairs as in group_commit() */
 	return rc;
+}
+
+int group_cut_back(struct group_file *g, uint64_t topic_id, uint32_t partition, uint64_t end,
+		   uint64_t *ret_old)
+{
+	struct group_slot *s = find(g, key_of(topic_id, partition), false);
+	pair128 seen;
+	int rc;
+
+	/* pairs with the store_release of commit_ns in group_commit() */
+	if (!s || load_acquire(&s->commit_ns) == 0)
+		return 0;
+	/* only down: a commit landing past end after this is a member's own
+	 * (format.md §14 says when that can be) */
+	rc = swap_pair(s, above, with_offset, end, end, &seen);
+	if (rc == -ESTALE)
+		return 0;
+	if (rc)
+		return shm_err(rc, "group \"%s\": moving the committed offset of partition %u of "
+			       "topic id %llu back to %llu raced without end", g->hdr->name,
+			       partition, (unsigned long long)topic_id, (unsigned long long)end);
+	*ret_old = seen.lo;
+	return 1;
 }
 
 void group_publish(struct group_file *g, uint64_t epoch, uint32_t members)

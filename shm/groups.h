@@ -87,6 +87,17 @@ int group_fence(struct group_file *g, uint64_t topic_id, uint32_t partition, uin
 /* Set the committed offset whoever owns it (reset-offsets).  0 or -ENOSPC. */
 int group_reset(struct group_file *g, uint64_t topic_id, uint32_t partition, uint64_t offset);
 
+/*
+ * The partition's log was cut back to `end` (format.md §10, §14): an
+ * offset committed past it goes back to it, by the same 16-byte CAS,
+ * keeping the owner epoch (the owner's next commit goes through); never
+ * forward.  1 with the offset it had in *ret_old, 0 if it was at or
+ * below end or never committed, -EBUSY (with a message) if the CAS raced
+ * without end.
+ */
+int group_cut_back(struct group_file *g, uint64_t topic_id, uint32_t partition, uint64_t end,
+		   uint64_t *ret_old);
+
 /* Publish the group epoch and member count, and wake members sleeping
  * in poll on the wake word. */
 void group_publish(struct group_file *g, uint64_t epoch, uint32_t members);

@@ -195,17 +195,14 @@ void acks_ack(struct follower *f, uint64_t end, uint64_t sent)
 	pthread_mutex_unlock(&acks.lock);
 }
 
-size_t acks_replace(const struct acks_mirror *newer)
+size_t acks_replace(const struct acks_mirror *old)
 {
 	size_t n = 0;
 
-	if (!has_id(newer))
-		return 0;
 	pthread_mutex_lock(&acks.lock);
 	for (size_t i = 0; i < BUCKETS; i++)
 		for (struct follower *f = acks.buckets[i]; f; f = f->next)
-			if (f->who != newer && has_id(f->who) && !f->replaced &&
-			    !memcmp(f->who->id, newer->id, MP_ID_SIZE)) {
+			if (f->who == old && !f->replaced) {
 				f->replaced = true;
 				n++;
 			}

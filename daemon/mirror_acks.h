@@ -45,11 +45,11 @@ struct follower *acks_follow(const struct acks_mirror *who, const char *topic, s
 			     uint64_t from);
 
 /*
- * A new connection of mirror `newer` (which has an id): the followers of
- * its older connections with the same id count no more, from now on
- * (their connections are being closed).  How many were replaced.
+ * A newer connection of the same mirror took over from the connection
+ * `old` (protocol.md §M12): its followers count no more, from now on
+ * (the connection is being closed).  How many there were.
  */
-size_t acks_replace(const struct acks_mirror *newer);
+size_t acks_replace(const struct acks_mirror *old);
 
 /*
  * Its ACK: the replica's end, `end`; `sent`, the offset after what this

@@ -767,12 +767,14 @@ static void identify(struct conn *c)
 		log_notice("mirror %s (id %s, [mirror \"%s\"]) connected again from %s: its "
 			   "connection from %s is closed (replaced by a new connection from the same "
 			   "mirror)", c->host, c->who.id_hex, c->section, c->peer, o->peer);
+		/* its followers count no more, then its thread is woken to end;
+		 * a FETCH it still takes counts once with ours (one id) */
+		acks_replace(&o->who);
 		shutdown(o->fd, SHUT_RDWR);
 	}
 	if (slot < MAX_CONNS)
 		src.ided[slot] = c;
 	pthread_mutex_unlock(&src.lock);
-	acks_replace(&c->who);
 }
 
 /* The connection ends: no newer one may shut its fd down any more. */

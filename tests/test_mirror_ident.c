@@ -181,14 +181,15 @@ static void recv_msg(int fd, struct mp_msg *m)
 /* HELLO as mirror `id` (0: protocol version 2, no id) named "fake-host",
  * then FETCH orders/0 from 10, the source's end: the mirror holds 0..9.
  * The version HELLO_OK answered with into *ret_version. */
-static int fake_mirror(struct env *e, int from, uint8_t id, uint16_t *ret_version)
+static int fake_link(struct env *e, int from, uint8_t id, const char *link,
+		     uint16_t *ret_version)
 {
 	struct mp_msg m = { .type = MP_HELLO, .u.hello = { .version = id ? MP_VERSION : 2 } };
 	int fd = dial_from(e, from);
 
 	snprintf(m.u.hello.host, sizeof m.u.hello.host, "fake-host");
 	memset(m.u.hello.id, id, sizeof m.u.hello.id);
-	snprintf(m.u.hello.link, sizeof m.u.hello.link, "from-a");
+	snprintf(m.u.hello.link, sizeof m.u.hello.link, "%s", link);
 	send_msg(fd, &m);
 	recv_msg(fd, &m);
 	assert_int_equal(m.type, MP_HELLO_OK);
@@ -200,6 +201,11 @@ static int fake_mirror(struct env *e, int from, uint8_t id, uint16_t *ret_versio
 	recv_msg(fd, &m);
 	assert_int_equal(m.type, MP_EPOCHS);
 	return fd;
+}
+
+static int fake_mirror(struct env *e, int from, uint8_t id, uint16_t *ret_version)
+{
+	return fake_link(e, from, id, "from-a", ret_version);
 }
 
 /* The source closed fd within ms (what it sent first is dropped). */
@@ -257,6 +263,25 @@ static void one_id_from_two_addresses_counts_once(void **state)
 	close(first);
 	close(second);
 	close(other);
+}
+
+/* Two [mirror] sections of one shmbusd are two links of one id: neither
+ * replaces the other, and on a partition both follow they count once. */
+static void two_links_of_one_id_both_stay(void **state)
+{
+	struct env *e = *state;
+	int x, y;
+
+	x = fake_link(e, 1, 0x44, "from-a", NULL);
+	wait_following(e, 1);
+	y = fake_link(e, 2, 0x44, "from-a-too", NULL);
+	wait_following(e, 2);
+	assert_false(closed_within(x, 500));
+	assert_int_equal(following(e->bus, NULL, NULL), 2);
+	assert_int_equal(mirrored(e->bus), 0);
+	assert_int_equal(tu_daemon_log_count(&e->d, "replaced by a new connection"), 0);
+	close(x);
+	close(y);
 }
 
 static void a_version_2_mirror_is_counted_by_host_and_address(void **state)
@@ -498,6 +523,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(one_id_from_two_addresses_counts_once, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(two_links_of_one_id_both_stay, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_version_2_mirror_is_counted_by_host_and_address,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(a_mirror_from_a_second_address_is_not_a_second_mirror,

@@ -456,6 +456,8 @@ static void tls_peer_that_never_reads_is_dropped(void **state)
 	create_topic(l->root[A], "big", 1, 32u << 20);
 	produce(l->root[A], "big", 0, 20000, 1000); /* more than the socket buffers hold */
 	snprintf(m.u.hello.host, sizeof m.u.hello.host, "never-reads");
+	memset(m.u.hello.id, 0x77, sizeof m.u.hello.id); /* version 3: who it is (§M12) */
+	snprintf(m.u.hello.link, sizeof m.u.hello.link, "never-reads");
 	n = mp_encode(&m, buf, sizeof buf);
 	m = (struct mp_msg){ .type = MP_FETCH, .u.fetch = { .id = 1 } };
 	snprintf(m.u.fetch.name, sizeof m.u.fetch.name, "big");

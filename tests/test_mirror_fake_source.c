@@ -191,21 +191,28 @@ static void next_not_ack(struct env *e, struct mp_msg *m)
 	while (m->type == MP_ACK);
 }
 
-/* Accept the mirror's connection and answer as a source until its
- * FETCH: the FETCH's id and from. */
-static void serve_until_fetch(struct env *e, uint32_t *ret_id, uint64_t *ret_from)
+/* Accept the mirror's connection: its HELLO into *m. */
+static void accept_hello(struct env *e, struct mp_msg *m)
 {
 	struct pollfd p = { .fd = e->lfd, .events = POLLIN };
-	struct mp_msg m, out;
-	struct epoch_hist h;
 
 	assert_true(poll(&p, 1, 15000) > 0);
 	e->fd = accept4(e->lfd, NULL, NULL, SOCK_CLOEXEC);
 	assert_true(e->fd >= 0);
 	e->rxlen = 0;
-	next_msg(e, &m);
-	assert_int_equal(m.type, MP_HELLO);
-	out = (struct mp_msg){ .type = MP_HELLO_OK, .u.hello = { .version = MP_VERSION } };
+	next_msg(e, m);
+	assert_int_equal(m->type, MP_HELLO);
+}
+
+/* Answer a HELLO in `version`, then as a source until the FETCH: the
+ * FETCH's id and from. */
+static void serve_from_hello(struct env *e, uint16_t version, uint32_t *ret_id,
+			     uint64_t *ret_from)
+{
+	struct mp_msg m, out;
+	struct epoch_hist h;
+
+	out = (struct mp_msg){ .type = MP_HELLO_OK, .u.hello = { .version = version } };
 	snprintf(out.u.hello.host, sizeof out.u.hello.host, "fake-source");
 	memset(out.u.hello.id, 0xa5, sizeof out.u.hello.id); /* version 3: its id */
 	send_msg(e, &out);
@@ -230,6 +237,17 @@ static void serve_until_fetch(struct env *e, uint32_t *ret_id, uint64_t *ret_fro
 	out = (struct mp_msg){ .type = MP_EPOCHS,
 			       .u.epochs = { .id = m.u.fetch.id, .end = RECORDS, .hist = h } };
 	send_msg(e, &out);
+}
+
+/* Accept the mirror's connection and answer as a source until its
+ * FETCH: the FETCH's id and from. */
+static void serve_until_fetch(struct env *e, uint32_t *ret_id, uint64_t *ret_from)
+{
+	struct mp_msg m;
+
+	accept_hello(e, &m);
+	assert_int_equal(m.u.hello.version, MP_VERSION);
+	serve_from_hello(e, MP_VERSION, ret_id, ret_from);
 }
 
 /* A DATA of `frames` (len bytes) saying [first, next) in `count` entries. */
@@ -343,10 +361,54 @@ static void bad_data_never_reaches_the_replica(void **state)
 	free(bad);
 }
 
+/*
+ * A source of protocol version 2 refuses the mirror's HELLO of 3 as such
+ * a source does (protocol.md §M8): the mirror's next connection says 2,
+ * without its id, and mirrors; the one after it says 3 again (the source
+ * may have been upgraded).  The fallback is logged once.
+ */
+static void an_older_source_is_spoken_to_in_version_2(void **state)
+{
+	struct env *e = *state;
+	struct mp_msg m, no = { .type = MP_ERROR, .u.error.code = -EPROTO };
+	uint8_t zero[MP_ID_SIZE] = { 0 };
+	uint32_t id;
+	uint64_t from;
+
+	accept_hello(e, &m);
+	assert_int_equal(m.u.hello.version, 3);
+	assert_memory_not_equal(m.u.hello.id, zero, MP_ID_SIZE);
+	assert_string_equal(m.u.hello.link, "fake");
+	snprintf(no.u.error.text, sizeof no.u.error.text, "this source speaks mirroring protocol "
+		 "version 2 (epochs), the mirror 3: upgrade the older shmbusd");
+	send_msg(e, &no);
+	close(e->fd);
+	e->fd = -1;
+
+	accept_hello(e, &m);
+	assert_int_equal(m.u.hello.version, 2);
+	serve_from_hello(e, 2, &id, &from);
+	send_data(e, id, RECORDS, 0, RECORDS, e->frames, e->frames_len);
+	for (int i = 0; i < 100 && replica_end(e) != RECORDS; i++)
+		usleep(20000);
+	assert_int_equal(replica_end(e), RECORDS);
+	tu_replica_identical(e->src, e->root, "orders", 1, false);
+	assert_true(tu_daemon_log_has(&e->d, "the source speaks mirroring protocol version 2, "
+				      "which has no mirror ids", 0));
+	close(e->fd);
+	e->fd = -1;
+
+	accept_hello(e, &m);
+	assert_int_equal(m.u.hello.version, 3);
+	assert_int_equal(tu_daemon_log_count(&e->d, "which has no mirror ids"), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(bad_data_never_reaches_the_replica, setup, teardown),
+		cmocka_unit_test_setup_teardown(an_older_source_is_spoken_to_in_version_2, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -331,8 +331,9 @@ static int handshake(struct sink *s)
 	 * checks the mirror's) is said already, with its reason */
 	if (rc == -ECONNRESET && !mlink_has_why(s->link))
 		set_error(s, "the source closed the connection at HELLO without a word: it may "
-			  "speak mirroring protocol version 1, and this shmbusd speaks %u (epochs); "
-			  "upgrade the source's shmbusd", MP_VERSION);
+			  "speak mirroring protocol version 1, and this shmbusd speaks %u (mirror "
+			  "ids) and %u (epochs); upgrade the source's shmbusd", MP_VERSION,
+			  MP_VERSION_MIN);
 	if (rc >= 0 && (m.type != MP_HELLO_OK || m.u.hello.version != version)) {
 		set_error(s, "the source answered HELLO with %s of protocol version %u; this "
 			  "shmbusd speaks %u: upgrade the older one", mp_type_name(m.type),

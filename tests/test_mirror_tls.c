@@ -286,6 +286,8 @@ static void certificates_mirror_byte_identical(void **state)
 	tu_lab_caught_up(l, l->root[A], l->root[B], "orders", 2, WAIT_MS);
 	tu_replica_identical(l->root[A], l->root[B], "orders", 2, false);
 	expect_log(e, A, "connected from 10.201.0.2:", "peer /CN=shmbus-b");
+	/* the mirror's id beside its certificate (protocol.md §M12) */
+	expect_log(e, A, ", certificate /CN=shmbus-b, [mirror \"good\"]) connected from", "(id ");
 	expect_log(e, B, "mirror good (10.201.0.1:9093): connected to", "peer /CN=shmbus-a");
 	b = tu_open(l->root[B]);
 	n = shmbus_mirror_status(b, m, 16);

@@ -252,6 +252,34 @@ static void owner_epoch_fences_the_replaced_member(void **state)
 	assert_int_equal(group_owner(&e->g, 1, 0), 4);
 }
 
+/* A cut of the partition's end to E (format.md §14): an offset above E
+ * goes back to E, keeping its owner; one at or below E, or none, stays. */
+static void a_cut_moves_offsets_above_it_back_and_never_forward(void **state)
+{
+	struct env *e = *state;
+	uint64_t old = 0;
+
+	group_publish(&e->g, 5, 1);
+	assert_int_equal(group_fence(&e->g, 1, 0, 5), 0);
+	commit(&e->g, 1, 0, 1150, 5);
+	assert_int_equal(group_cut_back(&e->g, 1, 0, 1000, &old), 1);
+	assert_int_equal(old, 1150);
+	expect_offset(&e->g, 1, 0, 1000);
+	assert_int_equal(group_owner(&e->g, 1, 0), 5);
+	/* never forward, and not again */
+	assert_int_equal(group_cut_back(&e->g, 1, 0, 1000, &old), 0);
+	assert_int_equal(group_cut_back(&e->g, 1, 0, 1200, &old), 0);
+	expect_offset(&e->g, 1, 0, 1000);
+	/* the owner's next commit goes through */
+	commit(&e->g, 1, 0, 1001, 5);
+	expect_offset(&e->g, 1, 0, 1001);
+	/* fenced but never committed, or not there: nothing to move */
+	assert_int_equal(group_fence(&e->g, 2, 0, 5), 0);
+	assert_int_equal(group_cut_back(&e->g, 2, 0, 0, &old), 0);
+	assert_int_equal(group_fetch(&e->g, 2, 0, &old, NULL), -ENOENT);
+	assert_int_equal(group_cut_back(&e->g, 3, 7, 0, &old), 0);
+}
+
 static void fenced_commits_race_the_coordinator_without_a_lost_fence(void **state)
 {
 	struct env *e = *state;
@@ -353,6 +381,7 @@ int main(void)
 		T(foreach_visits_every_commit_and_stops_when_told),
 		T(manual_commits_are_refused_once_a_coordinator_took_the_group),
 		T(owner_epoch_fences_the_replaced_member),
+		T(a_cut_moves_offsets_above_it_back_and_never_forward),
 		T(fenced_commits_race_the_coordinator_without_a_lost_fence),
 		T(full_table_is_enospc_and_keeps_its_entries),
 		T(reopening_sees_the_committed_offsets),

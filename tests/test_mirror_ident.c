@@ -8,8 +8,11 @@
  * (the first connection is closed, "replaced by a new connection from the
  * same mirror") and the mirrored offset does not move; two ids with the
  * same host name from the same address count twice (two hosts behind one
- * NAT address); a mirror of protocol version 2 (no id) is still served,
- * answered in version 2, and the fallback is logged once.
+ * NAT address); two [mirror] sections of one shmbusd (one id, two links)
+ * both stay; a mirror of protocol version 2 (no id) is still served,
+ * answered in version 2, and the fallback is logged once.  The id file
+ * is made once (mode 0644), kept across restarts, refused when damaged
+ * (shmbusd does not start, naming the fix) and made anew when deleted.
  *
  * With root, real daemons in network namespaces (tests/lib/netlab.c): B
  * has a second address; its connection from the first is cut by nftables
@@ -33,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../shm/mirrorproto.h"
@@ -312,6 +316,57 @@ static void a_version_2_mirror_is_counted_by_host_and_address(void **state)
 	close(c);
 }
 
+/* <root>/mirror-id: made once, the same after a restart; a damaged one
+ * stops shmbusd with its path and the fix. */
+static void the_mirror_id_is_made_once_and_kept(void **state)
+{
+	struct env *e = *state;
+	char path[400], a[64] = "", b[64] = "";
+	const char *const check[] = { "--config", e->conf, NULL };
+	struct stat st;
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/mirror-id", e->root);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(a, sizeof a, f));
+	fclose(f);
+	assert_int_equal(strlen(a), 33);
+	assert_int_equal(strspn(a, "0123456789abcdef"), 32);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	a[32] = '\0';
+	assert_true(tu_daemon_log_has(&e->d, a, 0));
+	/* the same after a restart */
+	assert_int_equal(tu_daemon_stop(&e->d, 10000), 0);
+	assert_int_equal(tu_daemon_start_config(&e->d, e->root, e->conf, NULL, 10000), 0);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(b, sizeof b, f));
+	fclose(f);
+	b[32] = '\0';
+	assert_string_equal(a, b);
+	/* damaged: shmbusd refuses to start, naming the file and the fix */
+	assert_int_equal(tu_daemon_stop(&e->d, 10000), 0);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("not an id\n", f);
+	fclose(f);
+	assert_int_equal(tu_daemon_spawn(&e->d, e->root, NULL, check, NULL), 0);
+	assert_true(tu_daemon_wait(&e->d, 10000) > 0);
+	assert_true(tu_daemon_log_has(&e->d, "mirror-id is not a mirror id", 0));
+	assert_true(tu_daemon_log_has(&e->d, "delete it, and shmbusd makes a new one", 0));
+	/* deleted: a new one */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(tu_daemon_start_config(&e->d, e->root, e->conf, NULL, 10000), 0);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(b, sizeof b, f));
+	fclose(f);
+	b[32] = '\0';
+	assert_string_not_equal(a, b);
+}
+
 /* ------------------------------------------------------------------ */
 /* Real daemons in network namespaces                                  */
 
@@ -525,6 +580,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(one_id_from_two_addresses_counts_once, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(two_links_of_one_id_both_stay, setup, teardown),
+		cmocka_unit_test_setup_teardown(the_mirror_id_is_made_once_and_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_version_2_mirror_is_counted_by_host_and_address,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(a_mirror_from_a_second_address_is_not_a_second_mirror,

@@ -80,6 +80,8 @@ static void print_json(const struct shmbus_mirror_status *m, int n)
 		printf("\"epoch\":\"%016llx\",\"cut\":%llu,\"recreated\":%llu,",
 		       (unsigned long long)m[i].epoch, (unsigned long long)m[i].cut,
 		       (unsigned long long)m[i].recreated);
+		json_str("id", m[i].id, true);
+		json_str("source_id", m[i].source_id, true);
 		json_str("last_error", m[i].last_error, false);
 		printf("}");
 	}
@@ -208,6 +210,11 @@ static int mirror_status(struct cli *cli, bool json)
 		       "configuration)\n");
 	else
 		print_table(m, n);
+	if (n > 0 && m[0].id[0])
+		printf("this host's mirror id: %s\n", m[0].id);
+	for (int i = 0; i < n; i++)
+		if (m[i].source_id[0] && (i == 0 || strcmp(m[i].source, m[i - 1].source)))
+			printf("mirror id of source %s: %s\n", m[i].source, m[i].source_id);
 	if (nf) {
 		printf("\nmirrors following this host ([mirror-listen]):\n");
 		print_followers(f, nf);

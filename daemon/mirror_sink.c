@@ -105,6 +105,7 @@ struct sink {
 	struct mlink *link;          /* the transport over fd: plain TCP or TLS */
 	struct mlink_ctx *tls;       /* tls = on: this section's TLS context */
 	char tls_mode[16];           /* the last connection's (mlink_mode), for the status */
+	char source_id[2 * MP_ID_SIZE + 1]; /* the source's mirror id (§M12), "" if unknown */
 	uint8_t *rx;
 	size_t rxcap, rxlen;
 	int64_t heard_ns;
@@ -339,6 +340,14 @@ static int handshake(struct sink *s)
 			  "shmbusd speaks %u: upgrade the older one", mp_type_name(m.type),
 			  m.u.hello.version, version);
 		rc = -EPROTO;
+	}
+	if (rc >= 0) {
+		pthread_mutex_lock(&s->lock);
+		if (version >= 3)
+			mirror_id_hex(m.u.hello.id, s->source_id);
+		else
+			s->source_id[0] = '\0';
+		pthread_mutex_unlock(&s->lock);
 	}
 	return rc < 0 ? rc : 0;
 }
@@ -1295,6 +1304,15 @@ void mirror_sink_fini(struct daemon *d)
 	pthread_mutex_unlock(&stats_lock);
 }
 
+/* This host's mirror id, as hex, for the status. */
+static const char *own_id(void)
+{
+	static __thread char hex[2 * MP_ID_SIZE + 1];
+
+	mirror_id_hex(mirror_id(), hex);
+	return hex;
+}
+
 static size_t status_line(const struct sink *s, const struct mpart *mp, char *buf, size_t len)
 {
 	uint64_t end = local_end(mp), gaps, gap_offsets;
@@ -1313,11 +1331,13 @@ static size_t status_line(const struct sink *s, const struct mpart *mp, char *bu
 	if (n < 0 || (size_t)n >= len)
 		return 0;
 	more = snprintf(buf + n, len - (size_t)n, "\tlag_ms=%llu\tgap_offsets=%llu\tbytes=%llu\t"
-			"records=%llu\tepoch=%016llx\tcut=%llu\trecreated=%llu\n",
+			"records=%llu\tepoch=%016llx\tcut=%llu\trecreated=%llu\tid=%s\t"
+			"source_id=%s\n",
 			(unsigned long long)mlag_ms(&mp->lag, mono_ns()),
 			(unsigned long long)gap_offsets, (unsigned long long)mp->bytes,
 			(unsigned long long)mp->records, (unsigned long long)mp->epoch,
-			(unsigned long long)mp->cut, (unsigned long long)mp->recreated);
+			(unsigned long long)mp->cut, (unsigned long long)mp->recreated, own_id(),
+			s->source_id);
 	return more < 0 || (size_t)more >= len - (size_t)n ? 0 : (size_t)(n + more);
 }
 
@@ -1347,9 +1367,11 @@ size_t mirror_status_text(struct daemon *d, char *buf, size_t len)
 		}
 		if (shown == 0 && used < len) {
 			int n = snprintf(buf + used, len - used, "mirror=%s\tsource=%s\tstate=%s\t"
-					 "reconnects=%llu\ttls=%s\tlast_error=%s\n", s->cfg->name,
-					 s->cfg->source, s->connected ? "streaming" : "connecting",
-					 (unsigned long long)s->reconnects, s->tls_mode, s->error);
+					 "reconnects=%llu\ttls=%s\tlast_error=%s\tid=%s\t"
+					 "source_id=%s\n", s->cfg->name, s->cfg->source,
+					 s->connected ? "streaming" : "connecting",
+					 (unsigned long long)s->reconnects, s->tls_mode, s->error,
+					 own_id(), s->source_id);
 
 			if (n > 0 && (size_t)n < len - used)
 				used += (size_t)n;

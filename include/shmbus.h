@@ -223,6 +223,11 @@ struct shmbus_mirror_status {
 	uint64_t cut;               /* offsets cut where this host's log parted from the
 				     * source's (an old source back as a mirror) */
 	uint64_t recreated;         /* times the source partition was found recreated */
+	/* since 1.2, shmbusd with mirroring protocol version 3 (docs/protocol.md
+	 * §M12): this host's mirror id and its source's, 32 hex digits ("" for a
+	 * source of version 2, or before the first connection) */
+	char id[33];
+	char source_id[33];
 };
 
 /*

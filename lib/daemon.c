@@ -646,6 +646,8 @@ static void mirror_line(const char *line, size_t n, struct shmbus_mirror_status 
 	m->epoch = strtoull(part, NULL, 16);
 	m->cut = field_u64(line, n, "cut");
 	m->recreated = field_u64(line, n, "recreated");
+	field(line, n, "id", m->id, sizeof m->id);
+	field(line, n, "source_id", m->source_id, sizeof m->source_id);
 }
 
 /* The text of attribute `attr` of a MIRROR_STATUS RESULT, copied. */

@@ -559,6 +559,23 @@ static void a_mirror_from_a_second_address_is_not_a_second_mirror(void **state)
 	expect_ok(&r, "mirror status");
 	expect_contains(r.out, bid, "mirror status");
 	run_free(&r);
+	/* and B's own status: its id, and its source's */
+	{
+		struct shmbus_mirror_status m[4] = { { .sz = sizeof m[0] } };
+		shmbus *b = tu_open(l->root[1]);
+		char aid[33];
+
+		assert_true(shmbus_mirror_status(b, m, 4) >= 1);
+		id_of(l, 0, aid);
+		assert_string_equal(m[0].id, bid);
+		assert_string_equal(m[0].source_id, aid);
+		shmbus_close(b);
+		CLI(&r, l->root[1], NULL, "mirror", "status");
+		expect_ok(&r, "mirror status on B");
+		expect_contains(r.out, "this host's mirror id: ", "mirror status on B");
+		expect_contains(r.out, aid, "mirror status on B");
+		run_free(&r);
+	}
 
 	/* a real second mirror: now it is */
 	tu_lab_start(l, 2);

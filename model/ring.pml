@@ -89,6 +89,8 @@
  *                              without the CAS that refuses an abort)
  *   BUG_NO_ANNOUNCEMENTS       bound a hole without the writers' slots
  *   BUG_NO_SEQLOCK_RECHECK     read a writer slot without re-checking seq
+ *   BUG_HORIZON_AFTER_WRITE    raise the horizon after writing the payload
+ *                              (not before the claim CAS)
  */
 
 #ifndef C
@@ -117,6 +119,11 @@
  * NO_CONSUMER: no consumer (the daemon's aborts alone, P2 and P6). */
 #ifndef PEEKS
 #define PEEKS 1        /* PART_PEEKS_MAX (64 in shm/read.h) */
+#endif
+#ifndef HSTEP
+#define HSTEP 2        /* a producer raises the horizon to its claim's end + HSTEP
+                        * (the code: + 8 + its step, horizon.h); 1: exactly
+                        * what the claim needs */
 #endif
 #define NP 2           /* producers */
 #ifndef PREFILL
@@ -157,6 +164,12 @@
 /* Shared memory                                                       */
 
 byte tail, next;               /* the claim word {tail, next} (header bytes 640-655) */
+/* The horizon (header bytes 384-391, shm/horizon.h, format.md §4 step
+ * 3): no process writes a unit at or past it.  Producers raise it (CAS to
+ * the max) to at least their claim's end + 1 (the word zeroed past the
+ * claim) before their claim CAS; the consumer's post-copy lap check
+ * (part_first_lost()) loads it instead of the tail. */
+byte hor;
 short cw[C];                   /* each frame's commit word */
 byte offf[C];                  /* frame + 8: the frame's offset, or an aborted range's end */
 byte pidf[C];                  /* the frame's pid */
@@ -598,6 +611,18 @@ proctype producer(byte me)
 				od;
 				atomic { cur_t = tail; cur_n = next; min = 0; blocker = false; ok = false }
 			:: else ->
+#ifndef BUG_HORIZON_AFTER_WRITE
+				/* part_horizon_cover(): the claim's units and the
+				 * word past it below the horizon before the CAS (a
+				 * CAS to the max: one step, as a CAS loop that only
+				 * fails when another raised it) */
+				atomic {
+					if
+					:: hor < end + 1 -> hor = end + HSTEP
+					:: else
+					fi
+				}
+#endif
 				/* part_writer_announce() (writers.h): seq odd,
 				 * {pos, off, busy}, seq even.  (The three stores
 				 * inside the odd phase are one step: a seqlock
@@ -676,6 +701,14 @@ proctype producer(byte me)
 			/* fill(): the payload, in two halves */
 			atomic { pay1[PHYS(pos)] = off + 1 }
 			atomic { pay2[PHYS(pos)] = off + 1 }
+#endif
+#ifdef BUG_HORIZON_AFTER_WRITE
+			atomic {
+				if
+				:: hor < end + 1 -> hor = end + HSTEP
+				:: else
+				fi
+			}
 #endif
 			/* append_commit_frame(): CAS CLAIMED -> COMMITTED */
 			atomic {
@@ -866,13 +899,19 @@ proctype consumer()
 		if
 		:: rc == R_REC ->
 			/* the consumer copies the record, then part_first_lost()
-			 * loads the tail: a frame lapped meanwhile is discarded */
+			 * loads the horizon: a frame it does not show intact
+			 * (one step early, or a horizon too low to be true) is
+			 * judged by the tail; lapped, it is discarded */
 			atomic { h1 = pay1[PHYS(v_pos)] }
 			atomic { h2 = pay2[PHYS(v_pos)] }
 #ifdef BUG_NO_LAP_CHECK
 			lost = false;
 #else
-			atomic { lost = (tail >= v_pos + C) }
+			atomic { lost = !(hor >= v_pos + 2 && hor <= v_pos + C) }
+			if
+			:: lost -> atomic { lost = (tail >= v_pos + C) }
+			:: else
+			fi;
 #endif
 			if
 			:: lost ->
@@ -1088,6 +1127,7 @@ init
 		cw[PHYS(PREFILL)] = 0;
 		tail = PREFILL;
 		next = PREFILL;
+		hor = PREFILL + 1;
 		o = 0;
 		run producer(0);
 		run producer(1);

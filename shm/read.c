@@ -4,8 +4,9 @@
  * A reader trusts nothing but the commit word it loads with acquire, and
  * that only when the word's offset bits say it was written for the offset
  * the reader expects in this lap.  Every length is bounds-checked before
- * use.  A frame is handed out only if the tail, loaded after the frame was
- * read, shows that no producer can have overwritten it meanwhile.
+ * use.  A frame is handed out only if the horizon or the tail, loaded
+ * after the frame was read, shows that no producer can have overwritten it
+ * meanwhile (horizon.h).
  */
 #include "read.h"
 
@@ -514,20 +515,31 @@ size_t part_first_lost(const struct part *p, const uint64_t *pos, const uint64_t
 		       size_t stride)
 {
 	const uint8_t *pp = (const uint8_t *)pos, *op = (const uint8_t *)off;
-	uint64_t tail, start;
+	uint64_t horizon, tail = 0, start;
+	bool have_tail = false;
 
 	/* orders the reads of the frames before the loads below; pairs with
-	 * the claim CAS of the producer that overwrites them, and with the
-	 * CAS of start in part_retire() */
+	 * the horizon's raise (part_horizon_raise()) before the claim CAS of
+	 * the producer that overwrites them, with that claim CAS itself, and
+	 * with the CAS of start in part_retire() */
 	fence_acquire();
-	tail = load_acquire(&p->hdr->claim.lo);
+	horizon = part_horizon_load(p);
 	start = load_acquire(&p->hdr->start);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t fpos, foff;
 
 		memcpy(&fpos, pp + i * stride, sizeof fpos);
 		memcpy(&foff, op + i * stride, sizeof foff);
-		if (tail >= fpos + p->cap || foff < start)
+		if (foff < start)
+			return i;
+		if (likely(part_horizon_intact(p, horizon, fpos)))
+			continue;
+		/* a step from a lap, damaged, or not kept: the tail decides */
+		if (!have_tail) {
+			tail = load_acquire(&p->hdr->claim.lo);
+			have_tail = true;
+		}
+		if (tail >= fpos + p->cap)
 			return i;
 	}
 	return n;

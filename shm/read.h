@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "frame.h"
+#include "horizon.h"
 #include "notify.h"
 #include "partition.h"
 
@@ -57,10 +58,13 @@ static inline void part_cursor_recheck(struct part_cursor *c)
 int part_read(struct part *p, struct part_cursor *c, struct frame_view *v);
 
 /* Were the bytes of a frame at `pos` still intact?  Call after reading
- * them: the acquire fence orders those reads before the tail load. */
+ * them: the acquire fence orders those reads before the loads of the
+ * horizon and, if it cannot tell, of the tail (format.md §6 step 3). */
 static inline bool part_intact(const struct part *p, uint64_t pos)
 {
 	fence_acquire();
+	if (part_horizon_intact(p, part_horizon_load(p), pos))
+		return true;
 	return load_acquire(&p->hdr->claim.lo) < pos + p->cap;
 }
 
@@ -68,9 +72,10 @@ static inline bool part_intact(const struct part *p, uint64_t pos)
  * Step 3 of a read (format.md §6), for a run of n frames read (or
  * copied): the first i whose frame, read at pos[i] for offset off[i], may
  * have been overwritten meanwhile (tail >= pos + capacity) or retired
- * (off < start); n if none was.  One load of the tail and of `start`,
+ * (off < start); n if none was.  One load of the horizon and of `start`,
  * after an acquire fence that orders the reads before them, checks the
- * whole run.  pos and off point into an array of n elements of `stride`
+ * whole run; the tail is loaded only for frames the horizon cannot show
+ * intact (horizon.h).  pos and off point into an array of n elements of `stride`
  * bytes each (the caller's messages).
  */
 size_t part_first_lost(const struct part *p, const uint64_t *pos, const uint64_t *off, size_t n,

@@ -56,8 +56,10 @@ static int damaged(struct part *p, struct part_cursor *c, const char *what)
 
 /* The frontier is not ready: remember where, unless we are lapped.  The
  * time it stalled is taken later, by part_stall_clock(), off the spinning
- * path (a clock read costs as much as a record here). */
-static int stall(struct part_cursor *c)
+ * path (a clock read costs as much as a record here).  `marked`: the word
+ * there is CLAIMED for c->off, so the claim is in sight without the claim
+ * word (part_read). */
+static int stall(struct part_cursor *c, bool marked)
 {
 	if (c->stall_pos != c->pos || !c->stalled) {
 		c->stalled = true;
@@ -65,6 +67,7 @@ static int stall(struct part_cursor *c)
 		c->stall_pos = c->pos;
 		c->stall_tail = c->tail_seen;
 	}
+	c->stall_marked = marked;
 	return 0;
 }
 
@@ -75,7 +78,7 @@ static int not_ready(struct part *p, struct part_cursor *c)
 	if (unlikely(c->off < c->next_seen &&
 		     !part_end_plausible(c->off, c->pos, c->tail_seen, c->next_seen)))
 		return part_end_damaged(p, c->tail_seen, c->next_seen);
-	return stall(c);
+	return stall(c, false);
 }
 
 int64_t part_stall_clock(struct part_cursor *c)
@@ -222,11 +225,18 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 			/* At a claim's end reached by reading, the commit word
 			 * is zero or the next claim's (format.md §6, I3): look
 			 * at it alone, and leave the claim word's line to the
-			 * producers, who write it for every claim.  The claim
-			 * word is still loaded every PART_PEEKS_MAX checks, to
-			 * see a claim stalled before it marked its frame, and
-			 * while one is stalled. */
-			if (c->claim_end && !c->stalled && c->peeks < PART_PEEKS_MAX) {
+			 * producers, who write it for every claim.  So too
+			 * while that word is CLAIMED for c->off: its producer
+			 * is writing the frame, and the claim word would tell
+			 * nothing more (an unblock needs the marked word, not
+			 * the tail), yet taking its line now makes the
+			 * producer's next claim wait to take it back.  The
+			 * claim word is still loaded every PART_PEEKS_MAX
+			 * checks, to see a claim stalled before it marked its
+			 * frame, and on every check while the frontier is
+			 * stalled at an unmarked word. */
+			if (c->claim_end && (!c->stalled || c->stall_marked) &&
+			    c->peeks < PART_PEEKS_MAX) {
 				c->peeks++;
 				/* pairs with the CAS/store_release of the commit word */
 				w = load_acquire(part_commit_word(p, c->pos));
@@ -295,7 +305,7 @@ have_word:
 			c->claim_end = true;
 			continue;
 		case FRAME_CLAIMED:
-			return stall(c); /* this offset's own claim: not lapped */
+			return stall(c, true); /* this offset's own claim: not lapped */
 		default:
 			return not_ready(p, c);
 		}

@@ -21,6 +21,7 @@ struct part_cursor {
 	uint64_t next_seen;    /* claim word's next offset, as last loaded */
 	uint64_t tail_seen;    /* claim word's tail, as last loaded */
 	bool stalled;          /* a claim holds the frontier at stall_pos */
+	bool stall_marked;     /* ... and its word there is CLAIMED for off */
 	int64_t stall_ns;      /* when it was first seen stalled (0: not yet timed) */
 	uint64_t stall_pos;
 	uint64_t stall_tail;   /* the tail when it stalled */
@@ -32,8 +33,11 @@ struct part_cursor {
 };
 
 /* Checks of the frontier's commit word alone before the claim word is
- * loaded again (see part_read). */
-#define PART_PEEKS_MAX 64
+ * loaded again (see part_read): enough that a reader spinning at the
+ * frontier rarely takes the claim word's line from the producers (about
+ * once in 1024 polls), few enough that a claim whose producer died
+ * unmarked is seen within microseconds, far inside the unblock timeout. */
+#define PART_PEEKS_MAX 1024
 
 /* Make the next part_read load the claim word: before a sleep, so that a
  * stalled claim is seen and timed. */

@@ -118,7 +118,7 @@
  * (-EBUSY); without it, it waits (the same as appending fewer records).
  * NO_CONSUMER: no consumer (the daemon's aborts alone, P2 and P6). */
 #ifndef PEEKS
-#define PEEKS 1        /* PART_PEEKS_MAX (64 in shm/read.h) */
+#define PEEKS 1        /* PART_PEEKS_MAX (1024 in shm/read.h) */
 #endif
 #ifndef HSTEP
 #define HSTEP 2        /* a producer raises the horizon to its claim's end + HSTEP
@@ -744,7 +744,7 @@ proctype consumer()
 {
 	/* the cursor (struct part_cursor) */
 	byte off, pos, t_seen, n_seen, peeks;
-	bool claim_end, stalled;
+	bool claim_end, stalled, smarked;   /* smarked: c->stall_marked */
 	/* one poll */
 	byte rc, v_pos, v_off, h1, h2, e, flen, last;
 	short w;
@@ -765,7 +765,7 @@ proctype consumer()
 				/* at a claim's end reached by reading, peek at the
 				 * commit word alone (format.md §6 step 1) */
 				if
-				:: claim_end && !stalled && peeks < PEEKS ->
+				:: claim_end && (!stalled || smarked) && peeks < PEEKS ->
 					atomic { peeks++; w = cw[PHYS(pos)] }
 					if
 					:: w == 0 -> zpeek = true; break    /* nothing yet */
@@ -801,7 +801,7 @@ proctype consumer()
 				:: t_seen >= pos + C -> rc = R_RANGE
 				:: else ->
 					assert(!(off < n_seen && !PLAUSIBLE(off, pos, t_seen, n_seen)));  /* P4 */
-					stalled = true
+					stalled = true; smarked = false
 				fi;
 				break
 			:: else
@@ -855,7 +855,7 @@ proctype consumer()
 						atomic { t_seen = tail; n_seen = next }
 						if
 						:: t_seen >= pos + C -> rc = R_RANGE
-						:: else -> stalled = true
+						:: else -> stalled = true; smarked = false
 						fi;
 						break
 					:: else
@@ -889,7 +889,8 @@ proctype consumer()
 					claim_end = true
 				}
 			:: CW_ST(w) == CLAIMED ->
-				stalled = true;      /* stall(): this offset's own claim */
+				stalled = true;      /* stall(): this offset's own claim, */
+				smarked = true;      /* peeked at alone until it moves */
 				break
 			:: else ->               /* a padding: never written here */
 				assert(false)
@@ -939,6 +940,7 @@ proctype consumer()
 			atomic {
 				off = next; pos = tail;
 				t_seen = 0; n_seen = 0; peeks = 0; claim_end = false; stalled = false;
+				smarked = false;
 				v_pos = 0; v_off = 0; h1 = 0; h2 = 0; e = 0; flen = 0
 			}
 		:: rc == R_REC

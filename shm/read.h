@@ -36,7 +36,8 @@ struct part_cursor {
  * loaded again (see part_read): enough that a reader spinning at the
  * frontier rarely takes the claim word's line from the producers (about
  * once in 1024 polls), few enough that a claim whose producer died
- * unmarked is seen within microseconds, far inside the unblock timeout. */
+ * unmarked is seen within about 100 us of spinning, far inside the
+ * unblock timeout (and at once before a sleep). */
 #define PART_PEEKS_MAX 1024
 
 /* Make the next part_read load the claim word: before a sleep, so that a

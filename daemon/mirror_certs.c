@@ -59,9 +59,9 @@ static void warn_expiry(const char *section, const struct mlink_ctx *x)
 		log_err("%s certificate %s expired on %s: peers refuse it; renew the file and send "
 			"SIGHUP (systemctl reload shmbusd)", section, mlink_ctx_cert(x), when);
 	else
-		log_warn("%s certificate %s expires on %s, in %lld day%s: renew the file and send "
+		log_warn("%s certificate %s expires on %s, in %.1f days: renew the file and send "
 			 "SIGHUP (systemctl reload shmbusd)", section, mlink_ctx_cert(x), when,
-			 (long long)((end - now) / 86400), (end - now) / 86400 == 1 ? "" : "s");
+			 (double)(end - now) / 86400);
 }
 
 void mirror_certs_loaded(const char *section, const struct mlink_ctx *x)
@@ -97,11 +97,10 @@ void mirror_certs_tick(void)
 		int64_t left = st.certs[i].not_after - now;
 
 		if (st.certs[i].not_after && left <= EXPIRY_WARN_DAYS * 86400)
-			log_warn("%s: its certificate %s %lld day%s; renew it and send SIGHUP "
+			log_warn("%s: its certificate %s %.1f days; renew it and send SIGHUP "
 				 "(systemctl reload shmbusd)", st.certs[i].section,
 				 left <= 0 ? "has expired, for" : "expires in",
-				 (long long)((left < 0 ? -left : left) / 86400),
-				 (left < 0 ? -left : left) / 86400 == 1 ? "" : "s");
+				 (double)(left < 0 ? -left : left) / 86400);
 	}
 }
 

@@ -500,7 +500,7 @@ static const struct family daemon_families[] = {
 	DF("recovery_rebuilt_total", "counter", rec_rebuilt,
 	   "Partitions whose index and claim word recovery rebuilt from the data."),
 	DF("recovery_status_repaired_total", "counter", rec_status_repaired,
-	   "Partitions whose status word start-up recovery set right from the bus directory."),
+	   "Partitions whose status word was set right from the bus directory (start-up and tick)."),
 	DF("rate_entries_missing", "gauge", rates_full,
 	   "Partitions with no rate: the counters file's table is full."),
 };

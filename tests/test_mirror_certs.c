@@ -17,7 +17,8 @@
  *      connection is accepted and the replica catches up byte for byte;
  *   3. a broken replacement (a key of another pair) is refused at A's
  *      SIGHUP, naming the file, and counted; the material in use stays,
- *      and a new connection from B still gets through with it.
+ *      and a new connection from B still gets through with it;
+ *   4. both stop cleanly (exit 0), every context released.
  *
  * The certificates are valid for 2 days, so each load also warns that
  * they expire soon.  Needs root, `ip netns` and the openssl command;
@@ -318,12 +319,25 @@ static void broken_replacement_keeps_the_old_material(void **state)
 	assert_true(metric(e, "shmbus_daemon_tls_reloads_total") == 2);
 }
 
+/* Both stop cleanly after the renewals: every context, old and new, is
+ * released (an ASan build's leak check makes a leak exit non-zero). */
+static void clean_stop_after_renewals(void **state)
+{
+	struct env *e = *state;
+	struct tu_lab *l = &e->lab;
+
+	need_lab(e);
+	assert_int_equal(tu_daemon_stop(&l->d[B], 15000), 0);
+	assert_int_equal(tu_daemon_stop(&l->d[A], 15000), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(renewal_keeps_the_established_connection),
 		cmocka_unit_test(new_connection_needs_the_new_ca),
 		cmocka_unit_test(broken_replacement_keeps_the_old_material),
+		cmocka_unit_test(clean_stop_after_renewals),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -18,7 +18,9 @@
  *   3. a broken replacement (a key of another pair) is refused at A's
  *      SIGHUP, naming the file, and counted; the material in use stays,
  *      and a new connection from B still gets through with it;
- *   4. both stop cleanly (exit 0), every context released.
+ *   4. SIGHUPs in a loop while 40 connections make their handshakes:
+ *      none sees its context freed, and the mirror streams on;
+ *   5. both stop cleanly (exit 0), every context released.
  *
  * The certificates are valid for 2 days, so each load also warns that
  * they expire soon.  Needs root, `ip netns` and the openssl command;
@@ -33,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -319,6 +322,60 @@ static void broken_replacement_keeps_the_old_material(void **state)
 	assert_true(metric(e, "shmbus_daemon_tls_reloads_total") == 2);
 }
 
+struct handshakes {
+	struct env *e;
+	int count;
+};
+
+/* In a child: `count` TLS handshakes with A from B's namespace (B's
+ * certificate), each closed at once. */
+static int handshakes_main(void *arg)
+{
+	const struct handshakes *h = arg;
+
+	return tu_lab_sh(&h->e->lab, B, "sh -c 'cd %s && for i in $(seq %d); do openssl s_client "
+			 "-connect 10.201.0.1:9093 -cert b.crt -key b.key -CAfile ca2.crt "
+			 "</dev/null >/dev/null 2>&1; done'", h->e->dir, h->count) ? 1 : 0;
+}
+
+/* Renewals while connections come and go: each connection thread takes
+ * the context in force at its handshake while SIGHUPs swap it; none may
+ * see one freed (an ASan build catches a use after free), and the
+ * mirror streams on. */
+static void renewals_during_handshakes(void **state)
+{
+	struct env *e = *state;
+	struct tu_lab *l = &e->lab;
+	struct handshakes h = { .e = e, .count = 40 };
+	/* each handshake done, the connection ends before HELLO */
+	const char *done = "disconnected: it closed the connection before HELLO";
+	int before = tu_daemon_log_count(&l->d[A], done);
+	double reloads = metric(e, "shmbus_daemon_tls_reloads_total");
+	int n = 0, after, st = -1;
+	pid_t pid;
+
+	need_lab(e);
+	pid = tu_fork(handshakes_main, &h);
+	while (waitpid(pid, &st, WNOHANG) == 0) { /* bounded: reload() waits for each */
+		if (n >= 400) {
+			kill(pid, SIGKILL);
+			tu_wait(pid, 5000);
+			fail_msg("40 handshakes took more than 400 reloads");
+		}
+		reload(e, A);
+		n++;
+		usleep(5000);
+	}
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	after = tu_daemon_log_count(&l->d[A], done);
+	printf("# %d renewals during %d handshakes (%d done)\n", n, h.count, after - before);
+	assert_true(n >= 2);
+	assert_true(after - before >= h.count);
+	assert_true(metric(e, "shmbus_daemon_tls_reloads_total") == reloads + n);
+	produce(l->root[A], 7000, 500);
+	tu_lab_caught_up(l, l->root[A], l->root[B], "orders", 2, WAIT_MS);
+}
+
 /* Both stop cleanly after the renewals: every context, old and new, is
  * released (an ASan build's leak check makes a leak exit non-zero). */
 static void clean_stop_after_renewals(void **state)
@@ -337,6 +394,7 @@ int main(void)
 		cmocka_unit_test(renewal_keeps_the_established_connection),
 		cmocka_unit_test(new_connection_needs_the_new_ca),
 		cmocka_unit_test(broken_replacement_keeps_the_old_material),
+		cmocka_unit_test(renewals_during_handshakes),
 		cmocka_unit_test(clean_stop_after_renewals),
 	};
 

@@ -18,9 +18,12 @@
  *   3. a broken replacement (a key of another pair) is refused at A's
  *      SIGHUP, naming the file, and counted; the material in use stays,
  *      and a new connection from B still gets through with it;
- *   4. SIGHUPs in a loop while 40 connections make their handshakes:
+ *   4. B's second section (a pre-shared key, its source never there)
+ *      gets a PSK file others may read: B's SIGHUP renews neither
+ *      section, all or nothing; mended, the next renews both;
+ *   5. SIGHUPs in a loop while 40 connections make their handshakes:
  *      none sees its context freed, and the mirror streams on;
- *   5. both stop cleanly (exit 0), every context released.
+ *   6. both stop cleanly (exit 0), every context released.
  *
  * The certificates are valid for 2 days, so each load also warns that
  * they expire soon.  Needs root, `ip netns` and the openssl command;
@@ -68,7 +71,8 @@ static const char mk_certs[] =
 	"openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:prime256v1 -out stray.key\n"
 	/* what each daemon reads: A's pair and the CA of its mirrors, B's CA of its source */
 	"cp a1.crt a.crt; cp a1.key a.key; cp ca1.crt a-ca.crt; cp ca1.crt b-ca.crt\n"
-	"chmod 600 *.key\n";
+	"printf 'mirrors:%s\\n' $(openssl rand -hex 32) > b.psk\n"
+	"chmod 600 *.key b.psk\n";
 
 static void write_file(const char *path, const char *text, mode_t mode)
 {
@@ -116,8 +120,12 @@ static void configure(struct env *e)
 		 "address = 10.201.0.1:9093\ntls = on\ncert = %s/a.crt\nkey = %s/a.key\n"
 		 "ca = %s/a-ca.crt\nallow = shmbus-b\n", METRICS_PORT, d, d, d);
 	tu_lab_config(&e->lab, A, text);
+	/* "idle": a second section, with a pre-shared key, whose source is
+	 * never there (it only retries): renewals are all sections or none */
 	snprintf(text, sizeof text, "[mirror \"good\"]\nsource = 10.201.0.1:9093\ntopics = orders\n"
-		 "tls = on\ncert = %s/b.crt\nkey = %s/b.key\nca = %s/b-ca.crt\n", d, d, d);
+		 "tls = on\ncert = %s/b.crt\nkey = %s/b.key\nca = %s/b-ca.crt\n\n"
+		 "[mirror \"idle\"]\nsource = 10.201.0.1:9094\ntopics = none\ntls = on\n"
+		 "psk_file = %s/b.psk\n", d, d, d, d);
 	tu_lab_config(&e->lab, B, text);
 }
 
@@ -196,13 +204,16 @@ static void expect_log(struct env *e, int i, const char *needle)
 /* B's reconnects, as `shmbus mirror status` reports them. */
 static uint64_t reconnects(struct env *e)
 {
-	struct shmbus_mirror_status m[4] = { { .sz = sizeof m[0] } };
+	struct shmbus_mirror_status m[8] = { { .sz = sizeof m[0] } };
 	shmbus *b = tu_open(e->lab.root[B]);
-	int n = shmbus_mirror_status(b, m, 4);
+	int n = shmbus_mirror_status(b, m, 8);
 
 	shmbus_close(b);
-	assert_true(n > 0);
-	return m[0].reconnects;
+	for (int i = 0; i < n && i < 8; i++)
+		if (!strcmp(m[i].mirror, "good"))
+			return m[i].reconnects;
+	fail_msg("B's mirror status has no line of mirror good");
+	return 0;
 }
 
 static double metric(struct env *e, const char *sample)
@@ -376,6 +387,29 @@ static void renewals_during_handshakes(void **state)
 	tu_lab_caught_up(l, l->root[A], l->root[B], "orders", 2, WAIT_MS);
 }
 
+/* A PSK file others may read fails B's renewal, of both its sections:
+ * nothing is swapped; mended, the next SIGHUP takes both. */
+static void bad_psk_file_holds_back_every_section(void **state)
+{
+	struct env *e = *state;
+	char path[400], msg[600];
+	int renewed;
+
+	need_lab(e);
+	snprintf(path, sizeof path, "%s/b.psk", e->dir);
+	renewed = tu_daemon_log_count(&e->lab.d[B], "SIGHUP: TLS material renewed");
+	assert_int_equal(chmod(path, 0644), 0);
+	reload(e, B);
+	snprintf(msg, sizeof msg, "SIGHUP: [mirror \"idle\"] psk_file %s: is mode 0644", path);
+	expect_log(e, B, msg);
+	expect_log(e, B, "SIGHUP: TLS material not renewed: 1 of 2 sections failed its checks");
+	assert_int_equal(tu_daemon_log_count(&e->lab.d[B], "SIGHUP: TLS material renewed"),
+			 renewed);
+	assert_int_equal(chmod(path, 0600), 0);
+	reload(e, B);
+	expect_log(e, B, "SIGHUP: TLS material renewed for [mirror \"good\"], [mirror \"idle\"]");
+}
+
 /* Both stop cleanly after the renewals: every context, old and new, is
  * released (an ASan build's leak check makes a leak exit non-zero). */
 static void clean_stop_after_renewals(void **state)
@@ -394,6 +428,7 @@ int main(void)
 		cmocka_unit_test(renewal_keeps_the_established_connection),
 		cmocka_unit_test(new_connection_needs_the_new_ca),
 		cmocka_unit_test(broken_replacement_keeps_the_old_material),
+		cmocka_unit_test(bad_psk_file_holds_back_every_section),
 		cmocka_unit_test(renewals_during_handshakes),
 		cmocka_unit_test(clean_stop_after_renewals),
 	};

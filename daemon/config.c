@@ -563,7 +563,8 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-static int mirrors_check(const struct config *c, char *err, size_t errlen)
+/* The mirror sections' keys; with `files`, their TLS files too. */
+static int mirrors_check(const struct config *c, bool files, char *err, size_t errlen)
 {
 	char sect[80];
 
@@ -572,7 +573,7 @@ static int mirrors_check(const struct config *c, char *err, size_t errlen)
 			 "mirrors over plain TCP, or tls = on with cert, key and ca (or psk_file)");
 		return -EINVAL;
 	}
-	if (c->mlisten.address[0] &&
+	if (c->mlisten.address[0] && files &&
 	    mlink_config_check(&c->mlisten.creds, c->mlisten.tls == 1, "[mirror-listen]", true,
 			       err, errlen) < 0)
 		return -EINVAL;
@@ -588,15 +589,15 @@ static int mirrors_check(const struct config *c, char *err, size_t errlen)
 			return -EINVAL;
 		}
 		snprintf(sect, sizeof sect, "[mirror \"%s\"]", m->name);
-		if (mlink_config_check(&m->creds, m->tls == 1, sect, false, err, errlen) < 0)
+		if (files && mlink_config_check(&m->creds, m->tls == 1, sect, false, err, errlen) < 0)
 			return -EINVAL;
 	}
 	return 0;
 }
 
-int config_check(const struct config *c, char *err, size_t errlen)
+static int check(const struct config *c, bool files, char *err, size_t errlen)
 {
-	if (mirrors_check(c, err, errlen))
+	if (mirrors_check(c, files, err, errlen))
 		return -EINVAL;
 	if (c->unblock_timeout_ms < c->tick_ms) {
 		snprintf(err, errlen, "unblock_timeout_ms (%lld) is shorter than tick_ms (%lld): "
@@ -615,6 +616,16 @@ int config_check(const struct config *c, char *err, size_t errlen)
 		}
 	}
 	return 0;
+}
+
+int config_check(const struct config *c, char *err, size_t errlen)
+{
+	return check(c, true, err, errlen);
+}
+
+int config_check_keys(const struct config *c, char *err, size_t errlen)
+{
+	return check(c, false, err, errlen);
 }
 
 #define CHANGED(f) (cur->f != next->f)

@@ -111,8 +111,14 @@ int config_metrics_split(const char *spec, char *host, size_t hlen, char *port, 
  * (its form, and that it resolves)?  0, or -EINVAL with why written. */
 int config_metrics_check(const char *spec, char *why, size_t len);
 
-/* Check the values together (after flags are applied); same messages. */
+/* Check the values together (after flags are applied), and the TLS
+ * files the mirror sections name (mlink_config_check); same messages. */
 int config_check(const struct config *c, char *err, size_t errlen);
+
+/* The same without reading the TLS files: a SIGHUP renews those on its
+ * own, keeping the old material if they are bad (mirror_tls_reload),
+ * while the file's other keys apply. */
+int config_check_keys(const struct config *c, char *err, size_t errlen);
 
 void config_free(struct config *c);
 

@@ -500,7 +500,7 @@ static const struct family daemon_families[] = {
 	DF("recovery_rebuilt_total", "counter", rec_rebuilt,
 	   "Partitions whose index and claim word recovery rebuilt from the data."),
 	DF("recovery_status_repaired_total", "counter", rec_status_repaired,
-	   "Partitions whose status word start-up recovery set right from the bus directory."),
+	   "Partitions whose status word was set right from the bus directory (start-up and tick)."),
 	DF("rate_entries_missing", "gauge", rates_full,
 	   "Partitions with no rate: the counters file's table is full."),
 };
@@ -685,6 +685,35 @@ static void render_mirror_source(struct buf *b)
 #undef SOURCE_FAMILY
 }
 
+/* The TLS material of the mirror sections: renewals on SIGHUP and each
+ * certificate's end (mirror_certs.c); only where a section has TLS. */
+static void render_tls(struct buf *b)
+{
+	struct mirror_tls_stats st; /* 6 KiB: on the metrics thread's stack */
+
+	mirror_tls_stats(&st);
+	if (!st.n && !st.failures)
+		return;
+	put_family(b, "shmbus_daemon_tls_reloads_total", "counter",
+		   "SIGHUPs that renewed the mirror sections' TLS material.");
+	put(b, "shmbus_daemon_tls_reloads_total %llu\n", (unsigned long long)st.reloads);
+	put_family(b, "shmbus_daemon_tls_reload_failures_total", "counter",
+		   "SIGHUPs whose TLS files failed their checks: the old material was kept.");
+	put(b, "shmbus_daemon_tls_reload_failures_total %llu\n", (unsigned long long)st.failures);
+	put_family(b, "shmbus_daemon_tls_reloaded_timestamp_seconds", "gauge",
+		   "When the TLS material was last renewed (0: not since the start).");
+	put(b, "shmbus_daemon_tls_reloaded_timestamp_seconds %lld\n", (long long)st.reloaded_at);
+	put_family(b, "shmbus_daemon_tls_cert_expiry_timestamp_seconds", "gauge",
+		   "When the certificate a mirror section uses ends (its notAfter).");
+	for (size_t i = 0; i < st.n; i++) {
+		if (!st.certs[i].not_after)
+			continue; /* a pre-shared key */
+		put(b, "shmbus_daemon_tls_cert_expiry_timestamp_seconds{");
+		put_label(b, "section", st.certs[i].section);
+		put(b, "} %lld\n", (long long)st.certs[i].not_after);
+	}
+}
+
 /* Group offsets moved back by cuts (group_cut.c, format.md §14). */
 static void render_group_cuts(struct buf *b)
 {
@@ -728,6 +757,7 @@ char *exposition_render(struct daemon *d, const struct ctr_file *ctr, size_t *re
 	render_daemon(&b, &sc);
 	render_kevents(&b, d);
 	render_group_cuts(&b);
+	render_tls(&b);
 	render_mirrors(&b);
 	render_parts(&b, &sc);
 	render_groups(&b, &sc);

@@ -7,6 +7,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static int max_level = LOG_INFO;
+/* set by the loop (start, SIGHUP), read by every thread: relaxed is
+ * enough, a line logged at the old level during a reload is harmless */
+static atomic_int max_level = LOG_INFO;
 static bool to_journal;
 
 static const char *const names[] = {
@@ -38,13 +41,13 @@ static bool stderr_is_journal(void)
 
 void log_init(int level)
 {
-	max_level = level;
+	atomic_store_explicit(&max_level, level, memory_order_relaxed);
 	to_journal = stderr_is_journal();
 }
 
 void log_set_level(int level)
 {
-	max_level = level;
+	atomic_store_explicit(&max_level, level, memory_order_relaxed);
 }
 
 int log_level_parse(const char *name)
@@ -68,7 +71,7 @@ void log_msg(int level, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (level > max_level)
+	if (level > atomic_load_explicit(&max_level, memory_order_relaxed))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof line, fmt, ap);

@@ -269,6 +269,7 @@ static void on_tick(struct daemon *d, uint32_t events, void *arg)
 	supervise_refresh(d);
 	supervise_tick(d);
 	metrics_tick(d);
+	mirror_certs_tick();
 }
 
 static void on_retention(struct daemon *d, uint32_t events, void *arg)
@@ -330,7 +331,7 @@ void daemon_reload(struct daemon *d)
 	config_defaults(&next);
 	if (config_load(&next, d->config_path, err, sizeof err) < 0 ||
 	    apply_flags(&next, &cmdline, err, sizeof err) < 0 ||
-	    config_check(&next, err, sizeof err) < 0) {
+	    config_check_keys(&next, err, sizeof err) < 0) {
 		log_err("SIGHUP: %s; the running configuration is kept", err);
 		config_free(&next);
 		notify_ready(d);
@@ -342,6 +343,9 @@ void daemon_reload(struct daemon *d)
 	loop_timer_set(d->tick_fd, d->cfg.tick_ms * 1000000);
 	supervise_retention_timer(d); /* its period is at most a tick */
 	topics_declare(d); /* through the worker: the loop goes on */
+	/* certificates renewed in place, at the paths in force (a new path
+	 * is a restart key, listed below): all good, or none taken */
+	(void)mirror_tls_reload(d);
 	log_notice("SIGHUP: reloaded %s (%d change%s applied)%s%s%s", d->config_path, applied,
 		   applied == 1 ? "" : "s", cannot[0] ? "; needs a restart to change: " : "",
 		   cannot, "");

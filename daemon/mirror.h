@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "shmbusd.h"
+#include "mirror_link.h"
 #include "../util/clock.h"
 #include "../shm/mirrorproto.h"
 #include "../shm/truncate.h"
@@ -24,6 +25,41 @@ void mirror_source_fini(struct daemon *d);
 /* Start a thread per [mirror "NAME"]; stop them. */
 int mirror_sink_init(struct daemon *d);
 void mirror_sink_fini(struct daemon *d);
+
+/*
+ * SIGHUP: renew the TLS material of [mirror-listen] and every [mirror
+ * "NAME"] (mirror_certs.c): each section's files are read and checked as
+ * --check-config does, and only if every one is good are the new
+ * contexts swapped in, for new connections; connections already made
+ * keep theirs until they end.  Otherwise the material in use is kept,
+ * each bad file logged and the failure counted.  0, or -EINVAL.
+ */
+int mirror_tls_reload(struct daemon *d);
+
+/* Put x in place of the running context (the swap takes over the
+ * caller's reference and drops the old one): true if there was one to
+ * replace; false (x not taken) for a section without TLS or not running. */
+bool mirror_source_tls_swap(struct mlink_ctx *x);
+bool mirror_sink_tls_swap(const char *name, struct mlink_ctx *x);
+
+/* Renewals of the TLS material, for the metrics (docs/metrics.md). */
+struct mirror_tls_stats {
+	uint64_t reloads, failures;  /* SIGHUPs that renewed it, or kept the old */
+	int64_t reloaded_at;         /* the last renewal, CLOCK_REALTIME seconds; 0: none */
+	size_t n;                    /* sections below */
+	struct {
+		char section[80];    /* "[mirror-listen]", "[mirror \"b\"]" */
+		int64_t not_after;   /* its certificate's end, seconds since the epoch */
+	} certs[65];
+};
+
+void mirror_tls_stats(struct mirror_tls_stats *ret);
+
+/* A section's context was loaded (start, renewal): note its certificate's
+ * end for the metrics, and warn if it is less than 14 days away. */
+void mirror_certs_loaded(const char *section, const struct mlink_ctx *x);
+/* Once a day, from the tick: warn again of certificates about to end. */
+void mirror_certs_tick(void);
 
 /* The mirrored partitions' status as text, one partition a line of
  * KEY=VALUE fields separated by tabs (protocol.md §9), into buf;

@@ -502,5 +502,6 @@ void mlink_close(struct mlink *t)
 	}
 	close(t->fd);
 	free(t->stage);
+	mlink_ctx_put(t->x); /* after SSL_free: its callbacks reach t->x */
 	free(t);
 }

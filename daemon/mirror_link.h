@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "config.h"
 
@@ -42,7 +43,22 @@ struct mlink;        /* one connection */
  */
 int mlink_ctx_new(const struct config_tls *cfg, bool on, bool server, const char *section,
 		  const char *source_host, struct mlink_ctx **ret);
-void mlink_ctx_free(struct mlink_ctx *x);
+
+/*
+ * A context is reference-counted: mlink_ctx_new's caller holds the
+ * first reference, mlink_ctx_get takes another (NULL stays NULL),
+ * mlink_ctx_put drops one and the last frees it, its SSL_CTX and its
+ * keys.  Safe from any thread, as long as the caller's own reference (or
+ * a lock over the holder's) keeps x alive during mlink_ctx_get.
+ */
+struct mlink_ctx *mlink_ctx_get(struct mlink_ctx *x);
+void mlink_ctx_put(struct mlink_ctx *x);
+
+/* When this host's certificate ends (its notAfter, seconds since the
+ * epoch), or 0 (a PSK, or tls = off). */
+time_t mlink_ctx_not_after(const struct mlink_ctx *x);
+/* The file of this host's certificate, "" for a PSK. */
+const char *mlink_ctx_cert(const struct mlink_ctx *x);
 
 /* What the context does, for the start's log line: "TLS 1.3 with
  * certificates (CA /etc/..., allowed: a, b)" or "TLS 1.3 with a
@@ -79,7 +95,9 @@ struct mlink *mlink_new(int fd, const char *peer, int64_t timeout_ms, int stop);
 /*
  * TLS over the link, before any byte of the protocol: as the server
  * (source) or the client (mirror), with x's credentials; x NULL: plain
- * TCP, nothing to do.  0, or -errno with mlink_why() saying why (the
+ * TCP, nothing to do.  The link takes over the caller's reference to x
+ * (mlink_ctx_get) and drops it in mlink_close, whatever this returns: a
+ * connection keeps the context it started with for its whole life.  0, or -errno with mlink_why() saying why (the
  * reason OpenSSL gives, the peer's certificate and what would fix it),
  * within timeout_ms whatever the peer does.  A TLS listener answers a
  * mirror that speaks plain TCP with an ERROR in plain TCP, so that it

@@ -103,7 +103,8 @@ struct sink {
 	char error[512];
 	int fd;
 	struct mlink *link;          /* the transport over fd: plain TCP or TLS */
-	struct mlink_ctx *tls;       /* tls = on: this section's TLS context */
+	struct mlink_ctx *tls;       /* tls = on: this section's TLS context, for the
+				      * next connection (under lock: a SIGHUP swaps it) */
 	char tls_mode[16];           /* the last connection's (mlink_mode), for the status */
 	char source_id[2 * MP_ID_SIZE + 1]; /* the source's mirror id (§M12), "" if unknown */
 	uint8_t *rx;
@@ -1124,6 +1125,7 @@ static int stream(struct sink *s)
 /* The transport over the connected s->fd: TLS first, if configured. */
 static int link_up(struct sink *s)
 {
+	struct mlink_ctx *x;
 	char how[300];
 	int rc;
 
@@ -1132,7 +1134,10 @@ static int link_up(struct sink *s)
 		set_error(s, "out of memory");
 		return -ENOMEM;
 	}
-	rc = mlink_handshake(s->link, s->tls, false);
+	pthread_mutex_lock(&s->lock);
+	x = mlink_ctx_get(s->tls);
+	pthread_mutex_unlock(&s->lock);
+	rc = mlink_handshake(s->link, x, false); /* the link keeps x to its end */
 	if (rc) {
 		set_error(s, "%s", mlink_why(s->link));
 		return rc;
@@ -1273,9 +1278,11 @@ int mirror_sink_init(struct daemon *d)
 		pthread_mutex_lock(&stats_lock);
 		nsinks++;
 		pthread_mutex_unlock(&stats_lock);
-		if (s->tls)
+		if (s->tls) {
 			log_notice("mirror %s: fetches over %s; kernel TLS: %s", s->label,
 				   mlink_ctx_describe(s->tls), mlink_ktls_offered());
+			mirror_certs_loaded(section, s->tls);
+		}
 		else
 			log_warn("mirror %s: fetches over plain TCP (tls = off): records travel "
 				 "unencrypted; use it only on a network you trust", s->label);
@@ -1291,7 +1298,8 @@ void mirror_sink_fini(struct daemon *d)
 	pthread_mutex_lock(&stats_lock);
 	for (size_t i = 0; i < nsinks; i++) {
 		pthread_join(sinks[i].thread, NULL);
-		mlink_ctx_free(sinks[i].tls);
+		mlink_ctx_put(sinks[i].tls);
+		sinks[i].tls = NULL;
 		free(sinks[i].parts);
 		free(sinks[i].owed);
 		free(sinks[i].rx);
@@ -1302,6 +1310,30 @@ void mirror_sink_fini(struct daemon *d)
 	sinks = NULL;
 	nsinks = 0;
 	pthread_mutex_unlock(&stats_lock);
+}
+
+bool mirror_sink_tls_swap(const char *name, struct mlink_ctx *x)
+{
+	struct mlink_ctx *old = NULL;
+
+	pthread_mutex_lock(&stats_lock);
+	for (size_t i = 0; i < nsinks; i++) {
+		struct sink *s = &sinks[i];
+
+		if (strcmp(s->cfg->name, name))
+			continue;
+		pthread_mutex_lock(&s->lock); /* against link_up */
+		old = s->tls;
+		if (old)
+			s->tls = x;
+		pthread_mutex_unlock(&s->lock);
+		break;
+	}
+	pthread_mutex_unlock(&stats_lock);
+	if (!old || old == x)
+		return false;
+	mlink_ctx_put(old); /* freed when the connection made with it ends */
+	return true;
 }
 
 /* This host's mirror id, as hex, for the status. */

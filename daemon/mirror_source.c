@@ -93,9 +93,10 @@ struct source {
 	bool started;
 	atomic_int conns;
 	int stop_pipe[2];
-	pthread_mutex_t lock;        /* guards fds: shut down at stop */
+	pthread_mutex_t lock;        /* guards fds, tls and ided */
 	int fds[MAX_CONNS];
-	struct mlink_ctx *tls;       /* tls = on: the context of every connection */
+	struct mlink_ctx *tls;       /* tls = on: the context of new connections (a
+				      * SIGHUP may swap it: mirror_source_tls_swap) */
 	struct conn *ided[MAX_CONNS]; /* connections of mirrors with an id (under lock) */
 	atomic_bool told_v2;         /* a version-2 mirror's fallback was logged */
 	atomic_ullong accepted, refused, bytes, records, gaps; /* for metrics */
@@ -791,8 +792,14 @@ static const char *serve_conn(struct conn *c)
 {
 	const struct config_mirror_listen *l = &c->d->cfg.mlisten;
 	const char *why = "";
+	struct mlink_ctx *x;
 	char how[300];
-	int rc = mlink_handshake(c->link, src.tls, true);
+	int rc;
+
+	pthread_mutex_lock(&src.lock); /* against mirror_source_tls_swap */
+	x = mlink_ctx_get(src.tls);
+	pthread_mutex_unlock(&src.lock);
+	rc = mlink_handshake(c->link, x, true); /* the link keeps x to its end */
 
 	if (rc) {
 		atomic_fetch_add(&src.refused, 1);
@@ -1013,9 +1020,11 @@ int mirror_source_init(struct daemon *d)
 	}
 	src.started = true;
 	atomic_store(&src.listening, true);
-	if (src.tls)
+	if (src.tls) {
 		log_notice("[mirror-listen] serves mirrors on %s over %s; kernel TLS: %s", addr,
 			   mlink_ctx_describe(src.tls), mlink_ktls_offered());
+		mirror_certs_loaded("[mirror-listen]", src.tls);
+	}
 	else
 		log_warn("[mirror-listen] serves mirrors on %s over plain TCP (tls = off): records "
 			 "travel unencrypted and any host that reaches the port may read every "
@@ -1048,10 +1057,25 @@ void mirror_source_fini(struct daemon *d)
 	if (src.lfd >= 0)
 		close(src.lfd);
 	src.lfd = -1;
-	if (atomic_load(&src.conns) == 0) { /* else a thread may still use it */
-		mlink_ctx_free(src.tls);
-		src.tls = NULL;
-	}
+	pthread_mutex_lock(&src.lock);
+	mlink_ctx_put(src.tls); /* a connection still running holds its own reference */
+	src.tls = NULL;
+	pthread_mutex_unlock(&src.lock);
+}
+
+bool mirror_source_tls_swap(struct mlink_ctx *x)
+{
+	struct mlink_ctx *old;
+
+	pthread_mutex_lock(&src.lock);
+	old = src.tls;
+	if (old && src.started)
+		src.tls = x;
+	pthread_mutex_unlock(&src.lock);
+	if (!old || old == x)
+		return false;
+	mlink_ctx_put(old); /* freed when the last connection made with it ends */
+	return true;
 }
 
 void mirror_source_stats(struct mirror_source_stats *ret)

@@ -564,6 +564,16 @@ static int ctx_fail(struct mlink_ctx *x, const char *what)
 	return -EINVAL;
 }
 
+/* A certificate's notAfter in seconds since the epoch; 0 if unreadable. */
+static time_t not_after(X509 *c)
+{
+	struct tm tm;
+
+	if (!c || ASN1_TIME_to_tm(X509_get0_notAfter(c), &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
 static bool is_address(const char *host)
 {
 	struct in6_addr a;
@@ -581,6 +591,8 @@ static int ctx_certs(struct mlink_ctx *x, const struct config_tls *c, const char
 	if (SSL_CTX_use_PrivateKey_file(x->ssl, c->key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(x->ssl) != 1)
 		return ctx_fail(x, c->key);
+	x->not_after = not_after(SSL_CTX_get0_certificate(x->ssl));
+	snprintf(x->cert, sizeof x->cert, "%s", c->cert);
 	if (SSL_CTX_load_verify_locations(x->ssl, c->ca, NULL) != 1)
 		return ctx_fail(x, c->ca);
 	if (x->server) {
@@ -621,6 +633,7 @@ int mlink_ctx_new(const struct config_tls *c, bool on, bool server, const char *
 	x = calloc(1, sizeof *x);
 	if (!x)
 		return -ENOMEM;
+	atomic_init(&x->refs, 1);
 	x->server = server;
 	x->psk = c->psk_file[0] != '\0';
 	snprintf(x->section, sizeof x->section, "%s", section);
@@ -661,7 +674,7 @@ int mlink_ctx_new(const struct config_tls *c, bool on, bool server, const char *
 	*ret = x;
 	return 0;
 out:
-	mlink_ctx_free(x);
+	mlink_ctx_put(x);
 	return rc;
 }
 
@@ -670,11 +683,29 @@ const char *mlink_ctx_describe(const struct mlink_ctx *x)
 	return x ? x->desc : "plain TCP";
 }
 
-void mlink_ctx_free(struct mlink_ctx *x)
+time_t mlink_ctx_not_after(const struct mlink_ctx *x)
 {
-	if (!x)
+	return x ? x->not_after : 0;
+}
+
+const char *mlink_ctx_cert(const struct mlink_ctx *x)
+{
+	return x ? x->cert : "";
+}
+
+struct mlink_ctx *mlink_ctx_get(struct mlink_ctx *x)
+{
+	if (x)
+		atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed);
+	return x;
+}
+
+void mlink_ctx_put(struct mlink_ctx *x)
+{
+	/* acq_rel: the last holder sees every other holder's use before the free */
+	if (!x || atomic_fetch_sub_explicit(&x->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	SSL_CTX_free(x->ssl);
+	SSL_CTX_free(x->ssl); /* the SSL_CTX's own count: links' SSLs are freed already */
 	OPENSSL_cleanse(x, sizeof *x);
 	free(x);
 }

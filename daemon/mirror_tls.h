@@ -6,6 +6,9 @@
 #ifndef SHMBUSD_MIRROR_TLS_H
 #define SHMBUSD_MIRROR_TLS_H
 
+#include <stdatomic.h>
+#include <time.h>
+
 #include <openssl/ssl.h>
 
 #include "mirror_link.h"
@@ -15,7 +18,17 @@
 #define MLINK_KEY_MAX   64   /* PSK bytes */
 #define MLINK_ID_MAX    128  /* PSK identity */
 
+/*
+ * One section's TLS setup, shared by the section (its holder: the source,
+ * or a [mirror] thread) and every link that did its handshake with it,
+ * each holding a reference: OpenSSL's callbacks reach it through the link
+ * (allow, the PSK) for as long as the connection lasts, so a SIGHUP that
+ * swaps in a renewed context (mirror_certs.c) frees the old one only
+ * when its last connection ends.  (SSL_new takes a reference to the
+ * SSL_CTX itself; this one covers the rest of the struct.)
+ */
 struct mlink_ctx {
+	atomic_int refs;
 	SSL_CTX *ssl;
 	bool server;
 	bool psk;                    /* a pre-shared key, else certificates */
@@ -28,6 +41,8 @@ struct mlink_ctx {
 	uint8_t key[MLINK_KEY_MAX];
 	size_t keylen;
 	char desc[1200];
+	time_t not_after;            /* this host's certificate's end; 0: a PSK */
+	char cert[CONFIG_TLS_PATH];  /* its file, for messages */
 };
 
 struct mlink {

@@ -51,22 +51,29 @@ static void report(struct daemon *d, const struct dpart *dp, const struct part_r
 	}
 }
 
-/* The status word against the directory (format.md §8). */
-static void check_status(struct daemon *d, struct dpart *dp)
+/* The status word against the directory (format.md §8).  The same
+ * function repairs it at start-up and while the daemon runs. */
+int recovery_status(struct daemon *d, struct dpart *dp, bool wait)
 {
 	uint32_t repaired = 0;
 	char what[300];
+	int rc = wait ? topic_status_repair(d->bus, dp->topic, dp->m, &repaired)
+		      : topic_status_repair_try(d->bus, dp->topic, dp->m, &repaired);
 
-	if (topic_status_repair(d->bus, dp->topic, dp->m, &repaired) < 0) {
+	if (rc == -EWOULDBLOCK)
+		return rc;
+	if (rc < 0) {
 		log_err("%s", shmbus_errmsg());
-		return;
+		return rc;
 	}
 	if (!repaired)
-		return;
+		return 0;
 	d->st.status_repaired++;
 	status_repair_text(what, sizeof what, dp->topic, repaired, true);
 	log_warn("partition %s/%u: %s: repaired (a damaged status word; readers and producers "
-		 "work again)", dp->topic, dp->partition, what);
+		 "work again)%s", dp->topic, dp->partition, what,
+		 wait ? "" : "; found while shmbusd ran");
+	return 0;
 }
 
 /* A replica is written by this daemon's mirror alone: the claims a killed
@@ -108,7 +115,7 @@ void recovery_run(struct daemon *d, struct dpart *dp)
 	d->st.recovery.partitions++;
 	if (dp->part->readonly)
 		return;
-	check_status(d, dp);
+	(void)recovery_status(d, dp, true);
 	settle_cut(d, dp);
 	if (part_is_replica(dp->part)) {
 		resume_replica(dp);

@@ -81,6 +81,10 @@ struct dpart {
 	/* disk roots: what was last flushed */
 	uint64_t flushed_tail, flushed_next;
 	int64_t flushed_ns;
+	/* the status word the directory says it must hold (bus_topic_status),
+	 * and whether the last check found it otherwise (supervise.c) */
+	uint64_t want_status;
+	bool status_suspect;
 };
 
 /* The partition table, replaced whole when topics change and published
@@ -117,6 +121,11 @@ void supervise_fini(struct daemon *d);
 /* Recover one partition if no other process has it mapped (format.md
  * §8 and §11); logs what it found and cut. */
 void recovery_run(struct daemon *d, struct dpart *dp);
+
+/* Set dp's status word right from the directory (format.md §8), logged
+ * and counted if it was wrong: at start-up (`wait` for the admin lock)
+ * and from the tick (not waiting: -EWOULDBLOCK, try again later). */
+int recovery_status(struct daemon *d, struct dpart *dp, bool wait);
 
 /* ------------------------------------------------------------------ */
 /* The control socket (control.c)                                      */
@@ -256,6 +265,7 @@ struct daemon {
 	int64_t retention_period_ns; /* its period (0: disarmed) */
 	int watchdog_fd;
 	struct dtable *table;        /* RCU-published */
+	size_t status_next;          /* where the tick's status check goes on (supervise.c) */
 	int64_t started_ns;          /* CLOCK_REALTIME */
 	struct shmbus_daemon_stats st; /* its own counters (exported by metrics.c) */
 	void *control;               /* control.c's state */

@@ -20,6 +20,16 @@
  * dies, only the frames it marked with its pid are aborted at once: its
  * last announcement may be a claim word another producer won, so a
  * never-marked hole is left to the readers' unblock timeout.
+ *
+ * Status words are checked while the daemon runs, not only at start-up
+ * (format.md §8): a byte damaged in a partition's status word (DELETED,
+ * REPLICA) would fail every read ("topic was deleted") or send
+ * ("read-only") until a restart.  Each tick looks at a slice of the
+ * table, at least 1/STATUS_PASS_TICKS of it, with one load per
+ * partition and no lock; a word that differs from what the directory
+ * says on two looks in a row (a delete, a promote or a conversion in
+ * flight is over by the second) is repaired by the function start-up
+ * recovery uses, under the admin lock, which the tick never waits for.
  */
 #include "shmbusd.h"
 
@@ -37,6 +47,7 @@
 #include "../util/error.h"
 #include "../util/proc.h"
 #include "../shm/read.h"
+#include "../shm/stats.h"
 #include "../shm/unblock.h"
 
 /* Per partition, what the unblocker saw of each writer slot. */
@@ -168,6 +179,7 @@ static void fill(struct daemon *d, struct dtable *nt, const struct bus_topic *to
 				adopt(d, dp);
 			}
 			dp->retention_ms = topics[i].retention_ms;
+			dp->want_status = bus_topic_status(&topics[i]);
 			nt->parts[nt->n++] = dp;
 		}
 	}
@@ -441,10 +453,51 @@ static void sample(struct dpart *dp, int64_t now)
 	dp->last_ns = now;
 }
 
+/* ------------------------------------------------------------------ */
+/* Status words                                                        */
+
+#define STATUS_PASS_TICKS 8   /* every partition is looked at once per 8 ticks, */
+#define STATUS_SLICE_MIN  512 /* or every tick up to 512 partitions */
+
+/* One look at dp's status word; the repair on the second wrong look. */
+static void status_look(struct daemon *d, struct dpart *dp)
+{
+	uint32_t faults = topic_status_faults(true, dp->want_status, part_status(dp->part));
+
+	if (!faults || dp->part->readonly) {
+		dp->status_suspect = false;
+		return;
+	}
+	if (!dp->status_suspect) {
+		dp->status_suspect = true; /* look again next pass: an operation may be under way */
+		return;
+	}
+	if (recovery_status(d, dp, false) == -EWOULDBLOCK)
+		return; /* the admin lock is held: the next pass tries again */
+	dp->status_suspect = false;
+}
+
+static void status_slice(struct daemon *d, const struct dtable *t)
+{
+	size_t n = t ? t->n : 0, slice = (n + STATUS_PASS_TICKS - 1) / STATUS_PASS_TICKS;
+
+	if (n == 0)
+		return;
+	if (slice < STATUS_SLICE_MIN)
+		slice = STATUS_SLICE_MIN;
+	if (slice > n)
+		slice = n;
+	for (size_t k = 0; k < slice; k++)
+		status_look(d, t->parts[(d->status_next + k) % n]);
+	d->status_next = (d->status_next + slice) % n;
+}
+
 void supervise_tick(struct daemon *d)
 {
 	struct dtable *t = d->table;
 	int64_t now = mono_ns();
+
+	status_slice(d, t); /* deleted ones too: a wrong DELETED mark is what it repairs */
 
 	for (size_t i = 0; t && i < t->n; i++) {
 		struct dpart *dp = t->parts[i];

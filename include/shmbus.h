@@ -158,7 +158,8 @@ struct shmbus_daemon_stats {
 		uint64_t frames, aborted, cut, cut_bytes, rebuilt;
 	} recovery;                 /* start-up recovery */
 	uint64_t status_repaired;   /* partitions' status words the bus directory
-				     * contradicted, set right at start-up */
+				     * contradicted, set right at start-up or
+				     * while the daemon ran */
 	uint64_t reserved[10];
 };
 

@@ -139,7 +139,7 @@ SHMBUS_API int shmbus_partition_info(shmbus *bus, const char *topic, uint32_t pa
 /* Recovery                                                            */
 
 /* What was wrong with a status word found as `old` (format.md §8). */
-static uint32_t status_faults(bool live, uint64_t want, uint64_t old)
+uint32_t topic_status_faults(bool live, uint64_t want, uint64_t old)
 {
 	uint32_t r = 0;
 
@@ -182,7 +182,7 @@ static int status_repair_locked(shmbus *bus, const char *topic, struct pmap *m,
 	bool live = dir_lookup(&bus->dir, topic, &t) == 0 && t.id == m->topic_id;
 	uint64_t want = live ? bus_topic_status(&t) : PART_STATUS_DELETED;
 	uint64_t old = part_status(&m->part);
-	uint32_t faults = status_faults(live, want, old);
+	uint32_t faults = topic_status_faults(live, want, old);
 	char what[300];
 
 	if (faults && part_status_repair(&m->part, live, want, &old) < 0) {
@@ -191,7 +191,7 @@ static int status_repair_locked(shmbus *bus, const char *topic, struct pmap *m,
 			       "process maps it read-only; recover it as a user who may write the "
 			       "topic's files", topic, m->partition, what);
 	}
-	*ret_repaired = status_faults(live, want, old);
+	*ret_repaired = topic_status_faults(live, want, old);
 	if (ret_live)
 		*ret_live = live;
 	return 0;
@@ -200,6 +200,18 @@ static int status_repair_locked(shmbus *bus, const char *topic, struct pmap *m,
 int topic_status_repair(shmbus *bus, const char *topic, struct pmap *m, uint32_t *ret_repaired)
 {
 	int rc = admin_lock(bus);
+
+	if (rc)
+		return rc;
+	rc = status_repair_locked(bus, topic, m, ret_repaired, NULL);
+	admin_unlock(bus);
+	return rc;
+}
+
+int topic_status_repair_try(shmbus *bus, const char *topic, struct pmap *m,
+			    uint32_t *ret_repaired)
+{
+	int rc = admin_trylock(bus);
 
 	if (rc)
 		return rc;

@@ -121,6 +121,9 @@ int make_shared_dir(int parentfd, const char *name);
 /* The root's admin lock: a mutex for this process's threads, flock on the
  * bus file for other processes (topics.c). */
 int admin_lock(shmbus *bus);
+/* The same without waiting: -EWOULDBLOCK if another thread or process
+ * holds it. */
+int admin_trylock(shmbus *bus);
 void admin_unlock(shmbus *bus);
 
 /* admin_topic_create/delete, admin_sweep, topic_status_repair and

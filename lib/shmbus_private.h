@@ -33,9 +33,11 @@
  *    code as the embedded mode, under the root's admin lock, with hooks
  *    to stop a long create at SIGTERM and to log half-made topics it
  *    removes.
- *  - topic_status_repair, status_repair_text: start-up recovery sets a
- *    partition's status word right from the bus directory under the
- *    admin lock, and logs what it repaired in the library's words.
+ *  - topic_status_repair, topic_status_repair_try, topic_status_faults,
+ *    status_repair_text: start-up recovery, and the tick while shmbusd
+ *    runs, set a partition's status word right from the bus directory
+ *    under the admin lock, and log what they repaired in the library's
+ *    words.
  *  - DAEMON_STATS: struct shmbus_daemon_stats travels in STATUS replies
  *    (the daemon encodes, the library decodes) and in the counters file
  *    (the daemon writes, the library reads): one list of its fields with
@@ -165,6 +167,18 @@ int admin_sweep(shmbus *bus, const struct admin_hooks *h);
  * 0, or -errno (-EROFS: mapped read-only).
  */
 int topic_status_repair(shmbus *bus, const char *topic, struct pmap *m, uint32_t *ret_repaired);
+
+/* The same without waiting for the admin lock (shmbusd's tick must not
+ * wait on a create or delete that holds it): -EWOULDBLOCK if it is held,
+ * to be tried again later. */
+int topic_status_repair_try(shmbus *bus, const char *topic, struct pmap *m,
+			    uint32_t *ret_repaired);
+
+/* The SHMBUS_REPAIRED_* bits of what is wrong with a partition's status
+ * word `old`, its topic being `live` in the directory with the status
+ * `want` (bus_topic_status()); 0 if nothing.  The rule the repair keeps:
+ * a caller may test it first, without the lock, to skip a repair. */
+uint32_t topic_status_faults(bool live, uint64_t want, uint64_t old);
 
 /* What SHMBUS_REPAIRED_* bits `repaired` say was wrong, in words; `live`:
  * the topic exists (else it was deleted). */

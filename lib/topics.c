@@ -62,6 +62,18 @@ int admin_lock(shmbus *bus)
 	return rc;
 }
 
+int admin_trylock(shmbus *bus)
+{
+	int rc;
+
+	if (pthread_mutex_trylock(&bus->admin))
+		return -EWOULDBLOCK; /* another thread of this process holds it */
+	rc = dir_trylock(&bus->dir);
+	if (rc)
+		pthread_mutex_unlock(&bus->admin);
+	return rc;
+}
+
 void admin_unlock(shmbus *bus)
 {
 	dir_unlock(&bus->dir);

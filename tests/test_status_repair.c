@@ -3,8 +3,9 @@
  * the bus directory (format.md §2, §8): one damaged byte that marks a
  * partition of a live topic deleted or read-only is repaired and reported
  * by shmbus_partition_recover, by `shmbus recover` (even while other
- * processes use the partition, when the scan itself is refused) and by
- * shmbusd's start-up recovery; sends and reads then work again.  A topic
+ * processes use the partition, when the scan itself is refused), by
+ * shmbusd's start-up recovery and by its tick while it runs; sends and
+ * reads then work again.  A topic
  * that really was deleted (or deleted and recreated) stays deleted for
  * the users of its old files.
  *
@@ -355,6 +356,99 @@ static void daemon_startup_repairs_the_mark(void **state)
 	shmbus_close(bus);
 }
 
+/* The daemon's counter of status words it set right (counters file). */
+static uint64_t daemon_repaired(shmbus *bus)
+{
+	SHMBUS_OPTS(shmbus_daemon_counters, c);
+
+	assert_ok(shmbus_daemon_counters(bus, &c));
+	return c.stats.status_repaired;
+}
+
+/*
+ * The issue's rest: a byte damaged while shmbusd runs.  Its tick checks
+ * the status words against the directory and repairs the mark within a
+ * few ticks (100 ms each by default: two looks, then the repair), logs
+ * and counts it; the producer that got -EIDRM, and then one that got
+ * -EROFS, send again without a restart.  Before, the mark stayed until
+ * the next start.
+ */
+static void daemon_repairs_the_mark_while_running(void **state)
+{
+	struct env *e = *state;
+	shmbus *bus = open_bus(e->root);
+	shmbus_producer *p = NULL;
+	shmbus_consumer *c;
+	const char *args[] = { "--log-level", "debug", NULL };
+	int64_t t0, took;
+
+	make_topic(bus, "t");
+	if (tu_daemon_start(&e->d, e->root, args, NULL, 5000) < 0)
+		fail_msg("shmbusd did not start on %s", e->root);
+	assert_ok(shmbus_producer_new(bus, "t", NULL, &p));
+	assert_ok(send_str(p, "v0"));
+	c = consumer_of(bus, "t");
+	expect_values(c, 0, 1);
+	assert_int_equal(daemon_repaired(bus), 0);
+
+	damage_status(e->root, "t", PART_STATUS_DELETED);
+	assert_int_equal(send_str(p, "v1"), -EIDRM); /* the repair needs two looks a tick apart */
+	t0 = tu_ms();
+	while (status_byte(e->root, "t") != 0 && tu_ms() - t0 < 3000)
+		usleep(5000);
+	took = tu_ms() - t0;
+	assert_int_equal(status_byte(e->root, "t"), 0);
+	printf("# a DELETED mark damaged while shmbusd ran was repaired after %lld ms\n",
+	       (long long)took);
+	assert_true(took <= 1000); /* a few ticks of 100 ms */
+	if (!tu_daemon_log_has(&e->d, "partition t/0: marked deleted, but topic \"t\" exists", 3000) ||
+	    !tu_daemon_log_has(&e->d, "found while shmbusd ran", 1000)) {
+		tu_daemon_dump(&e->d);
+		fail_msg("the daemon did not log the repair");
+	}
+	assert_ok(send_str(p, "v1"));
+	expect_values(c, 1, 1);
+
+	/* a read-only mark, and a bit no version defines */
+	damage_status(e->root, "t", PART_STATUS_REPLICA | 0x80);
+	assert_int_equal(send_str(p, "v2"), -EROFS);
+	t0 = tu_ms();
+	while (status_byte(e->root, "t") != 0 && tu_ms() - t0 < 3000)
+		usleep(5000);
+	assert_int_equal(status_byte(e->root, "t"), 0);
+	assert_ok(send_str(p, "v2"));
+	expect_values(c, 2, 1);
+	t0 = tu_ms();
+	while (daemon_repaired(bus) < 2 && tu_ms() - t0 < 3000)
+		usleep(20000); /* the counters file is written each tick */
+	assert_int_equal(daemon_repaired(bus), 2);
+	shmbus_consumer_free(c);
+	shmbus_producer_free(p);
+	shmbus_close(bus);
+}
+
+/* A topic deleted while shmbusd runs keeps its mark: the tick's check
+ * never unmarks a partition whose topic is gone. */
+static void daemon_leaves_a_deleted_topic_deleted(void **state)
+{
+	struct env *e = *state;
+	shmbus *bus = open_bus(e->root);
+	shmbus_producer *p = NULL;
+
+	make_topic(bus, "t");
+	if (tu_daemon_start(&e->d, e->root, NULL, NULL, 5000) < 0)
+		fail_msg("shmbusd did not start on %s", e->root);
+	assert_ok(shmbus_producer_new(bus, "t", NULL, &p));
+	assert_ok(send_str(p, "v0"));
+	assert_ok(shmbus_topic_delete(bus, "t"));
+	usleep(600000); /* six ticks */
+	assert_int_equal(send_str(p, "v1"), -EIDRM);
+	assert_int_equal(tu_daemon_log_count(&e->d, "repaired"), 0);
+	assert_int_equal(daemon_repaired(bus), 0);
+	shmbus_producer_free(p);
+	shmbus_close(bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -365,6 +459,8 @@ int main(void)
 		T(cli_recover_repairs_and_reports),
 		T(cli_recover_repairs_a_partition_in_use),
 		T(daemon_startup_repairs_the_mark),
+		T(daemon_repairs_the_mark_while_running),
+		T(daemon_leaves_a_deleted_topic_deleted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,9 +69,19 @@ void part_writer_fini(struct part_writer *w)
 
 /* Step 3 (writers.h): announce the claim word about to be CAS'd; idle
  * once no claim of ours is being written. */
-static inline void announce(struct part_writer *w, pair128 cur)
+static inline void announce(struct part_writer *w, pair128 cur, uint64_t first)
 {
-	part_writer_announce(w->slot, cur);
+	part_writer_announce(w->slot, cur, first);
+}
+
+/* The word a claim planned as pl (from lens, before the last frame grows)
+ * takes first at its position: the padding's, or its first frame's
+ * CLAIMED word (append_mark()). */
+static uint64_t first_word(const struct plan *pl, const uint64_t *lens)
+{
+	if (pl->pad)
+		return cw_make(FRAME_PADDING, pl->pad, pl->off);
+	return cw_make(FRAME_CLAIMED, lens[0] + (pl->grow && pl->k == 1 ? FRAME_ALIGN : 0), pl->off);
 }
 
 /* No claim of ours is being written (writers.h, format.md §4 steps 3 and 6). */
@@ -303,7 +313,7 @@ int append_claim(struct part_writer *w, uint64_t *lens, size_t n, uint64_t offs,
 		else if (p->policy == PART_POLICY_BACKPRESSURE && pl->end > w->bp_limit)
 			rc = bp_room(w, pl->end, flags, deadline_ns);
 		else {
-			announce(w, cur);
+			announce(w, cur, first_word(pl, lens));
 			SHM_TESTPOINT(claim_announced);
 			if (cas128(&p->hdr->claim, &cur,
 				   (pair128){ .lo = pl->end, .hi = cur.hi + pl->offs })) {

@@ -163,7 +163,11 @@ struct part_writer_slot {
 	uint64_t seq;
 	uint64_t pos;          /* a tail value: a claim boundary */
 	uint64_t off;          /* the offset at that boundary */
-	uint8_t pad[24];
+	/* the word its claim's first position will hold: PADDING or CLAIMED
+	 * for `off` (0 from libraries before it): tells that word from older
+	 * bytes whose low 32 bits equal `off` (format.md §4 step 4) */
+	uint64_t first;
+	uint8_t pad[16];
 };
 _Static_assert(sizeof(struct part_writer_slot) == 64, "writer slot is one cache line");
 

@@ -54,13 +54,69 @@ int part_end_damaged(const struct part *p, uint64_t tail, uint64_t next)
 		       (unsigned long long)next);
 }
 
+/* Has the claim of `off`, at `pos`, marked its frame?  Its index slot
+ * then holds its frame's position: `pos`, or the ring's next lap start
+ * after a padding from `pos` (append_mark() stores it after taking the
+ * claim's words; older offsets sit at lower positions, so no older value
+ * of the slot is either). */
+static bool ahead_marked(const struct part *p, uint64_t pos, uint64_t off)
+{
+	uint64_t q = load_acquire(&p->index[off & p->imask]);
+
+	return q == pos || (q > pos && !(q & p->mask) && (pos & p->mask) + (q - pos) == p->cap);
+}
+
+/*
+ * Is w, a word at `pos` with the low 32 bits of `off` loaded just before,
+ * older bytes rather than the first word of the claim of `off`?  Only a
+ * sure "yes" lets part_zero_ahead() clear it:
+ * - the tail, loaded after w, is still `pos`: no claim of `off` existed
+ *   when w was loaded, and its producer writes only after its claim CAS;
+ * - or the claim exists, has not marked (index), and every busy writer
+ *   announcing {pos, off} (the one whose CAS won, and losers not yet idle)
+ *   told a first word other than w; the index, loaded again after the
+ *   scan, still says not marked (a winner gone idle meanwhile marked
+ *   first).
+ * A torn or untold announcement, or none, leaves the word (format.md §4).
+ */
+static bool ahead_is_old(struct part *p, uint64_t pos, uint64_t off, uint64_t w)
+{
+	uint64_t mask;
+	bool told = false;
+
+	/* seq_cst: ordered after the load of w */
+	if (load_seq_cst(&p->hdr->claim.lo) == pos)
+		return true;
+	if (ahead_marked(p, pos, off))
+		return false;
+	for (mask = part_writers_taken(p); mask; mask &= mask - 1) {
+		struct part_writer_ann a;
+
+		if (!part_writer_read(p, __builtin_ctzll(mask), &a)) {
+			if (a.pid)
+				return false; /* being announced: cannot tell */
+			continue;
+		}
+		if (!a.busy || a.pos != pos || a.off != off)
+			continue;
+		if (a.first == w || !part_cw_for(a.first, off))
+			return false; /* its word, or a writer that does not tell */
+		told = true;
+	}
+	fence_acquire();
+	return told && !ahead_marked(p, pos, off) && load_acquire(part_commit_word(p, pos)) == w;
+}
+
 void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off)
 {
 	uint64_t *cw = part_commit_word(p, pos);
 	uint64_t w = load_acquire(cw);
 
-	if (w != 0 && !part_cw_for(w, off))
-		(void)cas(cw, &w, 0);
+	if (w == 0)
+		return;
+	if (part_cw_for(w, off) && !ahead_is_old(p, pos, off, w))
+		return;
+	(void)cas(cw, &w, 0);
 }
 
 uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t tail,

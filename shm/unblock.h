@@ -76,8 +76,11 @@ uint64_t part_abort_end(const struct part *p, uint64_t off, uint64_t pos, uint64
 /*
  * Zero the commit word at `pos` unless it was written for `off` (the
  * offset whose frame goes there next), so the frame that lands there never
- * shows a reader bytes of an older lap (format.md §4 step 4).  Losing the
- * CAS means its owner wrote it first.
+ * shows a reader bytes of an older lap (format.md §4 step 4, I3).  Older
+ * bytes whose low 32 bits happen to equal `off` (a frame's pid, a value)
+ * are told from that claim's own word by the claim word and the writers'
+ * announcements; only when neither can tell is such a word left.  Losing
+ * the CAS means its owner wrote it first.
  */
 void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off);
 

@@ -25,6 +25,7 @@ static bool read_slot(const struct part_writer_slot *s, struct part_writer_ann *
 	a->pos = load_relaxed(&s->pos);
 	SHM_TESTPOINT(writer_read_pos);
 	a->off = load_relaxed(&s->off);
+	a->first = load_relaxed(&s->first);
 	fence_acquire();
 	return load_relaxed(&s->seq) == s1;
 }

@@ -30,10 +30,12 @@ bool part_writer_slot_free(struct part *p, struct part_writer_slot *s, uint32_t 
 /*
  * Step 3: publish the claim word cur = {pos, off} the writer of slot s is
  * about to CAS from, marked busy, so an unblocker knows the boundary even
- * before the claim is marked (seqlock: pairs with read_slot() in
+ * before the claim is marked, and the word its claim will write first at
+ * pos, so that the previous claim's producer can tell that word from
+ * older bytes there (part_zero_ahead()) (seqlock: pairs with read_slot() in
  * writers.c; the CAS that follows is a full barrier).
  */
-static inline void part_writer_announce(struct part_writer_slot *s, pair128 cur)
+static inline void part_writer_announce(struct part_writer_slot *s, pair128 cur, uint64_t first)
 {
 	uint64_t seq;
 
@@ -44,6 +46,7 @@ static inline void part_writer_announce(struct part_writer_slot *s, pair128 cur)
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	store_relaxed(&s->pos, cur.lo);
 	store_relaxed(&s->off, cur.hi);
+	store_relaxed(&s->first, first);
 	store_relaxed(&s->flags, WRITER_BUSY);
 	store_release(&s->seq, seq + 2);
 }
@@ -66,6 +69,7 @@ struct part_writer_ann {
 	bool busy;             /* WRITER_BUSY: a claim is being made or written */
 	uint64_t seq;          /* the announcement's sequence number */
 	uint64_t pos, off;     /* the claim boundary announced (format.md §4 step 3) */
+	uint64_t first;        /* the first word of that claim (0: not told) */
 };
 
 /* The writer slots taken (bit i: slot i), for part_writer_read(). */

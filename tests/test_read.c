@@ -131,6 +131,88 @@ static void reader_stops_at_a_claim_and_notes_the_stall(void **state)
  * (the claim word's line is the producers'); a claim whose producer never
  * marked its frame is still noticed: within PART_PEEKS_MAX reads, or at
  * the next read after part_cursor_recheck (before a consumer sleeps). */
+/*
+ * Older bytes at a claim's end whose low 32 bits equal the next offset (a
+ * frame's pid word, or a value) are zeroed like any other: before, the
+ * zeroing took them for the next claim's word and left them, and a reader
+ * at the claim's end took them for a frame (its peek trusts I3): a
+ * "damaged frame", or an aborted range that never was.
+ */
+#define OLD_BYTES(off) (0x9e3779b900000000ULL | (off)) /* state COMMITTED, absurd length */
+
+static void old_bytes_matching_the_next_offset_are_zeroed_past_a_claim(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 3);
+	*part_commit_word(&p, 4 * 64) = OLD_BYTES(4);
+	append64(&w, 1); /* offset 3 at 192, its end 256 is where 4 goes */
+	assert_int_equal(*part_commit_word(&p, 4 * 64), 0);
+	for (int i = 0; i < 4; i++)
+		read_expect(&p, &c, (uint64_t)i);
+	assert_int_equal(part_read(&p, &c, &v), 0); /* nothing yet, not damaged */
+	append64(&w, 1);
+	read_expect(&p, &c, 4);
+	part_writer_fini(&w);
+}
+
+/* Once the next claim exists, its word is told from older bytes by its
+ * producer's announcement (the first word it told) and its index slot. */
+static void zeroing_ahead_keeps_the_next_claims_word_and_only_it(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer z, b, loser;
+	uint64_t *cw, mine = cw_make(FRAME_CLAIMED, 64, 4);
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&z, &p);
+	part_writer_init(&b, &p);
+	part_writer_init(&loser, &p);
+	append64(&z, 4);
+	cw = part_commit_word(&p, 4 * 64);
+	/* z's claim ended at 256; b claimed [256, 320) for offset 4 since */
+	p.hdr->claim = (pair128){ .lo = 5 * 64, .hi = 5 };
+	part_writer_announce(b.slot, (pair128){ .lo = 4 * 64, .hi = 4 }, mine);
+	/* a loser of that CAS, not idle yet, told another first word */
+	part_writer_announce(loser.slot, (pair128){ .lo = 4 * 64, .hi = 4 },
+			     cw_make(FRAME_CLAIMED, 128, 4));
+	/* b has not marked yet: older bytes there go */
+	*cw = OLD_BYTES(4);
+	part_zero_ahead(&p, 4 * 64, 4);
+	assert_int_equal(*cw, 0);
+	/* b marked (its index slot not stored yet): its word stays */
+	*cw = mine;
+	part_zero_ahead(&p, 4 * 64, 4);
+	assert_int_equal(*cw, mine);
+	/* b marked and indexed, then went idle: its word stays */
+	p.index[4 & p.imask] = 4 * 64;
+	part_writer_idle(b.slot);
+	part_writer_idle(loser.slot);
+	part_zero_ahead(&p, 4 * 64, 4);
+	assert_int_equal(*cw, mine);
+	/* a producer that tells no first word (an older library): the word
+	 * is left, as before, since nothing tells it from its own */
+	p.index[4 & p.imask] = 0;
+	part_writer_announce(b.slot, (pair128){ .lo = 4 * 64, .hi = 4 }, 0);
+	*cw = OLD_BYTES(4);
+	part_zero_ahead(&p, 4 * 64, 4);
+	assert_int_equal(*cw, OLD_BYTES(4));
+	/* no claim after z's yet: older bytes go, whatever the slots say */
+	p.hdr->claim = (pair128){ .lo = 4 * 64, .hi = 4 };
+	part_zero_ahead(&p, 4 * 64, 4);
+	assert_int_equal(*cw, 0);
+	part_writer_fini(&loser);
+	part_writer_fini(&b);
+	part_writer_fini(&z);
+}
+
 static void reader_at_a_claim_end_notices_an_unmarked_claim(void **state)
 {
 	struct env *e = *state;
@@ -963,6 +1045,8 @@ int main(void)
 		T(empty_partition_reads_nothing_and_keeps_the_cursor),
 		T(reader_stops_at_a_claim_and_notes_the_stall),
 		T(reader_at_a_claim_end_notices_an_unmarked_claim),
+		T(old_bytes_matching_the_next_offset_are_zeroed_past_a_claim),
+		T(zeroing_ahead_keeps_the_next_claims_word_and_only_it),
 		T(cursor_past_the_end_is_out_of_range),
 		T(lapped_cursor_is_out_of_range),
 		T(intact_until_the_tail_is_a_ring_ahead),

@@ -89,6 +89,8 @@
  *                              without the CAS that refuses an abort)
  *   BUG_NO_ANNOUNCEMENTS       bound a hole without the writers' slots
  *   BUG_NO_SEQLOCK_RECHECK     read a writer slot without re-checking seq
+ *   BUG_HORIZON_AFTER_WRITE    raise the horizon after writing the payload
+ *                              (not before the claim CAS)
  */
 
 #ifndef C
@@ -116,7 +118,12 @@
  * (-EBUSY); without it, it waits (the same as appending fewer records).
  * NO_CONSUMER: no consumer (the daemon's aborts alone, P2 and P6). */
 #ifndef PEEKS
-#define PEEKS 1        /* PART_PEEKS_MAX (64 in shm/read.h) */
+#define PEEKS 1        /* PART_PEEKS_MAX (1024 in shm/read.h) */
+#endif
+#ifndef HSTEP
+#define HSTEP 2        /* a producer raises the horizon to its claim's end + HSTEP
+                        * (the code: + 8 + its step, horizon.h); 1: exactly
+                        * what the claim needs */
 #endif
 #define NP 2           /* producers */
 #ifndef PREFILL
@@ -157,6 +164,12 @@
 /* Shared memory                                                       */
 
 byte tail, next;               /* the claim word {tail, next} (header bytes 640-655) */
+/* The horizon (header bytes 384-391, shm/horizon.h, format.md §4 step
+ * 3): no process writes a unit at or past it.  Producers raise it (CAS to
+ * the max) to at least their claim's end + 1 (the word zeroed past the
+ * claim) before their claim CAS; the consumer's post-copy lap check
+ * (part_first_lost()) loads it instead of the tail. */
+byte hor;
 short cw[C];                   /* each frame's commit word */
 byte offf[C];                  /* frame + 8: the frame's offset, or an aborted range's end */
 byte pidf[C];                  /* the frame's pid */
@@ -598,6 +611,18 @@ proctype producer(byte me)
 				od;
 				atomic { cur_t = tail; cur_n = next; min = 0; blocker = false; ok = false }
 			:: else ->
+#ifndef BUG_HORIZON_AFTER_WRITE
+				/* part_horizon_cover(): the claim's units and the
+				 * word past it below the horizon before the CAS (a
+				 * CAS to the max: one step, as a CAS loop that only
+				 * fails when another raised it) */
+				atomic {
+					if
+					:: hor < end + 1 -> hor = end + HSTEP
+					:: else
+					fi
+				}
+#endif
 				/* part_writer_announce() (writers.h): seq odd,
 				 * {pos, off, busy}, seq even.  (The three stores
 				 * inside the odd phase are one step: a seqlock
@@ -677,6 +702,14 @@ proctype producer(byte me)
 			atomic { pay1[PHYS(pos)] = off + 1 }
 			atomic { pay2[PHYS(pos)] = off + 1 }
 #endif
+#ifdef BUG_HORIZON_AFTER_WRITE
+			atomic {
+				if
+				:: hor < end + 1 -> hor = end + HSTEP
+				:: else
+				fi
+			}
+#endif
 			/* append_commit_frame(): CAS CLAIMED -> COMMITTED */
 			atomic {
 				if
@@ -711,7 +744,7 @@ proctype consumer()
 {
 	/* the cursor (struct part_cursor) */
 	byte off, pos, t_seen, n_seen, peeks;
-	bool claim_end, stalled;
+	bool claim_end, stalled, smarked;   /* smarked: c->stall_marked */
 	/* one poll */
 	byte rc, v_pos, v_off, h1, h2, e, flen, last;
 	short w;
@@ -732,7 +765,7 @@ proctype consumer()
 				/* at a claim's end reached by reading, peek at the
 				 * commit word alone (format.md §6 step 1) */
 				if
-				:: claim_end && !stalled && peeks < PEEKS ->
+				:: claim_end && (!stalled || smarked) && peeks < PEEKS ->
 					atomic { peeks++; w = cw[PHYS(pos)] }
 					if
 					:: w == 0 -> zpeek = true; break    /* nothing yet */
@@ -768,7 +801,7 @@ proctype consumer()
 				:: t_seen >= pos + C -> rc = R_RANGE
 				:: else ->
 					assert(!(off < n_seen && !PLAUSIBLE(off, pos, t_seen, n_seen)));  /* P4 */
-					stalled = true
+					stalled = true; smarked = false
 				fi;
 				break
 			:: else
@@ -822,7 +855,7 @@ proctype consumer()
 						atomic { t_seen = tail; n_seen = next }
 						if
 						:: t_seen >= pos + C -> rc = R_RANGE
-						:: else -> stalled = true
+						:: else -> stalled = true; smarked = false
 						fi;
 						break
 					:: else
@@ -856,7 +889,8 @@ proctype consumer()
 					claim_end = true
 				}
 			:: CW_ST(w) == CLAIMED ->
-				stalled = true;      /* stall(): this offset's own claim */
+				stalled = true;      /* stall(): this offset's own claim, */
+				smarked = true;      /* peeked at alone until it moves */
 				break
 			:: else ->               /* a padding: never written here */
 				assert(false)
@@ -866,13 +900,19 @@ proctype consumer()
 		if
 		:: rc == R_REC ->
 			/* the consumer copies the record, then part_first_lost()
-			 * loads the tail: a frame lapped meanwhile is discarded */
+			 * loads the horizon: a frame it does not show intact
+			 * (one step early, or a horizon too low to be true) is
+			 * judged by the tail; lapped, it is discarded */
 			atomic { h1 = pay1[PHYS(v_pos)] }
 			atomic { h2 = pay2[PHYS(v_pos)] }
 #ifdef BUG_NO_LAP_CHECK
 			lost = false;
 #else
-			atomic { lost = (tail >= v_pos + C) }
+			atomic { lost = !(hor >= v_pos + 2 && hor <= v_pos + C) }
+			if
+			:: lost -> atomic { lost = (tail >= v_pos + C) }
+			:: else
+			fi;
 #endif
 			if
 			:: lost ->
@@ -900,6 +940,7 @@ proctype consumer()
 			atomic {
 				off = next; pos = tail;
 				t_seen = 0; n_seen = 0; peeks = 0; claim_end = false; stalled = false;
+				smarked = false;
 				v_pos = 0; v_off = 0; h1 = 0; h2 = 0; e = 0; flen = 0
 			}
 		:: rc == R_REC
@@ -1088,6 +1129,7 @@ init
 		cw[PHYS(PREFILL)] = 0;
 		tail = PREFILL;
 		next = PREFILL;
+		hor = PREFILL + 1;
 		o = 0;
 		run producer(0);
 		run producer(1);

@@ -6,7 +6,8 @@
  *    next lap's start.
  * 2. Backpressure policy: refuse (or wait) if the claim would overwrite
  *    a registered consumer's unread bytes.
- * 3. Announce the claim word about to be CAS'd in this writer's slot,
+ * 3. Raise the horizon over the claim if it is not there yet (horizon.h).
+ *    Announce the claim word about to be CAS'd in this writer's slot,
  *    marked busy, then CAS {tail, next} -> {tail + bytes, next + k} as one
  *    16-byte word.  A failed CAS clears the mark before anything else: a
  *    writer is marked only while it makes or holds a claim.  A claim that
@@ -31,6 +32,7 @@
 
 #include "backpressure.h"
 #include "guard.h"
+#include "horizon.h"
 #include "probes.h"
 #include "../util/clock.h"
 #include "../util/crc32c.h"
@@ -313,6 +315,9 @@ int append_claim(struct part_writer *w, uint64_t *lens, size_t n, uint64_t offs,
 		else if (p->policy == PART_POLICY_BACKPRESSURE && pl->end > w->bp_limit)
 			rc = bp_room(w, pl->end, flags, deadline_ns);
 		else {
+			/* every byte of the claim below the horizon before
+			 * anyone may write it (format.md §4 step 3) */
+			part_horizon_cover(p, pl->end);
 			announce(w, cur, first_word(pl, lens));
 			SHM_TESTPOINT(claim_announced);
 			if (cas128(&p->hdr->claim, &cur,

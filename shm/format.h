@@ -24,7 +24,11 @@
 #include "ident.h"
 
 #define PART_MAGIC        0x3170747262686d73ULL /* "shmbrtp1" little-endian */
-#define PART_VERSION      1u
+/* Version 2 added the horizon (format.md §2): an older library must not
+ * append to a partition whose readers trust it, so it refuses version 2.
+ * Version 1 files are still mapped, and read with the tail alone. */
+#define PART_VERSION      2u
+#define PART_VERSION_NO_HORIZON 1u
 #define PART_HEADER_SIZE  12288u
 #define PART_PAGE         4096u
 
@@ -217,8 +221,14 @@ struct part_header {
 	/* [128, 384): the topic's name, for tools that open a file alone */
 	char topic[PART_NAME_MAX + 1];
 
-	/* [384, 512) */
-	uint8_t reserved2[128];
+	/* [384, 512): the horizon (format.md §4 step 3, horizon.h): no
+	 * process writes a byte of the data ring at or past this position.
+	 * Producers of an overwrite partition raise it, a step ahead, before
+	 * their claim CAS (about once per step of bytes); readers load it for
+	 * their lap check instead of the claim word every producer CASes.
+	 * Its own block: readers keep the line shared between raises. */
+	uint64_t horizon;
+	uint8_t pad_horizon[120];
 
 	/* [512, 640): read-mostly status */
 	uint64_t status;         /* PART_STATUS_* */
@@ -298,6 +308,7 @@ _Static_assert(sizeof(struct part_header) == PART_HEADER_SIZE, "header is three 
 SHM_IDENT_ASSERT(struct part_header);
 _Static_assert(offsetof(struct part_header, writers) == 2 * PART_PAGE, "writers on page 2");
 _Static_assert(offsetof(struct part_header, topic) == 128, "topic name at 128");
+_Static_assert(offsetof(struct part_header, horizon) == 384, "horizon block at 384");
 _Static_assert(offsetof(struct part_header, status) == 512, "status block at 512");
 _Static_assert(offsetof(struct part_header, claim) == 640, "claim block at 640");
 _Static_assert(offsetof(struct part_header, unblock_guard) == 656, "unblock guard at 656");

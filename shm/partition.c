@@ -29,6 +29,7 @@
 #include "../util/shareddir.h"
 #include "../util/futex.h"
 #include "epochs.h"
+#include "horizon.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -146,6 +147,8 @@ static void init_header(struct part_header *h, const struct part_params *prm, ui
 	h->policy = prm->policy;
 	h->numa_node = prm->numa_node;
 	h->status = prm->status & PART_STATUS_REPLICA;
+	/* the tail is 0: the word past it lies below the horizon (§4) */
+	h->horizon = prm->policy == PART_POLICY_OVERWRITE ? FRAME_ALIGN : 0;
 	part_epochs_init(h, epoch, prm->status & PART_STATUS_REPLICA);
 	h->max_frame = (uint32_t)(prm->capacity / 2 > UINT32_MAX ? UINT32_MAX : prm->capacity / 2);
 	snprintf(h->topic, sizeof h->topic, "%s", prm->topic);
@@ -233,6 +236,9 @@ int part_header_check(const struct part_header *h, uint64_t file_size, const cha
 		return shm_err(-EPROTO, "partition file %s was written by a machine with another "
 			       "byte order or word size; it cannot be shared with this one", label);
 	case SHM_IDENT_VERSION:
+		/* version 1 has no horizon: read with the tail (§2) */
+		if (h->version == PART_VERSION_NO_HORIZON)
+			break;
 		return shm_err(-EPROTO, "partition file %s has format version %u, this library reads "
 			       "version %u; use a matching shmbus or recreate the topic",
 			       label, h->version, PART_VERSION);
@@ -294,6 +300,8 @@ int part_map_fd(int fd, bool readonly, const char *label, struct part *ret)
 	p.map_len = snap.file_size;
 	p.readonly = readonly;
 	p.on_tmpfs = fd_on_tmpfs(fd);
+	p.horizon = snap.version >= PART_VERSION && snap.policy == PART_POLICY_OVERWRITE;
+	p.horizon_step = part_horizon_step(snap.data_capacity);
 	/* The same file must still be what we validated. */
 	if (p.hdr->epoch != snap.epoch || p.hdr->data_capacity != snap.data_capacity) {
 		munmap(base, snap.file_size);

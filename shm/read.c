@@ -4,8 +4,9 @@
  * A reader trusts nothing but the commit word it loads with acquire, and
  * that only when the word's offset bits say it was written for the offset
  * the reader expects in this lap.  Every length is bounds-checked before
- * use.  A frame is handed out only if the tail, loaded after the frame was
- * read, shows that no producer can have overwritten it meanwhile.
+ * use.  A frame is handed out only if the horizon or the tail, loaded
+ * after the frame was read, shows that no producer can have overwritten it
+ * meanwhile (horizon.h).
  */
 #include "read.h"
 
@@ -55,8 +56,10 @@ static int damaged(struct part *p, struct part_cursor *c, const char *what)
 
 /* The frontier is not ready: remember where, unless we are lapped.  The
  * time it stalled is taken later, by part_stall_clock(), off the spinning
- * path (a clock read costs as much as a record here). */
-static int stall(struct part_cursor *c)
+ * path (a clock read costs as much as a record here).  `marked`: the word
+ * there is CLAIMED for c->off, so the claim is in sight without the claim
+ * word (part_read). */
+static int stall(struct part_cursor *c, bool marked)
 {
 	if (c->stall_pos != c->pos || !c->stalled) {
 		c->stalled = true;
@@ -64,6 +67,7 @@ static int stall(struct part_cursor *c)
 		c->stall_pos = c->pos;
 		c->stall_tail = c->tail_seen;
 	}
+	c->stall_marked = marked;
 	return 0;
 }
 
@@ -74,7 +78,7 @@ static int not_ready(struct part *p, struct part_cursor *c)
 	if (unlikely(c->off < c->next_seen &&
 		     !part_end_plausible(c->off, c->pos, c->tail_seen, c->next_seen)))
 		return part_end_damaged(p, c->tail_seen, c->next_seen);
-	return stall(c);
+	return stall(c, false);
 }
 
 int64_t part_stall_clock(struct part_cursor *c)
@@ -221,11 +225,18 @@ int part_read(struct part *p, struct part_cursor *c, struct frame_view *v)
 			/* At a claim's end reached by reading, the commit word
 			 * is zero or the next claim's (format.md §6, I3): look
 			 * at it alone, and leave the claim word's line to the
-			 * producers, who write it for every claim.  The claim
-			 * word is still loaded every PART_PEEKS_MAX checks, to
-			 * see a claim stalled before it marked its frame, and
-			 * while one is stalled. */
-			if (c->claim_end && !c->stalled && c->peeks < PART_PEEKS_MAX) {
+			 * producers, who write it for every claim.  So too
+			 * while that word is CLAIMED for c->off: its producer
+			 * is writing the frame, and the claim word would tell
+			 * nothing more (an unblock needs the marked word, not
+			 * the tail), yet taking its line now makes the
+			 * producer's next claim wait to take it back.  The
+			 * claim word is still loaded every PART_PEEKS_MAX
+			 * checks, to see a claim stalled before it marked its
+			 * frame, and on every check while the frontier is
+			 * stalled at an unmarked word. */
+			if (c->claim_end && (!c->stalled || c->stall_marked) &&
+			    c->peeks < PART_PEEKS_MAX) {
 				c->peeks++;
 				/* pairs with the CAS/store_release of the commit word */
 				w = load_acquire(part_commit_word(p, c->pos));
@@ -294,7 +305,7 @@ have_word:
 			c->claim_end = true;
 			continue;
 		case FRAME_CLAIMED:
-			return stall(c); /* this offset's own claim: not lapped */
+			return stall(c, true); /* this offset's own claim: not lapped */
 		default:
 			return not_ready(p, c);
 		}
@@ -514,20 +525,31 @@ size_t part_first_lost(const struct part *p, const uint64_t *pos, const uint64_t
 		       size_t stride)
 {
 	const uint8_t *pp = (const uint8_t *)pos, *op = (const uint8_t *)off;
-	uint64_t tail, start;
+	uint64_t horizon, tail = 0, start;
+	bool have_tail = false;
 
 	/* orders the reads of the frames before the loads below; pairs with
-	 * the claim CAS of the producer that overwrites them, and with the
-	 * CAS of start in part_retire() */
+	 * the horizon's raise (part_horizon_raise()) before the claim CAS of
+	 * the producer that overwrites them, with that claim CAS itself, and
+	 * with the CAS of start in part_retire() */
 	fence_acquire();
-	tail = load_acquire(&p->hdr->claim.lo);
+	horizon = part_horizon_load(p);
 	start = load_acquire(&p->hdr->start);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t fpos, foff;
 
 		memcpy(&fpos, pp + i * stride, sizeof fpos);
 		memcpy(&foff, op + i * stride, sizeof foff);
-		if (tail >= fpos + p->cap || foff < start)
+		if (foff < start)
+			return i;
+		if (likely(part_horizon_intact(p, horizon, fpos)))
+			continue;
+		/* a step from a lap, damaged, or not kept: the tail decides */
+		if (!have_tail) {
+			tail = load_acquire(&p->hdr->claim.lo);
+			have_tail = true;
+		}
+		if (tail >= fpos + p->cap)
 			return i;
 	}
 	return n;

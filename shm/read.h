@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "frame.h"
+#include "horizon.h"
 #include "notify.h"
 #include "partition.h"
 
@@ -20,6 +21,7 @@ struct part_cursor {
 	uint64_t next_seen;    /* claim word's next offset, as last loaded */
 	uint64_t tail_seen;    /* claim word's tail, as last loaded */
 	bool stalled;          /* a claim holds the frontier at stall_pos */
+	bool stall_marked;     /* ... and its word there is CLAIMED for off */
 	int64_t stall_ns;      /* when it was first seen stalled (0: not yet timed) */
 	uint64_t stall_pos;
 	uint64_t stall_tail;   /* the tail when it stalled */
@@ -31,8 +33,12 @@ struct part_cursor {
 };
 
 /* Checks of the frontier's commit word alone before the claim word is
- * loaded again (see part_read). */
-#define PART_PEEKS_MAX 64
+ * loaded again (see part_read): enough that a reader spinning at the
+ * frontier rarely takes the claim word's line from the producers (about
+ * once in 1024 polls), few enough that a claim whose producer died
+ * unmarked is seen within about 100 us of spinning, far inside the
+ * unblock timeout (and at once before a sleep). */
+#define PART_PEEKS_MAX 1024
 
 /* Make the next part_read load the claim word: before a sleep, so that a
  * stalled claim is seen and timed. */
@@ -57,10 +63,13 @@ static inline void part_cursor_recheck(struct part_cursor *c)
 int part_read(struct part *p, struct part_cursor *c, struct frame_view *v);
 
 /* Were the bytes of a frame at `pos` still intact?  Call after reading
- * them: the acquire fence orders those reads before the tail load. */
+ * them: the acquire fence orders those reads before the loads of the
+ * horizon and, if it cannot tell, of the tail (format.md §6 step 3). */
 static inline bool part_intact(const struct part *p, uint64_t pos)
 {
 	fence_acquire();
+	if (part_horizon_intact(p, part_horizon_load(p), pos))
+		return true;
 	return load_acquire(&p->hdr->claim.lo) < pos + p->cap;
 }
 
@@ -68,9 +77,10 @@ static inline bool part_intact(const struct part *p, uint64_t pos)
  * Step 3 of a read (format.md §6), for a run of n frames read (or
  * copied): the first i whose frame, read at pos[i] for offset off[i], may
  * have been overwritten meanwhile (tail >= pos + capacity) or retired
- * (off < start); n if none was.  One load of the tail and of `start`,
+ * (off < start); n if none was.  One load of the horizon and of `start`,
  * after an acquire fence that orders the reads before them, checks the
- * whole run.  pos and off point into an array of n elements of `stride`
+ * whole run; the tail is loaded only for frames the horizon cannot show
+ * intact (horizon.h).  pos and off point into an array of n elements of `stride`
  * bytes each (the caller's messages).
  */
 size_t part_first_lost(const struct part *p, const uint64_t *pos, const uint64_t *off, size_t n,

@@ -24,6 +24,7 @@
 #include "append.h"
 #include "frame.h"
 #include "guard.h"
+#include "horizon.h"
 #include "../util/proc.h"
 #include "truncate.h"
 #include "unblock.h"
@@ -396,6 +397,7 @@ int part_recover(struct part *p, struct part_recovery *r)
 	}
 	*part_commit_word(p, r->new_tail) = 0;
 	p->hdr->claim = (pair128){ .lo = r->new_tail, .hi = r->new_next };
+	part_horizon_reset(p, r->new_tail); /* horizon >= tail + 8 (§8) */
 	release_dead_slots(p);
 	p->hdr->recoveries++;
 	p->hdr->recovered_cut += r->cut;

@@ -41,6 +41,7 @@
 #define SLOTS "-DC=3 -DK0=2 -DK1=0 -DSTART=2 -DDAEMON=2 -DATTEMPTS=1 -DNO_CONSUMER"
 #define LAPS "-DC=2 -DK0=3 -DK1=0 -DSTART=1"
 #define STALE "-DC=2 -DK0=3 -DK1=0 -DSTART=1 -DDAEMON=2 -DATTEMPTS=1 -DNO_CONSUMER"
+#define HORIZON "-DC=3 -DSTART=0"
 
 struct model_case {
 	const char *flags;
@@ -62,6 +63,7 @@ PASS(case_gone, GONE, true);
 PASS(case_slots, SLOTS, false);
 PASS(case_laps, LAPS, false);
 PASS(case_stale, STALE, false);
+PASS(case_horizon, HORIZON, true);
 
 /* findings: the code before each fix, the others fixed */
 FAIL(case_finding_stale_unblock, STALE " " OLD_UNBLOCK, "(idx[(g%2)]<=ac_pos)");
@@ -78,6 +80,10 @@ FAIL(case_bug_no_announcements, FRONTIER " -DBUG_NO_ANNOUNCEMENTS",
      "(owner[g]==owner[off])");
 FAIL(case_bug_no_seqlock_recheck, SLOTS " -DBUG_NO_SEQLOCK_RECHECK",
      "(claimpos[ac_off]==ac_pos)");
+/* millions of states before the trail: compiled optimised */
+static const struct model_case case_bug_horizon_after_write = {
+	HORIZON " -DBUG_HORIZON_AFTER_WRITE", "((h1==(v_off+1))&&(h2==(v_off+1)))", true
+};
 
 /* ------------------------------------------------------------------ */
 
@@ -201,6 +207,8 @@ int main(void)
 		CASE("model passes: announcements read while rewritten", case_slots),
 		CASE("model passes: the consumer passes aborted ranges over laps", case_laps),
 		CASE("model passes: shmbusd unblocks while the ring laps", case_stale),
+		CASE("model passes: the horizon bounds a lap two claims write at once",
+		     case_horizon),
 		CASE("finding 1, the old code: a late part_unblock writes into the next lap",
 		     case_finding_stale_unblock),
 		CASE("finding 2, the old code: client_gone aborts another producer's claim",
@@ -214,6 +222,8 @@ int main(void)
 		     case_bug_no_announcements),
 		CASE("seeded bug found: writer slots read without the seqlock re-check",
 		     case_bug_no_seqlock_recheck),
+		CASE("seeded bug found: the horizon raised after the payload is written",
+		     case_bug_horizon_after_write),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -262,6 +262,68 @@ static void reader_at_a_claim_end_notices_an_unmarked_claim(void **state)
 	part_unmap(&p);
 }
 
+/* A reader stalled at a CLAIMED word of its own offset (a producer
+ * writing the frame) goes on checking that word alone: the claim word's
+ * line stays with the producers until the frame is committed.  A recheck
+ * still loads the claim word at once, and a stall at an unmarked word
+ * loads it at every check. */
+static void reader_at_a_marked_claim_checks_its_word_alone(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w, zc;
+	struct part_rec meta = { 0 };
+	struct part_claim cl;
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+	pair128 real;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	part_writer_init(&zc, &p);
+	append64(&w, 2);
+	read_expect(&p, &c, 0);
+	read_expect(&p, &c, 1);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_false(c.stalled);
+	assert_int_equal(part_claim(&zc, &meta, 16, 0, 0, &cl), 0);
+	assert_int_equal(cl.pos, 2 * 64);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_true(c.stalled);
+	assert_true(c.stall_marked);
+	assert_int_equal(c.stall_pos, cl.pos);
+	/* a claim word that would say "out of range" is not looked at */
+	real = p.hdr->claim;
+	p.hdr->claim = (pair128){ .lo = 0, .hi = 0 };
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_true(c.stalled);
+	/* before a sleep it is */
+	part_cursor_recheck(&c);
+	assert_int_equal(part_read(&p, &c, &v), -ERANGE);
+	p.hdr->claim = real;
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_true(c.stall_marked);
+	/* the committed frame is read from its word too */
+	p.hdr->claim = (pair128){ .lo = 0, .hi = 0 };
+	memset(cl.value, 0, 16);
+	assert_int_equal(part_commit(&zc, &cl, 16), 0);
+	assert_int_equal(part_read(&p, &c, &v), 1);
+	assert_int_equal(v.offset, 2);
+	assert_false(c.stalled);
+	p.hdr->claim = real;
+	/* a producer that claimed and died before marking: the reader sees
+	 * the claim through the claim word, then loads it at every check */
+	p.hdr->claim = (pair128){ .lo = 4 * 64, .hi = 4 };
+	part_cursor_recheck(&c);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	assert_true(c.stalled);
+	assert_false(c.stall_marked);
+	p.hdr->claim = (pair128){ .lo = 3 * 64 + 4096, .hi = 100 }; /* as if lapped */
+	assert_int_equal(part_read(&p, &c, &v), -ERANGE);
+	part_unmap(&p);
+}
+
 static void cursor_past_the_end_is_out_of_range(void **state)
 {
 	struct env *e = *state;
@@ -1047,6 +1109,7 @@ int main(void)
 		T(reader_at_a_claim_end_notices_an_unmarked_claim),
 		T(old_bytes_matching_the_next_offset_are_zeroed_past_a_claim),
 		T(zeroing_ahead_keeps_the_next_claims_word_and_only_it),
+		T(reader_at_a_marked_claim_checks_its_word_alone),
 		T(cursor_past_the_end_is_out_of_range),
 		T(lapped_cursor_is_out_of_range),
 		T(intact_until_the_tail_is_a_ring_ahead),

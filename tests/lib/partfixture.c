@@ -149,6 +149,7 @@ uint64_t raw_claim(struct part *p, uint64_t bytes, uint64_t n)
 {
 	pair128 cur = p->hdr->claim;
 
+	part_horizon_cover(p, cur.lo + bytes); /* as a claim does (format.md §4 step 3) */
 	assert_true(cas128(&p->hdr->claim, &cur, (pair128){ .lo = cur.lo + bytes, .hi = cur.hi + n }));
 	*part_commit_word(p, cur.lo + bytes) = 0;
 	return cur.lo;

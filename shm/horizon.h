@@ -9,7 +9,7 @@
  * horizon lives on a line of its own that producers write about once per
  * step of bytes, so a reader keeps it in its cache between raises.
  *
- * Invariant (an overwrite partition of version 2): horizon >= tail + 8.
+ * Invariant (a partition of version 2, either policy): horizon >= tail + 8.
  * A producer raises it to cover its claim and the word zeroed past it
  * before its claim CAS, so before any byte of the claim is written by
  * anyone (the producer, an unblocker, which writes only below tail + 8,

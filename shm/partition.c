@@ -148,7 +148,7 @@ static void init_header(struct part_header *h, const struct part_params *prm, ui
 	h->numa_node = prm->numa_node;
 	h->status = prm->status & PART_STATUS_REPLICA;
 	/* the tail is 0: the word past it lies below the horizon (§4) */
-	h->horizon = prm->policy == PART_POLICY_OVERWRITE ? FRAME_ALIGN : 0;
+	h->horizon = FRAME_ALIGN;
 	part_epochs_init(h, epoch, prm->status & PART_STATUS_REPLICA);
 	h->max_frame = (uint32_t)(prm->capacity / 2 > UINT32_MAX ? UINT32_MAX : prm->capacity / 2);
 	snprintf(h->topic, sizeof h->topic, "%s", prm->topic);
@@ -300,7 +300,7 @@ int part_map_fd(int fd, bool readonly, const char *label, struct part *ret)
 	p.map_len = snap.file_size;
 	p.readonly = readonly;
 	p.on_tmpfs = fd_on_tmpfs(fd);
-	p.horizon = snap.version >= PART_VERSION && snap.policy == PART_POLICY_OVERWRITE;
+	p.horizon = snap.version >= PART_VERSION;
 	p.horizon_step = part_horizon_step(snap.data_capacity);
 	/* The same file must still be what we validated. */
 	if (p.hdr->epoch != snap.epoch || p.hdr->data_capacity != snap.data_capacity) {

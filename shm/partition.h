@@ -30,8 +30,8 @@ struct part {
 	size_t map_len;
 	bool readonly;
 	bool on_tmpfs;
-	/* the horizon is kept (format.md §2): version 2 and the overwrite
-	 * policy; else producers leave it and readers use the tail */
+	/* the horizon is kept (format.md §2): version 2, either policy;
+	 * else producers leave it and readers use the tail */
 	bool horizon;
 	uint64_t horizon_step;   /* how far past a claim producers raise it */
 };

@@ -2,8 +2,8 @@
  * test_horizon.c - the horizon word (format.md §2, §4 step 3, §6 step 3;
  * shm/horizon.h): producers raise it over a claim before the claim CAS,
  * a step ahead; readers' lap checks trust it to say "intact" and ask the
- * tail otherwise; partitions of version 1 (no horizon) and backpressure
- * partitions are read with the tail; a damaged horizon never hides a
+ * tail otherwise; partitions of version 1 (no horizon) are read with the
+ * tail; a damaged horizon never hides a
  * lap; recovery sets it.
  *
  * Partitions of 4096 bytes and records of exactly 64 bytes: offset o
@@ -243,21 +243,45 @@ static void a_version_1_partition_is_read_with_the_tail(void **state)
 	part_unmap(&p);
 }
 
-/* A backpressure partition keeps no horizon: its readers use the tail
- * (a registered consumer is never lapped early, format.md §5). */
-static void a_backpressure_partition_keeps_no_horizon(void **state)
+/*
+ * A backpressure partition keeps the horizon too (format.md §2): with
+ * nobody registered its producers lap like any, and a reader a lap behind
+ * is told so; a registered consumer a whole ring behind holds the
+ * producers back, and where the horizon a step ahead cannot show its
+ * frame intact, the tail does: it is never reported lapped early.
+ */
+static void a_backpressure_partition_keeps_the_horizon(void **state)
 {
 	struct env *e = *state;
 	struct part_params prm = { .topic = "t", .topic_id = 1, .capacity = CAP,
 				   .policy = PART_POLICY_BACKPRESSURE, .numa_node = -1,
 				   .mode = 0600 };
 	struct part p;
+	struct part_writer w;
+	struct part_rec r = { .value = "0123456789abcdef", .value_len = 16 }; /* 64 bytes */
+	int slot, n = 0;
 
 	env_part_create(e, "0", &prm, &p);
-	assert_false(p.horizon);
-	assert_int_equal(horizon_now(&p), 0);
+	assert_true(p.horizon);
+	assert_int_equal(horizon_now(&p), 8);
 	laps_by_the_tail(&p);
-	assert_int_equal(horizon_now(&p), 0);
+	assert_true(horizon_now(&p) >= tail_now(&p) + 8);
+	assert_true(horizon_now(&p) <= tail_now(&p) + 8 + STEP);
+	/* a consumer registered at the tail holds the producer a ring later */
+	slot = part_bp_register(&p, tail_now(&p), 96, "c");
+	assert_true(slot >= 0);
+	part_writer_init(&w, &p);
+	while (part_append(&w, &r, 1, 0, 0, NULL) == 1)
+		n++;
+	assert_int_equal(n, (CAP - 8) / 64); /* up to the backpressure limit */
+	assert_true(horizon_now(&p) >= tail_now(&p) + 8);
+	assert_false(lost(&p, 96 * 64));
+	assert_false(lost(&p, tail_now(&p) - 64));
+	/* the horizon a step past its frame's next lap: the tail decides */
+	p.hdr->horizon = 96 * 64 + CAP + STEP;
+	assert_false(lost(&p, 96 * 64));
+	part_bp_unregister(&p, slot);
+	part_writer_fini(&w);
 	part_unmap(&p);
 }
 
@@ -365,7 +389,7 @@ int main(void)
 		T(a_plausible_horizon_answers_without_the_tail),
 		T(a_frame_a_step_from_its_lap_is_judged_by_the_tail),
 		T(a_version_1_partition_is_read_with_the_tail),
-		T(a_backpressure_partition_keeps_no_horizon),
+		T(a_backpressure_partition_keeps_the_horizon),
 		T(a_newer_version_is_refused),
 		T(a_damaged_horizon_never_hides_a_lap),
 		T(a_claim_repairs_a_horizon_damaged_low),

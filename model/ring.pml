@@ -41,7 +41,7 @@
  *       payload carry the delivered offset's record id;
  *   P2  no offset is both committed and aborted, none is skipped by the
  *       consumer as aborted once committed, only committed offsets are
- *       delivered;
+ *       delivered, a producer's commit fails only if its claim was aborted;
  *   P3  offsets are delivered in increasing order, never twice;
  *   P4  no spurious damage: the consumer never reports -EBADMSG (a frame
  *       or claim word that fails its checks although nothing lapped it);
@@ -103,6 +103,9 @@
  *   BUG_NO_SEQLOCK_RECHECK     read a writer slot without re-checking seq
  *   BUG_HORIZON_AFTER_WRITE    raise the horizon after writing the payload
  *                              (not before the claim CAS)
+ *   BUG_ZERO_UNANNOUNCED       zero ahead a word for the next offset
+ *                              whenever that claim is not indexed, without
+ *                              the announcements' first words
  */
 
 #ifndef C
@@ -326,6 +329,9 @@ inline zero_ahead(zpos, zoff)
 			/* ahead_marked(): no padding in the model, so its
 			 * frame's position is zpos */
 			atomic { z_old = (idx[(zoff) % C] != zpos); z_i = 0 }
+#ifdef BUG_ZERO_UNANNOUNCED
+			z_told = true; z_i = NP;
+#endif
 			do
 			:: z_old && z_i < NP ->
 				writer_read(z_i);
@@ -777,7 +783,8 @@ proctype producer(byte me)
 					assert(!(aborted & BIT(off)));   /* P2 */
 					assert(!(skipped & BIT(off)));   /* P2: a reader skipped it */
 					committed = committed | BIT(off)
-				:: else -> skip    /* aborted first: -ECANCELED */
+				:: else ->        /* aborted first: -ECANCELED */
+					assert((aborted & BIT(off)) != 0)   /* P2: by an abort, and only so */
 				fi
 			}
 #ifdef BUG_COMMIT_BEFORE_PAYLOAD
@@ -1191,10 +1198,15 @@ init
 		/* older bytes where the first new claim, [PREFILL, PREFILL + 1),
 		 * ends: 8 bytes an earlier lap left (a frame's pid word, a
 		 * value's) that carry the offset going there next, PREFILL + 1,
-		 * in their low bits, a length no frame has and either state */
+		 * in their low bits, a length no frame has and the state
+		 * COMMITTED (OLD_BYTES bit 0) or ABORTED (bit 1; both: either) */
 		if
+#if OLD_BYTES & 1
 		:: cw[PHYS(PREFILL + 1)] = CW(COMMITTED, 2, PREFILL + 1)
+#endif
+#if OLD_BYTES & 2
 		:: cw[PHYS(PREFILL + 1)] = CW(ABORTED, 2, PREFILL + 1)
+#endif
 		fi;
 #endif
 		tail = PREFILL;

@@ -11,8 +11,9 @@
  * a trail).  Three kinds:
  *
  *   - the protocol in configurations that each exercise a part of it;
- *   - the three findings the model made in the code before their fixes:
- *     with the old code's switch (OLD_...), each fails again;
+ *   - the three findings the model made in the code before their fixes,
+ *     and a fourth defect a stressed test found, modelled since: with the
+ *     old code's switch (OLD_...), each fails again;
  *   - seeded bugs on top of a passing configuration: each fails.
  *
  * Without spin (Debian package "spin") or a C compiler the cases skip.
@@ -25,11 +26,12 @@
 #include <string.h>
 #include <sys/wait.h>
 
-/* The old code of the three findings (model/ring.pml's header says what
+/* The old code of the four findings (model/ring.pml's header says what
  * each was). */
 #define OLD_UNBLOCK "-DOLD_UNBLOCK"
 #define OLD_GONE "-DOLD_GONE_PID"
 #define OLD_SKIP "-DOLD_SKIP_LAP"
+#define OLD_ZERO "-DOLD_ZERO_AHEAD"
 
 /* Configurations (docs/format.md "The model" says what each covers). */
 #define READ "-DC=2 -DSTART=0"
@@ -42,6 +44,10 @@
 #define LAPS "-DC=2 -DK0=3 -DK1=0 -DSTART=1"
 #define STALE "-DC=2 -DK0=3 -DK1=0 -DSTART=1 -DDAEMON=2 -DATTEMPTS=1 -DNO_CONSUMER"
 #define HORIZON "-DC=3 -DSTART=0"
+/* older bytes (COMMITTED, for the next offset) where the first new claim
+ * ends, with two claims in flight: the smallest ring where the next claim
+ * can exist before the one before it zeroes ahead */
+#define OLDER_BYTES "-DC=3 -DSTART=2 -DOLD_BYTES=1"
 
 struct model_case {
 	const char *flags;
@@ -64,11 +70,13 @@ PASS(case_slots, SLOTS, false);
 PASS(case_laps, LAPS, false);
 PASS(case_stale, STALE, false);
 PASS(case_horizon, HORIZON, true);
+PASS(case_old_bytes, OLDER_BYTES, true);
 
 /* findings: the code before each fix, the others fixed */
 FAIL(case_finding_stale_unblock, STALE " " OLD_UNBLOCK, "(idx[(g%2)]<=ac_pos)");
 FAIL(case_finding_gone_aborts_another, GONE " " OLD_GONE, "(owner[g]==dmand)");
 FAIL(case_finding_skip_after_lap, LAPS " " OLD_SKIP, "!((committed&(1<<g)))");
+FAIL(case_finding_zero_ahead_leaves_old_bytes, OLDER_BYTES " " OLD_ZERO, "(t_seen>=(pos+3))");
 
 /* seeded bugs */
 FAIL(case_bug_commit_before_payload, READ " -DBUG_COMMIT_BEFORE_PAYLOAD",
@@ -80,6 +88,7 @@ FAIL(case_bug_no_announcements, FRONTIER " -DBUG_NO_ANNOUNCEMENTS",
      "(owner[g]==owner[off])");
 FAIL(case_bug_no_seqlock_recheck, SLOTS " -DBUG_NO_SEQLOCK_RECHECK",
      "(claimpos[ac_off]==ac_pos)");
+FAIL(case_bug_zero_unannounced, OLDER_BYTES " -DBUG_ZERO_UNANNOUNCED", "((aborted&(1<<off))!=0)");
 /* millions of states before the trail: compiled optimised */
 static const struct model_case case_bug_horizon_after_write = {
 	HORIZON " -DBUG_HORIZON_AFTER_WRITE", "((h1==(v_off+1))&&(h2==(v_off+1)))", true
@@ -209,12 +218,16 @@ int main(void)
 		CASE("model passes: shmbusd unblocks while the ring laps", case_stale),
 		CASE("model passes: the horizon bounds a lap two claims write at once",
 		     case_horizon),
+		CASE("model passes: older bytes for the next offset zeroed past a claim",
+		     case_old_bytes),
 		CASE("finding 1, the old code: a late part_unblock writes into the next lap",
 		     case_finding_stale_unblock),
 		CASE("finding 2, the old code: client_gone aborts another producer's claim",
 		     case_finding_gone_aborts_another),
 		CASE("finding 3, the old code: skip_aborted trusts frame + 8 after a lap",
 		     case_finding_skip_after_lap),
+		CASE("finding 4, the old code: part_zero_ahead leaves older bytes for the next offset",
+		     case_finding_zero_ahead_leaves_old_bytes),
 		CASE("seeded bug found: commit before the payload", case_bug_commit_before_payload),
 		CASE("seeded bug found: no lap check after the copy", case_bug_no_lap_check),
 		CASE("seeded bug found: CLAIMED marked by a plain store", case_bug_mark_by_store),
@@ -224,6 +237,8 @@ int main(void)
 		     case_bug_no_seqlock_recheck),
 		CASE("seeded bug found: the horizon raised after the payload is written",
 		     case_bug_horizon_after_write),
+		CASE("seeded bug found: zeroing ahead without the announcements' first words",
+		     case_bug_zero_unannounced),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

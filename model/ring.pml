@@ -50,6 +50,8 @@
  *   P6  an abort takes one stalled claim, from its own frame: the claim
  *       of the producer whose death the daemon handles, a dead producer's
  *       CLAIMED frame for a consumer, and never a range into the next claim.
+ *   I3  (OLD_BYTES) a zeroing ahead leaves no older bytes past a claim
+ *       (format.md §4 step 4): the word there is zero or that claim's own.
  *   Invalid end states (a process blocked for ever) are errors too.
  *
  * Configuration (spin -D...): C, PREFILL, START, K0, K1, KILLS, DAEMON,
@@ -93,6 +95,17 @@
  *                    the tail still at its position, or its claim not
  *                    indexed and every busy announcement of it telling
  *                    another first word (slot field first).
+ *
+ * Open in the code (dda512e's part_zero_ahead), each a case of
+ * tests/test_model.c that expects spin to find it:
+ *   - an unblocker's ABORTED word for the next offset, written before its
+ *     index store, is taken for older bytes (not the first word its
+ *     producer announced) and cleared: that producer then commits an
+ *     aborted offset (P2).  FIX_ZERO_GUARD: a proposed correction, the
+ *     word is left while an unblocker holds the guard at its position;
+ *   - a producer killed after its claim CAS, its slot reaped before the
+ *     claim before it zeroes ahead: no announcement tells its first word,
+ *     and older bytes stay (I3, OLD_BYTES).
  *
  * Seeded bugs (each makes spin report an error):
  *   BUG_COMMIT_BEFORE_PAYLOAD  commit the frame before writing its payload
@@ -145,6 +158,7 @@
 #define PREFILL (C - 1) /* records of an earlier lap in the ring at the start */
 #endif
 #define NOFF (PREFILL + K0 + K1)  /* offsets: one per record */
+#define OLDPOS (PREFILL + 1)   /* OLD_BYTES: where the older bytes lie */
 #if defined(OLD_BYTES) && START != PREFILL
 #error "OLD_BYTES plants its word in the earlier lap's frame at PREFILL + 1 - C: START must be PREFILL"
 #endif
@@ -348,6 +362,12 @@ inline zero_ahead(zpos, zoff)
 				z_i++
 			:: else -> break
 			od;
+#ifdef FIX_ZERO_GUARD
+			/* proposed, not in the code: an unblocker holding the
+			 * guard at zpos may have written the word (ABORTED for
+			 * zoff), and publishes the index before releasing it */
+			atomic { z_old = (z_old && !(gheld != 0 && gpos == zpos)) }
+#endif
 			/* the index again after the scan: a winner gone idle
 			 * meanwhile marked first (the word's re-check is the
 			 * CAS's compare below) */
@@ -362,6 +382,11 @@ inline zero_ahead(zpos, zoff)
 		:: z_old && cw[PHYS(zpos)] == u_w2 -> cw[PHYS(zpos)] = 0; WROTE
 		:: else
 		fi;
+#if defined(OLD_BYTES) && !defined(OLD_ZERO_AHEAD)
+		/* I3: no older bytes left past a claim */
+		assert(zpos != OLDPOS || (cw[PHYS(zpos)] != CW(COMMITTED, 2, OLDPOS) &&
+					  cw[PHYS(zpos)] != CW(ABORTED, 2, OLDPOS)));
+#endif
 		u_w2 = 0; z_old = false; z_told = false; z_i = 0;
 		a_seq = 0; a_pos = 0; a_off = 0; a_first = 0; a_pid = 0; a_busy = 0; a_ok = 0; a_try = 0
 	}
@@ -1202,10 +1227,10 @@ init
 		 * COMMITTED (OLD_BYTES bit 0) or ABORTED (bit 1; both: either) */
 		if
 #if OLD_BYTES & 1
-		:: cw[PHYS(PREFILL + 1)] = CW(COMMITTED, 2, PREFILL + 1)
+		:: cw[PHYS(OLDPOS)] = CW(COMMITTED, 2, OLDPOS)
 #endif
 #if OLD_BYTES & 2
-		:: cw[PHYS(PREFILL + 1)] = CW(ABORTED, 2, PREFILL + 1)
+		:: cw[PHYS(OLDPOS)] = CW(ABORTED, 2, OLDPOS)
 #endif
 		fi;
 #endif

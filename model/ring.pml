@@ -96,8 +96,9 @@
  *                    indexed and every busy announcement of it telling
  *                    another first word (slot field first).
  *
- * Open in the code (dda512e's part_zero_ahead), each a case of
- * tests/test_model.c that expects spin to find it:
+ * Open in the code (dda512e's part_zero_ahead), spin finds each (the
+ * first is a case of tests/test_model.c, format.md "The model" gives the
+ * second's switches):
  *   - an unblocker's ABORTED word for the next offset, written before its
  *     index store, is taken for older bytes (not the first word its
  *     producer announced) and cleared: that producer then commits an

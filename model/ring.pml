@@ -41,7 +41,7 @@
  *       payload carry the delivered offset's record id;
  *   P2  no offset is both committed and aborted, none is skipped by the
  *       consumer as aborted once committed, only committed offsets are
- *       delivered;
+ *       delivered, a producer's commit fails only if its claim was aborted;
  *   P3  offsets are delivered in increasing order, never twice;
  *   P4  no spurious damage: the consumer never reports -EBADMSG (a frame
  *       or claim word that fails its checks although nothing lapped it);
@@ -50,10 +50,15 @@
  *   P6  an abort takes one stalled claim, from its own frame: the claim
  *       of the producer whose death the daemon handles, a dead producer's
  *       CLAIMED frame for a consumer, and never a range into the next claim.
+ *   I3  (OLD_BYTES) a zeroing ahead leaves no older bytes past a claim
+ *       (format.md §4 step 4): the word there is zero or that claim's own.
  *   Invalid end states (a process blocked for ever) are errors too.
  *
  * Configuration (spin -D...): C, PREFILL, START, K0, K1, KILLS, DAEMON,
- * ATTEMPTS, PEEKS, GIVEUP, NO_CONSUMER, below.
+ * ATTEMPTS, PEEKS, GIVEUP, NO_CONSUMER, below; OLD_BYTES: the earlier lap
+ * left, where the first new claim ends, 8 bytes that are no commit word
+ * but carry the offset going there next in their low bits (a frame's pid
+ * word or a value's bytes in the code; in init).
  *
  * What the model found in the code before its fixes (docs/format.md "The
  * model"), each now fixed, the fix modelled by default, and the old code
@@ -81,6 +86,27 @@
  *                    checking the lap again: lapped, frame + 8 holds the
  *                    next lap's offset and the consumer skipped committed
  *                    records.  Fix: check the tail after loading the end.
+ *   OLD_ZERO_AHEAD   found by a stressed test_mp_order, not by the model
+ *                    (which had no older bytes): part_zero_ahead() left
+ *                    every word carrying the next offset's bits, taking
+ *                    it for that claim's own; with OLD_BYTES a reader at
+ *                    the claim's end takes older bytes for a frame.  Fix
+ *                    (dda512e): such a word is cleared when surely older:
+ *                    the tail still at its position, or its claim not
+ *                    indexed and every busy announcement of it telling
+ *                    another first word (slot field first).
+ *
+ * Open in the code (dda512e's part_zero_ahead), spin finds each (the
+ * first is a case of tests/test_model.c, format.md "The model" gives the
+ * second's switches):
+ *   - an unblocker's ABORTED word for the next offset, written before its
+ *     index store, is taken for older bytes (not the first word its
+ *     producer announced) and cleared: that producer then commits an
+ *     aborted offset (P2).  FIX_ZERO_GUARD: a proposed correction, the
+ *     word is left while an unblocker holds the guard at its position;
+ *   - a producer killed after its claim CAS, its slot reaped before the
+ *     claim before it zeroes ahead: no announcement tells its first word,
+ *     and older bytes stay (I3, OLD_BYTES).
  *
  * Seeded bugs (each makes spin report an error):
  *   BUG_COMMIT_BEFORE_PAYLOAD  commit the frame before writing its payload
@@ -91,6 +117,9 @@
  *   BUG_NO_SEQLOCK_RECHECK     read a writer slot without re-checking seq
  *   BUG_HORIZON_AFTER_WRITE    raise the horizon after writing the payload
  *                              (not before the claim CAS)
+ *   BUG_ZERO_UNANNOUNCED       zero ahead a word for the next offset
+ *                              whenever that claim is not indexed, without
+ *                              the announcements' first words
  */
 
 #ifndef C
@@ -130,6 +159,10 @@
 #define PREFILL (C - 1) /* records of an earlier lap in the ring at the start */
 #endif
 #define NOFF (PREFILL + K0 + K1)  /* offsets: one per record */
+#define OLDPOS (PREFILL + 1)   /* OLD_BYTES: where the older bytes lie */
+#if defined(OLD_BYTES) && START != PREFILL
+#error "OLD_BYTES plants its word in the earlier lap's frame at PREFILL + 1 - C: START must be PREFILL"
+#endif
 #define TRIES 4        /* READ_SLOT_TRIES, shm/writers.c */
 
 /* A commit word (format.md §3): state | length | offset.  Zero: nothing
@@ -176,8 +209,11 @@ byte pidf[C];                  /* the frame's pid */
 byte pay1[C], pay2[C];         /* the payload, two halves: each the record id (offset + 1) */
 byte idx[C];                   /* the offset index, icap = C: slot o % C holds o's position */
 
-/* writer slots (format.md §2, writers.h): {pid, flags, seq, pos, off} */
+/* writer slots (format.md §2, writers.h): {pid, flags, seq, pos, off,
+ * first}: first is the word the claim takes first at pos (its CLAIMED
+ * word, append.c first_word()) */
 byte spid[NP], sseq[NP], spos[NP], soff[NP];
+short sfirst[NP];
 bool sbusy[NP];
 
 bool dead[NP];                 /* the process is gone (what proc_alive() sees) */
@@ -209,9 +245,16 @@ byte gpos, gheld;
 
 #define UNBLOCK_LOCALS \
 	byte u_t, u_n, u_len, u_pid, u_end, u_endoff, ur, g, nb_pos, nb_off, nb_span, \
-	     nb_last, nb_o, nb_q, nb_i, a_pid, a_seq, a_pos, a_off, a_try, ab_e; \
-	short u_w, u_w2, nb_w; \
-	bool u_hole, ok, a_ok, a_busy
+	     nb_last, nb_o, nb_q, nb_i, ab_e; \
+	short u_w, nb_w; \
+	bool u_hole, ok; \
+	ZERO_LOCALS
+
+/* What writer_read() and zero_ahead() use (the producers too). */
+#define ZERO_LOCALS \
+	byte a_pid, a_seq, a_pos, a_off, a_try, z_i; \
+	short a_first, u_w2; \
+	bool a_ok, a_busy, z_old, z_told
 
 /*
  * Offsets [from, to) are now covered by an aborted range.  mand says
@@ -244,8 +287,8 @@ inline ghost_abort(from, to, mand, apos)
 }
 
 /* read_slot() / part_writer_read() (shm/writers.c): slot i's announcement
- * through its seqlock.  a_ok: pos and off are one announcement.  The pid
- * is loaded with seq: only taking and reaping the slot change it. */
+ * through its seqlock.  a_ok: pos, off and first are one announcement.
+ * The pid is loaded with seq: only taking and reaping the slot change it. */
 inline writer_read(i)
 {
 	a_try = 0;
@@ -264,9 +307,9 @@ inline writer_read(i)
 		}
 		if
 #ifdef BUG_NO_SEQLOCK_RECHECK
-		:: a_ok -> atomic { a_off = soff[i] }
+		:: a_ok -> atomic { a_off = soff[i]; a_first = sfirst[i] }
 #else
-		:: a_ok -> atomic { a_off = soff[i]; a_ok = (sseq[i] == a_seq) }
+		:: a_ok -> atomic { a_off = soff[i]; a_first = sfirst[i]; a_ok = (sseq[i] == a_seq) }
 #endif
 		:: else
 		fi;
@@ -278,21 +321,76 @@ inline writer_read(i)
 	od
 }
 
-/* part_zero_ahead(p, pos, off) */
+/*
+ * part_zero_ahead(p, pos, off) (shm/unblock.c): clear the word at zpos
+ * unless it is the first word of zoff's claim.  One that carries zoff's
+ * bits may be older bytes (OLD_BYTES): ahead_is_old() clears it only when
+ * sure: the tail, loaded after it, is still zpos (no claim of zoff yet);
+ * or zoff is not indexed, every busy slot announcing {zpos, zoff} told a
+ * first word other than it, and zoff is still not indexed after the scan.
+ * A torn announcement, or one that does not tell (first not a word for
+ * zoff), leaves it.  OLD_ZERO_AHEAD: the old rule, every word that
+ * carries zoff's bits is left.
+ */
 inline zero_ahead(zpos, zoff)
 {
-	atomic { u_w2 = cw[PHYS(zpos)] }
+	atomic { u_w2 = cw[PHYS(zpos)]; z_old = (u_w2 != 0 && !CW_FOR(u_w2, zoff)) }
+#ifndef OLD_ZERO_AHEAD
 	if
-	:: u_w2 != 0 && !CW_FOR(u_w2, zoff) ->
-		atomic {
-			if
-			:: cw[PHYS(zpos)] == u_w2 -> cw[PHYS(zpos)] = 0; WROTE
-			:: else
-			fi;
-			u_w2 = 0
-		}
-	:: else -> u_w2 = 0
-	fi
+	:: u_w2 != 0 && !z_old ->
+		atomic { z_old = (tail == zpos) }
+		if
+		:: !z_old ->
+			/* ahead_marked(): no padding in the model, so its
+			 * frame's position is zpos */
+			atomic { z_old = (idx[(zoff) % C] != zpos); z_i = 0 }
+#ifdef BUG_ZERO_UNANNOUNCED
+			z_told = true; z_i = NP;
+#endif
+			do
+			:: z_old && z_i < NP ->
+				writer_read(z_i);
+				if
+				:: !a_ok && a_pid != 0 -> z_old = false   /* cannot tell */
+				:: a_ok && a_busy && a_pos == zpos && a_off == zoff ->
+					if
+					:: a_first == u_w2 || !CW_FOR(a_first, zoff) ->
+						z_old = false    /* its word, or untold */
+					:: else -> z_told = true
+					fi
+				:: else
+				fi;
+				z_i++
+			:: else -> break
+			od;
+#ifdef FIX_ZERO_GUARD
+			/* proposed, not in the code: an unblocker holding the
+			 * guard at zpos may have written the word (ABORTED for
+			 * zoff), and publishes the index before releasing it */
+			atomic { z_old = (z_old && !(gheld != 0 && gpos == zpos)) }
+#endif
+			/* the index again after the scan: a winner gone idle
+			 * meanwhile marked first (the word's re-check is the
+			 * CAS's compare below) */
+			atomic { z_old = (z_old && z_told && idx[(zoff) % C] != zpos) }
+		:: else
+		fi
+	:: else
+	fi;
+#endif
+	atomic {
+		if
+		:: z_old && cw[PHYS(zpos)] == u_w2 -> cw[PHYS(zpos)] = 0; WROTE
+		:: else
+		fi;
+#if defined(OLD_BYTES) && !defined(OLD_ZERO_AHEAD)
+		/* I3: no older bytes left past a claim */
+		assert(zpos != OLDPOS || (cw[PHYS(zpos)] != CW(COMMITTED, 2, OLDPOS) &&
+					  cw[PHYS(zpos)] != CW(ABORTED, 2, OLDPOS)));
+#endif
+		u_w2 = 0; z_old = false; z_told = false; z_i = 0;
+		a_seq = 0; a_pos = 0; a_off = 0; a_first = 0; a_pid = 0; a_busy = 0; a_ok = 0; a_try = 0
+	}
 }
 
 /* part_abort_end(p, off, pos, len, tail, next) -> ab_e (0: not there) */
@@ -362,7 +460,8 @@ inline next_boundary(boff, bpos, bt, bn)
 	:: else -> break
 	od;
 	atomic { nb_o = 0; nb_q = 0; nb_w = 0; nb_i = 0; nb_span = 0; nb_last = 0;
-		 a_seq = 0; a_pos = 0; a_off = 0; a_pid = 0; a_busy = 0; a_ok = 0; a_try = 0 }
+		 a_seq = 0; a_pos = 0; a_off = 0; a_first = 0; a_pid = 0; a_busy = 0; a_ok = 0;
+		 a_try = 0 }
 }
 
 /* abort_publish(p, off, pos, end_off, end_pos) (shm/unblock.c): the end
@@ -556,6 +655,7 @@ proctype producer(byte me)
 	byte done_recs, seen_t, seen_n, cur_t, cur_n, lap_limit, pos, off, end, min;
 	short w;
 	bool blocker, ok;
+	ZERO_LOCALS;
 
 	/* part_writer_init(): w->seen = load_pair(claim); the slot was
 	 * taken by init (spid) */
@@ -624,10 +724,13 @@ proctype producer(byte me)
 				}
 #endif
 				/* part_writer_announce() (writers.h): seq odd,
-				 * {pos, off, busy}, seq even.  (The three stores
+				 * {pos, off, first, busy}, seq even.  (The stores
 				 * inside the odd phase are one step: a seqlock
 				 * read overlapping any of them fails alike.) */
-				atomic { sseq[me] = sseq[me] + 1; spos[me] = cur_t; soff[me] = cur_n; sbusy[me] = true }
+				atomic {
+					sseq[me] = sseq[me] + 1; spos[me] = cur_t; soff[me] = cur_n;
+					sfirst[me] = CW(CLAIMED, 1, cur_n); sbusy[me] = true
+				}
 				atomic { sseq[me] = sseq[me] + 1; WROTE }
 				/* cas128(&claim, &cur, {end, next + 1}) */
 				atomic {
@@ -684,19 +787,7 @@ proctype producer(byte me)
 		:: ok ->
 			atomic { offf[PHYS(pos)] = off; WROTE; w = 0 }      /* h->offset */
 			atomic { idx[off % C] = pos; WROTE }                 /* index slot */
-			/* part_zero_ahead(p, end, off + 1) */
-			atomic { w = cw[PHYS(end)] }
-			if
-			:: w != 0 && !CW_FOR(w, off + 1) ->
-				atomic {
-					if
-					:: cw[PHYS(end)] == w -> cw[PHYS(end)] = 0; WROTE
-					:: else
-					fi;
-					w = 0
-				}
-			:: else -> w = 0
-			fi;
+			zero_ahead(end, off + 1);
 #ifndef BUG_COMMIT_BEFORE_PAYLOAD
 			/* fill(): the payload, in two halves */
 			atomic { pay1[PHYS(pos)] = off + 1 }
@@ -718,7 +809,8 @@ proctype producer(byte me)
 					assert(!(aborted & BIT(off)));   /* P2 */
 					assert(!(skipped & BIT(off)));   /* P2: a reader skipped it */
 					committed = committed | BIT(off)
-				:: else -> skip    /* aborted first: -ECANCELED */
+				:: else ->        /* aborted first: -ECANCELED */
+					assert((aborted & BIT(off)) != 0)   /* P2: by an abort, and only so */
 				fi
 			}
 #ifdef BUG_COMMIT_BEFORE_PAYLOAD
@@ -1078,7 +1170,7 @@ end_idle:
 done:
 	atomic { i = 0; reaping = false; dmand = 0; snap_t = 0; snap_n = 0; ac_off = 0; ac_pos = 0;
 		 ac_end = 0; ac_endoff = 0; ac_len = 0; ac_w = 0; a_seq = 0; a_pos = 0;
-		 a_off = 0; a_pid = 0; a_busy = 0; a_ok = 0; a_try = 0; ur = 0 }
+		 a_off = 0; a_first = 0; a_pid = 0; a_busy = 0; a_ok = 0; a_try = 0; ur = 0 }
 	goto end_idle
 }
 #endif
@@ -1122,11 +1214,27 @@ init
 			sseq[o % NP] = sseq[o % NP] + 2;
 			spos[o % NP] = o;
 			soff[o % NP] = o;
+			sfirst[o % NP] = CW(CLAIMED, 1, o);
 			o++
 		:: else -> break
 		od;
 		/* the last claim's part_zero_ahead() */
 		cw[PHYS(PREFILL)] = 0;
+#ifdef OLD_BYTES
+		/* older bytes where the first new claim, [PREFILL, PREFILL + 1),
+		 * ends: 8 bytes an earlier lap left (a frame's pid word, a
+		 * value's) that carry the offset going there next, PREFILL + 1,
+		 * in their low bits, a length no frame has and the state
+		 * COMMITTED (OLD_BYTES bit 0) or ABORTED (bit 1; both: either) */
+		if
+#if OLD_BYTES & 1
+		:: cw[PHYS(OLDPOS)] = CW(COMMITTED, 2, OLDPOS)
+#endif
+#if OLD_BYTES & 2
+		:: cw[PHYS(OLDPOS)] = CW(ABORTED, 2, OLDPOS)
+#endif
+		fi;
+#endif
 		tail = PREFILL;
 		next = PREFILL;
 		hor = PREFILL + 1;

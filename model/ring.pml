@@ -96,17 +96,19 @@
  *                    indexed and every busy announcement of it telling
  *                    another first word (slot field first).
  *
- * Open in the code (dda512e's part_zero_ahead), spin finds each (the
- * first is a case of tests/test_model.c, format.md "The model" gives the
- * second's switches):
- *   - an unblocker's ABORTED word for the next offset, written before its
- *     index store, is taken for older bytes (not the first word its
- *     producer announced) and cleared: that producer then commits an
- *     aborted offset (P2).  FIX_ZERO_GUARD: a proposed correction, the
- *     word is left while an unblocker holds the guard at its position;
- *   - a producer killed after its claim CAS, its slot reaped before the
- *     claim before it zeroes ahead: no announcement tells its first word,
- *     and older bytes stay (I3, OLD_BYTES).
+ * Found by this model in dda512e's first form of that fix, fixed in the
+ * code after it (the old forms come back with these switches):
+ *   OLD_ZERO_NO_GUARD  an unblocker's ABORTED word for the next offset,
+ *                    written before its index store, is taken for older
+ *                    bytes (not the first word its producer announced)
+ *                    and cleared: that producer then commits an aborted
+ *                    offset (P2).  Fix: the word is left while an
+ *                    unblocker holds the guard;
+ *   OLD_ZERO_TOLD    a producer killed after its claim CAS, its slot
+ *                    reaped before the claim before it zeroes ahead: no
+ *                    announcement tells its first word, and older bytes
+ *                    stayed (I3, OLD_BYTES).  Fix: with no busy
+ *                    announcement of the claim, the word is older bytes.
  *
  * Seeded bugs (each makes spin report an error):
  *   BUG_COMMIT_BEFORE_PAYLOAD  commit the frame before writing its payload
@@ -363,16 +365,21 @@ inline zero_ahead(zpos, zoff)
 				z_i++
 			:: else -> break
 			od;
-#ifdef FIX_ZERO_GUARD
-			/* proposed, not in the code: an unblocker holding the
-			 * guard at zpos may have written the word (ABORTED for
-			 * zoff), and publishes the index before releasing it */
+#ifndef OLD_ZERO_NO_GUARD
+			/* an unblocker guarding zpos may have written the word
+			 * (ABORTED for zoff), and publishes the index before
+			 * releasing it */
 			atomic { z_old = (z_old && !(gheld != 0 && gpos == zpos)) }
 #endif
 			/* the index again after the scan: a winner gone idle
 			 * meanwhile marked first (the word's re-check is the
-			 * CAS's compare below) */
+			 * CAS's compare below).  No busy announcement at all:
+			 * the claim's producer died unmarked and was reaped */
+#ifdef OLD_ZERO_TOLD
 			atomic { z_old = (z_old && z_told && idx[(zoff) % C] != zpos) }
+#else
+			atomic { z_old = (z_old && idx[(zoff) % C] != zpos) }
+#endif
 		:: else
 		fi
 	:: else

@@ -68,21 +68,25 @@ static bool ahead_marked(const struct part *p, uint64_t pos, uint64_t off)
 
 /*
  * Is w, a word at `pos` with the low 32 bits of `off` loaded just before,
- * older bytes rather than the first word of the claim of `off`?  Only a
- * sure "yes" lets part_zero_ahead() clear it:
+ * older bytes rather than a word written for `off`?  Only a sure "yes"
+ * lets part_zero_ahead() clear it:
  * - the tail, loaded after w, is still `pos`: no claim of `off` existed
  *   when w was loaded, and its producer writes only after its claim CAS;
- * - or the claim exists, has not marked (index), and every busy writer
+ * - or the claim exists and has not marked (index), no busy writer
  *   announcing {pos, off} (the one whose CAS won, and losers not yet idle)
- *   told a first word other than w; the index, loaded again after the
- *   scan, still says not marked (a winner gone idle meanwhile marked
- *   first).
- * A torn or untold announcement, or none, leaves the word (format.md §4).
+ *   told w as its first word, none of them leaves it untold (`first` 0:
+ *   an older library), no unblocker guards `pos` (one may have just
+ *   aborted that claim: its ABORTED word is no older bytes, and it stores
+ *   the index before it releases the guard), and the index, loaded again
+ *   after all that, still says not marked (a winner gone idle meanwhile,
+ *   or that unblocker, marked first).  With no busy announcement at all,
+ *   the claim's producer died before marking and its slot was reaped:
+ *   its word will never come, and an unblocker will abort the hole.
+ * A torn announcement leaves the word (format.md §4 step 4).
  */
 static bool ahead_is_old(struct part *p, uint64_t pos, uint64_t off, uint64_t w)
 {
 	uint64_t mask;
-	bool told = false;
 
 	/* seq_cst: ordered after the load of w */
 	if (load_seq_cst(&p->hdr->claim.lo) == pos)
@@ -101,10 +105,13 @@ static bool ahead_is_old(struct part *p, uint64_t pos, uint64_t off, uint64_t w)
 			continue;
 		if (a.first == w || !part_cw_for(a.first, off))
 			return false; /* its word, or a writer that does not tell */
-		told = true;
 	}
+	/* an unblocker aborts a claim at the position it guards; pairs with
+	 * the CAS that takes the guard (guard.c) */
+	if (load_seq_cst(&p->hdr->unblock_guard.lo) == (pos | PART_GUARD_HELD))
+		return false;
 	fence_acquire();
-	return told && !ahead_marked(p, pos, off) && load_acquire(part_commit_word(p, pos)) == w;
+	return !ahead_marked(p, pos, off) && load_acquire(part_commit_word(p, pos)) == w;
 }
 
 void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off)

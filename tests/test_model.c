@@ -15,8 +15,8 @@
  *     and a fourth defect a stressed test found, modelled since: with the
  *     old code's switch (OLD_...), each fails again;
  *   - seeded bugs on top of a passing configuration: each fails;
- *   - an open defect of the code as it is (found once part_zero_ahead's
- *     fix was modelled): it fails until fixed.
+ *   - a fifth, in the first form of that defect's fix, found by the model
+ *     once the fix was modelled: its old switch fails, the code passes.
  *
  * Without spin (Debian package "spin") or a C compiler the cases skip.
  */
@@ -45,9 +45,7 @@
 #define SLOTS "-DC=3 -DK0=2 -DK1=0 -DSTART=2 -DDAEMON=2 -DATTEMPTS=1 -DNO_CONSUMER"
 #define LAPS "-DC=2 -DK0=3 -DK1=0 -DSTART=1"
 #define STALE "-DC=2 -DK0=3 -DK1=0 -DSTART=1 -DDAEMON=2 -DATTEMPTS=1 -DNO_CONSUMER"
-/* FIX_ZERO_GUARD: a correction of part_zero_ahead proposed by the model
- * (the code as it is fails this case: case_open_zero_ahead_erases_abort) */
-#define HORIZON "-DC=3 -DSTART=0 -DFIX_ZERO_GUARD"
+#define HORIZON "-DC=3 -DSTART=0"
 /* older bytes (COMMITTED, for the next offset) where the first new claim
  * ends, with two claims in flight: the smallest ring where the next claim
  * can exist before the one before it zeroes ahead */
@@ -97,12 +95,16 @@ static const struct model_case case_bug_horizon_after_write = {
 	HORIZON " -DBUG_HORIZON_AFTER_WRITE", "((h1==(v_off+1))&&(h2==(v_off+1)))", true
 };
 
-/* open in the code: part_zero_ahead (dda512e) clears an unblocker's
- * ABORTED word for the next offset before its index store, taking it for
- * older bytes; the producer of that offset then commits it (P2).  With
- * FIX_ZERO_GUARD this passes (4,988,605 states, by hand). */
-FAIL(case_open_zero_ahead_erases_abort,
-     "-DC=3 -DSTART=2 -DDAEMON=2 -DATTEMPTS=1 -DNO_CONSUMER", "!((aborted&(1<<off)))");
+/* Found by this model in dda512e's first form of part_zero_ahead's fix:
+ * an unblocker's ABORTED word for the next offset, stored before its
+ * index entries, was taken for older bytes and cleared; the producer of
+ * that offset then committed it (P2).  The code leaves the word while an
+ * unblocker holds the guard; OLD_ZERO_NO_GUARD brings the first form
+ * back. */
+#define ZERO_ABORT "-DC=3 -DSTART=2 -DDAEMON=2 -DATTEMPTS=1 -DNO_CONSUMER"
+PASS(case_zero_ahead_keeps_abort, ZERO_ABORT, true);
+FAIL(case_finding_zero_ahead_erases_abort, ZERO_ABORT " -DOLD_ZERO_NO_GUARD",
+     "!((aborted&(1<<off)))");
 
 /* ------------------------------------------------------------------ */
 
@@ -226,7 +228,7 @@ int main(void)
 		CASE("model passes: announcements read while rewritten", case_slots),
 		CASE("model passes: the consumer passes aborted ranges over laps", case_laps),
 		CASE("model passes: shmbusd unblocks while the ring laps", case_stale),
-		CASE("model passes: the horizon bounds a lap two claims write at once (FIX_ZERO_GUARD)",
+		CASE("model passes: the horizon bounds a lap two claims write at once",
 		     case_horizon),
 		CASE("model passes: older bytes for the next offset zeroed past a claim",
 		     case_old_bytes),
@@ -247,8 +249,9 @@ int main(void)
 		     case_bug_no_seqlock_recheck),
 		CASE("seeded bug found: the horizon raised after the payload is written",
 		     case_bug_horizon_after_write),
-		CASE("open defect: part_zero_ahead erases an unblocker's abort",
-		     case_open_zero_ahead_erases_abort),
+		CASE("model passes: zeroing ahead leaves an unblocker's abort", case_zero_ahead_keeps_abort),
+		CASE("finding 5, dda512e's first fix: part_zero_ahead erases an unblocker's abort",
+		     case_finding_zero_ahead_erases_abort),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

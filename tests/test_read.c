@@ -25,6 +25,7 @@
 #include "../util/error.h"
 #include "../shm/partition.h"
 #include "../shm/read.h"
+#include "../shm/guard.h"
 #include "../shm/unblock.h"
 
 static void make_part(struct env *e, uint64_t cap, uint64_t icap, struct part *p)
@@ -209,6 +210,50 @@ static void zeroing_ahead_keeps_the_next_claims_word_and_only_it(void **state)
 	part_zero_ahead(&p, 4 * 64, 4);
 	assert_int_equal(*cw, 0);
 	part_writer_fini(&loser);
+	part_writer_fini(&b);
+	part_writer_fini(&z);
+}
+
+/*
+ * The cases the model found in the first form of the rule: an
+ * unblocker's ABORTED word for the next offset, stored before its index
+ * entries, is left while it holds the guard (else its producer, stopped
+ * before marking, would later commit an aborted offset); and older bytes
+ * past a claim whose producer died before marking, its slot reaped, are
+ * cleared though no announcement tells its first word.
+ */
+static void zeroing_ahead_leaves_an_abort_and_clears_a_dead_claims_bytes(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer z, b;
+	uint64_t *cw, aborted = cw_make(FRAME_ABORTED, 64, 4);
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&z, &p);
+	part_writer_init(&b, &p);
+	append64(&z, 4);
+	cw = part_commit_word(&p, 4 * 64);
+	p.hdr->claim = (pair128){ .lo = 5 * 64, .hi = 5 };
+	part_writer_announce(b.slot, (pair128){ .lo = 4 * 64, .hi = 4 },
+			     cw_make(FRAME_CLAIMED, 64, 4));
+	/* an unblocker holds the guard and has aborted b's claim */
+	assert_int_equal(part_guard_take(&p, 4 * 64), 0);
+	*cw = aborted;
+	part_zero_ahead(&p, 4 * 64, 4);
+	assert_int_equal(*cw, aborted);
+	/* its index entry, then the release: still left */
+	p.index[4 & p.imask] = 4 * 64;
+	part_guard_release(&p, 4 * 64);
+	part_zero_ahead(&p, 4 * 64, 4);
+	assert_int_equal(*cw, aborted);
+	/* b died before marking and its slot was reaped: nothing will write
+	 * its word, older bytes there go */
+	p.index[4 & p.imask] = 0;
+	part_writer_idle(b.slot);
+	*cw = OLD_BYTES(4);
+	part_zero_ahead(&p, 4 * 64, 4);
+	assert_int_equal(*cw, 0);
 	part_writer_fini(&b);
 	part_writer_fini(&z);
 }
@@ -1109,6 +1154,7 @@ int main(void)
 		T(reader_at_a_claim_end_notices_an_unmarked_claim),
 		T(old_bytes_matching_the_next_offset_are_zeroed_past_a_claim),
 		T(zeroing_ahead_keeps_the_next_claims_word_and_only_it),
+		T(zeroing_ahead_leaves_an_abort_and_clears_a_dead_claims_bytes),
 		T(reader_at_a_marked_claim_checks_its_word_alone),
 		T(cursor_past_the_end_is_out_of_range),
 		T(lapped_cursor_is_out_of_range),

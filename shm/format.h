@@ -223,7 +223,7 @@ struct part_header {
 
 	/* [384, 512): the horizon (format.md §4 step 3, horizon.h): no
 	 * process writes a byte of the data ring at or past this position.
-	 * Producers of an overwrite partition raise it, a step ahead, before
+	 * Producers (either policy) raise it, a step ahead, before
 	 * their claim CAS (about once per step of bytes); readers load it for
 	 * their lap check instead of the claim word every producer CASes.
 	 * Its own block: readers keep the line shared between raises. */

@@ -103,12 +103,15 @@
  *                    bytes (not the first word its producer announced)
  *                    and cleared: that producer then commits an aborted
  *                    offset (P2).  Fix: the word is left while an
- *                    unblocker holds the guard;
+ *                    unblocker guards its position;
  *   OLD_ZERO_TOLD    a producer killed after its claim CAS, its slot
  *                    reaped before the claim before it zeroes ahead: no
  *                    announcement tells its first word, and older bytes
  *                    stayed (I3, OLD_BYTES).  Fix: with no busy
  *                    announcement of the claim, the word is older bytes.
+ *                    Still open: spin reaches the same end when the
+ *                    zeroing runs while shmbusd's unblock guards that
+ *                    position (format.md "The model").
  *
  * Seeded bugs (each makes spin report an error):
  *   BUG_COMMIT_BEFORE_PAYLOAD  commit the frame before writing its payload

@@ -8,7 +8,7 @@
  * bitstate hashing: every reachable state is stored) and runs it.  A case
  * that must pass needs "errors: 0" from a search that ran to its end; one
  * that must fail needs spin to report the assertion it names (and write
- * a trail).  Three kinds:
+ * a trail).  Four kinds:
  *
  *   - the protocol in configurations that each exercise a part of it;
  *   - the three findings the model made in the code before their fixes,

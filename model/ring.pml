@@ -335,14 +335,15 @@ inline writer_read(i)
  * first word other than it, and zoff is still not indexed after the scan.
  * A torn announcement, or one that does not tell (first not a word for
  * zoff), leaves it.  OLD_ZERO_AHEAD: the old rule, every word that
- * carries zoff's bits is left.
+ * carries zoff's bits is left.  zown: part_clear_older(), which judges
+ * only a word that carries zoff's bits and clears no other.
  */
-inline zero_ahead(zpos, zoff)
+inline zero_ahead(zpos, zoff, zown)
 {
-	atomic { u_w2 = cw[PHYS(zpos)]; z_old = (u_w2 != 0 && !CW_FOR(u_w2, zoff)) }
+	atomic { u_w2 = cw[PHYS(zpos)]; z_old = (u_w2 != 0 && !CW_FOR(u_w2, zoff) && !(zown)) }
 #ifndef OLD_ZERO_AHEAD
 	if
-	:: u_w2 != 0 && !z_old ->
+	:: u_w2 != 0 && CW_FOR(u_w2, zoff) ->
 		atomic { z_old = (tail == zpos) }
 		if
 		:: !z_old ->
@@ -393,7 +394,7 @@ inline zero_ahead(zpos, zoff)
 		:: z_old && cw[PHYS(zpos)] == u_w2 -> cw[PHYS(zpos)] = 0; WROTE
 		:: else
 		fi;
-#if defined(OLD_BYTES) && !defined(OLD_ZERO_AHEAD)
+#if defined(OLD_BYTES) && !defined(OLD_ZERO_AHEAD) && !defined(I3_AT_REAPER)
 		/* I3: no older bytes left past a claim */
 		assert(zpos != OLDPOS || (cw[PHYS(zpos)] != CW(COMMITTED, 2, OLDPOS) &&
 					  cw[PHYS(zpos)] != CW(ABORTED, 2, OLDPOS)));
@@ -590,7 +591,7 @@ inline part_unblock(uoff, upos, force, mand, who)
 				:: force && mand != 0 && u_pid != mand -> ur = U_BUSY
 #endif
 				:: else ->
-					zero_ahead(upos + u_len, uoff + 1);
+					zero_ahead(upos + u_len, uoff + 1, false);
 					atomic {
 						if
 						:: cw[PHYS(upos)] == u_w ->
@@ -629,7 +630,7 @@ inline part_unblock(uoff, upos, force, mand, who)
 			if
 			:: u_end - upos < 1 -> ur = U_BUSY       /* FRAME_ABORT_MIN */
 			:: else ->
-				zero_ahead(u_end, u_endoff);
+				zero_ahead(u_end, u_endoff, false);
 				atomic {
 					if
 					:: cw[PHYS(upos)] == u_w ->
@@ -797,7 +798,7 @@ proctype producer(byte me)
 		:: ok ->
 			atomic { offf[PHYS(pos)] = off; WROTE; w = 0 }      /* h->offset */
 			atomic { idx[off % C] = pos; WROTE }                 /* index slot */
-			zero_ahead(end, off + 1);
+			zero_ahead(end, off + 1, false);
 #ifndef BUG_COMMIT_BEFORE_PAYLOAD
 			/* fill(): the payload, in two halves */
 			atomic { pay1[PHYS(pos)] = off + 1 }
@@ -1099,7 +1100,8 @@ proctype daemon()
 {
 	byte i, snap_t, snap_n, ac_off, ac_pos, ac_end, ac_endoff, ac_len, dmand;
 	short ac_w;
-	bool gone[NP], reaping;
+	bool gone[NP], reaping, r_busy;
+	byte r_pos, r_off;   /* the dead writer's announcement, for the reaper */
 	byte tried[NP];      /* slot_watch.seq: the announcement last acted on */
 	byte attempts;
 	UNBLOCK_LOCALS;
@@ -1125,6 +1127,7 @@ end_idle:
 #endif
 	fi;
 	writer_read(i);
+	atomic { r_busy = (a_ok && a_busy); r_pos = a_pos; r_off = a_off }
 	if
 	:: reaping && a_pid != i + 1 -> goto done     /* someone else's slot now */
 	:: !reaping -> tried[i] = a_seq; attempts++    /* one attempt per announcement */
@@ -1167,6 +1170,28 @@ end_idle:
 	fi;
 	if
 	:: reaping ->
+#ifndef OLD_REAP_LEAVES
+		/* part_clear_older(p, a.pos, a.off), before the mark goes: older
+		 * bytes left at the claim the dead writer never wrote (a zeroing
+		 * ahead that ran while an unblocker guarded it) */
+		if
+		:: atomic { r_busy && tail > r_pos && tail < r_pos + C && next > r_off ->
+			skip }
+			zero_ahead(r_pos, r_off, true)
+		:: else
+		fi;
+#endif
+#if defined(OLD_BYTES) && defined(I3_AT_REAPER)
+		/* what the reaper promises: once a dead writer's mark goes, no
+		 * older bytes are left at its claim (the zeroing ahead may have
+		 * left them while an unblocker guarded it; format.md "The
+		 * model") */
+		atomic {
+			assert(!(r_busy && r_pos == OLDPOS && tail > r_pos && tail < r_pos + C) ||
+			       (cw[PHYS(OLDPOS)] != CW(COMMITTED, 2, OLDPOS) &&
+				cw[PHYS(OLDPOS)] != CW(ABORTED, 2, OLDPOS)))
+		}
+#endif
 		/* part_writer_reap() -> part_writer_slot_free() */
 		atomic { sbusy[i] = false }
 		atomic {
@@ -1178,7 +1203,7 @@ end_idle:
 	:: else
 	fi;
 done:
-	atomic { i = 0; reaping = false; dmand = 0; snap_t = 0; snap_n = 0; ac_off = 0; ac_pos = 0;
+	atomic { i = 0; reaping = false; r_busy = false; r_pos = 0; r_off = 0; dmand = 0; snap_t = 0; snap_n = 0; ac_off = 0; ac_pos = 0;
 		 ac_end = 0; ac_endoff = 0; ac_len = 0; ac_w = 0; a_seq = 0; a_pos = 0;
 		 a_off = 0; a_first = 0; a_pid = 0; a_busy = 0; a_ok = 0; a_try = 0; ur = 0 }
 	goto end_idle

@@ -126,6 +126,31 @@ void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off)
 	(void)cas(cw, &w, 0);
 }
 
+/*
+ * Before a dead writer's busy mark is cleared (format.md §4 step 4, "A
+ * reaped announcement told nothing"): the zeroing ahead of the claim
+ * before its announced {pos, off} may have left older bytes there (an
+ * unblocker guarded pos meanwhile, or this writer's busy announcement,
+ * which never came to write, kept them), and once the mark is gone nothing
+ * would clear them.  Only a word carrying off's bits is judged, by
+ * ahead_is_old(), and only while the claim exists and has not been lapped:
+ * the mark still held keeps claims from lapping pos, unless a producer
+ * stopped by it unmarked it (lap_room()), which the tail check bounds.
+ */
+void part_clear_older(struct part *p, uint64_t pos, uint64_t off)
+{
+	pair128 snap = load_pair(&p->hdr->claim);
+	uint64_t *cw, w;
+
+	if ((pos & (FRAME_ALIGN - 1)) || pos >= snap.lo || snap.lo - pos >= p->cap ||
+	    off >= snap.hi || snap.hi - off >= p->icap)
+		return;
+	cw = part_commit_word(p, pos);
+	w = load_acquire(cw);
+	if (w != 0 && part_cw_for(w, off) && ahead_is_old(p, pos, off, w))
+		(void)cas(cw, &w, 0);
+}
+
 uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t tail,
 			    uint64_t next, uint64_t *ret_pos)
 {

@@ -85,6 +85,15 @@ uint64_t part_abort_end(const struct part *p, uint64_t off, uint64_t pos, uint64
 void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off);
 
 /*
+ * The reaper of a dead writer, before it clears the writer's busy mark:
+ * older bytes at the writer's announced {pos, off} that carry off's low
+ * 32 bits are cleared by part_zero_ahead()'s rule, so a reader never takes
+ * them for the frame the dead writer never wrote.  Nothing is done if the
+ * claim does not exist, was lapped, or the word is anything else.
+ */
+void part_clear_older(struct part *p, uint64_t pos, uint64_t off);
+
+/*
  * The first claim boundary after `pos` (offset `off`) that is known: a
  * boundary a writer announced, or a frame marked for its offset (among
  * the offsets the bytes up to the tail, at most a lap, can hold), or the

@@ -106,6 +106,15 @@ PASS(case_zero_ahead_keeps_abort, ZERO_ABORT, true);
 FAIL(case_finding_zero_ahead_erases_abort, ZERO_ABORT " -DOLD_ZERO_NO_GUARD",
      "!((aborted&(1<<off)))");
 
+/* The reaper of a dead writer clears older bytes at its claim before its
+ * mark goes (part_clear_older()): the zeroing ahead of the claim before
+ * may have left them while shmbusd's unblock guarded that position.  The
+ * check is at the reaper; a reader that reaches the claim before the
+ * reaper runs can still meet them (format.md "The model"). */
+#define REAPER "-DC=3 -DSTART=2 -DKILLS=2 -DDAEMON=1 -DNO_CONSUMER -DOLD_BYTES=1 -DI3_AT_REAPER"
+PASS(case_reaper_clears_old_bytes, REAPER, true);
+FAIL(case_finding_reaper_leaves_old_bytes, REAPER " -DOLD_REAP_LEAVES", "(r_busy&&(r_pos==");
+
 /* ------------------------------------------------------------------ */
 
 static bool have(const char *tool)
@@ -252,6 +261,10 @@ int main(void)
 		CASE("model passes: zeroing ahead leaves an unblocker's abort", case_zero_ahead_keeps_abort),
 		CASE("finding 5, dda512e's first fix: part_zero_ahead erases an unblocker's abort",
 		     case_finding_zero_ahead_erases_abort),
+		CASE("model passes: a dead writer's reaper clears older bytes at its claim",
+		     case_reaper_clears_old_bytes),
+		CASE("finding 6, before part_clear_older(): older bytes stay at a dead writer's claim",
+		     case_finding_reaper_leaves_old_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -258,6 +258,65 @@ static void zeroing_ahead_leaves_an_abort_and_clears_a_dead_claims_bytes(void **
 	part_writer_fini(&z);
 }
 
+/* format.md "The model", "A reaped announcement told nothing": the
+ * zeroing ahead ran while an unblocker guarded the dead writer's claim,
+ * so the older bytes stayed; its reaper clears them before its mark goes,
+ * and nothing else. */
+static void a_dead_writers_reaper_clears_older_bytes_at_its_claim(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer z, b;
+	struct part_cursor c = { 0 };
+	struct frame_view v;
+	uint64_t *cw, newer;
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&z, &p);
+	part_writer_init(&b, &p);
+	append64(&z, 4);
+	cw = part_commit_word(&p, 4 * 64);
+	/* b claimed offset 4 and was killed before its first word */
+	p.hdr->claim = (pair128){ .lo = 5 * 64, .hi = 5 };
+	part_writer_announce(b.slot, (pair128){ .lo = 4 * 64, .hi = 4 },
+			     cw_make(FRAME_CLAIMED, 64, 4));
+	*cw = OLD_BYTES(4);
+	/* the zeroing ahead of offset 3's claim runs under shmbusd's guard */
+	assert_int_equal(part_guard_take(&p, 4 * 64), 0);
+	part_zero_ahead(&p, 4 * 64, 4);
+	assert_int_equal(*cw, OLD_BYTES(4));
+	part_guard_release(&p, 4 * 64);
+	/* not for a claim that does not exist yet, nor for one lapped */
+	p.hdr->claim = (pair128){ .lo = 4 * 64, .hi = 4 };
+	part_clear_older(&p, 4 * 64, 4);
+	assert_int_equal(*cw, OLD_BYTES(4));
+	p.hdr->claim = (pair128){ .lo = 4 * 64 + 4096, .hi = 70 };
+	part_clear_older(&p, 4 * 64, 4);
+	assert_int_equal(*cw, OLD_BYTES(4));
+	p.hdr->claim = (pair128){ .lo = 5 * 64, .hi = 5 };
+	/* nor a word for another offset (a newer lap's, say) */
+	newer = cw_make(FRAME_COMMITTED, 64, 68);
+	*cw = newer;
+	part_clear_older(&p, 4 * 64, 4);
+	assert_int_equal(*cw, newer);
+	/* nor a word the claim's index entry vouches for */
+	*cw = OLD_BYTES(4);
+	p.index[4 & p.imask] = 4 * 64;
+	part_clear_older(&p, 4 * 64, 4);
+	assert_int_equal(*cw, OLD_BYTES(4));
+	p.index[4 & p.imask] = 0;
+	/* the reaper, b's mark still held: cleared, and a reader at offset 4
+	 * waits for a claim instead of reporting a damaged frame */
+	part_clear_older(&p, 4 * 64, 4);
+	assert_int_equal(*cw, 0);
+	for (int i = 0; i < 4; i++)
+		read_expect(&p, &c, (uint64_t)i);
+	assert_int_equal(part_read(&p, &c, &v), 0);
+	part_writer_idle(b.slot);
+	part_writer_fini(&b);
+	part_writer_fini(&z);
+}
+
 static void reader_at_a_claim_end_notices_an_unmarked_claim(void **state)
 {
 	struct env *e = *state;
@@ -1155,6 +1214,7 @@ int main(void)
 		T(old_bytes_matching_the_next_offset_are_zeroed_past_a_claim),
 		T(zeroing_ahead_keeps_the_next_claims_word_and_only_it),
 		T(zeroing_ahead_leaves_an_abort_and_clears_a_dead_claims_bytes),
+		T(a_dead_writers_reaper_clears_older_bytes_at_its_claim),
 		T(reader_at_a_marked_claim_checks_its_word_alone),
 		T(cursor_past_the_end_is_out_of_range),
 		T(lapped_cursor_is_out_of_range),

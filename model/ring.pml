@@ -112,6 +112,12 @@
  *                    Still open: spin reaches the same end when the
  *                    zeroing runs while shmbusd's unblock guards that
  *                    position (format.md "The model").
+ *   OLD_REAP_LEAVES  the reaper of a dead writer clears its busy mark and
+ *                    leaves older bytes at its claim (finding 6).  Fix:
+ *                    part_clear_older() first.  I3_AT_REAPER checks I3
+ *                    where the reaper is done instead of where the
+ *                    zeroing ahead is (there it still fails: a reader
+ *                    may meet the older bytes before the reaper runs).
  *
  * Seeded bugs (each makes spin report an error):
  *   BUG_COMMIT_BEFORE_PAYLOAD  commit the frame before writing its payload

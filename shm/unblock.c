@@ -130,8 +130,7 @@ void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off)
  * Before a dead writer's busy mark is cleared (format.md §4 step 4, "A
  * reaped announcement told nothing"): the zeroing ahead of the claim
  * before its announced {pos, off} may have left older bytes there (an
- * unblocker guarded pos meanwhile, or this writer's busy announcement,
- * which never came to write, kept them), and once the mark is gone nothing
+ * unblocker guarded pos meanwhile), and once the mark is gone nothing
  * would clear them.  Only a word carrying off's bits is judged, by
  * ahead_is_old(), and only while the claim exists and has not been lapped:
  * the mark still held keeps claims from lapping pos, unless a producer

@@ -87,9 +87,11 @@ void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off);
 /*
  * The reaper of a dead writer, before it clears the writer's busy mark:
  * older bytes at the writer's announced {pos, off} that carry off's low
- * 32 bits are cleared by part_zero_ahead()'s rule, so a reader never takes
- * them for the frame the dead writer never wrote.  Nothing is done if the
- * claim does not exist, was lapped, or the word is anything else.
+ * 32 bits are cleared by part_zero_ahead()'s rule, so readers stop taking
+ * them for the frame the dead writer never wrote (one that reaches them
+ * before the reaper still does: format.md "The model", finding 6).
+ * Nothing is done if the claim does not exist, was lapped, or the word is
+ * anything else.
  */
 void part_clear_older(struct part *p, uint64_t pos, uint64_t off);
 

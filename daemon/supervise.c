@@ -305,10 +305,6 @@ void supervise_client_gone(struct daemon *d, pid_t pid)
 					"stopped)", (int)pid, shm_errmsg(), dp->topic, dp->partition);
 			else
 				aborted += (uint64_t)n;
-			/* older bytes its claim never overwrote (format.md §4
-			 * step 4): once its mark is gone, no zeroing clears them */
-			if (ok && a.busy)
-				part_clear_older(p, a.pos, a.off);
 			slots += part_writer_reap(p, i, (uint32_t)pid);
 		}
 		slots += (uint64_t)part_bp_reap(p);

@@ -109,15 +109,13 @@
  *                    announcement tells its first word, and older bytes
  *                    stayed (I3, OLD_BYTES).  Fix: with no busy
  *                    announcement of the claim, the word is older bytes.
- *                    Still open: spin reaches the same end when the
- *                    zeroing runs while shmbusd's unblock guards that
- *                    position (format.md "The model").
- *   OLD_REAP_LEAVES  the reaper of a dead writer clears its busy mark and
- *                    leaves older bytes at its claim (finding 6).  Fix:
- *                    part_clear_older() first.  I3_AT_REAPER checks I3
- *                    where the reaper is done instead of where the
- *                    zeroing ahead is (there it still fails: a reader
- *                    may meet the older bytes before the reaper runs).
+ *   OLD_ZERO_NO_WAIT the zeroing leaves the word while an unblocker
+ *                    guards its position (finding 5's fix as first
+ *                    made): when that unblock is shmbusd's after the
+ *                    death of the claim's producer, aborting nothing,
+ *                    the older bytes stay (finding 6, I3).  Fix: wait
+ *                    for the guard's release and judge again
+ *                    (part_guard_wait_at()).
  *
  * Seeded bugs (each makes spin report an error):
  *   BUG_COMMIT_BEFORE_PAYLOAD  commit the frame before writing its payload
@@ -265,7 +263,7 @@ byte gpos, gheld;
 #define ZERO_LOCALS \
 	byte a_pid, a_seq, a_pos, a_off, a_try, z_i; \
 	short a_first, u_w2; \
-	bool a_ok, a_busy, z_old, z_told
+	bool a_ok, a_busy, z_old, z_told, z_wait
 
 /*
  * Offsets [from, to) are now covered by an aborted range.  mand says
@@ -335,20 +333,21 @@ inline writer_read(i)
 /*
  * part_zero_ahead(p, pos, off) (shm/unblock.c): clear the word at zpos
  * unless it is the first word of zoff's claim.  One that carries zoff's
- * bits may be older bytes (OLD_BYTES): ahead_is_old() clears it only when
+ * bits may be older bytes (OLD_BYTES): ahead_judge() clears it only when
  * sure: the tail, loaded after it, is still zpos (no claim of zoff yet);
  * or zoff is not indexed, every busy slot announcing {zpos, zoff} told a
  * first word other than it, and zoff is still not indexed after the scan.
  * A torn announcement, or one that does not tell (first not a word for
- * zoff), leaves it.  OLD_ZERO_AHEAD: the old rule, every word that
- * carries zoff's bits is left.  zown: part_clear_older(), which judges
- * only a word that carries zoff's bits and clears no other.
+ * zoff), leaves it; an unblocker guarding zpos makes it wait for the
+ * guard's release and judge again (the code's bound on that wait, after
+ * which the word is left, is not modelled).  OLD_ZERO_AHEAD: the old
+ * rule, every word that carries zoff's bits is left.
  */
-inline zero_ahead(zpos, zoff, zown)
+inline zero_ahead(zpos, zoff)
 {
-	atomic { u_w2 = cw[PHYS(zpos)]; z_old = (u_w2 != 0 && !CW_FOR(u_w2, zoff) && !(zown)) }
+	atomic { u_w2 = cw[PHYS(zpos)]; z_old = (u_w2 != 0 && !CW_FOR(u_w2, zoff)) }
 #ifndef OLD_ZERO_AHEAD
-	if
+	do
 	:: u_w2 != 0 && CW_FOR(u_w2, zoff) ->
 		atomic { z_old = (tail == zpos) }
 		if
@@ -375,37 +374,56 @@ inline zero_ahead(zpos, zoff, zown)
 				z_i++
 			:: else -> break
 			od;
+			if
 #ifndef OLD_ZERO_NO_GUARD
 			/* an unblocker guarding zpos may have written the word
 			 * (ABORTED for zoff), and publishes the index before
-			 * releasing it */
-			atomic { z_old = (z_old && !(gheld != 0 && gpos == zpos)) }
+			 * releasing it: not judged now (AHEAD_GUARDED) */
+			:: atomic { z_old && gheld != 0 && gpos == zpos -> z_old = false; z_wait = true }
 #endif
+			:: else ->
 			/* the index again after the scan: a winner gone idle
 			 * meanwhile marked first (the word's re-check is the
 			 * CAS's compare below).  No busy announcement at all:
 			 * the claim's producer died unmarked and was reaped */
 #ifdef OLD_ZERO_TOLD
-			atomic { z_old = (z_old && z_told && idx[(zoff) % C] != zpos) }
+				atomic { z_old = (z_old && z_told && idx[(zoff) % C] != zpos) }
 #else
-			atomic { z_old = (z_old && idx[(zoff) % C] != zpos) }
+				atomic { z_old = (z_old && idx[(zoff) % C] != zpos) }
 #endif
+			fi
 		:: else
+		fi;
+		if
+		:: z_wait ->
+#ifdef OLD_ZERO_NO_WAIT
+			/* the code before: the word is left */
+			z_wait = false;
+			break
+#else
+			/* part_guard_wait_at(), then judge the word again */
+			(gheld == 0 || gpos != zpos);
+			atomic {
+				z_wait = false; z_told = false; z_i = 0;
+				u_w2 = cw[PHYS(zpos)]; z_old = (u_w2 != 0 && !CW_FOR(u_w2, zoff))
+			}
+#endif
+		:: else -> break
 		fi
-	:: else
-	fi;
+	:: else -> break
+	od;
 #endif
 	atomic {
 		if
 		:: z_old && cw[PHYS(zpos)] == u_w2 -> cw[PHYS(zpos)] = 0; WROTE
 		:: else
 		fi;
-#if defined(OLD_BYTES) && !defined(OLD_ZERO_AHEAD) && !defined(I3_AT_REAPER)
+#if defined(OLD_BYTES) && !defined(OLD_ZERO_AHEAD)
 		/* I3: no older bytes left past a claim */
 		assert(zpos != OLDPOS || (cw[PHYS(zpos)] != CW(COMMITTED, 2, OLDPOS) &&
 					  cw[PHYS(zpos)] != CW(ABORTED, 2, OLDPOS)));
 #endif
-		u_w2 = 0; z_old = false; z_told = false; z_i = 0;
+		u_w2 = 0; z_old = false; z_told = false; z_wait = false; z_i = 0;
 		a_seq = 0; a_pos = 0; a_off = 0; a_first = 0; a_pid = 0; a_busy = 0; a_ok = 0; a_try = 0
 	}
 }
@@ -597,7 +615,7 @@ inline part_unblock(uoff, upos, force, mand, who)
 				:: force && mand != 0 && u_pid != mand -> ur = U_BUSY
 #endif
 				:: else ->
-					zero_ahead(upos + u_len, uoff + 1, false);
+					zero_ahead(upos + u_len, uoff + 1);
 					atomic {
 						if
 						:: cw[PHYS(upos)] == u_w ->
@@ -636,7 +654,7 @@ inline part_unblock(uoff, upos, force, mand, who)
 			if
 			:: u_end - upos < 1 -> ur = U_BUSY       /* FRAME_ABORT_MIN */
 			:: else ->
-				zero_ahead(u_end, u_endoff, false);
+				zero_ahead(u_end, u_endoff);
 				atomic {
 					if
 					:: cw[PHYS(upos)] == u_w ->
@@ -804,7 +822,7 @@ proctype producer(byte me)
 		:: ok ->
 			atomic { offf[PHYS(pos)] = off; WROTE; w = 0 }      /* h->offset */
 			atomic { idx[off % C] = pos; WROTE }                 /* index slot */
-			zero_ahead(end, off + 1, false);
+			zero_ahead(end, off + 1);
 #ifndef BUG_COMMIT_BEFORE_PAYLOAD
 			/* fill(): the payload, in two halves */
 			atomic { pay1[PHYS(pos)] = off + 1 }
@@ -1106,8 +1124,7 @@ proctype daemon()
 {
 	byte i, snap_t, snap_n, ac_off, ac_pos, ac_end, ac_endoff, ac_len, dmand;
 	short ac_w;
-	bool gone[NP], reaping, r_busy;
-	byte r_pos, r_off;   /* the dead writer's announcement, for the reaper */
+	bool gone[NP], reaping;
 	byte tried[NP];      /* slot_watch.seq: the announcement last acted on */
 	byte attempts;
 	UNBLOCK_LOCALS;
@@ -1133,7 +1150,6 @@ end_idle:
 #endif
 	fi;
 	writer_read(i);
-	atomic { r_busy = (a_ok && a_busy); r_pos = a_pos; r_off = a_off }
 	if
 	:: reaping && a_pid != i + 1 -> goto done     /* someone else's slot now */
 	:: !reaping -> tried[i] = a_seq; attempts++    /* one attempt per announcement */
@@ -1176,28 +1192,6 @@ end_idle:
 	fi;
 	if
 	:: reaping ->
-#ifndef OLD_REAP_LEAVES
-		/* part_clear_older(p, a.pos, a.off), before the mark goes: older
-		 * bytes left at the claim the dead writer never wrote (a zeroing
-		 * ahead that ran while an unblocker guarded it) */
-		if
-		:: atomic { r_busy && tail > r_pos && tail < r_pos + C && next > r_off ->
-			skip }
-			zero_ahead(r_pos, r_off, true)
-		:: else
-		fi;
-#endif
-#if defined(OLD_BYTES) && defined(I3_AT_REAPER)
-		/* what the reaper promises: once a dead writer's mark goes, no
-		 * older bytes are left at its claim (the zeroing ahead may have
-		 * left them while an unblocker guarded it; format.md "The
-		 * model") */
-		atomic {
-			assert(!(r_busy && r_pos == OLDPOS && tail > r_pos && tail < r_pos + C) ||
-			       (cw[PHYS(OLDPOS)] != CW(COMMITTED, 2, OLDPOS) &&
-				cw[PHYS(OLDPOS)] != CW(ABORTED, 2, OLDPOS)))
-		}
-#endif
 		/* part_writer_reap() -> part_writer_slot_free() */
 		atomic { sbusy[i] = false }
 		atomic {
@@ -1209,7 +1203,7 @@ end_idle:
 	:: else
 	fi;
 done:
-	atomic { i = 0; reaping = false; r_busy = false; r_pos = 0; r_off = 0; dmand = 0; snap_t = 0; snap_n = 0; ac_off = 0; ac_pos = 0;
+	atomic { i = 0; reaping = false; dmand = 0; snap_t = 0; snap_n = 0; ac_off = 0; ac_pos = 0;
 		 ac_end = 0; ac_endoff = 0; ac_len = 0; ac_w = 0; a_seq = 0; a_pos = 0;
 		 a_off = 0; a_first = 0; a_pid = 0; a_busy = 0; a_ok = 0; a_try = 0; ur = 0 }
 	goto end_idle

@@ -104,6 +104,19 @@ void part_guard_wait(struct part *p, uint64_t end)
 	}
 }
 
+bool part_guard_wait_at(struct part *p, uint64_t pos)
+{
+	int64_t give_up = mono_ns() + PART_GUARD_TAKE_NS;
+
+	for (unsigned round = 0;; round++) {
+		if (load_acquire(&p->hdr->unblock_guard.lo) != (pos | PART_GUARD_HELD))
+			return true;
+		if (mono_ns() >= give_up || part_deleted(p))
+			return false;
+		pause_a_little(round);
+	}
+}
+
 bool part_guard_kept(struct part *p, uint64_t pos)
 {
 	pair128 g = guard_load(p);

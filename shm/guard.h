@@ -53,6 +53,13 @@ void part_guard_clear_dead(struct part *p);
 /* The waiting of part_guard_settle(), out of line. */
 void part_guard_wait(struct part *p, uint64_t end);
 
+/* Wait while an unblocker guards exactly `pos`, at most
+ * PART_GUARD_TAKE_NS: true once it does not.  The guard is neither taken
+ * away nor cleared if its holder is dead: the holder's abort at pos may be
+ * half published.  For the zeroing ahead (format.md §4 step 4), which
+ * cannot judge a word while an unblocker may be aborting there. */
+bool part_guard_wait_at(struct part *p, uint64_t pos);
+
 /*
  * After a claim CAS that ends at `end`: wait while an unblocker guards a
  * position the claim laps (end > pos + capacity - 8).  Nothing of the

@@ -66,6 +66,12 @@ static bool ahead_marked(const struct part *p, uint64_t pos, uint64_t off)
 	return q == pos || (q > pos && !(q & p->mask) && (pos & p->mask) + (q - pos) == p->cap);
 }
 
+enum ahead {
+	AHEAD_KEEP,    /* the claim's own word, or cannot tell */
+	AHEAD_OLD,     /* surely older bytes */
+	AHEAD_GUARDED, /* an unblocker guards pos: ask again once it is done */
+};
+
 /*
  * Is w, a word at `pos` with the low 32 bits of `off` loaded just before,
  * older bytes rather than a word written for `off`?  Only a sure "yes"
@@ -77,77 +83,75 @@ static bool ahead_marked(const struct part *p, uint64_t pos, uint64_t off)
  *   told w as its first word, none of them leaves it untold (`first` 0:
  *   an older library), no unblocker guards `pos` (one may have just
  *   aborted that claim: its ABORTED word is no older bytes, and it stores
- *   the index before it releases the guard), and the index, loaded again
- *   after all that, still says not marked (a winner gone idle meanwhile,
- *   or that unblocker, marked first).  With no busy announcement at all,
- *   the claim's producer died before marking and its slot was reaped:
- *   its word will never come, and an unblocker will abort the hole.
+ *   the index before it releases the guard; the caller asks again once it
+ *   has), and the index, loaded again after all that, still says not
+ *   marked (a winner gone idle meanwhile, or that unblocker, marked
+ *   first).  With no busy announcement at all, the claim's producer died
+ *   before marking and its slot was reaped: its word will never come, and
+ *   an unblocker will abort the hole.
  * A torn announcement leaves the word (format.md §4 step 4).
  */
-static bool ahead_is_old(struct part *p, uint64_t pos, uint64_t off, uint64_t w)
+static enum ahead ahead_judge(struct part *p, uint64_t pos, uint64_t off, uint64_t w)
 {
 	uint64_t mask;
 
 	/* seq_cst: ordered after the load of w */
 	if (load_seq_cst(&p->hdr->claim.lo) == pos)
-		return true;
+		return AHEAD_OLD;
 	if (ahead_marked(p, pos, off))
-		return false;
+		return AHEAD_KEEP;
 	for (mask = part_writers_taken(p); mask; mask &= mask - 1) {
 		struct part_writer_ann a;
 
 		if (!part_writer_read(p, __builtin_ctzll(mask), &a)) {
 			if (a.pid)
-				return false; /* being announced: cannot tell */
+				return AHEAD_KEEP; /* being announced: cannot tell */
 			continue;
 		}
 		if (!a.busy || a.pos != pos || a.off != off)
 			continue;
 		if (a.first == w || !part_cw_for(a.first, off))
-			return false; /* its word, or a writer that does not tell */
+			return AHEAD_KEEP; /* its word, or a writer that does not tell */
 	}
 	/* an unblocker aborts a claim at the position it guards; pairs with
 	 * the CAS that takes the guard (guard.c) */
 	if (load_seq_cst(&p->hdr->unblock_guard.lo) == (pos | PART_GUARD_HELD))
-		return false;
+		return AHEAD_GUARDED;
 	fence_acquire();
-	return !ahead_marked(p, pos, off) && load_acquire(part_commit_word(p, pos)) == w;
+	return !ahead_marked(p, pos, off) && load_acquire(part_commit_word(p, pos)) == w
+		       ? AHEAD_OLD
+		       : AHEAD_KEEP;
 }
 
+#define ZERO_WAITS 4 /* unblocks at that position in a row the zeroing waits for */
+
+/*
+ * Under an unblocker's guard at pos the word cannot be judged: it may be
+ * that unblocker's abort, index not stored yet (format.md "The model",
+ * finding 5).  Leaving it then left older bytes past a claim that is then
+ * committed (finding 6): wait for the guard's release and judge again.
+ * An unblock is short; a guard held past PART_GUARD_TAKE_NS (a holder
+ * stopped or dead mid-abort), or taken at pos again and again, leaves the
+ * word as before.  A caller that holds the guard holds it elsewhere: the
+ * guard is one word.
+ */
 void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off)
 {
 	uint64_t *cw = part_commit_word(p, pos);
-	uint64_t w = load_acquire(cw);
 
-	if (w == 0)
-		return;
-	if (part_cw_for(w, off) && !ahead_is_old(p, pos, off, w))
-		return;
-	(void)cas(cw, &w, 0);
-}
+	for (int round = 0;; round++) {
+		uint64_t w = load_acquire(cw);
+		enum ahead a = AHEAD_OLD;
 
-/*
- * Before a dead writer's busy mark is cleared (format.md §4 step 4, "A
- * reaped announcement told nothing"): the zeroing ahead of the claim
- * before its announced {pos, off} may have left older bytes there (an
- * unblocker guarded pos meanwhile), and once the mark is gone nothing
- * would clear them.  Only a word carrying off's bits is judged, by
- * ahead_is_old(), and only while the claim exists and has not been lapped:
- * the mark still held keeps claims from lapping pos, unless a producer
- * stopped by it unmarked it (lap_room()), which the tail check bounds.
- */
-void part_clear_older(struct part *p, uint64_t pos, uint64_t off)
-{
-	pair128 snap = load_pair(&p->hdr->claim);
-	uint64_t *cw, w;
-
-	if ((pos & (FRAME_ALIGN - 1)) || pos >= snap.lo || snap.lo - pos >= p->cap ||
-	    off >= snap.hi || snap.hi - off >= p->icap)
-		return;
-	cw = part_commit_word(p, pos);
-	w = load_acquire(cw);
-	if (w != 0 && part_cw_for(w, off) && ahead_is_old(p, pos, off, w))
-		(void)cas(cw, &w, 0);
+		if (w == 0)
+			return;
+		if (part_cw_for(w, off))
+			a = ahead_judge(p, pos, off, w);
+		if (a == AHEAD_OLD)
+			(void)cas(cw, &w, 0);
+		if (a != AHEAD_GUARDED || round == ZERO_WAITS || !part_guard_wait_at(p, pos))
+			return;
+	}
 }
 
 uint64_t part_next_boundary(struct part *p, uint64_t off, uint64_t pos, uint64_t tail,

@@ -79,21 +79,11 @@ uint64_t part_abort_end(const struct part *p, uint64_t off, uint64_t pos, uint64
  * shows a reader bytes of an older lap (format.md §4 step 4, I3).  Older
  * bytes whose low 32 bits happen to equal `off` (a frame's pid, a value)
  * are told from that claim's own word by the claim word and the writers'
- * announcements; only when neither can tell is such a word left.  Losing
- * the CAS means its owner wrote it first.
+ * announcements; only when neither can tell is such a word left.  While
+ * an unblocker guards pos it waits (bounded) and judges again.  Losing the
+ * CAS means its owner wrote it first.
  */
 void part_zero_ahead(struct part *p, uint64_t pos, uint64_t off);
-
-/*
- * The reaper of a dead writer, before it clears the writer's busy mark:
- * older bytes at the writer's announced {pos, off} that carry off's low
- * 32 bits are cleared by part_zero_ahead()'s rule, so readers stop taking
- * them for the frame the dead writer never wrote (one that reaches them
- * before the reaper still does: format.md "The model", finding 6).
- * Nothing is done if the claim does not exist, was lapped, or the word is
- * anything else.
- */
-void part_clear_older(struct part *p, uint64_t pos, uint64_t off);
 
 /*
  * The first claim boundary after `pos` (offset `off`) that is known: a

@@ -16,12 +16,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../shm/append.h"
+#include "../util/clock.h"
 #include "../util/error.h"
 #include "../shm/partition.h"
 #include "../shm/read.h"
@@ -258,18 +261,36 @@ static void zeroing_ahead_leaves_an_abort_and_clears_a_dead_claims_bytes(void **
 	part_writer_fini(&z);
 }
 
-/* format.md "The model", "A reaped announcement told nothing": the
- * zeroing ahead ran while an unblocker guarded the dead writer's claim,
- * so the older bytes stayed; its reaper clears them before its mark goes,
- * and nothing else. */
-static void a_dead_writers_reaper_clears_older_bytes_at_its_claim(void **state)
+struct zeroing {
+	struct part *p;
+	uint64_t pos, off;
+};
+
+static void *zero_in_thread(void *arg)
+{
+	struct zeroing *z = arg;
+
+	part_zero_ahead(z->p, z->pos, z->off);
+	return NULL;
+}
+
+/* format.md "The model", finding 6: a producer killed after its claim CAS
+ * left older bytes carrying its offset's bits at its claim; the claim
+ * before it zeroes ahead while an unblocker (shmbusd, after the death,
+ * aborting nothing) guards that position.  The zeroing waits for the
+ * guard and then clears them; a guard held for longer is waited for at
+ * most PART_GUARD_TAKE_NS, and the word left. */
+static void zeroing_ahead_waits_for_an_unblock_at_the_next_claim(void **state)
 {
 	struct env *e = *state;
 	struct part p;
 	struct part_writer z, b;
 	struct part_cursor c = { 0 };
 	struct frame_view v;
-	uint64_t *cw, newer;
+	struct zeroing arg = { &p, 4 * 64, 4 };
+	pthread_t t;
+	uint64_t *cw;
+	int64_t t0;
 
 	make_part(e, 4096, 0, &p);
 	part_writer_init(&z, &p);
@@ -281,34 +302,20 @@ static void a_dead_writers_reaper_clears_older_bytes_at_its_claim(void **state)
 	part_writer_announce(b.slot, (pair128){ .lo = 4 * 64, .hi = 4 },
 			     cw_make(FRAME_CLAIMED, 64, 4));
 	*cw = OLD_BYTES(4);
-	/* the zeroing ahead of offset 3's claim runs under shmbusd's guard */
 	assert_int_equal(part_guard_take(&p, 4 * 64), 0);
+	/* a guard that stays: waited for, then the word is left */
+	t0 = mono_ns();
 	part_zero_ahead(&p, 4 * 64, 4);
+	assert_true(mono_ns() - t0 >= PART_GUARD_TAKE_NS);
 	assert_int_equal(*cw, OLD_BYTES(4));
+	/* a guard released while the zeroing waits: judged again, cleared */
+	assert_int_equal(pthread_create(&t, NULL, zero_in_thread, &arg), 0);
+	usleep(2000);
+	assert_int_equal(*cw, OLD_BYTES(4)); /* never cleared under the guard */
 	part_guard_release(&p, 4 * 64);
-	/* not for a claim that does not exist yet, nor for one lapped */
-	p.hdr->claim = (pair128){ .lo = 4 * 64, .hi = 4 };
-	part_clear_older(&p, 4 * 64, 4);
-	assert_int_equal(*cw, OLD_BYTES(4));
-	p.hdr->claim = (pair128){ .lo = 4 * 64 + 4096, .hi = 70 };
-	part_clear_older(&p, 4 * 64, 4);
-	assert_int_equal(*cw, OLD_BYTES(4));
-	p.hdr->claim = (pair128){ .lo = 5 * 64, .hi = 5 };
-	/* nor a word for another offset (a newer lap's, say) */
-	newer = cw_make(FRAME_COMMITTED, 64, 68);
-	*cw = newer;
-	part_clear_older(&p, 4 * 64, 4);
-	assert_int_equal(*cw, newer);
-	/* nor a word the claim's index entry vouches for */
-	*cw = OLD_BYTES(4);
-	p.index[4 & p.imask] = 4 * 64;
-	part_clear_older(&p, 4 * 64, 4);
-	assert_int_equal(*cw, OLD_BYTES(4));
-	p.index[4 & p.imask] = 0;
-	/* the reaper, b's mark still held: cleared, and a reader at offset 4
-	 * waits for a claim instead of reporting a damaged frame */
-	part_clear_older(&p, 4 * 64, 4);
+	assert_int_equal(pthread_join(t, NULL), 0);
 	assert_int_equal(*cw, 0);
+	/* a reader at offset 4 waits for a claim, no damaged frame */
 	for (int i = 0; i < 4; i++)
 		read_expect(&p, &c, (uint64_t)i);
 	assert_int_equal(part_read(&p, &c, &v), 0);
@@ -1214,7 +1221,7 @@ int main(void)
 		T(old_bytes_matching_the_next_offset_are_zeroed_past_a_claim),
 		T(zeroing_ahead_keeps_the_next_claims_word_and_only_it),
 		T(zeroing_ahead_leaves_an_abort_and_clears_a_dead_claims_bytes),
-		T(a_dead_writers_reaper_clears_older_bytes_at_its_claim),
+		T(zeroing_ahead_waits_for_an_unblock_at_the_next_claim),
 		T(reader_at_a_marked_claim_checks_its_word_alone),
 		T(cursor_past_the_end_is_out_of_range),
 		T(lapped_cursor_is_out_of_range),

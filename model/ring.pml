@@ -117,6 +117,16 @@
  *                    for the guard's release and judge again
  *                    (part_guard_wait_at()).
  *
+ * A second line behind the zeroing (format.md §6, older bytes), for what
+ * it still leaves in the code (a guard held past its wait's bound, a word
+ * equal to the next claim's): a reader whose word for `off` fails its
+ * checks waits while no claim holds `off` or its claim has not marked it
+ * (index), and an unblocker takes such a COMMITTED or ABORTED word for a
+ * hole's.  With OLD_ZERO_AHEAD (every such word left) the model passes;
+ *   OLD_READER_DAMAGE  the code before: the reader reports the word as
+ *                    damage (P4), and the unblocker takes it for the
+ *                    claim's own.
+ *
  * Seeded bugs (each makes spin report an error):
  *   BUG_COMMIT_BEFORE_PAYLOAD  commit the frame before writing its payload
  *   BUG_NO_LAP_CHECK           deliver without the post-read tail check
@@ -190,6 +200,21 @@
 #define PLAUSIBLE(o, p, t, n) ((p) <= (t) && (o) <= (n) && (n) - (o) <= (t) - (p))
 /* proc_alive(): a pid is producer + 1 */
 #define ALIVE(pv) ((pv) != 0 && !dead[(pv) - 1])
+
+/* the older bytes OLD_BYTES plants: no claim writes a frame of length 2 */
+#ifdef OLD_BYTES
+#define IS_OLDW(w, p) ((p) == OLDPOS && ((w) == CW(COMMITTED, 2, OLDPOS) || (w) == CW(ABORTED, 2, OLDPOS)))
+#else
+#define IS_OLDW(w, p) false
+#endif
+/* left_older() in unblock_at(): a COMMITTED or ABORTED word for uoff
+ * whose offset is not marked (icap = C) is older bytes, its claim a hole;
+ * OLD_READER_DAMAGE: the code before, which took it for the claim's own */
+#ifdef OLD_READER_DAMAGE
+#define LEFT_OLDER(o, p, n) false
+#else
+#define LEFT_OLDER(o, p, n) ((n) - (o) <= C && idx[(o) % C] != (p))
+#endif
 
 /* part_unblock() results */
 #define U_NONE  0      /* 0: nothing to do */
@@ -396,7 +421,7 @@ inline zero_ahead(zpos, zoff)
 		fi;
 		if
 		:: z_wait ->
-#ifdef OLD_ZERO_NO_WAIT
+#if defined(OLD_ZERO_NO_WAIT) || defined(ZERO_GIVES_UP)
 			/* the code before: the word is left */
 			z_wait = false;
 			break
@@ -418,7 +443,7 @@ inline zero_ahead(zpos, zoff)
 		:: z_old && cw[PHYS(zpos)] == u_w2 -> cw[PHYS(zpos)] = 0; WROTE
 		:: else
 		fi;
-#if defined(OLD_BYTES) && !defined(OLD_ZERO_AHEAD)
+#if defined(OLD_BYTES) && !defined(OLD_ZERO_AHEAD) && !defined(ZERO_GIVES_UP)
 		/* I3: no older bytes left past a claim */
 		assert(zpos != OLDPOS || (cw[PHYS(zpos)] != CW(COMMITTED, 2, OLDPOS) &&
 					  cw[PHYS(zpos)] != CW(ABORTED, 2, OLDPOS)));
@@ -580,7 +605,7 @@ inline part_unblock(uoff, upos, force, mand, who)
 		assert(PLAUSIBLE(uoff, upos, u_t, u_n));  /* P4: else part_end_damaged() */
 		atomic { u_w = cw[PHYS(upos)]; u_hole = true }
 		if
-		:: CW_FOR(u_w, uoff) && CW_ST(u_w) == COMMITTED ->
+		:: CW_FOR(u_w, uoff) && CW_ST(u_w) == COMMITTED && !LEFT_OLDER(uoff, upos, u_n) ->
 			ur = U_NONE; u_hole = false            /* the claim moved on */
 		:: CW_FOR(u_w, uoff) && CW_ST(u_w) == ABORTED ->
 			/* repair_abort(): an abort whose end offset never landed */
@@ -592,7 +617,9 @@ inline part_unblock(uoff, upos, force, mand, who)
 			:: else ->
 				next_boundary(uoff, upos, u_t, u_n);
 				if
-				:: nb_pos != upos + u_len -> ur = U_BUSY
+				:: nb_pos != upos + u_len && LEFT_OLDER(uoff, upos, u_n) ->
+					u_hole = true     /* older bytes, no claim's length */
+				:: nb_pos != upos + u_len && !LEFT_OLDER(uoff, upos, u_n) -> ur = U_BUSY
 				:: else ->
 					atomic { u_endoff = nb_off; ghost_abort(uoff, u_endoff, 0, upos) }
 					abort_finish(uoff, upos, u_endoff, upos + u_len);
@@ -658,7 +685,9 @@ inline part_unblock(uoff, upos, force, mand, who)
 				atomic {
 					if
 					:: cw[PHYS(upos)] == u_w ->
-						assert(u_w == 0 || CW_OFF(u_w) < uoff);   /* P6: not a newer frame's word */
+						/* P6: not a newer frame's word (older bytes
+						 * carrying uoff are no frame's: OLD_BYTES) */
+						assert(u_w == 0 || CW_OFF(u_w) < uoff || IS_OLDW(u_w, upos));
 						cw[PHYS(upos)] = CW(ABORTED, u_end - upos, uoff); WROTE;
 						ghost_abort(uoff, u_endoff, mand, upos);
 						ur = U_DONE
@@ -867,6 +896,33 @@ give_up:
 /* The consumer: part_read() and lib/consumer.c's read_run, check_run, */
 /* reset and unblock                                                   */
 
+/*
+ * damaged() once not lapped: older_bytes() waits (stall, unmarked) while
+ * no claim holds `off`, while its claim has not marked it (its index slot,
+ * icap = C), or if the word changed since w; anything else is damage, and
+ * none may be seen (P4).  OLD_READER_DAMAGE: the code before, where any
+ * such word was damage.
+ */
+inline older_or_damaged(w)
+{
+#ifdef OLD_READER_DAMAGE
+	assert(t_seen >= pos + C);                           /* P4 */
+#else
+	if
+	:: off >= n_seen
+	:: else ->
+		atomic { w2 = idx[off % C] }
+		if
+		:: n_seen - off <= C && w2 != pos
+		:: else ->
+			atomic { w2 = cw[PHYS(pos)] }
+			assert(w2 != w)                              /* P4 */
+		fi
+	fi;
+	atomic { w2 = 0; stalled = true; smarked = false }
+#endif
+}
+
 proctype consumer()
 {
 	/* the cursor (struct part_cursor) */
@@ -874,7 +930,7 @@ proctype consumer()
 	bool claim_end, stalled, smarked;   /* smarked: c->stall_marked */
 	/* one poll */
 	byte rc, v_pos, v_off, h1, h2, e, flen, last;
-	short w;
+	short w, w2;
 	bool have, zpeek, lost;
 	UNBLOCK_LOCALS;
 
@@ -941,10 +997,12 @@ proctype consumer()
 				atomic { e = offf[PHYS(pos)] }
 				if
 				:: flen != 1 || e != off ->
-					/* damaged(): lapped, or damage */
+					/* damaged(): lapped, older bytes, or damage */
 					atomic { t_seen = tail; n_seen = next }
-					assert(t_seen >= pos + C);           /* P4 */
-					rc = R_RANGE;
+					if
+					:: t_seen >= pos + C -> rc = R_RANGE
+					:: else -> older_or_damaged(w)
+					fi;
 					break
 				:: else
 				fi;
@@ -970,8 +1028,10 @@ proctype consumer()
 					:: pos + flen > t_seen ->
 						/* damaged(): "runs past the tail" */
 						atomic { t_seen = tail; n_seen = next }
-						assert(t_seen >= pos + C);       /* P4 */
-						rc = R_RANGE;
+						if
+						:: t_seen >= pos + C -> rc = R_RANGE
+						:: else -> older_or_damaged(w)
+						fi;
 						break
 					:: else
 					fi;

@@ -44,10 +44,36 @@ static bool len_fits(const struct part *p, uint64_t pos, uint64_t len)
 	return len >= FRAME_HDR_SIZE && len <= p->max_frame && (pos & p->mask) + len <= p->cap;
 }
 
-static int damaged(struct part *p, struct part_cursor *c, const char *what)
+static int stall(struct part_cursor *c, bool marked);
+
+/*
+ * Word w, loaded at c->pos, is no frame for c->off.  It is older bytes,
+ * not damage, while no claim holds c->off (it is at or past the end just
+ * loaded), or while the claim of c->off has not marked its frame: c->off's
+ * index slot, which no later offset can have reused (c->off is within the
+ * index's capacity of the end), does not point here.  Such bytes are what
+ * the zeroing ahead leaves past a claim when it cannot tell them from the
+ * next claim's word (format.md §4 step 4, what is left); the next claim's
+ * first word replaces them.  A word changed since w was loaded (its claim
+ * marked it meanwhile) is read again.
+ */
+static bool older_bytes(struct part *p, const struct part_cursor *c, uint64_t w)
+{
+	if (c->off >= c->next_seen)
+		return true;
+	if (c->next_seen - c->off <= p->icap && !part_offset_marked(p, c->pos, c->off))
+		return true;
+	fence_acquire();
+	return load_acquire(part_commit_word(p, c->pos)) != w;
+}
+
+/* Damage, unless lapped (the bytes are a later lap's) or older bytes. */
+static int damaged(struct part *p, struct part_cursor *c, uint64_t w, const char *what)
 {
 	if (lapped(p, c))
 		return -ERANGE;
+	if (older_bytes(p, c, w))
+		return stall(c, false);
 	return shm_err(-EBADMSG, "partition %s/%u: damaged frame at offset %llu (position %llu): %s; "
 		       "seek past it, or run recovery on the partition",
 		       p->hdr->topic, p->partition, (unsigned long long)c->off,
@@ -117,9 +143,9 @@ static bool retired(struct part *p, struct part_cursor *c)
 
 /* An ABORTED frame for c->off: pass over its range, or wait for its end
  * offset (stored just after the aborting CAS). */
-static int skip_aborted(struct part *p, struct part_cursor *c, uint64_t len)
+static int skip_aborted(struct part *p, struct part_cursor *c, uint64_t w)
 {
-	uint64_t end;
+	uint64_t len = cw_len(w), end;
 
 	SHM_TESTPOINT(read_aborted);
 	/* a range to skip is trusted only where nothing can have lapped it:
@@ -130,7 +156,7 @@ static int skip_aborted(struct part *p, struct part_cursor *c, uint64_t len)
 	if (!end) {
 		refresh(p, c);
 		if (len < FRAME_ABORT_MIN || c->pos + len > c->tail_seen)
-			return damaged(p, c, "aborted range is shorter than 16 bytes or runs past "
+			return damaged(p, c, w, "aborted range is shorter than 16 bytes or runs past "
 				       "the tail");
 		end = part_abort_end(p, c->off, c->pos, len, c->tail_seen, c->next_seen);
 		if (!end)
@@ -275,7 +301,7 @@ have_word:
 		case FRAME_COMMITTED:
 			if (!len_fits(p, c->pos, len) ||
 			    frame_parse(frame_at(p, c->pos), len, c->off, v) < 0)
-				return damaged(p, c, "lengths do not fit the frame");
+				return damaged(p, c, w, "lengths do not fit the frame");
 			v->pos = c->pos;
 			c->off++;
 			c->pos += len;
@@ -292,14 +318,14 @@ have_word:
 			if (!part_padding_ok(p, c->pos, len, c->off, c->tail_seen)) {
 				refresh(p, c);
 				if (!part_padding_ok(p, c->pos, len, c->off, c->tail_seen))
-					return damaged(p, c, "padding neither ends at the ring's "
+					return damaged(p, c, w, "padding neither ends at the ring's "
 						       "end nor jumps to the tail, or fills a "
 						       "whole lap");
 			}
 			c->pos += len;
 			continue;
 		case FRAME_ABORTED:
-			rc = skip_aborted(p, c, len);
+			rc = skip_aborted(p, c, w);
 			if (rc != 1)
 				return rc;
 			c->claim_end = true;

@@ -30,6 +30,7 @@
 #include "guard.h"
 #include "notify.h"
 #include "probes.h"
+#include "truncate.h"
 #include "../util/proc.h"
 #include "../util/testpoint.h"
 
@@ -54,12 +55,8 @@ int part_end_damaged(const struct part *p, uint64_t tail, uint64_t next)
 		       (unsigned long long)next);
 }
 
-/* Has the claim of `off`, at `pos`, marked its frame?  Its index slot
- * then holds its frame's position: `pos`, or the ring's next lap start
- * after a padding from `pos` (append_mark() stores it after taking the
- * claim's words; older offsets sit at lower positions, so no older value
- * of the slot is either). */
-static bool ahead_marked(const struct part *p, uint64_t pos, uint64_t off)
+/* (unblock.h) */
+bool part_offset_marked(const struct part *p, uint64_t pos, uint64_t off)
 {
 	uint64_t q = load_acquire(&p->index[off & p->imask]);
 
@@ -98,7 +95,7 @@ static enum ahead ahead_judge(struct part *p, uint64_t pos, uint64_t off, uint64
 	/* seq_cst: ordered after the load of w */
 	if (load_seq_cst(&p->hdr->claim.lo) == pos)
 		return AHEAD_OLD;
-	if (ahead_marked(p, pos, off))
+	if (part_offset_marked(p, pos, off))
 		return AHEAD_KEEP;
 	for (mask = part_writers_taken(p); mask; mask &= mask - 1) {
 		struct part_writer_ann a;
@@ -118,7 +115,7 @@ static enum ahead ahead_judge(struct part *p, uint64_t pos, uint64_t off, uint64
 	if (load_seq_cst(&p->hdr->unblock_guard.lo) == (pos | PART_GUARD_HELD))
 		return AHEAD_GUARDED;
 	fence_acquire();
-	return !ahead_marked(p, pos, off) && load_acquire(part_commit_word(p, pos)) == w
+	return !part_offset_marked(p, pos, off) && load_acquire(part_commit_word(p, pos)) == w
 		       ? AHEAD_OLD
 		       : AHEAD_KEEP;
 }
@@ -331,6 +328,34 @@ static int abort_hole(struct part *p, uint64_t off, uint64_t pos, uint64_t w, pa
 	return 1;
 }
 
+/*
+ * A word for `off` at `pos` that no claim of `off` wrote: older bytes the
+ * zeroing ahead left (format.md §4 step 4, §7).  A COMMITTED or ABORTED
+ * word while the offset is not marked: every claim marks its frame before
+ * it commits or aborts it, and an unblocker stores the index before it
+ * releases the guard we now hold (one that died first left its abort
+ * unmarked: repaired first where its length ends at a claim boundary).  A
+ * PADDING word only if no claim writes such a padding, as its claim takes
+ * a padding word before it stores the index.  Beyond the index's capacity
+ * of the end the slot may be a later offset's, and the word is taken as
+ * its claim's.  Its claim is a hole.
+ */
+static bool left_older(const struct part *p, uint64_t off, uint64_t pos, uint64_t w, pair128 snap)
+{
+	switch (cw_state(w)) {
+	case FRAME_COMMITTED:
+	case FRAME_ABORTED:
+		break;
+	case FRAME_PADDING:
+		if (part_padding_ok(p, pos, cw_len(w), off, snap.lo))
+			return false;
+		break;
+	default:
+		return false;
+	}
+	return snap.hi - off <= p->icap && !part_offset_marked(p, pos, off);
+}
+
 /* part_unblock() with the guard held at pos: the claim word is loaded
  * after the guard was taken, so its tail bounds every claim that did not
  * see the guard (guard.h). */
@@ -339,6 +364,7 @@ static int unblock_at(struct part *p, uint64_t off, uint64_t pos, unsigned flags
 {
 	pair128 snap = load_pair(&p->hdr->claim);
 	uint64_t w;
+	int rc;
 
 	if (off >= snap.hi)
 		return 0;
@@ -355,9 +381,14 @@ static int unblock_at(struct part *p, uint64_t off, uint64_t pos, unsigned flags
 		switch (cw_state(w)) {
 		case FRAME_COMMITTED:
 		case FRAME_PADDING:
+			if (left_older(p, off, pos, w, snap))
+				break; /* older bytes: a hole */
 			return 0; /* the claim moved on */
 		case FRAME_ABORTED:
-			return repair_abort(p, off, pos, w, snap);
+			rc = repair_abort(p, off, pos, w, snap);
+			if (rc != -EBUSY || !left_older(p, off, pos, w, snap))
+				return rc;
+			break; /* older bytes, no claim's length: a hole */
 		case FRAME_CLAIMED:
 			if (part_claimant(p, off, pos))
 				return abort_claimed(p, off, pos, w, flags, only, ret_pid);

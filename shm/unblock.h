@@ -39,6 +39,13 @@
 int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uint64_t stall_tail,
 		 pid_t *ret_pid);
 
+/* Has the claim of `off`, at `pos`, marked its frame?  Its index slot
+ * then holds its frame's position: `pos`, or the ring's next lap start
+ * after a padding from `pos` (append_mark() stores it after taking the
+ * claim's words, an unblocker before it releases its guard; older offsets
+ * sit at lower positions, so no older value of the slot is either). */
+bool part_offset_marked(const struct part *p, uint64_t pos, uint64_t off);
+
 /* The process that claimed the CLAIMED frame of `off` at `pos`, else 0. */
 pid_t part_claimant(const struct part *p, uint64_t off, uint64_t pos);
 

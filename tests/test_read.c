@@ -324,6 +324,69 @@ static void zeroing_ahead_waits_for_an_unblock_at_the_next_claim(void **state)
 	part_writer_fini(&z);
 }
 
+/*
+ * What the zeroing ahead may still leave past a claim (format.md §4 step
+ * 4: a guard held there past its wait, a word equal to the next claim's)
+ * is older bytes, and a reader at that offset waits for the claim's own
+ * word: while no claim holds the offset, and while its claim has not
+ * marked its frame (its index slot).  Before, it reported a damaged frame
+ * until the next lap overwrote them.  A marked frame with the same bytes
+ * is still damage.  An unmarked one whose producer is gone is a hole,
+ * which the reader's unblock aborts: the unblocker, which took a COMMITTED
+ * word there for the claim's own, would have left the reader waiting.
+ */
+static void reader_waits_at_older_bytes_no_claim_has_replaced(void **state)
+{
+	struct env *e = *state;
+	struct part p;
+	struct part_writer w;
+	struct part_cursor c = { 0 }, at4;
+	struct frame_view v;
+	uint64_t *cw;
+	const uint64_t older[] = { OLD_BYTES(4), cw_make(FRAME_ABORTED, 8, 4),
+				   cw_make(FRAME_PADDING, 128, 4) };
+
+	make_part(e, 4096, 0, &p);
+	part_writer_init(&w, &p);
+	append64(&w, 4);
+	cw = part_commit_word(&p, 4 * 64);
+	for (int i = 0; i < 4; i++)
+		read_expect(&p, &c, (uint64_t)i);
+	for (size_t i = 0; i < sizeof older / sizeof older[0]; i++) {
+		*cw = older[i];
+		/* no claim holds offset 4 */
+		at4 = c;
+		shm_err_clear();
+		if (part_read(&p, &at4, &v) != 0)
+			fail_msg("older word %zu past the last claim: %s", i, shm_errmsg());
+		assert_int_equal(at4.off, 4);
+		/* offset 4 claimed, its frame not marked yet */
+		p.hdr->claim = (pair128){ .lo = 5 * 64, .hi = 5 };
+		if (part_read(&p, &at4, &v) != 0)
+			fail_msg("older word %zu under an unmarked claim: %s", i, shm_errmsg());
+		assert_int_equal(at4.off, 4);
+		assert_true(at4.stalled);
+		/* marked (index stored), the word still older: damage */
+		p.index[4 & p.imask] = 4 * 64;
+		assert_int_equal(part_read(&p, &at4, &v), -EBADMSG);
+		assert_non_null(strstr(shm_errmsg(), "offset 4"));
+		/* unmarked, its producer gone: the stalled reader's unblock
+		 * aborts it as a hole, and the reader passes it */
+		p.index[4 & p.imask] = 0;
+		if (part_unblock(&p, 4, 4 * 64, 0, 0, NULL) != 1)
+			fail_msg("older word %zu: not aborted as a hole: %s", i, shm_errmsg());
+		assert_int_equal(part_read(&p, &at4, &v), 0);
+		assert_int_equal(at4.off, 5);
+		p.index[4 & p.imask] = 0;
+		p.hdr->claim = (pair128){ .lo = 4 * 64, .hi = 4 };
+	}
+	/* the next claim takes the word whatever is there, and is read */
+	*cw = OLD_BYTES(4);
+	append64(&w, 1);
+	read_expect(&p, &c, 4);
+	part_writer_fini(&w);
+}
+
 static void reader_at_a_claim_end_notices_an_unmarked_claim(void **state)
 {
 	struct env *e = *state;
@@ -955,6 +1018,7 @@ static void impossible_aborted_words_are_ebadmsg(void **state)
 	part_writer_init(&w, &p);
 	append64(&w, 1);
 	pos = raw_claim(&p, 128, 2); /* offsets 1, 2 */
+	p.index[1 & p.imask] = pos; /* marked: damage, not older bytes */
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		int rc;
 
@@ -1092,6 +1156,7 @@ static void committed_frame_crossing_the_ring_end_is_refused(void **state)
 	part_writer_init(&w, &p);
 	append64(&w, 63); /* up to 4032 */
 	raw_claim(&p, 64, 1);
+	p.index[63 & p.imask] = 4032; /* marked: damage, not older bytes */
 	*part_commit_word(&p, 4032) = cw_make(FRAME_COMMITTED, 128, 63);
 	c = (struct part_cursor){ .off = 63, .pos = 4032 };
 	assert_int_equal(part_read(&p, &c, &v), -EBADMSG);
@@ -1222,6 +1287,7 @@ int main(void)
 		T(zeroing_ahead_keeps_the_next_claims_word_and_only_it),
 		T(zeroing_ahead_leaves_an_abort_and_clears_a_dead_claims_bytes),
 		T(zeroing_ahead_waits_for_an_unblock_at_the_next_claim),
+	T(reader_waits_at_older_bytes_no_claim_has_replaced),
 		T(reader_at_a_marked_claim_checks_its_word_alone),
 		T(cursor_past_the_end_is_out_of_range),
 		T(lapped_cursor_is_out_of_range),

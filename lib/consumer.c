@@ -657,8 +657,9 @@ static int gather(shmbus_consumer *c, struct shmbus_message *msgs, size_t max)
 {
 	size_t n = 0, copied = 0;
 
-	for (size_t k = 0; k < c->nas && n < max; k++) {
-		struct assignment *a = c->as[(c->rr + k) % c->nas];
+	/* round robin from c->rr (< nas): a wrap, not a division, per poll */
+	for (size_t k = 0, i = c->rr; k < c->nas && n < max; k++, i = i + 1 < c->nas ? i + 1 : 0) {
+		struct assignment *a = c->as[i];
 		int rc = gather_one(c, a, msgs, max, &n, &copied);
 
 		if (rc < 0) {
@@ -669,7 +670,7 @@ static int gather(shmbus_consumer *c, struct shmbus_message *msgs, size_t max)
 			break;
 		}
 	}
-	c->rr = c->nas ? (c->rr + 1) % c->nas : 0;
+	c->rr = c->rr + 1 < c->nas ? c->rr + 1 : 0;
 	c->st.delivered += n;
 	if (SHMBUS_PROBE_ENABLED(deliver))
 		lib_probe_deliver(msgs, n);

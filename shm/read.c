@@ -63,6 +63,9 @@ static bool older_bytes(struct part *p, const struct part_cursor *c, uint64_t w)
 		return true;
 	if (c->next_seen - c->off <= p->icap && !part_offset_marked(p, c->pos, c->off))
 		return true;
+	/* the word again, after the index: append_mark() takes the word
+	 * before it stores the index, so a claim that marked meanwhile shows
+	 * its own word here */
 	fence_acquire();
 	return load_acquire(part_commit_word(p, c->pos)) != w;
 }

@@ -61,7 +61,7 @@ static bool older_bytes(struct part *p, const struct part_cursor *c, uint64_t w)
 {
 	if (c->off >= c->next_seen)
 		return true;
-	if (c->next_seen - c->off <= p->icap && !part_offset_marked(p, c->pos, c->off))
+	if (part_offset_unmarked(p, c->pos, c->off, c->next_seen))
 		return true;
 	/* the word again, after the index: append_mark() takes the word
 	 * before it stores the index, so a claim that marked meanwhile shows

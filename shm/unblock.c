@@ -63,6 +63,12 @@ bool part_offset_marked(const struct part *p, uint64_t pos, uint64_t off)
 	return q == pos || (q > pos && !(q & p->mask) && (pos & p->mask) + (q - pos) == p->cap);
 }
 
+/* (unblock.h) */
+bool part_offset_unmarked(const struct part *p, uint64_t pos, uint64_t off, uint64_t next)
+{
+	return next - off <= p->icap && !part_offset_marked(p, pos, off);
+}
+
 enum ahead {
 	AHEAD_KEEP,    /* the claim's own word, or cannot tell */
 	AHEAD_OLD,     /* surely older bytes */
@@ -353,7 +359,7 @@ static bool left_older(const struct part *p, uint64_t off, uint64_t pos, uint64_
 	default:
 		return false;
 	}
-	return snap.hi - off <= p->icap && !part_offset_marked(p, pos, off);
+	return part_offset_unmarked(p, pos, off, snap.hi);
 }
 
 /* part_unblock() with the guard held at pos: the claim word is loaded

@@ -46,6 +46,12 @@ int part_unblock(struct part *p, uint64_t off, uint64_t pos, unsigned flags, uin
  * sit at lower positions, so no older value of the slot is either). */
 bool part_offset_marked(const struct part *p, uint64_t pos, uint64_t off);
 
+/* Surely not marked yet: part_offset_marked() says no, and no later offset
+ * can have reused the slot (`off` is within the index's capacity of the
+ * end offset `next`).  A word for `off` at `pos` that is not CLAIMED is
+ * then older bytes (format.md §6 step 2, §7). */
+bool part_offset_unmarked(const struct part *p, uint64_t pos, uint64_t off, uint64_t next);
+
 /* The process that claimed the CLAIMED frame of `off` at `pos`, else 0. */
 pid_t part_claimant(const struct part *p, uint64_t off, uint64_t pos);
 

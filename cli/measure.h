@@ -23,6 +23,8 @@
 #include <x86intrin.h>
 #endif
 
+#include "../util/clock.h" /* mono_ns() */
+
 #define NS 1000000000LL
 
 /* ------------------------------------------------------------------ */
@@ -41,14 +43,6 @@ extern struct measure_clock measure_clock;
  * nonstop_tsc), calibrated by sleeping calibrate_ns; then measure the
  * cost of one read of each clock (200 000 reads). */
 void measure_clock_init(bool allow_tsc, int64_t calibrate_ns);
-
-static inline int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
-}
 
 static inline uint64_t measure_ticks(void)
 {

@@ -170,6 +170,38 @@ static int run_trips(void *arg, double *out)
 /* ------------------------------------------------------------------ */
 /* A minimal SPSC ring                                                 */
 
+/* What both rings' sides do between messages: wait for room or for a
+ * message, and publish their position after every `every` messages. */
+static inline int wait_room(uint64_t head, uint64_t *tail, uint64_t slots, const char *ring_name,
+			    unsigned *spins)
+{
+	while (head - *tail >= slots) {
+		*tail = __atomic_load_n(&sh->tail, __ATOMIC_ACQUIRE); /* pairs with the consumer's release */
+		if (head - *tail >= slots && !workers_spin(spins))
+			return workers_fail("%s producer stalled at %llu", ring_name,
+					    (unsigned long long)head);
+	}
+	return 0;
+}
+
+static inline int wait_message(uint64_t tail, uint64_t *head, const char *ring_name,
+			       unsigned *spins)
+{
+	while (tail == *head) {
+		*head = __atomic_load_n(&sh->head, __ATOMIC_ACQUIRE); /* pairs with the producer's release */
+		if (tail == *head && !workers_spin(spins))
+			return workers_fail("%s consumer stalled at %llu", ring_name,
+					    (unsigned long long)tail);
+	}
+	return 0;
+}
+
+static inline void publish(uint64_t *word, uint64_t at, uint64_t every, uint64_t n)
+{
+	if (at % every == 0 || at == n)
+		__atomic_store_n(word, at, __ATOMIC_RELEASE); /* pairs with the other side's acquire */
+}
+
 /* Publish after every `every` messages; arg carries `every`. */
 static int spsc_producer(uint64_t every)
 {
@@ -180,17 +212,11 @@ static int spsc_producer(uint64_t every)
 	memset(msg.payload, 0x5a, sizeof msg.payload);
 	__atomic_store_n(&sh->t_start, mono_ns(), __ATOMIC_RELEASE);
 	while (head < n) {
-		while (head - tail >= SPSC_SLOTS) {
-			tail = __atomic_load_n(&sh->tail, __ATOMIC_ACQUIRE); /* pairs with the consumer's release */
-			if (head - tail >= SPSC_SLOTS && !workers_spin(&spins))
-				return workers_fail("spsc producer stalled at %llu",
-						    (unsigned long long)head);
-		}
+		if (wait_room(head, &tail, SPSC_SLOTS, "spsc", &spins))
+			return -1;
 		msg.seq = head;
 		memcpy(&ring[head % SPSC_SLOTS], &msg, sizeof msg);
-		head++;
-		if (head % every == 0 || head == n)
-			__atomic_store_n(&sh->head, head, __ATOMIC_RELEASE); /* pairs with the consumer's acquire */
+		publish(&sh->head, ++head, every, n);
 	}
 	return 0;
 }
@@ -202,20 +228,14 @@ static int spsc_consumer(uint64_t every)
 	struct slot msg;
 
 	while (tail < n) {
-		while (tail == head) {
-			head = __atomic_load_n(&sh->head, __ATOMIC_ACQUIRE);
-			if (tail == head && !workers_spin(&spins))
-				return workers_fail("spsc consumer stalled at %llu",
-						    (unsigned long long)tail);
-		}
+		if (wait_message(tail, &head, "spsc", &spins))
+			return -1;
 		memcpy(&msg, &ring[tail % SPSC_SLOTS], sizeof msg);
 		if (msg.seq != tail)
 			return workers_fail("spsc: slot %llu holds %llu", (unsigned long long)tail,
 					    (unsigned long long)msg.seq);
 		sum += msg.payload[0];
-		tail++;
-		if (tail % every == 0 || tail == n)
-			__atomic_store_n(&sh->tail, tail, __ATOMIC_RELEASE);
+		publish(&sh->tail, ++tail, every, n);
 	}
 	__atomic_store_n(&sh->t_end, mono_ns(), __ATOMIC_RELEASE);
 	return sum == n * 0x5a ? 0 : workers_fail("spsc: payload damaged");
@@ -239,12 +259,8 @@ static int frame_producer(uint64_t every)
 	memset(value, 0x5a, sizeof value);
 	__atomic_store_n(&sh->t_start, mono_ns(), __ATOMIC_RELEASE);
 	while (head < n) {
-		while (head - tail >= FRAME_SLOTS) {
-			tail = __atomic_load_n(&sh->tail, __ATOMIC_ACQUIRE); /* pairs with the consumer's release */
-			if (head - tail >= FRAME_SLOTS && !workers_spin(&spins))
-				return workers_fail("spsc.frame producer stalled at %llu",
-						    (unsigned long long)head);
-		}
+		if (wait_room(head, &tail, FRAME_SLOTS, "spsc.frame", &spins))
+			return -1;
 		struct fslot *f = &fring[head % FRAME_SLOTS];
 
 		f->commit = head + 1;
@@ -256,9 +272,7 @@ static int frame_producer(uint64_t every)
 		f->pid = pid;
 		memcpy(f->value, value, sizeof value);
 		f->crc = fslot_crc(f);
-		head++;
-		if (head % every == 0 || head == n)
-			__atomic_store_n(&sh->head, head, __ATOMIC_RELEASE); /* pairs with the consumer's acquire */
+		publish(&sh->head, ++head, every, n);
 	}
 	return 0;
 }
@@ -269,12 +283,8 @@ static int frame_consumer(uint64_t every)
 	unsigned spins = 0;
 
 	while (tail < n) {
-		while (tail == head) {
-			head = __atomic_load_n(&sh->head, __ATOMIC_ACQUIRE);
-			if (tail == head && !workers_spin(&spins))
-				return workers_fail("spsc.frame consumer stalled at %llu",
-						    (unsigned long long)tail);
-		}
+		if (wait_message(tail, &head, "spsc.frame", &spins))
+			return -1;
 		const struct fslot *f = &fring[tail % FRAME_SLOTS];
 
 		if (f->offset != tail || f->value_len != sizeof f->value || f->crc != fslot_crc(f))
@@ -282,9 +292,7 @@ static int frame_consumer(uint64_t every)
 					    (unsigned long long)tail, (unsigned long long)f->offset,
 					    f->crc);
 		sum += f->value[0];
-		tail++;
-		if (tail % every == 0 || tail == n)
-			__atomic_store_n(&sh->tail, tail, __ATOMIC_RELEASE);
+		publish(&sh->tail, ++tail, every, n);
 	}
 	__atomic_store_n(&sh->t_end, mono_ns(), __ATOMIC_RELEASE);
 	return sum == n * 0x5a ? 0 : workers_fail("spsc.frame: value damaged");

@@ -34,7 +34,7 @@
  */
 #include "common.h"
 #include "../cli/bare.h"
-#include "../util/crc32c.h"
+#include "../shm/frame.h"
 
 #include <errno.h>
 #include <math.h>
@@ -64,20 +64,15 @@ struct slot {
 	uint8_t payload[LINE - 8];
 };
 
-/* What shmbus stores for a 64-byte record with no key and no headers: a
- * 48-byte header (shm/format.h's frame_hdr, written out here so that the
- * limits do not depend on the library) and the value, 112 bytes. */
+/* What shmbus stores for a 64-byte record with no key and no headers: its
+ * frame header (shm/format.h) and the value, 112 bytes.  The header's
+ * commit word is stored as shmbus stores it, but the ring's head, not that
+ * word, publishes. */
 struct fslot {
-	uint64_t commit;          /* stored as shmbus stores its commit word; the
-				   * ring's head, not this word, publishes */
-	uint64_t offset;
-	int64_t timestamp_ns;
-	uint32_t key_len, value_len, headers_len;
-	uint16_t header_count, flags;
-	uint32_t pid, crc;
+	struct frame_hdr h;
 	uint8_t value[64];
 };
-_Static_assert(sizeof(struct fslot) == 112, "a 64-byte record's frame is 112 bytes");
+_Static_assert(sizeof(struct fslot) == FRAME_HDR_SIZE + 64, "a 64-byte record's frame");
 #define FRAME_SLOTS ((4u * MiB) / sizeof(struct fslot))
 
 static struct lshared *sh;
@@ -243,15 +238,6 @@ static int spsc_consumer(uint64_t every)
 	return sum == n * 0x5a ? 0 : workers_fail("spsc: payload damaged");
 }
 
-/* The CRC of a frame as shmbus's producers compute it: the header from
- * `offset` to `crc`, then the value.  Its consumers check it only with
- * opts.check_crc (docs/design-notes.md), so this consumer does not. */
-static uint32_t fslot_crc(const struct fslot *f)
-{
-	return crc32c2(&f->offset, offsetof(struct fslot, crc) - offsetof(struct fslot, offset),
-		       f->value, sizeof f->value);
-}
-
 static int frame_producer(uint64_t every)
 {
 	uint64_t head = 0, tail = 0, n = spsc_count;
@@ -266,15 +252,17 @@ static int frame_producer(uint64_t every)
 			return -1;
 		struct fslot *f = &fring[head % FRAME_SLOTS];
 
-		f->commit = head + 1;
-		f->offset = head;
-		f->timestamp_ns = fast_real_ns();
-		f->key_len = f->headers_len = 0;
-		f->value_len = sizeof value;
-		f->header_count = f->flags = 0;
-		f->pid = pid;
+		f->h.commit = head + 1;
+		f->h.offset = head;
+		f->h.timestamp_ns = fast_real_ns();
+		f->h.key_len = f->h.headers_len = 0;
+		f->h.value_len = sizeof value;
+		f->h.header_count = f->h.flags = 0;
+		f->h.pid = pid;
 		memcpy(f->value, value, sizeof value);
-		f->crc = fslot_crc(f);
+		/* shmbus's consumers check it only with opts.check_crc
+		 * (docs/design-notes.md), so this consumer does not */
+		f->h.crc = frame_crc(&f->h, sizeof f->value);
 		publish(&sh->head, ++head, every, n);
 	}
 	return 0;
@@ -290,10 +278,10 @@ static int frame_consumer(uint64_t every)
 			return -1;
 		const struct fslot *f = &fring[tail % FRAME_SLOTS];
 
-		if (f->offset != tail || f->value_len != sizeof f->value)
+		if (f->h.offset != tail || f->h.value_len != sizeof f->value)
 			return workers_fail("spsc.frame: slot %llu holds offset %llu, length %u",
-					    (unsigned long long)tail, (unsigned long long)f->offset,
-					    f->value_len);
+					    (unsigned long long)tail, (unsigned long long)f->h.offset,
+					    f->h.value_len);
 		sum += f->value[0];
 		publish(&sh->tail, ++tail, every, n);
 	}

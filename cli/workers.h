@@ -23,6 +23,7 @@
 #define SHMBUS_CLI_WORKERS_H
 
 #include "measure.h"
+#include "../util/atomics.h" /* cpu_relax() */
 
 #include <sched.h>
 #include <stdarg.h>
@@ -79,13 +80,6 @@ int workers_rendezvous(uint32_t *ready, uint32_t n);
 
 /* Pin the calling thread (and its future threads) to cpu: 0 or -errno. */
 int workers_pin(int cpu);
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-	_mm_pause();
-#endif
-}
 
 /* Past the run's deadline? */
 static inline bool workers_late(void)
